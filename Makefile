@@ -1,0 +1,48 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Both create .venv when it is
+# missing and install into it; a second run with the venv in place starts in seconds.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+CORE := $(VENV)/.frl-core
+DEV := $(VENV)/.frl-dev
+# One intra-op thread per process (small networks on 2 cores); a persistent compile cache.
+export OMP_NUM_THREADS ?= 1
+export TORCHINDUCTOR_CACHE_DIR ?= $(CURDIR)/.cache/inductor
+export TORCHINDUCTOR_VEC_ISA_OK ?= 1
+
+.PHONY: demo test lint format bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, from the pin in constraints.txt (a bare `torch` would pull a CUDA build).
+$(CORE): pyproject.toml constraints.txt | $(PY)
+	$(PIP) torch
+	$(PIP) -e .
+	touch $@
+
+$(DEV): $(CORE)
+	$(PIP) -e ".[dev,jax]"
+	touch $@
+
+demo: $(CORE)
+	$(PY) examples/ensemble_regression.py
+
+lint: $(DEV)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(DEV)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# FRL_REQUIRE_JAX turns a missing JAX into a failure, so parity tests never skip silently.
+test: lint
+	FRL_REQUIRE_JAX=1 $(PY) -m pytest
+
+bench: $(DEV)
+	$(PY) benchmarks/bench_optim.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

@@ -1,0 +1,311 @@
+"""frl.random: threefry known answers, JAX golden values, properties, errors and the four variants.
+
+The golden values in ``golden/random_jax.json`` were produced by JAX 0.10.2 (see
+``golden/make_random_golden.py``), so bit-compatibility is checked even without JAX installed;
+``parity/test_random_jax.py`` checks against a live JAX on fresh inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import frl.random as fr
+from tests.variants import Case, check, variant_params
+
+GOLDEN = json.loads((Path(__file__).parent / "golden" / "random_jax.json").read_text())
+CASES = GOLDEN["cases"]
+SEED_IDS = [str(c["seed"]) for c in CASES]
+
+
+def t(values, dtype=torch.int64):
+    return torch.tensor(values, dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------
+# Threefry known answers (Random123's test vectors)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key,counter,expected",
+    [
+        ((0, 0), (0, 0), (0x6B200159, 0x99BA4EFE)),
+        ((0xFFFFFFFF, 0xFFFFFFFF), (0xFFFFFFFF, 0xFFFFFFFF), (0x1CB996FC, 0xBB002BE7)),
+        ((0x13198A2E, 0x03707344), (0x243F6A88, 0x85A308D3), (0xC4923A9C, 0x483DF7A0)),
+    ],
+)
+def test_threefry_known_answers(key, counter, expected):
+    x0, x1 = fr.threefry2x32(t(key[0]), t(key[1]), t(counter[0]), t(counter[1]))
+    assert (int(x0), int(x1)) == expected
+
+
+# --------------------------------------------------------------------------------------
+# Golden values from JAX
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES, ids=SEED_IDS)
+def test_keys_split_fold_in_bits_match_jax(case):
+    k = fr.key(case["seed"])
+    assert k.tolist() == case["key"]
+    assert fr.key(case["seed"], x64=True).tolist() == case["key_x64"]
+    assert fr.split(k).tolist() == case["split2"]
+    assert fr.split(k, (2, 3)).tolist() == case["split_2x3"]
+    assert fr.fold_in(k, 7).tolist() == case["fold_in_7"]
+    assert fr.fold_in(k, 2**32 - 1).tolist() == case["fold_in_big"]
+    assert fr.bits(k, (3, 5)).tolist() == case["bits32_3x5"]
+    assert fr.bits(k, (7,), 16).tolist() == case["bits16_7"]
+    assert fr.bits(k, (7,), 8).tolist() == case["bits8_7"]
+    k64 = fr.key(case["seed"], x64=True)
+    assert fr.bits(k64, (5,), 64).tolist() == case["bits64_5"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=SEED_IDS)
+def test_uniform_matches_jax_bit_for_bit(case):
+    k = fr.key(case["seed"])
+    torch.testing.assert_close(fr.uniform(k, (11,)), t(case["uniform_f32_11"], torch.float32), rtol=0, atol=0)
+    ranged = fr.uniform(k, (11,), torch.float32, -3.0, 5.5)
+    torch.testing.assert_close(ranged, t(case["uniform_f32_range"], torch.float32), rtol=0, atol=0)
+    half = fr.uniform(k, (11,), torch.float16, -3.0, 5.5)
+    torch.testing.assert_close(half, t(case["uniform_f16_range"], torch.float16), rtol=0, atol=0)
+    bf16 = fr.uniform(k, (11,), torch.bfloat16, 0.1, 0.3)
+    torch.testing.assert_close(bf16, t(case["uniform_bf16_range"], torch.bfloat16), rtol=0, atol=0)
+    k64 = fr.key(case["seed"], x64=True)
+    torch.testing.assert_close(
+        fr.uniform(k64, (5,), torch.float64), t(case["uniform_f64_5"], torch.float64), rtol=0, atol=0
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=SEED_IDS)
+def test_float_samplers_match_jax(case):
+    k = fr.key(case["seed"])
+    close = dict(rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(fr.normal(k, (2, 8)), t(case["normal_f32_2x8"], torch.float32), **close)
+    torch.testing.assert_close(fr.gumbel(k, (9,)), t(case["gumbel_f32_9"], torch.float32), **close)
+    tn = fr.truncated_normal(k, -1.5, 2.0, (9,))
+    torch.testing.assert_close(tn, t(case["truncated_normal_9"], torch.float32), **close)
+
+
+@pytest.mark.parametrize("case", CASES, ids=SEED_IDS)
+def test_discrete_samplers_match_jax(case):
+    k = fr.key(case["seed"])
+    logits = t(case["logits_4x6"], torch.float32)
+    probs = t(case["probs_5"], torch.float32)
+    assert fr.categorical(k, logits).tolist() == case["categorical"]
+    assert fr.categorical(k, logits, axis=0).tolist() == case["categorical_axis0"]
+    assert fr.categorical(k, logits, shape=(3, 4)).tolist() == case["categorical_3x4"]
+    assert fr.bernoulli(k, probs).long().tolist() == case["bernoulli_p"]
+    assert fr.bernoulli(k, 0.3, (8,)).long().tolist() == case["bernoulli_03_8"]
+    assert fr.randint(k, (9,), 0, 10).tolist() == case["randint_0_10"]
+    assert fr.randint(k, (9,), -(2**31), 2**31 - 1).tolist() == case["randint_wide"]
+    assert fr.randint(k, (9,), -1000, 10**9 + 7).tolist() == case["randint_big_span"]
+    assert fr.permutation(k, 10).tolist() == case["permutation_10"]
+    grid = torch.arange(12).reshape(3, 4)
+    assert fr.permutation(k, grid, axis=1).tolist() == case["permutation_2d_axis1"]
+    assert fr.permutation(k, grid, axis=1, independent=True).tolist() == case["permutation_independent"]
+    assert fr.choice(k, 6, (4,)).tolist() == case["choice_6_4"]
+    assert fr.choice(k, 6, (4,), replace=False).tolist() == case["choice_6_4_noreplace"]
+    assert fr.choice(k, 5, (6,), p=probs).tolist() == case["choice_p"]
+    assert fr.choice(k, 5, (3,), replace=False, p=probs).tolist() == case["choice_p_noreplace"]
+    if "permutation_1700" in case:  # two shuffle rounds
+        assert fr.permutation(k, 1700).tolist() == case["permutation_1700"]
+
+
+# --------------------------------------------------------------------------------------
+# Properties
+# --------------------------------------------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), data=st.integers(0, 40))
+def test_fold_in_is_a_split_index(seed, data):
+    k = fr.key(seed)
+    assert torch.equal(fr.fold_in(k, data), fr.split(k, 41)[data])
+    assert torch.equal(fr.fold_in(k, torch.tensor(data)), fr.fold_in(k, data))
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(-(2**63), 2**63 - 1))
+def test_key_from_int_and_tensor_agree(seed):
+    assert torch.equal(fr.key(torch.tensor(seed)), fr.key(seed))
+    assert torch.equal(fr.key(torch.tensor(seed), x64=True), fr.key(seed, x64=True))
+    assert fr.key(seed).tolist() == [0, seed % 2**32]
+
+
+def test_seed_in_a_vmapped_batch_equals_seed_alone():
+    seeds = torch.arange(16) * 7919
+
+    def draw(seed):
+        k = fr.key(seed)
+        k_a, k_b = fr.split(k)
+        return fr.normal(k_a, (5,)), fr.categorical(k_b, torch.zeros(3, 4)), fr.split(k, 3)
+
+    batched = torch.func.vmap(draw)(seeds)
+    for i, seed in enumerate(seeds):
+        alone = draw(seed)
+        for b, a in zip(batched, alone):
+            assert torch.equal(b[i], a)
+
+
+def test_split_keys_are_distinct_and_unpack():
+    keys = fr.split(fr.key(0), 1000)
+    assert keys.shape == (1000, 2)
+    assert len({tuple(k) for k in keys.tolist()}) == 1000
+    a, b = fr.split(fr.key(0))
+    assert a.shape == (2,) and not torch.equal(a, b)
+
+
+def test_sample_statistics():
+    k = fr.key(3)
+    n = 200_000
+    u = fr.uniform(k, (n,))
+    assert float(u.min()) >= 0.0 and float(u.max()) < 1.0
+    assert abs(float(u.mean()) - 0.5) < 4 * math.sqrt(1 / 12 / n)
+    z = fr.normal(k, (n,))
+    assert abs(float(z.mean())) < 4 / math.sqrt(n)
+    assert abs(float(z.std()) - 1.0) < 0.01
+    g = fr.gumbel(k, (n,))
+    assert abs(float(g.mean()) - 0.5772156649) < 0.01  # Euler-Mascheroni
+    logits = torch.log(torch.tensor([0.1, 0.2, 0.3, 0.4]))
+    counts = torch.bincount(fr.categorical(k, logits, shape=(n,)), minlength=4).double() / n
+    torch.testing.assert_close(
+        counts, torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64), atol=5e-3, rtol=0
+    )
+    r = fr.randint(k, (n,), -3, 4)
+    assert int(r.min()) == -3 and int(r.max()) == 3
+    assert abs(float(fr.bernoulli(k, 0.25, (n,)).double().mean()) - 0.25) < 0.005
+    tn = fr.truncated_normal(k, -1.0, 0.5, (n,))
+    assert float(tn.min()) > -1.0 and float(tn.max()) < 0.5
+    assert sorted(fr.permutation(k, 100).tolist()) == list(range(100))
+
+
+def test_uniform_respects_tensor_bounds_and_dtype():
+    k = fr.key(1)
+    lo = torch.tensor([[-1.0], [10.0]])
+    hi = torch.tensor([[1.0], [20.0]])
+    x = fr.uniform(k, (2, 500), torch.float32, lo, hi)
+    assert x.dtype == torch.float32 and x.shape == (2, 500)
+    assert bool((x[0] >= -1).all() and (x[0] < 1).all() and (x[1] >= 10).all() and (x[1] <= 20).all())
+    assert fr.uniform(k, (3,), torch.float64).dtype == torch.float64
+
+
+def test_empty_shapes():
+    k = fr.key(0)
+    assert fr.bits(k, (0,)).shape == (0,)
+    assert fr.uniform(k, (3, 0, 2)).shape == (3, 0, 2)
+    assert fr.split(k, 0).shape == (0, 2)
+    assert fr.permutation(k, 1).tolist() == [0]
+
+
+# --------------------------------------------------------------------------------------
+# Errors name the field and what was expected
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        (lambda: fr.uniform(torch.zeros(3, dtype=torch.int64)), ValueError, "shape \\[2\\]"),
+        (lambda: fr.uniform(torch.zeros(2, 2, dtype=torch.int64)), ValueError, "vmap"),
+        (lambda: fr.uniform(torch.zeros(2)), ValueError, "int64"),
+        (lambda: fr.uniform([0, 1]), TypeError, "`key`"),
+        (lambda: fr.key(2**63), ValueError, "`seed`"),
+        (lambda: fr.key(1.5), TypeError, "`seed`"),
+        (lambda: fr.fold_in(fr.key(0), -1), ValueError, "`data`"),
+        (lambda: fr.fold_in(fr.key(0), torch.tensor([1, 2])), ValueError, "`data`"),
+        (lambda: fr.bits(fr.key(0), (2,), 31), ValueError, "`width`"),
+        (lambda: fr.uniform(fr.key(0), (2,), torch.int32), TypeError, "`dtype`"),
+        (lambda: fr.uniform(fr.key(0), (2,), torch.float32, torch.zeros(3), 1.0), ValueError, "`minval`"),
+        (lambda: fr.randint(fr.key(0), (2,), 0, 2**31), ValueError, "`maxval`"),
+        (lambda: fr.randint(fr.key(0), (2,), 0.5, 3), TypeError, "`minval`"),
+        (lambda: fr.categorical(fr.key(0), torch.zeros(3, 4), shape=(5,)), ValueError, "`shape`"),
+        (lambda: fr.categorical(fr.key(0), torch.zeros(3, dtype=torch.int64)), TypeError, "`logits`"),
+        (lambda: fr.bernoulli(fr.key(0), torch.tensor([1, 0])), TypeError, "`p`"),
+        (lambda: fr.permutation(fr.key(0), -3), ValueError, "`x`"),
+        (lambda: fr.choice(fr.key(0), 3, (5,), replace=False), ValueError, "without replacement"),
+        (lambda: fr.choice(fr.key(0), 3, (2,), p=torch.ones(4)), ValueError, "`p`"),
+        (lambda: fr.split(fr.key(0), (-1,)), ValueError, "`num`"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+# --------------------------------------------------------------------------------------
+# Four variants: eager == vmap == compile (== grad where differentiable)
+# --------------------------------------------------------------------------------------
+
+
+def _key(i: int) -> torch.Tensor:
+    return fr.key(1000 + i)
+
+
+def _bits_all(k):
+    return fr.bits(k, (2, 3)), fr.bits(k, (3,), 16), fr.bits(k, (3,), 64)
+
+
+def _uniforms(k, lo, hi):
+    return fr.uniform(k, (4,)), fr.uniform(k, (4,), torch.float32, lo, hi), fr.uniform(k, (2,), torch.float64)
+
+
+def _uniforms16(k):
+    return fr.uniform(k, (6,), torch.float16, -3.0, 5.5), fr.uniform(k, (6,), torch.bfloat16, 0.1, 0.3)
+
+
+def _normals(k):
+    return fr.normal(k, (5,)), fr.normal(k, (3,), torch.float64)
+
+
+def _discrete(k, probs):
+    return (
+        fr.bernoulli(k, probs),
+        fr.randint(k, (4,), -5, 9),
+        fr.permutation(k, 7),
+        fr.permutation(k, torch.arange(6).reshape(2, 3), axis=1),
+        fr.choice(k, 5, (3,)),
+        fr.choice(k, 5, (3,), replace=False),
+        fr.choice(k, 5, (4,), p=probs),
+    )
+
+
+VARIANT_CASES = [
+    Case("key", fr.key, lambda i: (torch.tensor(i * 31 - 7),)),
+    Case("key_x64", lambda s: fr.key(s, x64=True), lambda i: (torch.tensor(2**40 + i),)),
+    Case("split", lambda k: fr.split(k, (2, 3)), lambda i: (_key(i),)),
+    Case("fold_in", fr.fold_in, lambda i: (_key(i), torch.tensor(3 * i))),
+    Case("bits", _bits_all, lambda i: (_key(i),)),
+    Case(
+        "uniform",
+        _uniforms,
+        lambda i: (_key(i), torch.tensor(-1.0 - i), torch.tensor(2.0 + i)),
+        grad_argnums=(1, 2),
+    ),
+    Case("uniform_16bit", _uniforms16, lambda i: (_key(i),)),
+    Case("normal", _normals, lambda i: (_key(i),), compile_rtol=1e-5, compile_atol=1e-6),
+    Case(
+        "truncated_normal",
+        lambda k, lo, hi: fr.truncated_normal(k, lo, hi, (4,)),
+        lambda i: (_key(i), torch.tensor(-1.0 - 0.1 * i), torch.tensor(1.5)),
+        grad_argnums=(1,),
+    ),
+    Case("gumbel", lambda k: fr.gumbel(k, (4,)), lambda i: (_key(i),)),
+    Case(
+        "categorical",
+        lambda k, logits: (fr.categorical(k, logits), fr.categorical(k, logits, shape=(2, 3))),
+        lambda i: (_key(i), torch.linspace(-1, 1, 12).reshape(3, 4) * (i + 1)),
+    ),
+    Case("discrete", _discrete, lambda i: (_key(i), torch.tensor([0.1, 0.5, 0.2, 0.9, 0.3]) + 0.01 * i)),
+]
+
+
+@pytest.mark.parametrize("case,variant", variant_params(VARIANT_CASES))
+def test_variants(case, variant):
+    check(case, variant)
