@@ -6,9 +6,9 @@ seed, 256 seeds or an ensemble alike. Randomness comes from explicit ``frl.rando
 bit-compatible with ``jax.random``.
 """
 
-from frl import random
+from frl import nn, optim, random, tree
 from frl._compile import compile
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "compile", "random"]
+__all__ = ["__version__", "compile", "nn", "optim", "random", "tree"]

@@ -1,0 +1,42 @@
+"""Pure networks: ``params = net.init(key)`` (a TensorDict) and ``net.apply(params, x)``.
+
+Layers and heads are frozen dataclasses of static configuration; parameters live only in the
+params TensorDict, so a network is a plain function that ``torch.func.grad``, ``vmap`` and
+``torch.compile`` transform directly. Ensembles stack members' params on a leading dim.
+"""
+
+from frl.nn import initializers
+from frl.nn.ensemble import Ensemble, ensemble_apply, ensemble_init, stack
+from frl.nn.heads import (
+    CategoricalPolicy,
+    ContinuousQNetwork,
+    GaussianPolicy,
+    QNetwork,
+    TanhGaussianPolicy,
+    ValueNetwork,
+)
+from frl.nn.layers import ACTIVATIONS, Network, get_activation, linear, linear_init
+from frl.nn.mlp import MLP
+from frl.nn.module import FunctionalModule, from_module
+
+__all__ = [
+    "ACTIVATIONS",
+    "MLP",
+    "CategoricalPolicy",
+    "ContinuousQNetwork",
+    "Ensemble",
+    "FunctionalModule",
+    "GaussianPolicy",
+    "Network",
+    "QNetwork",
+    "TanhGaussianPolicy",
+    "ValueNetwork",
+    "ensemble_apply",
+    "ensemble_init",
+    "from_module",
+    "get_activation",
+    "initializers",
+    "linear",
+    "linear_init",
+    "stack",
+]

@@ -1,0 +1,64 @@
+"""An adapter from a user's ``torch.nn.Module`` to a pure ``(params, apply)`` pair."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from frl import random
+from frl.tree import to_flat_dict
+
+__all__ = ["FunctionalModule", "from_module"]
+
+
+@dataclass(frozen=True, eq=False)
+class FunctionalModule:
+    """A ``torch.nn.Module`` used as a pure function of a params TensorDict.
+
+    ``params`` holds the module's parameters and buffers (nested by submodule, as
+    ``TensorDict.from_module``); ``apply(params, *args)`` runs the module's ``forward`` with
+    them through ``torch.func.functional_call``, whose keys are flattened to a plain
+    ``{"layer.weight": tensor}`` dict (it rejects TensorDicts). The module's own tensors are
+    never read or written by ``apply``, so it works under ``torch.func.grad``, ``vmap`` and
+    ``torch.compile``.
+    """
+
+    module: nn.Module
+
+    def params(self) -> TensorDict:
+        """The module's current parameters and buffers, detached copies."""
+        td = TensorDict.from_module(self.module, as_module=False)
+        return td.detach().clone()
+
+    def init(self, key: Tensor) -> TensorDict:
+        """Fresh params from the module's own ``reset_parameters``, seeded from ``key``.
+
+        Deterministic in ``key``, but it draws from torch's generator (in a forked RNG
+        scope), so it is not vmappable: for an ensemble, stack ``init`` over ``split`` keys.
+        """
+        seed = int(random.bits(key, (), 64)) % 2**63
+        clone = copy.deepcopy(self.module)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for m in clone.modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+        return FunctionalModule(clone).params()
+
+    def apply(self, params: TensorDictBase, *args: Any, **kwargs: Any) -> Any:
+        """``module(*args, **kwargs)`` with ``params`` in place of the module's tensors."""
+        return functional_call(self.module, to_flat_dict(params), args, kwargs)
+
+
+def from_module(module: nn.Module) -> tuple[TensorDict, FunctionalModule]:
+    """``(params, net)`` for a module: ``net.apply(params, x)`` equals ``module(x)``."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"from_module: expected a torch.nn.Module, got {type(module)!r}")
+    net = FunctionalModule(module)
+    return net.params(), net

@@ -1,0 +1,230 @@
+"""Gradient transformations: the building blocks that :mod:`frl.optim.alias` chains.
+
+Each function returns a :class:`~frl.optim.base.GradientTransformation` whose state keeps its
+scalars under ``hyperparams`` (0-d tensors) and, where it counts steps, a 0-d int64 ``count``.
+All math is leafwise ``TensorDict.apply`` with out-of-place ops, so updates work eagerly, under
+``torch.func.vmap`` and under ``torch.compile``.
+"""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import Tensor
+
+from frl.optim.base import (
+    HYPERPARAMS,
+    GradientTransformation,
+    cast_like,
+    hyperparams_like,
+    scalar,
+    zero_count,
+)
+from frl.optim.schedules import Schedule
+from frl.tree import global_norm, zeros_like
+
+__all__ = [
+    "add_decayed_weights",
+    "clip_by_global_norm",
+    "scale",
+    "scale_by_adam",
+    "scale_by_learning_rate",
+    "scale_by_rms",
+    "scale_by_schedule",
+    "trace",
+]
+
+
+def _state(params: TensorDictBase, hyper: dict[str, float | Tensor], **entries: TensorDictBase | Tensor):
+    return TensorDict({**entries, HYPERPARAMS: hyperparams_like(params, **hyper)}, batch_size=[])
+
+
+def scale(step_size: float | Tensor) -> GradientTransformation:
+    """``u = step_size * g``."""
+    step_size = scalar(step_size, "step_size", "scale")
+
+    def init(params: TensorDictBase) -> TensorDict:
+        return _state(params, {"step_size": step_size})
+
+    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
+        s = cast_like(state[HYPERPARAMS, "step_size"])
+        return grads.apply(lambda g: s(g) * g), state
+
+    return GradientTransformation(init, update, "scale")
+
+
+def scale_by_schedule(schedule: Schedule, *, flip_sign: bool = False) -> GradientTransformation:
+    """``u = schedule(count) * g`` (negated with ``flip_sign``), ``count`` starting at 0.
+
+    The schedule's constants are hyper-parameters in the state.
+    """
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"scale_by_schedule: `schedule` must be a frl.optim.Schedule, got {type(schedule)!r}")
+    sign = -1.0 if flip_sign else 1.0
+
+    def init(params: TensorDictBase) -> TensorDict:
+        return _state(params, dict(schedule.constants), count=zero_count(params))
+
+    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
+        value = cast_like(sign * schedule.fn(state["count"], state[HYPERPARAMS]))
+        new_state = TensorDict({"count": state["count"] + 1, HYPERPARAMS: state[HYPERPARAMS]}, batch_size=[])
+        return grads.apply(lambda g: value(g) * g), new_state
+
+    return GradientTransformation(init, update, "scale_by_schedule")
+
+
+def scale_by_learning_rate(learning_rate: float | Tensor | Schedule) -> GradientTransformation:
+    """``u = -learning_rate * g`` (descent); a :class:`Schedule` is evaluated at each step.
+
+    A constant learning rate is the hyper-parameter ``learning_rate``.
+    """
+    if isinstance(learning_rate, Schedule):
+        tx = scale_by_schedule(learning_rate, flip_sign=True)
+        return GradientTransformation(tx.init, tx.update, "scale_by_learning_rate")
+    lr = scalar(learning_rate, "learning_rate", "scale_by_learning_rate", minimum=0.0)
+
+    def init(params: TensorDictBase) -> TensorDict:
+        return _state(params, {"learning_rate": lr})
+
+    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
+        neg_lr = cast_like(-state[HYPERPARAMS, "learning_rate"])
+        return grads.apply(lambda g: neg_lr(g) * g), state
+
+    return GradientTransformation(init, update, "scale_by_learning_rate")
+
+
+def scale_by_adam(
+    b1: float | Tensor = 0.9,
+    b2: float | Tensor = 0.999,
+    eps: float | Tensor = 1e-8,
+    eps_root: float | Tensor = 0.0,
+) -> GradientTransformation:
+    """Adam's rescaling (Kingma & Ba 2015, https://arxiv.org/abs/1412.6980).
+
+    ``m_t = b1 m_{t-1} + (1 - b1) g``; ``v_t = b2 v_{t-1} + (1 - b2) g^2``;
+    ``u = m_t / (1 - b1^t) / (sqrt(v_t / (1 - b2^t) + eps_root) + eps)``.
+    Scalars and bias corrections are float64 (as torch.optim's Python floats), cast to each
+    leaf's dtype at use.
+    """
+    b1 = scalar(b1, "b1", "scale_by_adam", minimum=0.0)
+    b2 = scalar(b2, "b2", "scale_by_adam", minimum=0.0)
+    eps = scalar(eps, "eps", "scale_by_adam", minimum=0.0)
+    eps_root = scalar(eps_root, "eps_root", "scale_by_adam", minimum=0.0)
+
+    def init(params: TensorDictBase) -> TensorDict:
+        hyper = {"b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
+        return _state(params, hyper, count=zero_count(params), mu=zeros_like(params), nu=zeros_like(params))
+
+    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
+        h = state[HYPERPARAMS]
+        count = state["count"] + 1
+        # m + (1 - b1) (g - m) == b1 m + (1 - b1) g, as torch.optim's lerp_; likewise for v.
+        w1, w2 = cast_like(1.0 - h["b1"]), cast_like(1.0 - h["b2"])
+        mu = state["mu"].apply(lambda m, g: torch.lerp(m, g, w1(g)), grads)
+        nu = state["nu"].apply(lambda v, g: torch.lerp(v, g * g, w2(g)), grads)
+        bc1, bc2 = cast_like(1.0 - h["b1"] ** count), cast_like(1.0 - h["b2"] ** count)
+        eps, eps_root = cast_like(h["eps"]), cast_like(h["eps_root"])
+
+        def direction(m: Tensor, v: Tensor) -> Tensor:
+            return (m / bc1(m)) / (torch.sqrt(v / bc2(v) + eps_root(v)) + eps(v))
+
+        updates = mu.apply(direction, nu)
+        new_state = TensorDict({"count": count, "mu": mu, "nu": nu, HYPERPARAMS: h}, batch_size=[])
+        return updates, new_state
+
+    return GradientTransformation(init, update, "scale_by_adam")
+
+
+def scale_by_rms(
+    decay: float | Tensor = 0.99, eps: float | Tensor = 1e-8, centered: bool = False
+) -> GradientTransformation:
+    """RMSProp's rescaling (Hinton 2012; Graves 2013 for the centered form), as ``torch.optim.RMSprop``.
+
+    ``v_t = decay v_{t-1} + (1 - decay) g^2``, ``u = g / (sqrt(v_t) + eps)``; centered:
+    ``m_t = decay m_{t-1} + (1 - decay) g`` and ``u = g / (sqrt(v_t - m_t^2) + eps)``. ``v``
+    starts at 0 and ``eps`` is outside the square root (torch's convention; optax's
+    ``scale_by_rms`` puts it inside by default).
+    """
+    decay = scalar(decay, "decay", "scale_by_rms", minimum=0.0)
+    eps = scalar(eps, "eps", "scale_by_rms", minimum=0.0)
+
+    def init(params: TensorDictBase) -> TensorDict:
+        moments = {"nu": zeros_like(params)}
+        if centered:
+            moments["mu"] = zeros_like(params)
+        return _state(params, {"decay": decay, "eps": eps}, **moments)
+
+    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
+        h = state[HYPERPARAMS]
+        d, e, w = cast_like(h["decay"]), cast_like(h["eps"]), cast_like(1.0 - h["decay"])
+        nu = state["nu"].apply(lambda v, g: d(g) * v + w(g) * (g * g), grads)
+        new = {"nu": nu, HYPERPARAMS: h}
+        if centered:
+            mu = state["mu"].apply(lambda m, g: torch.lerp(m, g, w(g)), grads)
+            new["mu"] = mu
+            denom = nu.apply(lambda v, m: torch.sqrt(v - m * m) + e(v), mu)
+        else:
+            denom = nu.apply(lambda v: torch.sqrt(v) + e(v))
+        return grads.apply(lambda g, s: g / s, denom), TensorDict(new, batch_size=[])
+
+    return GradientTransformation(init, update, "scale_by_rms")
+
+
+def trace(decay: float | Tensor = 0.9, nesterov: bool = False) -> GradientTransformation:
+    """Momentum (Polyak 1964; Sutskever et al. 2013 for Nesterov), as ``torch.optim.SGD``.
+
+    ``t_k = g + decay t_{k-1}`` (``t_0 = 0``, so ``t_1 = g``); ``u = t_k``, or with Nesterov
+    ``u = g + decay t_k``.
+    """
+    decay = scalar(decay, "decay", "trace", minimum=0.0)
+
+    def init(params: TensorDictBase) -> TensorDict:
+        return _state(params, {"decay": decay}, trace=zeros_like(params))
+
+    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
+        d = cast_like(state[HYPERPARAMS, "decay"])
+        new_trace = state["trace"].apply(lambda t, g: g + d(g) * t, grads)
+        updates = grads.apply(lambda g, t: g + d(g) * t, new_trace) if nesterov else new_trace
+        return updates, TensorDict({"trace": new_trace, HYPERPARAMS: state[HYPERPARAMS]}, batch_size=[])
+
+    return GradientTransformation(init, update, "trace")
+
+
+def add_decayed_weights(weight_decay: float | Tensor = 0.0) -> GradientTransformation:
+    """``u = g + weight_decay * params`` (decoupled weight decay when chained after Adam).
+
+    Needs ``params`` in ``update``.
+    """
+    weight_decay = scalar(weight_decay, "weight_decay", "add_decayed_weights", minimum=0.0)
+
+    def init(params: TensorDictBase) -> TensorDict:
+        return _state(params, {"weight_decay": weight_decay})
+
+    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
+        if params is None:
+            raise ValueError("add_decayed_weights: `params` must be passed to update")
+        wd = cast_like(state[HYPERPARAMS, "weight_decay"])
+        return grads.apply(lambda g, p: g + wd(g) * p, params), state
+
+    return GradientTransformation(init, update, "add_decayed_weights")
+
+
+def clip_by_global_norm(max_norm: float | Tensor) -> GradientTransformation:
+    """Rescale updates whose global norm exceeds ``max_norm`` (Pascanu et al. 2013).
+
+    ``u = g * max_norm / max(||g||, max_norm)``, ``||g||`` over all leaves together.
+    """
+    max_norm = scalar(max_norm, "max_norm", "clip_by_global_norm")
+    if not isinstance(max_norm, Tensor) and max_norm <= 0:
+        raise ValueError(f"clip_by_global_norm: `max_norm` must be positive, got {max_norm}")
+
+    def init(params: TensorDictBase) -> TensorDict:
+        return _state(params, {"max_norm": max_norm})
+
+    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
+        m = state[HYPERPARAMS, "max_norm"]
+        norm = global_norm(grads)
+        factor = cast_like(m / torch.maximum(norm, m.to(norm.dtype)))
+        return grads.apply(lambda g: g * factor(g)), state
+
+    return GradientTransformation(init, update, "clip_by_global_norm")
