@@ -139,7 +139,7 @@ def _blocks(k: Tensor, n: int) -> tuple[Tensor, Tensor]:
 # --------------------------------------------------------------------------------------
 
 
-def key(seed: int | Tensor, *, x64: bool = False) -> Tensor:
+def key(seed: int | Tensor, *, x64: bool = False, device: torch.device | str | None = None) -> Tensor:
     """A key from an integer seed, holding the words of ``jax.random.key_data(jax.random.key(seed))``.
 
     In JAX's default 32-bit mode the seed is narrowed to 32 bits: ``key(s) = (0, s mod 2**32)``.
@@ -149,6 +149,7 @@ def key(seed: int | Tensor, *, x64: bool = False) -> Tensor:
       seed: a Python int in ``[-2**63, 2**63)`` or an integer tensor of shape ``[]``
         (vmap over a tensor of seeds to make a batch of keys).
       x64: use JAX's 64-bit seeding.
+      device: where to put a key made from an int (a tensor seed keeps its device).
 
     Returns:
       ``int64[2]``.
@@ -159,7 +160,7 @@ def key(seed: int | Tensor, *, x64: bool = False) -> Tensor:
         if not -(2**63) <= seed < 2**63:
             raise ValueError(f"key: `seed` must lie in [-2**63, 2**63) like jax.random.key, got {seed}")
         hi = ((seed % 2**64) >> 32) if x64 else 0
-        return torch.tensor([hi, seed & _MASK32], dtype=KEY_DTYPE)
+        return torch.tensor([hi, seed & _MASK32], dtype=KEY_DTYPE, device=device)
     if seed.dtype.is_floating_point or seed.dtype == torch.bool or seed.dtype.is_complex:
         raise TypeError(f"key: `seed` tensor must have an integer dtype, got {seed.dtype}")
     if seed.dim() != 0:

@@ -272,14 +272,26 @@ def heads_apply(params: TensorDict, x: torch.Tensor):
     )
 
 
+INITIALIZERS = [
+    init.lecun_normal(),
+    init.lecun_uniform(),
+    init.he_normal(),
+    init.he_uniform(),
+    init.glorot_normal(),
+    init.glorot_uniform(),
+    init.variance_scaling(0.5, "fan_out", "normal"),
+    init.normal(0.1),
+    init.uniform(-0.2, 0.3),
+    init.constant(0.5),
+    init.zeros(),
+    init.orthogonal(2.0),
+]
+
+
 def init_all(k: torch.Tensor):
-    keys = fr.split(k, 4)
-    return (
-        MLP.init(keys[0]),
-        init.lecun_normal()(keys[1], (3, 4)),
-        init.he_uniform()(keys[2], (3, 4)),
-        init.orthogonal(2.0)(keys[3], (4, 3)),
-    )
+    keys = fr.split(k, len(INITIALIZERS) + 1)
+    weights = tuple(initializer(kk, (4, 3)) for initializer, kk in zip(INITIALIZERS, keys[1:]))
+    return (MLP.init(keys[0]), *weights)
 
 
 CASES = [

@@ -353,8 +353,16 @@ def _alias_args(i: int):
     return _tree(200 + i), states, _tree(i)
 
 
+SCALE = optim.scale(-0.5)
+
+
 def _targets(online, target, step, tau):
-    return optim.polyak(target, online, tau), optim.periodic_update(online, target, step, 3)
+    scaled, _ = SCALE.update(online, SCALE.init(online))
+    return (
+        optim.polyak(target, online, tau),
+        optim.periodic_update(online, target, step, 3),
+        optim.apply_updates(target, scaled),
+    )
 
 
 def _schedules(count):

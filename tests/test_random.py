@@ -196,6 +196,16 @@ def test_uniform_respects_tensor_bounds_and_dtype():
     assert fr.uniform(k, (3,), torch.float64).dtype == torch.float64
 
 
+def test_wrap_key_data_takes_jax_words():
+    np = pytest.importorskip("numpy")
+    words = np.array([[0xFFFFFFFF, 5], [0, 0x80000000]], dtype=np.uint32)
+    assert fr.wrap_key_data(words).tolist() == [[2**32 - 1, 5], [0, 2**31]]
+    assert fr.wrap_key_data(torch.tensor([-1, 5], dtype=torch.int32)).tolist() == [2**32 - 1, 5]
+    assert fr.key(3, device="cpu").device.type == "cpu"
+    with pytest.raises(ValueError, match="trailing dim of 2"):
+        fr.wrap_key_data(torch.zeros(3, dtype=torch.int64))
+
+
 def test_empty_shapes():
     k = fr.key(0)
     assert fr.bits(k, (0,)).shape == (0,)
@@ -277,7 +287,11 @@ def _discrete(k, probs):
 
 
 VARIANT_CASES = [
-    Case("key", fr.key, lambda i: (torch.tensor(i * 31 - 7),)),
+    Case(
+        "key",
+        lambda s: (fr.key(s), fr.wrap_key_data(fr.key(s).to(torch.int32))),
+        lambda i: (torch.tensor(i * 31 - 7),),
+    ),
     Case("key_x64", lambda s: fr.key(s, x64=True), lambda i: (torch.tensor(2**40 + i),)),
     Case("split", lambda k: fr.split(k, (2, 3)), lambda i: (_key(i),)),
     Case("fold_in", fr.fold_in, lambda i: (_key(i), torch.tensor(3 * i))),

@@ -44,7 +44,9 @@ class FunctionalModule:
         """
         seed = int(random.bits(key, (), 64)) % 2**63
         clone = copy.deepcopy(self.module)
-        with torch.random.fork_rng(devices=[]):
+        # manual_seed reseeds every CUDA device too: fork them all so no global generator moves
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
             for m in clone.modules():
                 if hasattr(m, "reset_parameters"):
