@@ -19,6 +19,7 @@ from frl.optim.base import (
     chain,
     hyperparams,
     identity,
+    partition,
     set_hyperparams,
 )
 from frl.optim.schedules import (
@@ -56,6 +57,7 @@ __all__ = [
     "hyperparams",
     "identity",
     "linear_schedule",
+    "partition",
     "periodic_update",
     "polyak",
     "rmsprop",

@@ -29,6 +29,7 @@ __all__ = [
     "hyperparams",
     "hyperparams_like",
     "identity",
+    "partition",
     "scalar",
     "set_hyperparams",
 ]
@@ -145,6 +146,45 @@ def chain(*transforms: GradientTransformation, **named: GradientTransformation) 
         return grads, TensorDict(new_state, batch_size=[])
 
     return GradientTransformation(init, update, "chain")
+
+
+def partition(**transforms: GradientTransformation) -> GradientTransformation:
+    """A different transformation for each top-level key of the params (optax's multi_transform).
+
+    ``partition(actor=adam(3e-4), critic=adam(1e-3), log_alpha=adam(1e-3))`` gives SAC its
+    learning rates; every top-level key of the params must be named exactly once.
+    """
+    if not transforms:
+        raise ValueError("partition: name at least one transformation (key=transformation)")
+    for name, tx in transforms.items():
+        if not isinstance(tx, GradientTransformation):
+            raise TypeError(f"partition: `{name}` must be a GradientTransformation, got {type(tx)!r}")
+
+    def check(params: TensorDictBase) -> None:
+        keys = set(params.keys())
+        if keys != set(transforms):
+            raise KeyError(
+                f"partition: params have keys {sorted(keys)}; the transformations are {sorted(transforms)}"
+            )
+
+    def as_tree(x: TensorDictBase | Tensor) -> TensorDictBase:
+        return x if isinstance(x, TensorDictBase) else TensorDict({"value": x}, batch_size=[])
+
+    def init(params: TensorDictBase) -> TensorDict:
+        check(params)
+        return TensorDict({k: tx.init(as_tree(params[k])) for k, tx in transforms.items()}, batch_size=[])
+
+    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
+        check(grads)
+        updates, new_state = {}, {}
+        for k, tx in transforms.items():
+            leaf = not isinstance(grads[k], TensorDictBase)
+            sub_params = None if params is None else as_tree(params[k])
+            u, new_state[k] = tx.update(as_tree(grads[k]), state[k], sub_params)
+            updates[k] = u["value"] if leaf else u
+        return TensorDict(updates, batch_size=[]), TensorDict(new_state, batch_size=[])
+
+    return GradientTransformation(init, update, "partition")
 
 
 def apply_updates(params: TensorDictBase, updates: TensorDictBase) -> TensorDictBase:

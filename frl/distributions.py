@@ -1,0 +1,240 @@
+"""Policy distributions as pure functions of their parameters, sampled from ``frl.random`` keys.
+
+A distribution family is a stateless frozen dataclass; its parameters are tensors produced by a
+network head (``frl.nn``):
+
+========================  ==========================  =========================================
+family                    parameters                  actions
+========================  ==========================  =========================================
+:class:`Categorical`      ``logits [..., A]``         ``int64 [...]``
+:class:`DiagGaussian`     ``(mean, log_std)``         ``[..., D]``
+:class:`TanhGaussian`     ``(mean, log_std)``         ``tanh(u) * scale + bias``, ``[..., D]``
+========================  ==========================  =========================================
+
+Every method is a pure tensor function (``vmap``, ``compile`` and ``grad`` safe); sampling
+takes a key, so a draw is a deterministic function of its inputs. Gaussian samples are
+reparameterised (``mean + std * eps``), so gradients flow to the parameters.
+:func:`epsilon_greedy` selects actions from Q-values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from frl import random
+
+__all__ = [
+    "Categorical",
+    "DiagGaussian",
+    "Distribution",
+    "TanhGaussian",
+    "epsilon_greedy",
+    "greedy",
+]
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_LOG2 = math.log(2.0)
+
+
+class Distribution(Protocol):
+    """What losses need from a policy distribution family."""
+
+    def log_prob(self, params, action: Tensor) -> Tensor: ...
+
+    def entropy(self, params) -> Tensor: ...
+
+    def sample(self, key: Tensor, params) -> Tensor: ...
+
+    def mode(self, params) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """A categorical distribution over ``A`` actions with unnormalised ``logits [..., A]``."""
+
+    def log_prob(self, logits: Tensor, action: Tensor) -> Tensor:
+        """``log softmax(logits)[action]``: ``[..., A], int [...] -> [...]``."""
+        if action.dtype.is_floating_point:
+            raise TypeError(f"Categorical.log_prob: `action` must be an integer tensor, got {action.dtype}")
+        if action.shape != logits.shape[:-1]:
+            raise ValueError(
+                f"Categorical.log_prob: `action` shape {list(action.shape)} must equal the logits batch "
+                f"shape {list(logits.shape[:-1])}"
+            )
+        log_p = torch.log_softmax(logits, dim=-1)
+        return torch.gather(log_p, -1, action.long().unsqueeze(-1)).squeeze(-1)
+
+    def probs(self, logits: Tensor) -> Tensor:
+        """``softmax(logits)``: ``[..., A]``."""
+        return torch.softmax(logits, dim=-1)
+
+    def entropy(self, logits: Tensor) -> Tensor:
+        """``-sum_a p(a) log p(a)``: ``[...]``."""
+        log_p = torch.log_softmax(logits, dim=-1)
+        return -(torch.exp(log_p) * log_p).sum(-1)
+
+    def sample(self, key: Tensor, logits: Tensor) -> Tensor:
+        """A draw per batch element (Gumbel-max, as ``jax.random.categorical``): ``int64 [...]``."""
+        return random.categorical(key, logits)
+
+    def mode(self, logits: Tensor) -> Tensor:
+        """The most likely action: ``int64 [...]``."""
+        return torch.argmax(logits, dim=-1)
+
+    def kl(self, p_logits: Tensor, q_logits: Tensor) -> Tensor:
+        """``KL(p || q) = sum_a p(a) (log p(a) - log q(a))``: ``[...]``."""
+        log_p = torch.log_softmax(p_logits, dim=-1)
+        log_q = torch.log_softmax(q_logits, dim=-1)
+        return (torch.exp(log_p) * (log_p - log_q)).sum(-1)
+
+
+def _check_gaussian(owner: str, mean: Tensor, log_std: Tensor) -> None:
+    if mean.shape != log_std.shape:
+        raise ValueError(
+            f"{owner}: `mean` {list(mean.shape)} and `log_std` {list(log_std.shape)} must have the same shape"
+        )
+
+
+@dataclass(frozen=True)
+class DiagGaussian:
+    """A diagonal Gaussian over ``[..., D]``; parameters ``(mean, log_std)``, each ``[..., D]``.
+
+    Log-probabilities and entropies sum over the last (action) dim.
+    """
+
+    def log_prob(self, params: tuple[Tensor, Tensor], action: Tensor) -> Tensor:
+        """``sum_d -((x - mu) / sigma)^2 / 2 - log sigma - log(2 pi) / 2``: ``[...]``."""
+        mean, log_std = params
+        _check_gaussian("DiagGaussian.log_prob", mean, log_std)
+        z = (action - mean) * torch.exp(-log_std)
+        return (-0.5 * z * z - log_std - _HALF_LOG_2PI).sum(-1)
+
+    def entropy(self, params: tuple[Tensor, Tensor]) -> Tensor:
+        """``sum_d log sigma + (1 + log(2 pi)) / 2``: ``[...]``."""
+        _, log_std = params
+        return (log_std + 0.5 + _HALF_LOG_2PI).sum(-1)
+
+    def sample(self, key: Tensor, params: tuple[Tensor, Tensor]) -> Tensor:
+        """``mean + exp(log_std) * eps``, ``eps ~ N(0, I)`` from ``key`` (reparameterised)."""
+        mean, log_std = params
+        _check_gaussian("DiagGaussian.sample", mean, log_std)
+        return self.sample_from_noise(params, random.normal(key, tuple(mean.shape), mean.dtype))
+
+    def sample_from_noise(self, params: tuple[Tensor, Tensor], noise: Tensor) -> Tensor:
+        """``mean + exp(log_std) * noise`` for given standard-normal ``noise``."""
+        mean, log_std = params
+        return mean + torch.exp(log_std) * noise
+
+    def mode(self, params: tuple[Tensor, Tensor]) -> Tensor:
+        return params[0]
+
+    def kl(self, p: tuple[Tensor, Tensor], q: tuple[Tensor, Tensor]) -> Tensor:
+        """``KL(p || q)`` summed over the last dim: ``[...]``."""
+        (mp, lp), (mq, lq) = p, q
+        var_ratio = torch.exp(2.0 * (lp - lq))
+        mean_term = ((mp - mq) * torch.exp(-lq)) ** 2
+        return 0.5 * (var_ratio + mean_term - 1.0 - 2.0 * (lp - lq)).sum(-1)
+
+
+def _log1m_tanh_sq(u: Tensor) -> Tensor:
+    """``log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))``, finite for any ``u``."""
+    return 2.0 * (_LOG2 - u - F.softplus(-2.0 * u))
+
+
+@dataclass(frozen=True)
+class TanhGaussian:
+    """A Gaussian squashed by tanh and rescaled: ``a = tanh(u) * scale + bias``, ``u ~ N(mean, std)``.
+
+    The change of variables gives ``log pi(a) = log N(u) - sum_d [log(1 - tanh(u)^2) + log scale]``
+    (Haarnoja et al. 2018, appendix C), with ``log(1 - tanh(u)^2)`` in the overflow-free form
+    ``2 (log 2 - u - softplus(-2u))``. Score actions through :meth:`sample_and_log_prob`, which
+    keeps the pre-tanh ``u``; :meth:`log_prob` inverts ``tanh`` and is exact only away from
+    saturation.
+
+    Attributes:
+      low, high: action bounds (floats or one per action dim); ``scale = (high - low) / 2``,
+        ``bias = (high + low) / 2``.
+    """
+
+    low: float | Sequence[float] = -1.0
+    high: float | Sequence[float] = 1.0
+
+    def scale_and_bias(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        low = torch.as_tensor(self.low, dtype=like.dtype, device=like.device)
+        high = torch.as_tensor(self.high, dtype=like.dtype, device=like.device)
+        return (high - low) / 2.0, (high + low) / 2.0
+
+    def _squash(self, u: Tensor, mean: Tensor, log_std: Tensor) -> tuple[Tensor, Tensor]:
+        scale, bias = self.scale_and_bias(u)
+        z = (u - mean) * torch.exp(-log_std)
+        log_gauss = -0.5 * z * z - log_std - _HALF_LOG_2PI
+        log_prob = (log_gauss - _log1m_tanh_sq(u) - torch.log(scale)).sum(-1)
+        return torch.tanh(u) * scale + bias, log_prob
+
+    def sample_and_log_prob(self, key: Tensor, params: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        """A reparameterised action and its log-probability: ``([..., D], [...])``."""
+        mean, log_std = params
+        _check_gaussian("TanhGaussian.sample_and_log_prob", mean, log_std)
+        return self.sample_and_log_prob_from_noise(params, random.normal(key, tuple(mean.shape), mean.dtype))
+
+    def sample_and_log_prob_from_noise(
+        self, params: tuple[Tensor, Tensor], noise: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """As :meth:`sample_and_log_prob` with given standard-normal ``noise`` ``[..., D]``."""
+        mean, log_std = params
+        return self._squash(mean + torch.exp(log_std) * noise, mean, log_std)
+
+    def sample(self, key: Tensor, params: tuple[Tensor, Tensor]) -> Tensor:
+        return self.sample_and_log_prob(key, params)[0]
+
+    def log_prob(self, params: tuple[Tensor, Tensor], action: Tensor) -> Tensor:
+        """``log pi(action)`` for a given action (``u = atanh`` of the unscaled action, clipped
+        to ``|tanh(u)| <= 1 - 1e-6``): ``[...]``."""
+        mean, log_std = params
+        _check_gaussian("TanhGaussian.log_prob", mean, log_std)
+        scale, bias = self.scale_and_bias(action)
+        y = torch.clamp((action - bias) / scale, -1.0 + 1e-6, 1.0 - 1e-6)
+        return self._squash(torch.atanh(y), mean, log_std)[1]
+
+    def entropy(self, params: tuple[Tensor, Tensor]) -> Tensor:
+        """Not available in closed form: estimate it as ``-log_prob`` of samples."""
+        raise NotImplementedError("TanhGaussian has no closed-form entropy; use -sample_and_log_prob(...)[1]")
+
+    def mode(self, params: tuple[Tensor, Tensor]) -> Tensor:
+        """The deterministic action ``tanh(mean) * scale + bias``."""
+        mean = params[0]
+        scale, bias = self.scale_and_bias(mean)
+        return torch.tanh(mean) * scale + bias
+
+
+def greedy(q_values: Tensor) -> Tensor:
+    """``argmax_a Q(s, a)``: ``[..., A] -> int64 [...]``."""
+    return torch.argmax(q_values, dim=-1)
+
+
+def epsilon_greedy(key: Tensor, q_values: Tensor, epsilon: float | Tensor) -> Tensor:
+    """With probability ``epsilon`` a uniform random action, else ``argmax_a Q(s, a)``.
+
+    Args:
+      key: ``int64[2]``.
+      q_values: ``[..., A]``.
+      epsilon: a float or a tensor broadcastable to the batch shape ``[...]`` (0-d for a
+        schedule or a vmapped sweep).
+
+    Returns:
+      ``int64 [...]`` actions.
+    """
+    if q_values.dim() == 0:
+        raise ValueError("epsilon_greedy: `q_values` must have an action dim [..., A]")
+    batch = tuple(q_values.shape[:-1])
+    k_explore, k_action = random.split(key)
+    explore = random.bernoulli(k_explore, epsilon if isinstance(epsilon, Tensor) else float(epsilon), batch)
+    random_action = random.randint(k_action, batch, 0, q_values.shape[-1])
+    return torch.where(explore, random_action, greedy(q_values))

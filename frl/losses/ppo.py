@@ -1,0 +1,111 @@
+"""Proximal policy optimization with the clipped surrogate (Schulman et al. 2017,
+https://arxiv.org/abs/1707.06347), as CleanRL's ``ppo.py`` computes it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import Tensor
+
+from frl.distributions import Distribution
+from frl.losses import _batch as B
+
+__all__ = ["explained_variance", "normalize", "ppo_loss"]
+
+
+def normalize(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """``(x - mean(x)) / (std(x) + eps)`` over all elements (unbiased std, as CleanRL)."""
+    return (x - x.mean()) / (x.std() + eps)
+
+
+def explained_variance(prediction: Tensor, target: Tensor) -> Tensor:
+    """``1 - Var(target - prediction) / Var(target)``: 1 is perfect, 0 no better than a constant."""
+    var_target = torch.var(target, correction=0)
+    return 1.0 - torch.var(target - prediction, correction=0) / (var_target + torch.finfo(target.dtype).eps)
+
+
+def ppo_loss(
+    params: TensorDictBase,
+    batch: TensorDictBase,
+    *,
+    policy_apply: Callable[[TensorDictBase, Tensor], Any],
+    value_apply: Callable[[TensorDictBase, Tensor], Tensor],
+    dist: Distribution,
+    clip_eps: float | Tensor = 0.2,
+    value_clip_eps: float | Tensor | None = None,
+    entropy_coef: float | Tensor = 0.0,
+    value_coef: float | Tensor = 0.5,
+    normalize_advantage: bool = True,
+    key: Tensor | None = None,
+) -> tuple[Tensor, TensorDict]:
+    """The PPO-clip loss ``L = L_pi + value_coef L_V - entropy_coef H``.
+
+    With ``r = exp(log pi(a|s) - log pi_old(a|s))`` and advantages ``A`` (normalised per
+    minibatch when ``normalize_advantage``):
+
+    * ``L_pi = -mean(min(r A, clip(r, 1 - eps, 1 + eps) A))``;
+    * ``L_V = mean((V(s) - V_target)^2) / 2``, or with ``value_clip_eps`` the pessimistic
+      ``mean(max((V - V_t)^2, (V_old + clip(V - V_old, -e, e) - V_t)^2)) / 2``;
+    * ``H = mean(entropy(pi(.|s)))``.
+
+    Args:
+      params: ``{"actor": ..., "critic": ...}``.
+      batch: ``observation``, ``action``, ``action_log_prob [B]`` (behaviour policy),
+        ``advantage [B]``, ``value_target [B]``, and ``state_value [B]`` (old values, needed
+        for value clipping).
+      policy_apply: ``(actor_params, obs) -> distribution params`` for ``dist``.
+      value_apply: ``(critic_params, obs) -> [B]``.
+      dist: the policy's family, e.g. ``Categorical()`` or ``DiagGaussian()``.
+      clip_eps, value_clip_eps, entropy_coef, value_coef: coefficients (floats or tensors).
+      normalize_advantage: standardise advantages within the minibatch.
+      key: unused; accepted for a uniform signature.
+
+    Returns:
+      ``(loss, metrics)``; metrics ``loss``, ``policy_loss``, ``value_loss``, ``entropy``,
+      ``approx_kl`` (``mean((r - 1) - log r)``, Schulman's low-variance estimator),
+      ``clip_fraction`` and ``explained_variance``.
+    """
+    owner = "ppo_loss"
+    obs, action = B.get(batch, B.OBS, owner), B.get(batch, B.ACTION, owner)
+    old_log_prob = B.get(batch, B.LOG_PROB, owner)
+    advantage, value_target = B.get(batch, B.ADVANTAGE, owner), B.get(batch, B.VALUE_TARGET, owner)
+    dist_params = policy_apply(params["actor"], obs)
+    log_prob = dist.log_prob(dist_params, action)
+    B.check_per_sample(
+        owner, log_prob.shape, action_log_prob=old_log_prob, advantage=advantage, value_target=value_target
+    )
+    if normalize_advantage:
+        advantage = normalize(advantage)
+    log_ratio = log_prob - old_log_prob
+    ratio = torch.exp(log_ratio)
+    clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    policy_loss = -torch.minimum(ratio * advantage, clipped * advantage).mean()
+
+    value = value_apply(params["critic"], obs)
+    B.check_per_sample(owner, log_prob.shape, value=value)
+    value_error = (value - value_target) ** 2
+    if value_clip_eps is not None:
+        old_value = B.get(batch, B.STATE_VALUE, owner)
+        clipped_value = old_value + torch.clamp(value - old_value, -value_clip_eps, value_clip_eps)
+        value_error = torch.maximum(value_error, (clipped_value - value_target) ** 2)
+    value_loss = 0.5 * value_error.mean()
+    entropy = dist.entropy(dist_params).mean()
+    loss = policy_loss + value_coef * value_loss - entropy_coef * entropy
+
+    with torch.no_grad():
+        metrics = TensorDict(
+            {
+                "loss": loss.detach(),
+                "policy_loss": policy_loss.detach(),
+                "value_loss": value_loss.detach(),
+                "entropy": entropy.detach(),
+                "approx_kl": ((ratio - 1.0) - log_ratio).mean().detach(),
+                "clip_fraction": ((ratio - 1.0).abs() > clip_eps).to(ratio.dtype).mean().detach(),
+                "explained_variance": explained_variance(value.detach(), value_target),
+            },
+            batch_size=[],
+        )
+    return loss, metrics

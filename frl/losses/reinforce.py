@@ -1,0 +1,79 @@
+"""REINFORCE (Williams 1992, https://doi.org/10.1007/BF00992696), with an optional learned baseline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import Tensor
+
+from frl.distributions import Distribution
+from frl.losses import _batch as B
+from frl.losses.ppo import normalize
+
+__all__ = ["reinforce_loss"]
+
+
+def reinforce_loss(
+    params: TensorDictBase,
+    batch: TensorDictBase,
+    *,
+    policy_apply: Callable[[TensorDictBase, Tensor], Any],
+    dist: Distribution,
+    value_apply: Callable[[TensorDictBase, Tensor], Tensor] | None = None,
+    value_coef: float | Tensor = 0.5,
+    normalize_returns: bool = False,
+    key: Tensor | None = None,
+) -> tuple[Tensor, TensorDict]:
+    """The score-function policy-gradient loss with an optional state-value baseline.
+
+    ``L = -mean(log pi(a|s) (G - b(s))) + value_coef mean((b(s) - G)^2) / 2`` where ``G`` are
+    the returns (``value_target``, e.g. from ``frl.returns.discounted_returns``) and ``b`` the
+    critic (detached in the policy term; ``b = 0`` without ``value_apply``). Its gradient is the
+    Monte-Carlo policy-gradient estimate ``-mean(grad log pi(a|s) (G - b(s)))``.
+
+    Args:
+      params: ``{"actor": ...}``, plus ``"critic"`` with a baseline.
+      batch: ``observation``, ``action``, ``value_target [B]`` (returns).
+      policy_apply: ``(actor_params, obs) -> distribution params`` for ``dist``.
+      dist: the policy's family.
+      value_apply: ``(critic_params, obs) -> [B]``, or None for no baseline.
+      value_coef: weight of the baseline's regression loss.
+      normalize_returns: standardise ``G`` within the batch first.
+      key: unused; accepted for a uniform signature.
+
+    Returns:
+      ``(loss, metrics)``; metrics ``loss``, ``policy_loss``, ``value_loss``, ``entropy``,
+      ``return``.
+    """
+    owner = "reinforce_loss"
+    obs, action = B.get(batch, B.OBS, owner), B.get(batch, B.ACTION, owner)
+    returns = B.get(batch, B.VALUE_TARGET, owner)
+    dist_params = policy_apply(params["actor"], obs)
+    log_prob = dist.log_prob(dist_params, action)
+    B.check_per_sample(owner, log_prob.shape, value_target=returns)
+    if normalize_returns:
+        returns = normalize(returns)
+    if value_apply is None:
+        advantage = returns
+        value_loss = torch.zeros((), dtype=log_prob.dtype, device=log_prob.device)
+    else:
+        baseline = value_apply(params["critic"], obs)
+        B.check_per_sample(owner, log_prob.shape, value=baseline)
+        advantage = returns - baseline.detach()
+        value_loss = 0.5 * ((baseline - returns) ** 2).mean()
+    policy_loss = -(log_prob * advantage.detach()).mean()
+    loss = policy_loss + value_coef * value_loss
+    metrics = TensorDict(
+        {
+            "loss": loss.detach(),
+            "policy_loss": policy_loss.detach(),
+            "value_loss": value_loss.detach(),
+            "entropy": dist.entropy(dist_params).detach().mean(),
+            "return": returns.detach().mean(),
+        },
+        batch_size=[],
+    )
+    return loss, metrics

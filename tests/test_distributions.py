@@ -1,0 +1,165 @@
+"""frl.distributions against torch.distributions, sampling statistics, stability and the four variants."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.distributions as td
+
+import frl.random as fr
+from frl import distributions as D
+from tests.variants import Case, check, variant_params
+
+
+def logits(i: int = 0, shape=(5, 4)) -> torch.Tensor:
+    return 2 * torch.randn(*shape, generator=torch.Generator().manual_seed(i))
+
+
+def gaussian(i: int = 0, shape=(5, 3)) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(100 + i)
+    return torch.randn(*shape, generator=g), 0.5 * torch.randn(*shape, generator=g) - 0.3
+
+
+def test_categorical_matches_torch():
+    cat, x, y = D.Categorical(), logits(0), logits(1)
+    ref = td.Categorical(logits=x)
+    action = torch.tensor([0, 3, 1, 2, 2])
+    torch.testing.assert_close(cat.log_prob(x, action), ref.log_prob(action))
+    torch.testing.assert_close(cat.entropy(x), ref.entropy())
+    torch.testing.assert_close(cat.kl(x, y), td.kl_divergence(ref, td.Categorical(logits=y)))
+    torch.testing.assert_close(cat.probs(x), ref.probs)
+    assert torch.equal(cat.mode(x), x.argmax(-1))
+    draws = torch.stack([cat.sample(k, x) for k in fr.split(fr.key(0), 4000)])
+    freq = torch.stack([(draws == a).double().mean(0) for a in range(4)], -1)
+    torch.testing.assert_close(freq, ref.probs.double(), atol=0.03, rtol=0)
+
+
+def test_diag_gaussian_matches_torch():
+    g, (mean, log_std), (m2, l2) = D.DiagGaussian(), gaussian(0), gaussian(1)
+    ref = td.Independent(td.Normal(mean, log_std.exp()), 1)
+    x = torch.randn(5, 3)
+    torch.testing.assert_close(g.log_prob((mean, log_std), x), ref.log_prob(x))
+    torch.testing.assert_close(g.entropy((mean, log_std)), ref.entropy())
+    other = td.Independent(td.Normal(m2, l2.exp()), 1)
+    torch.testing.assert_close(g.kl((mean, log_std), (m2, l2)), td.kl_divergence(ref, other))
+    k = fr.key(3)
+    torch.testing.assert_close(g.sample(k, (mean, log_std)), mean + log_std.exp() * fr.normal(k, (5, 3)))
+    # reparameterised: d sample / d mean = 1
+    grad = torch.func.grad(lambda m: g.sample(k, (m, log_std)).sum())(mean)
+    torch.testing.assert_close(grad, torch.ones_like(mean))
+
+
+def tanh_reference(mean, log_std, low, high) -> td.Distribution:
+    scale, bias = (high - low) / 2, (high + low) / 2
+    base = td.Independent(td.Normal(mean, log_std.exp()), 1)
+    return td.TransformedDistribution(
+        base, [td.TanhTransform(), td.AffineTransform(bias, scale, event_dim=1)]
+    )
+
+
+def test_tanh_gaussian_matches_torch_and_is_stable():
+    low, high = torch.tensor([-2.0, 0.0, -1.0]), torch.tensor([2.0, 1.0, 3.0])
+    dist = D.TanhGaussian(low=low.tolist(), high=high.tolist())
+    mean, log_std = gaussian(2)
+    noise = fr.normal(fr.key(4), (5, 3))
+    action, log_prob = dist.sample_and_log_prob_from_noise((mean, log_std), noise)
+    torch.testing.assert_close(
+        action, torch.tanh(mean + log_std.exp() * noise) * (high - low) / 2 + (high + low) / 2
+    )
+    ref = tanh_reference(mean, log_std, low, high)
+    torch.testing.assert_close(log_prob, ref.log_prob(action), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(dist.log_prob((mean, log_std), action), log_prob, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        dist.mode((mean, log_std)), torch.tanh(mean) * (high - low) / 2 + (high + low) / 2
+    )
+    assert bool((action >= low).all() and (action <= high).all())
+    # saturated pre-tanh values: the softplus form stays finite where log(1 - tanh^2) is -inf
+    _, lp = dist.sample_and_log_prob_from_noise(
+        (torch.full((2, 3), 30.0), torch.zeros(2, 3)), torch.zeros(2, 3)
+    )
+    assert bool(torch.isfinite(lp).all())
+    grads = torch.func.grad(lambda m: dist.sample_and_log_prob_from_noise((m, log_std), noise)[1].sum())(
+        mean * 20
+    )
+    assert bool(torch.isfinite(grads).all())
+    with pytest.raises(NotImplementedError):
+        dist.entropy((mean, log_std))
+
+
+def test_epsilon_greedy():
+    q = torch.tensor([[0.0, 5.0, 1.0]]).expand(20000, 3)
+    keys = fr.key(0)
+    assert bool((D.epsilon_greedy(keys, q, 0.0) == 1).all())
+    for eps in (0.3, torch.tensor(0.3), torch.tensor(1.0)):
+        a = D.epsilon_greedy(keys, q, eps)
+        e = float(eps)
+        freq = torch.bincount(a, minlength=3).double() / a.numel()
+        expected = torch.tensor([e / 3, 1 - e + e / 3, e / 3], dtype=torch.float64)
+        torch.testing.assert_close(freq, expected, atol=0.015, rtol=0)
+    per_env = D.epsilon_greedy(keys, q[:4], torch.tensor([0.0, 0.0, 1.0, 0.0]))
+    assert per_env[[0, 1, 3]].tolist() == [1, 1, 1]
+    with pytest.raises(ValueError, match="`q_values`"):
+        D.epsilon_greedy(keys, torch.tensor(1.0), 0.1)
+
+
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        (lambda: D.Categorical().log_prob(logits(), torch.zeros(5)), TypeError, "`action`"),
+        (
+            lambda: D.Categorical().log_prob(logits(), torch.zeros(5, 1, dtype=torch.int64)),
+            ValueError,
+            "`action`",
+        ),
+        (
+            lambda: D.DiagGaussian().log_prob((torch.zeros(2, 3), torch.zeros(2, 2)), torch.zeros(2, 3)),
+            ValueError,
+            "`log_std`",
+        ),
+    ],
+)
+def test_bad_input_raises_a_clear_error(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+CAT, GAUSS, TANH = D.Categorical(), D.DiagGaussian(), D.TanhGaussian(low=-2.0, high=1.0)
+ACTIONS = torch.tensor([0, 3, 1, 2, 2])
+
+
+def categorical_all(k, x, y):
+    return CAT.log_prob(x, ACTIONS), CAT.entropy(x), CAT.kl(x, y), CAT.sample(k, x), CAT.mode(x)
+
+
+def gaussian_all(k, mean, log_std, x):
+    p = (mean, log_std)
+    return (
+        GAUSS.log_prob(p, x),
+        GAUSS.entropy(p),
+        GAUSS.kl(p, (mean + 1, log_std * 0.5)),
+        GAUSS.sample(k, p),
+        *TANH.sample_and_log_prob(k, p),
+        TANH.log_prob(p, torch.tanh(x) * 0.9 - 0.5),
+        TANH.mode(p),
+    )
+
+
+CASES = [
+    Case(
+        "categorical", categorical_all, lambda i: (fr.key(i), logits(i), logits(i + 9)), grad_argnums=(1, 2)
+    ),
+    Case(
+        "gaussian",
+        gaussian_all,
+        lambda i: (fr.key(i), *gaussian(i), gaussian(i + 50)[0]),
+        grad_argnums=(1, 2, 3),
+        rtol=1e-5,
+        atol=1e-5,
+    ),
+    Case("epsilon_greedy", D.epsilon_greedy, lambda i: (fr.key(i), logits(i), torch.tensor(0.2 * i))),
+]
+
+
+@pytest.mark.parametrize("case,variant", variant_params(CASES))
+def test_variants(case, variant):
+    check(case, variant)
