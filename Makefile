@@ -43,6 +43,8 @@ test: lint
 
 bench: $(DEV)
 	$(PY) benchmarks/bench_optim.py
+	$(PY) benchmarks/bench_returns.py
+	$(PY) benchmarks/bench_losses.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

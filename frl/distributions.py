@@ -37,10 +37,23 @@ __all__ = [
     "TanhGaussian",
     "epsilon_greedy",
     "greedy",
+    "select_actions",
 ]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _LOG2 = math.log(2.0)
+
+
+def select_actions(values: Tensor, action: Tensor, owner: str) -> Tensor:
+    """``values[..., action]``: per-action values ``[..., A]`` at integer actions ``[...]``."""
+    if action.dtype.is_floating_point:
+        raise TypeError(f"{owner}: `action` must hold integer action indices, got {action.dtype}")
+    if action.shape != values.shape[:-1]:
+        raise ValueError(
+            f"{owner}: `action` must have the batch shape {list(values.shape[:-1])} (indices, not one-hot), "
+            f"got {list(action.shape)}"
+        )
+    return torch.gather(values, -1, action.long().unsqueeze(-1)).squeeze(-1)
 
 
 class Distribution(Protocol):
@@ -61,15 +74,7 @@ class Categorical:
 
     def log_prob(self, logits: Tensor, action: Tensor) -> Tensor:
         """``log softmax(logits)[action]``: ``[..., A], int [...] -> [...]``."""
-        if action.dtype.is_floating_point:
-            raise TypeError(f"Categorical.log_prob: `action` must be an integer tensor, got {action.dtype}")
-        if action.shape != logits.shape[:-1]:
-            raise ValueError(
-                f"Categorical.log_prob: `action` shape {list(action.shape)} must equal the logits batch "
-                f"shape {list(logits.shape[:-1])}"
-            )
-        log_p = torch.log_softmax(logits, dim=-1)
-        return torch.gather(log_p, -1, action.long().unsqueeze(-1)).squeeze(-1)
+        return select_actions(torch.log_softmax(logits, dim=-1), action, "Categorical.log_prob")
 
     def probs(self, logits: Tensor) -> Tensor:
         """``softmax(logits)``: ``[..., A]``."""

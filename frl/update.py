@@ -20,6 +20,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
+from frl._autodiff import grad_with_aux
 from frl.optim import GradientTransformation, apply_updates, periodic_update, polyak
 from frl.tree import global_norm
 
@@ -108,7 +109,7 @@ def make_update(
             merged = TensorDict({k: learn[k] if k in chosen else params[k] for k in keys}, batch_size=[])
             return loss_fn(merged, batch, key=key)
 
-        grads, metrics = torch.func.grad(objective, has_aux=True)(learnable)
+        grads, metrics = grad_with_aux(objective, learnable)
         updates, opt_state = optimizer.update(grads, state["opt_state"], learnable)
         learnable = apply_updates(learnable, updates)
         new_step = state["step"] + 1

@@ -9,6 +9,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
+from frl.distributions import select_actions
 from frl.losses import _batch as B
 
 __all__ = ["dqn_loss", "dqn_td_error"]
@@ -16,15 +17,44 @@ __all__ = ["dqn_loss", "dqn_td_error"]
 QApply = Callable[[TensorDictBase, Tensor], Tensor]
 
 
-def _q_of_actions(q: Tensor, action: Tensor, owner: str) -> Tensor:
-    if action.dtype.is_floating_point:
-        raise TypeError(f"{owner}: `action` must hold integer action indices, got {action.dtype}")
-    if action.shape != q.shape[:-1]:
-        raise ValueError(
-            f"{owner}: `action` must have the batch shape {list(q.shape[:-1])} (indices, not one-hot), "
-            f"got {list(action.shape)}"
-        )
-    return torch.gather(q, -1, action.long().unsqueeze(-1)).squeeze(-1)
+def bootstrapped_td(
+    params: TensorDictBase,
+    batch: TensorDictBase,
+    *,
+    q_apply: QApply,
+    gamma: float | Tensor,
+    next_value: Callable[[Tensor], Tensor],
+    owner: str,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(Q(s, a) - y, Q(s, a), y)`` with ``y = r + gamma^n (1 - terminated) next_value(s')``.
+
+    ``next_value(next_obs) -> [B]`` evaluates the (detached) bootstrap; ``y`` has no gradient.
+    """
+    obs, action = B.get(batch, B.OBS, owner), B.get(batch, B.ACTION, owner)
+    next_obs = B.get(batch, B.NEXT_OBS, owner)
+    reward, terminated = B.get(batch, B.REWARD, owner), B.get(batch, B.TERMINATED, owner)
+    q_sa = select_actions(q_apply(params["online"], obs), action, owner)
+    B.check_per_sample(owner, q_sa.shape, reward=reward, terminated=terminated)
+    discount = B.discount(batch, gamma, reward)
+    target = (reward + discount * (1.0 - terminated.to(reward.dtype)) * next_value(next_obs)).detach()
+    return q_sa - target, q_sa, target
+
+
+def regression_loss(
+    td: Tensor, q_sa: Tensor, target: Tensor, batch: TensorDictBase, loss: str, huber_delta: float | Tensor
+) -> tuple[Tensor, TensorDict]:
+    """``mean_i w_i rho(td_i)`` and the Q-learning metrics ``loss``, ``td_error``, ``q``, ``target``."""
+    value = B.weighted_mean(B.regression(td, loss, huber_delta), B.weights(batch, td))
+    metrics = TensorDict(
+        {
+            "loss": value.detach(),
+            "td_error": td.detach().abs().mean(),
+            "q": q_sa.detach().mean(),
+            "target": target.mean(),
+        },
+        batch_size=[],
+    )
+    return value, metrics
 
 
 def dqn_td_error(
@@ -52,21 +82,18 @@ def dqn_td_error(
     Returns:
       ``(td_error [B], q [B], target [B])``.
     """
-    owner = "dqn_loss"
-    obs, action = B.get(batch, B.OBS, owner), B.get(batch, B.ACTION, owner)
-    next_obs = B.get(batch, B.NEXT_OBS, owner)
-    reward, terminated = B.get(batch, B.REWARD, owner), B.get(batch, B.TERMINATED, owner)
-    q_sa = _q_of_actions(q_apply(params["online"], obs), action, owner)
-    B.check_per_sample(owner, q_sa.shape, reward=reward, terminated=terminated)
-    target_q = q_apply(params["target"].detach(), next_obs)
-    if double:
+    target_params = params["target"].detach()
+
+    def next_value(next_obs: Tensor) -> Tensor:
+        target_q = q_apply(target_params, next_obs)
+        if not double:
+            return target_q.max(dim=-1).values
         next_action = torch.argmax(q_apply(params["online"].detach(), next_obs), dim=-1)
-        next_value = torch.gather(target_q, -1, next_action.unsqueeze(-1)).squeeze(-1)
-    else:
-        next_value = target_q.max(dim=-1).values
-    discount = B.discount(batch, gamma, reward)
-    target = (reward + discount * (1.0 - terminated.to(reward.dtype)) * next_value).detach()
-    return q_sa - target, q_sa, target
+        return torch.gather(target_q, -1, next_action.unsqueeze(-1)).squeeze(-1)
+
+    return bootstrapped_td(
+        params, batch, q_apply=q_apply, gamma=gamma, next_value=next_value, owner="dqn_loss"
+    )
 
 
 def dqn_loss(
@@ -98,14 +125,4 @@ def dqn_loss(
     """
     B.check_regression("dqn_loss", loss)
     td, q_sa, target = dqn_td_error(params, batch, q_apply=q_apply, gamma=gamma, double=double)
-    value = B.weighted_mean(B.regression(td, loss, huber_delta), B.weights(batch, td))
-    metrics = TensorDict(
-        {
-            "loss": value.detach(),
-            "td_error": td.detach().abs().mean(),
-            "q": q_sa.detach().mean(),
-            "target": target.mean(),
-        },
-        batch_size=[],
-    )
-    return value, metrics
+    return regression_loss(td, q_sa, target, batch, loss, huber_delta)

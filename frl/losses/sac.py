@@ -36,6 +36,25 @@ def _target_min(q: Tensor, subset: int | None, key: Tensor | None, owner: str) -
     return q.index_select(0, chosen).min(dim=0).values
 
 
+def _metrics(
+    critic_loss: Tensor, actor_loss: Tensor, alpha_loss: Tensor, alpha: Tensor, entropy: Tensor, q: Tensor
+):
+    loss = critic_loss + actor_loss + alpha_loss
+    metrics = TensorDict(
+        {
+            "loss": loss.detach(),
+            "critic_loss": critic_loss.detach(),
+            "actor_loss": actor_loss.detach(),
+            "alpha_loss": alpha_loss.detach(),
+            "alpha": alpha,
+            "entropy": entropy,
+            "q": q.detach().mean(),
+        },
+        batch_size=[],
+    )
+    return loss, metrics
+
+
 def sac_loss(
     params: TensorDictBase,
     batch: TensorDictBase,
@@ -105,20 +124,7 @@ def sac_loss(
     q_new = _critics(critic_apply, params["critic"].detach(), obs, new_action).min(dim=0).values
     actor_loss = (alpha * log_prob - q_new).mean()
     alpha_loss = -(log_alpha * (log_prob.detach() + target_entropy)).mean()
-    loss = critic_loss + actor_loss + alpha_loss
-    metrics = TensorDict(
-        {
-            "loss": loss.detach(),
-            "critic_loss": critic_loss.detach(),
-            "actor_loss": actor_loss.detach(),
-            "alpha_loss": alpha_loss.detach(),
-            "alpha": alpha,
-            "entropy": -log_prob.detach().mean(),
-            "q": q.detach().mean(),
-        },
-        batch_size=[],
-    )
-    return loss, metrics
+    return _metrics(critic_loss, actor_loss, alpha_loss, alpha, -log_prob.detach().mean(), q)
 
 
 def discrete_sac_loss(
@@ -174,17 +180,4 @@ def discrete_sac_loss(
     actor_loss = (p * (alpha * log_p - q_pi)).sum(-1).mean()
     neg_entropy = (p * log_p).sum(-1).detach()
     alpha_loss = -(log_alpha * (neg_entropy + target_entropy)).mean()
-    loss = critic_loss + actor_loss + alpha_loss
-    metrics = TensorDict(
-        {
-            "loss": loss.detach(),
-            "critic_loss": critic_loss.detach(),
-            "actor_loss": actor_loss.detach(),
-            "alpha_loss": alpha_loss.detach(),
-            "alpha": alpha,
-            "entropy": -neg_entropy.mean(),
-            "q": q.detach().mean(),
-        },
-        batch_size=[],
-    )
-    return loss, metrics
+    return _metrics(critic_loss, actor_loss, alpha_loss, alpha, -neg_entropy.mean(), q)

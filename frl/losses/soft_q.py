@@ -10,7 +10,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from frl.losses import _batch as B
-from frl.losses.dqn import _q_of_actions
+from frl.losses.dqn import bootstrapped_td, regression_loss
 
 __all__ = ["soft_q_loss", "soft_value"]
 
@@ -56,23 +56,13 @@ def soft_q_loss(
     B.check_regression(owner, loss)
     if not isinstance(alpha, Tensor) and alpha <= 0:
         raise ValueError(f"{owner}: `alpha` must be positive, got {alpha}")
-    obs, action = B.get(batch, B.OBS, owner), B.get(batch, B.ACTION, owner)
-    next_obs = B.get(batch, B.NEXT_OBS, owner)
-    reward, terminated = B.get(batch, B.REWARD, owner), B.get(batch, B.TERMINATED, owner)
-    q_sa = _q_of_actions(q_apply(params["online"], obs), action, owner)
-    B.check_per_sample(owner, q_sa.shape, reward=reward, terminated=terminated)
-    next_value = soft_value(q_apply(params["target"].detach(), next_obs), alpha)
-    discount = B.discount(batch, gamma, reward)
-    target = (reward + discount * (1.0 - terminated.to(reward.dtype)) * next_value).detach()
-    td = q_sa - target
-    value = B.weighted_mean(B.regression(td, loss, huber_delta), B.weights(batch, td))
-    metrics = TensorDict(
-        {
-            "loss": value.detach(),
-            "td_error": td.detach().abs().mean(),
-            "q": q_sa.detach().mean(),
-            "target": target.mean(),
-        },
-        batch_size=[],
+    target_params = params["target"].detach()
+    td, q_sa, target = bootstrapped_td(
+        params,
+        batch,
+        q_apply=q_apply,
+        gamma=gamma,
+        next_value=lambda next_obs: soft_value(q_apply(target_params, next_obs), alpha),
+        owner=owner,
     )
-    return value, metrics
+    return regression_loss(td, q_sa, target, batch, loss, huber_delta)
