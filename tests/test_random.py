@@ -323,3 +323,16 @@ VARIANT_CASES = [
 @pytest.mark.parametrize("case,variant", variant_params(VARIANT_CASES))
 def test_variants(case, variant):
     check(case, variant)
+
+
+@pytest.mark.parametrize("n", [1, 7, 1000])
+def test_numpy_fast_path_equals_torch_block_function(n):
+    """The eager CPU path (NumPy uint32) gives the same words as the torch integer ops."""
+    from frl.random import _blocks, threefry2x32
+
+    for seed in (0, 1, 2**31 + 5):
+        k = fr.key(seed)
+        fast0, fast1 = _blocks(k, n)
+        idx = torch.arange(n, dtype=torch.int64)
+        ref0, ref1 = threefry2x32(k[0], k[1], 0, idx)
+        assert torch.equal(fast0, ref0) and torch.equal(fast1, ref1)

@@ -1,0 +1,60 @@
+"""Pure, batched torch environments (gymnax-style) and the registry.
+
+``make(id)`` returns an environment; ``reset``/``step`` describe one environment and
+``vmap`` batches them (:func:`reset_batch` and :func:`step_batch` do it for you).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor
+from torch.func import vmap
+
+from frl import random
+from frl.envs.base import Environment
+from frl.envs.classic_control import Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum
+from frl.envs.spaces import Box, Discrete
+
+__all__ = [
+    "ENVIRONMENTS",
+    "Box",
+    "Discrete",
+    "Environment",
+    "list_envs",
+    "make",
+    "reset_batch",
+    "step_batch",
+]
+
+ENVIRONMENTS: dict[str, type[Environment]] = {
+    cls.id: cls for cls in (CartPole, Acrobot, MountainCar, MountainCarContinuous, Pendulum)
+}
+
+
+def list_envs() -> list[str]:
+    """The ids :func:`make` accepts."""
+    return sorted(ENVIRONMENTS)
+
+
+def make(env_id: str, **kwargs: Any) -> Environment:
+    """An environment by gymnasium id (``"CartPole-v1"``, ...); kwargs go to its constructor."""
+    if env_id not in ENVIRONMENTS:
+        raise ValueError(f"unknown environment {env_id!r}; choose one of {', '.join(list_envs())}")
+    return ENVIRONMENTS[env_id](**kwargs)
+
+
+def reset_batch(
+    env: Environment, key: Tensor, num_envs: int, params: Any = None
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Reset ``num_envs`` environments from ``split(key, num_envs)``: obs ``[num_envs, ...]``."""
+    return vmap(env.reset, in_dims=(0, None))(random.split(key, num_envs), params)
+
+
+def step_batch(
+    env: Environment, key: Tensor, state: Mapping[str, Tensor], action: Tensor, params: Any = None
+) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor, Tensor, dict[str, Tensor]]:
+    """Step a batch of environments (leading dim of ``state`` and ``action``) with per-env keys."""
+    keys = random.split(key, state["time"].shape[0])
+    return vmap(env.step, in_dims=(0, 0, 0, None))(keys, state, action, params)

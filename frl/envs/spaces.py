@@ -1,0 +1,51 @@
+"""Observation and action specs of pure environments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Box", "Discrete"]
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box ``[low, high]^shape`` of ``dtype`` (bounds may be ``inf``)."""
+
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    shape: tuple[int, ...]
+    dtype: torch.dtype = torch.float32
+
+    def low_tensor(self, device: torch.device | str | None = None) -> torch.Tensor:
+        return torch.tensor(self.low, dtype=self.dtype, device=device).reshape(self.shape)
+
+    def high_tensor(self, device: torch.device | str | None = None) -> torch.Tensor:
+        return torch.tensor(self.high, dtype=self.dtype, device=device).reshape(self.shape)
+
+    def contains(self, x: torch.Tensor) -> bool:
+        return tuple(x.shape[-len(self.shape) :]) == self.shape and bool(
+            ((x >= self.low_tensor(x.device)) & (x <= self.high_tensor(x.device))).all()
+        )
+
+    @property
+    def discrete(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class Discrete:
+    """Integer actions ``0 .. n - 1`` (int64 scalars)."""
+
+    n: int
+
+    shape: tuple[int, ...] = ()
+    dtype: torch.dtype = torch.int64
+
+    def contains(self, x: torch.Tensor) -> bool:
+        return not x.dtype.is_floating_point and bool(((x >= 0) & (x < self.n)).all())
+
+    @property
+    def discrete(self) -> bool:
+        return True
