@@ -10,6 +10,7 @@ DEV := $(VENV)/.frl-dev
 export OMP_NUM_THREADS ?= 1
 export TORCHINDUCTOR_CACHE_DIR ?= $(CURDIR)/.cache/inductor
 export TORCHINDUCTOR_VEC_ISA_OK ?= 1
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
 .PHONY: demo test lint format bench clean
 
@@ -19,15 +20,19 @@ $(PY):
 # torch first, from the pin in constraints.txt (a bare `torch` would pull a CUDA build).
 $(CORE): pyproject.toml constraints.txt | $(PY)
 	$(PIP) torch
-	$(PIP) -e .
+	$(PIP) -e ".[plot]"
 	touch $@
 
 $(DEV): $(CORE)
 	$(PIP) -e ".[dev,jax]"
 	touch $@
 
+# The main job: PPO on CartPole-v1, 8 seeds in one compiled, vmapped run; a table and a curve.
+DEMO_OUT ?= runs/demo
 demo: $(CORE)
-	$(PY) examples/ensemble_regression.py
+	rm -rf $(DEMO_OUT)
+	$(VENV)/bin/frl train ppo --env CartPole-v1 --seeds 8 --steps 500000 --out $(DEMO_OUT)
+	$(VENV)/bin/frl plot $(DEMO_OUT) -o $(DEMO_OUT)/curves.png
 
 lint: $(DEV)
 	$(VENV)/bin/ruff check .
@@ -45,6 +50,8 @@ bench: $(DEV)
 	$(PY) benchmarks/bench_optim.py
 	$(PY) benchmarks/bench_returns.py
 	$(PY) benchmarks/bench_losses.py
+	$(PY) benchmarks/bench_seeds.py
+	$(PY) benchmarks/bench_learning.py
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache runs

@@ -15,6 +15,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # Read when Inductor loads: set before torch is imported.
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(RESULTS.parent.parent / ".cache" / "inductor"))
 os.environ.setdefault("TORCHINDUCTOR_VEC_ISA_OK", "1")
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(RESULTS.parent.parent / ".cache" / "torch_extensions"))
 
 import torch
 

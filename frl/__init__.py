@@ -8,7 +8,8 @@ bit-compatible with ``jax.random``.
 
 from frl import nn, optim, random, tree
 from frl._compile import compile
+from frl.run import run
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "compile", "nn", "optim", "random", "tree"]
+__all__ = ["__version__", "compile", "nn", "optim", "random", "run", "tree"]

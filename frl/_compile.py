@@ -28,6 +28,22 @@ INDUCTOR_OPTIONS: dict[str, Any] = {
 """Inductor options frl compiles with (see the module docstring for the measurement)."""
 
 
+def _settle_tensordict_memo() -> None:
+    """Fill tensordict's is-tensorclass memo for the types frl passes around.
+
+    Dynamo guards on the memo's length (tensordict 0.14): a type first seen by eager code after
+    a compile (``Tensor``, ``TensorDict``, ``dict``) grows it and recompiles every compiled
+    function once, doubling compile time. Seen up front, the memo stays put.
+    """
+    try:
+        from tensordict import TensorDict
+        from tensordict.utils import _is_tensorclass
+    except ImportError:  # pragma: no cover - a tensordict without the memo
+        return
+    for cls in (torch.Tensor, TensorDict, dict, list, tuple, int, float, bool, type(None)):
+        _is_tensorclass(cls)
+
+
 def compile(
     fn: Callable[..., Any],
     *,
@@ -49,6 +65,7 @@ def compile(
     Returns:
       The compiled callable.
     """
+    _settle_tensordict_memo()
     backend = kwargs.get("backend", "inductor")
     merged = {**INDUCTOR_OPTIONS, **(options or {})} if backend == "inductor" else options
     return torch.compile(fn, fullgraph=fullgraph, dynamic=dynamic, options=merged, **kwargs)

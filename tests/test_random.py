@@ -325,9 +325,9 @@ def test_variants(case, variant):
     check(case, variant)
 
 
-@pytest.mark.parametrize("n", [1, 7, 1000])
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 7, 1000])
 def test_numpy_fast_path_equals_torch_block_function(n):
-    """The eager CPU path (NumPy uint32) gives the same words as the torch integer ops."""
+    """The eager CPU paths (Python ints, NumPy uint32) give the same words as the torch integer ops."""
     from frl.random import _blocks, threefry2x32
 
     for seed in (0, 1, 2**31 + 5):

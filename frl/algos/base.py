@@ -1,0 +1,133 @@
+"""What every agent exposes: ``Train(init, step, units, ...)`` and shared helpers.
+
+``Train.step(state)`` is one collect-and-update iteration, a pure function of the training
+state (one TensorDict), so ``torch.func.vmap(train.step)`` trains many seeds. ``step`` is the
+sequential composition of ``Train.units``: small pure functions ``state -> (state, metrics)``,
+each run ``repeats`` times. On CPU, compile time grows with graph size, so the driver
+(``frl.run``) compiles each unit (vmapped over seeds) and loops over them in Python; the result
+is the same as calling ``step``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import Tensor
+
+from frl.envs import Environment
+
+__all__ = ["Train", "Unit", "check_config", "compose", "episode_stats", "init_episode_stats"]
+
+UnitFn = Callable[[TensorDictBase], tuple[TensorDictBase, TensorDictBase]]
+
+
+class Unit(NamedTuple):
+    """A pure piece of an iteration: ``fn(state) -> (state, metrics)``, run ``repeats`` times."""
+
+    name: str
+    fn: UnitFn
+    repeats: int
+
+
+class Train(NamedTuple):
+    """A complete agent.
+
+    Attributes:
+      config: the validated configuration.
+      env: the training environment.
+      init: ``key -> state``.
+      step: ``state -> (state, metrics)``: one iteration (``compose(units)``).
+      units: the pieces ``step`` is made of, in order.
+      steps_per_iteration: environment steps one ``step`` takes (per seed).
+      policy: ``(params, obs) -> action``, deterministic, for evaluation.
+    """
+
+    config: Any
+    env: Environment
+    init: Callable[[Tensor], TensorDict]
+    step: UnitFn
+    units: tuple[Unit, ...]
+    steps_per_iteration: int
+    policy: Callable[[TensorDictBase, Tensor], Tensor]
+
+
+def compose(units: tuple[Unit, ...]) -> UnitFn:
+    """``step(state)``: every unit ``repeats`` times, in order; metrics merged (last call wins)."""
+
+    def step(state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
+        metrics: dict[str, Tensor] = {}
+        for unit in units:
+            for _ in range(unit.repeats):
+                state, m = unit.fn(state)
+                metrics.update(m.items())
+        return state, TensorDict(metrics, batch_size=[])
+
+    return step
+
+
+def check_config(config: Any) -> None:
+    """Validate a config dataclass: positive ints and floats where names say so.
+
+    Fields named ``num_*``, ``*_steps``, ``*_size``, ``*_epochs``, ``*_frequency``, ``hidden``
+    must be positive; ``learning_rate``/``*_lr`` positive; ``gamma``, ``*_lambda``, ``tau`` in
+    ``[0, 1]``; ``*_coef`` non-negative. Raises a ValueError naming the field.
+    """
+    name = type(config).__name__
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        f = field.name
+        if isinstance(value, bool):
+            continue
+        if f == "hidden":
+            if not value or any(not isinstance(h, int) or h <= 0 for h in value):
+                raise ValueError(
+                    f"{name}: `hidden` must be a non-empty tuple of positive ints, got {value!r}"
+                )
+        elif f.startswith("num_") or f.endswith(
+            ("_steps", "_size", "_epochs", "_frequency", "_timesteps", "_chunk")
+        ):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name}: `{f}` must be a positive int, got {value!r}")
+        elif f == "learning_rate" or f.endswith("_lr"):
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name}: `{f}` must be a positive number, got {value!r}")
+        elif f in ("gamma", "tau") or f.endswith("_lambda"):
+            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}: `{f}` must lie in [0, 1], got {value!r}")
+        elif f.endswith("_coef") and (not isinstance(value, (int, float)) or value < 0):
+            raise ValueError(f"{name}: `{f}` must be non-negative, got {value!r}")
+
+
+def init_episode_stats(num_envs: int, dtype: torch.dtype = torch.float32) -> TensorDict:
+    """Running and last-finished episode return/length per environment."""
+    zeros = torch.zeros(num_envs, dtype=dtype)
+    return TensorDict(
+        {
+            "return": zeros,
+            "length": torch.zeros(num_envs, dtype=torch.int64),
+            "last_return": zeros.clone(),
+            "last_length": torch.zeros(num_envs, dtype=torch.int64),
+            "episodes": torch.zeros((), dtype=torch.int64),
+        },
+        batch_size=[],
+    )
+
+
+def episode_stats(stats: Mapping[str, Tensor], reward: Tensor, done: Tensor) -> dict[str, Tensor]:
+    """Accumulate one step's rewards; on ``done`` move the episode into ``last_*`` and restart.
+
+    Works on a plain dict (inside compiled rollouts) or a TensorDict of the same keys.
+    """
+    ret = stats["return"] + reward
+    length = stats["length"] + 1
+    return {
+        "return": torch.where(done, torch.zeros_like(ret), ret),
+        "length": torch.where(done, torch.zeros_like(length), length),
+        "last_return": torch.where(done, ret, stats["last_return"]),
+        "last_length": torch.where(done, length, stats["last_length"]),
+        "episodes": stats["episodes"] + done.sum(),
+    }

@@ -1,0 +1,149 @@
+"""REINFORCE with a learned baseline (Williams 1992) on a pure environment.
+
+One iteration:
+
+1. COLLECT ``num_steps`` steps on ``num_envs`` environments with the current stochastic policy;
+2. LEARN one gradient step of ``frl.losses.reinforce_loss`` on the whole batch: discounted
+   returns ``G_t = r_t + gamma G_{t+1}`` restart at episode ends; a terminated episode adds
+   nothing after its last reward, while a truncated one (time limit) and the segment's last step
+   bootstrap from the baseline ``b(s')`` of the true next observation (the segment is a window
+   onto longer episodes). The baseline regresses onto ``G``; the policy term uses ``G - b(s)``.
+   Adam on actor and baseline together, gradient norm clipped.
+
+Fixed-shape segments, not whole episodes, keep the iteration a pure, compilable function; with
+``num_steps`` at least the episode length the bootstrap only touches unfinished episodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import Tensor
+
+from frl import envs, nn, optim, random
+from frl.algos.base import Train, Unit, check_config, compose, init_episode_stats
+from frl.algos.rollout import clip_action, init_trajectory, make_collect
+from frl.distributions import Categorical, DiagGaussian
+from frl.losses import reinforce_loss
+from frl.returns import discounted_returns
+from frl.update import make_update
+
+__all__ = ["Config", "make_train"]
+
+
+@dataclass(frozen=True)
+class Config:
+    """REINFORCE settings (defaults tuned for CartPole-v1; networks as CleanRL's PPO)."""
+
+    env_id: str = "CartPole-v1"
+    total_timesteps: int = 500_000
+    num_envs: int = 4
+    num_steps: int = 128
+    learning_rate: float = 1e-3
+    gamma: float = 0.99
+    value_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    normalize_returns: bool = False
+    hidden: tuple[int, ...] = (64, 64)
+    log_std_init: float = 0.0
+    rollout_chunk: int = 16
+
+    def __post_init__(self) -> None:
+        check_config(self)
+        if self.num_steps % self.rollout_chunk:
+            raise ValueError(
+                f"Config: `num_steps` ({self.num_steps}) must be a multiple of `rollout_chunk` "
+                f"({self.rollout_chunk})"
+            )
+        if self.total_timesteps < self.num_envs * self.num_steps:
+            raise ValueError(
+                f"Config: `total_timesteps` ({self.total_timesteps}) must cover one iteration of "
+                f"num_envs * num_steps = {self.num_envs * self.num_steps} steps"
+            )
+
+    @classmethod
+    def preset(cls, env_id: str, **overrides: Any) -> Config:
+        """Settings for a built-in environment (the defaults everywhere for now)."""
+        return cls(env_id=env_id, **overrides)
+
+
+def make_train(config: Config) -> Train:
+    """REINFORCE with a baseline on ``config.env_id`` (discrete or continuous actions)."""
+    if not isinstance(config, Config):
+        raise TypeError(f"reinforce.make_train: expected a reinforce.Config, got {type(config)!r}")
+    env = envs.make(config.env_id)
+    obs_dim = env.observation_space.shape[0]
+    if env.discrete:
+        actor = nn.CategoricalPolicy(obs_dim, env.action_space.n, hidden=config.hidden, activation="tanh")
+        dist = Categorical()
+    else:
+        actor = nn.GaussianPolicy(
+            obs_dim, env.action_space.shape[0], hidden=config.hidden, log_std_init=config.log_std_init
+        )
+        dist = DiagGaussian()
+    critic = nn.ValueNetwork(obs_dim, hidden=config.hidden)
+    T, E = config.num_steps, config.num_envs
+    loss = partial(
+        reinforce_loss,
+        policy_apply=actor.apply,
+        dist=dist,
+        value_apply=critic.apply,
+        value_coef=config.value_coef,
+        normalize_returns=config.normalize_returns,
+    )
+    tx = optim.chain(optim.clip_by_global_norm(config.max_grad_norm), optim.adam(config.learning_rate))
+    learner = make_update(loss, tx)
+
+    def init(key: Tensor) -> TensorDict:
+        k_actor, k_critic, k_env, k_run = random.split(key, 4)
+        params = TensorDict({"actor": actor.init(k_actor), "critic": critic.init(k_critic)}, batch_size=[])
+        obs, env_state = env.reset(k_env, num_envs=E)
+        return TensorDict(
+            {
+                "learner": learner.init(params),
+                "env": TensorDict({"state": env_state, "obs": obs}, batch_size=[]),
+                "key": k_run,
+                "traj": init_trajectory(env, T, E),
+                "t": torch.zeros((), dtype=torch.int64),
+                "stats": init_episode_stats(E, env.dtype),
+                "env_steps": torch.zeros((), dtype=torch.int64),
+            },
+            batch_size=[],
+        )
+
+    def learn(state: TensorDictBase) -> tuple[TensorDict, TensorDict]:
+        traj = state["traj"]
+        next_value = critic.apply(state["learner", "params", "critic"], traj["final_obs"]).detach()
+        # bootstraps from b(s') at cuts only: truncations and the segment's last step
+        returns = discounted_returns(
+            traj["reward"].T,
+            traj["terminated"].T,
+            traj["done"].T,
+            gamma=config.gamma,
+            next_value=next_value.T,
+        ).T
+        batch = TensorDict(
+            {"observation": traj["obs"], "action": traj["action"], "value_target": returns},
+            batch_size=[T, E],
+        ).reshape(-1)
+        learner_state, metrics = learner.step(state["learner"], batch, None)
+        new = state.copy()
+        new["learner"] = learner_state
+        new["t"] = torch.zeros_like(state["t"])
+        return new, metrics
+
+    units = (
+        Unit(
+            "collect", make_collect(env, actor.apply, dist, config.rollout_chunk), T // config.rollout_chunk
+        ),
+        Unit("learn", learn, 1),
+    )
+
+    def policy(params: TensorDictBase, obs: Tensor) -> Tensor:
+        return clip_action(env, dist.mode(actor.apply(params["actor"], obs)))
+
+    return Train(config, env, init, compose(units), units, T * E, policy)

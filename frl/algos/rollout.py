@@ -1,0 +1,118 @@
+"""On-policy collection into a fixed ``[T, E]`` trajectory buffer held in the training state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import Tensor
+
+from frl import random
+from frl.algos.base import episode_stats
+from frl.distributions import Distribution
+from frl.envs import Environment
+
+__all__ = ["clip_action", "init_trajectory", "make_collect"]
+
+
+def clip_action(env: Environment, action: Tensor) -> Tensor:
+    """Clamp continuous actions into the action box (discrete actions pass through)."""
+    if env.discrete:
+        return action
+    space = env.action_space
+    return torch.clamp(
+        action,
+        space.low_tensor(action.device).to(action.dtype),
+        space.high_tensor(action.device).to(action.dtype),
+    )
+
+
+def init_trajectory(env: Environment, num_steps: int, num_envs: int) -> TensorDict:
+    """Zeros ``[T, E, ...]`` for observations, actions, log-probs, rewards, flags, final observations."""
+    obs_shape = tuple(env.observation_space.shape)
+    action = (
+        torch.zeros(num_steps, num_envs, dtype=torch.int64)
+        if env.discrete
+        else torch.zeros(num_steps, num_envs, *env.action_space.shape, dtype=env.dtype)
+    )
+    zeros = torch.zeros(num_steps, num_envs, dtype=env.dtype)
+    flags = torch.zeros(num_steps, num_envs, dtype=torch.bool)
+    return TensorDict(
+        {
+            "obs": torch.zeros(num_steps, num_envs, *obs_shape, dtype=env.dtype),
+            "action": action,
+            "log_prob": zeros,
+            "reward": zeros.clone(),
+            "terminated": flags,
+            "done": flags.clone(),
+            "final_obs": torch.zeros(num_steps, num_envs, *obs_shape, dtype=env.dtype),
+        },
+        batch_size=[num_steps, num_envs],
+    )
+
+
+STATS = ("return", "length", "last_return", "last_length", "episodes")
+FIELDS = ("obs", "action", "log_prob", "reward", "terminated", "done", "final_obs")
+
+
+def make_collect(
+    env: Environment,
+    actor_apply: Callable[[TensorDictBase, Tensor], Any],
+    dist: Distribution,
+    chunk: int,
+) -> Callable[[TensorDictBase], tuple[TensorDict, TensorDict]]:
+    """A unit that runs ``chunk`` environment steps with the current policy.
+
+    Reads ``learner.params.actor``, ``env.{state, obs}``, ``key``, ``t``; writes transitions
+    into ``traj`` at rows ``t .. t + chunk - 1``, updates ``stats`` and ``env_steps``.
+    The step loop works on plain tensors and dicts and writes the trajectory once per chunk:
+    dynamo traces TensorDict operations slowly, and this unit is unrolled ``chunk`` times.
+    """
+
+    def collect(state: TensorDictBase) -> tuple[TensorDict, TensorDict]:
+        key = state["key"]
+        obs = state["env", "obs"]
+        env_state = {"physics": state["env", "state", "physics"], "time": state["env", "state", "time"]}
+        actor = state["learner", "params", "actor"]
+        stats = {k: state["stats", k] for k in STATS}
+        rows: dict[str, list[Tensor]] = {k: [] for k in FIELDS}
+        for _ in range(chunk):
+            key, k_act, k_env = random.split(key, 3)
+            dist_params = actor_apply(actor, obs)
+            action = dist.sample(k_act, dist_params)
+            log_prob = dist.log_prob(dist_params, action)
+            next_obs, env_state, reward, terminated, truncated, info = env.step(
+                k_env, env_state, clip_action(env, action)
+            )
+            done = terminated | truncated
+            for name, value in zip(
+                FIELDS, (obs, action, log_prob.detach(), reward, terminated, done, info["final_observation"])
+            ):
+                rows[name].append(value)
+            stats = episode_stats(stats, reward, done)
+            obs = next_obs
+        t = state["t"]
+        index = t + torch.arange(chunk, device=t.device)
+        traj = state["traj"]
+        new = state.copy()
+        new["traj"] = TensorDict(
+            {k: torch.index_copy(traj[k], 0, index, torch.stack(rows[k])) for k in FIELDS},
+            batch_size=traj.batch_size,
+        )
+        new["key"] = key
+        new["env"] = TensorDict({"state": env_state, "obs": obs}, batch_size=[])
+        new["t"] = t + chunk
+        new["stats"] = TensorDict(stats, batch_size=[])
+        new["env_steps"] = state["env_steps"] + chunk * obs.shape[0]
+        metrics = TensorDict(
+            {
+                "episode_return": stats["last_return"].mean(),
+                "episode_length": stats["last_length"].to(stats["last_return"].dtype).mean(),
+            },
+            batch_size=[],
+        )
+        return new, metrics
+
+    return collect

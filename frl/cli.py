@@ -1,0 +1,373 @@
+"""The ``frl`` command line: train, evaluate, list and plot.
+
+::
+
+    frl train ppo --env CartPole-v1 --seeds 8 --steps 500000 --out runs/ppo
+    frl train sac --env Pendulum-v1 --seeds 4 --config.batch_size 128 --no-compile
+    frl eval runs/ppo
+    frl list
+    frl plot runs/ppo runs/dqn -o curves.png
+
+``train`` validates everything (algorithm, environment, action type, counts, config fields)
+before it writes anything; a bad input prints one ``frl: error: ...`` line naming the problem
+and the valid choices, and exits with code 2. ``--out DIR`` receives ``config.json``, the logs
+(``metrics.csv``, ``metrics.jsonl``), ``checkpoint.pt`` and ``results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """Bad input: reported on one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+# --------------------------------------------------------------------------------------
+# Config overrides: --config.field value
+# --------------------------------------------------------------------------------------
+
+
+def _parse_value(config_cls: type, name: str, text: str, current: Any) -> Any:
+    kind = type(current)
+    try:
+        if kind is bool:
+            lowered = text.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return lowered in ("true", "1", "yes")
+        if kind is int:
+            return int(float(text)) if "e" in text.lower() else int(text)
+        if kind is float:
+            return float(text)
+        if kind is tuple:
+            return tuple(int(v) for v in text.replace("(", "").replace(")", "").split(",") if v.strip())
+        return text
+    except ValueError:
+        raise UsageError(
+            f"--config.{name}: expected a {kind.__name__} (current {current!r}), got {text!r}"
+        ) from None
+
+
+def _config_overrides(config_cls: type, pairs: Sequence[str]) -> dict[str, Any]:
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    defaults = config_cls()
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(pairs):
+        flag = pairs[i]
+        if not flag.startswith("--config."):
+            raise UsageError(f"unrecognized argument {flag!r}")
+        name, _, inline = flag[len("--config.") :].partition("=")
+        if name not in fields:
+            raise UsageError(
+                f"--config.{name}: unknown field of {config_cls.__module__}.Config; "
+                f"valid fields: {', '.join(fields)}"
+            )
+        if name in ("env_id", "total_timesteps"):
+            raise UsageError(f"--config.{name}: use --env / --steps instead")
+        if inline:
+            value, i = inline, i + 1
+        else:
+            if i + 1 >= len(pairs):
+                raise UsageError(f"--config.{name}: missing value")
+            value, i = pairs[i + 1], i + 2
+        out[name] = _parse_value(config_cls, name, value, getattr(defaults, name))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------
+
+
+def _build_train(algo: str, env_id: str, steps: int | None, overrides: dict[str, Any]):
+    from frl import envs
+    from frl.algos import ALGORITHMS
+
+    if algo not in ALGORITHMS:
+        raise UsageError(f"unknown algorithm {algo!r}; choose one of {', '.join(sorted(ALGORITHMS))}")
+    if env_id not in envs.ENVIRONMENTS:
+        raise UsageError(f"unknown environment {env_id!r}; choose one of {', '.join(envs.list_envs())}")
+    env = envs.make(env_id)
+    if algo == "dqn" and not env.discrete:
+        choices = ", ".join(e for e in envs.list_envs() if envs.make(e).discrete)
+        raise UsageError(f"dqn needs discrete actions; {env_id} has continuous actions (discrete: {choices})")
+    if algo == "sac" and env.discrete:
+        choices = ", ".join(e for e in envs.list_envs() if not envs.make(e).discrete)
+        raise UsageError(
+            f"sac needs continuous actions; {env_id} has discrete actions (continuous: {choices})"
+        )
+    module = ALGORITHMS[algo]
+    try:
+        if steps is not None:
+            overrides = {**overrides, "total_timesteps": steps}
+        config = module.Config.preset(env_id, **overrides)
+        return module.make_train(config)
+    except (ValueError, TypeError) as err:
+        raise UsageError(str(err)) from None
+
+
+def _results_table(members: list[dict[str, Any]], returns: list[float]) -> list[str]:
+    from frl.logging import iqm
+
+    lines = ["seed  final eval return", "----  -----------------"]
+    for member, ret in zip(members, returns, strict=True):
+        extra = "".join(f"  {k}={v:g}" for k, v in member.items() if k != "seed")
+        lines.append(f"{member['seed']:>4}  {ret:17.1f}{extra}")
+    finite = [r for r in returns if math.isfinite(r)]
+    mean = sum(finite) / len(finite) if finite else math.nan
+    std = math.sqrt(sum((r - mean) ** 2 for r in finite) / len(finite)) if finite else math.nan
+    lines.append(
+        f"mean {mean:.1f} +- {std:.1f}   IQM {iqm(finite):.1f}   min {min(finite, default=math.nan):.1f}"
+    )
+    return lines
+
+
+def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from frl.algos import ALGORITHMS
+
+    if args.steps is not None and args.steps <= 0:
+        raise UsageError(f"--steps must be a positive number of environment steps per seed, got {args.steps}")
+    if args.seeds <= 0:
+        raise UsageError(f"--seeds must be a positive count, got {args.seeds}")
+    if args.eval_episodes <= 0:
+        raise UsageError(f"--eval-episodes must be positive, got {args.eval_episodes}")
+    if args.algo not in ALGORITHMS:
+        raise UsageError(f"unknown algorithm {args.algo!r}; choose one of {', '.join(sorted(ALGORITHMS))}")
+    overrides = _config_overrides(ALGORITHMS[args.algo].Config, extra)
+    train = _build_train(args.algo, args.env, args.steps, overrides)
+    args.steps = train.config.total_timesteps
+    if args.steps < train.steps_per_iteration:
+        raise UsageError(
+            f"--steps ({args.steps}) is less than one iteration ({train.steps_per_iteration} steps)"
+        )
+    out = None if args.out is None else Path(args.out)
+    if out is not None and (out / "results.json").exists() and not args.resume:
+        raise UsageError(f"--out {out} already holds a finished run; choose another folder or pass --resume")
+
+    import torch
+
+    from frl.run import run
+
+    torch.set_num_threads(args.threads)
+    config = dataclasses.asdict(train.config)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps({"algo": args.algo, "config": config}, indent=2) + "\n")
+    eval_every = args.eval_every or max(train.steps_per_iteration, args.steps // 20)
+    callbacks = []
+    if args.stop_at is not None:
+        # early stop: every seed's evaluation at or above the target
+        callbacks.append(lambda row: min(row.get("eval_return_per_member", [-math.inf])) >= args.stop_at)
+    start = time.perf_counter()
+    result = run(
+        train,
+        seeds=args.seeds,
+        total_steps=args.steps,
+        compile=args.compile,
+        eval_every=eval_every,
+        eval_episodes=args.eval_episodes,
+        out_dir=out,
+        checkpoint_every=eval_every if out is not None else None,
+        resume=args.resume,
+        progress=not args.no_progress,
+        device=args.device,
+        callbacks=callbacks,
+    )
+    wall = time.perf_counter() - start
+    print(
+        f"\n{args.algo} on {args.env}: {args.seeds} seeds x {result.env_steps:,} steps "
+        f"({'compiled' if args.compile else 'eager'})"
+    )
+    for line in _results_table(result.members, result.eval_returns):
+        print(line)
+    print(
+        f"wall {wall:.1f} s   compile {result.compile_s:.1f} s   "
+        f"{result.env_steps_per_s:,.0f} env-steps/s (all seeds)"
+    )
+    if out is not None:
+        payload = {
+            "algo": args.algo,
+            "env": args.env,
+            "seeds": [m["seed"] for m in result.members],
+            "num_seeds": len(result.members),
+            "total_steps": result.env_steps,
+            "final_eval_return": result.eval_returns,
+            "wall_s": wall,
+            "compile_s": result.compile_s,
+            "env_steps_per_s": result.env_steps_per_s,
+            "compiled": args.compile,
+            "device": str(args.device or "cpu"),
+        }
+        tmp = out / ".results.json.tmp"
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+        os.replace(tmp, out / "results.json")
+        print(f"wrote {out / 'results.json'}")
+    return 0
+
+
+def _load_run(run_dir: Path):
+    config_path, ckpt_path = run_dir / "config.json", run_dir / "checkpoint.pt"
+    for path in (config_path, ckpt_path):
+        if not path.exists():
+            raise UsageError(
+                f"{run_dir} is not a run folder: {path.name} is missing (train with --out first)"
+            )
+    saved = json.loads(config_path.read_text())
+    from frl.algos import ALGORITHMS
+
+    module = ALGORITHMS[saved["algo"]]
+    fields = {f.name: f for f in dataclasses.fields(module.Config)}
+    cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items() if k in fields}
+    return saved["algo"], module.make_train(module.Config(**cfg)), ckpt_path
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    if args.episodes <= 0:
+        raise UsageError(f"--episodes must be positive, got {args.episodes}")
+    algo, train, ckpt_path = _load_run(Path(args.run_dir))
+    import torch
+
+    from frl import checkpoint, random
+    from frl.run import evaluate
+
+    saved = checkpoint.load(ckpt_path)
+    params = saved["state"]["learner", "params"]
+    members = saved["members"]
+    if len(members) == 1 and params.batch_dims == 0:
+        params = params.unsqueeze(0)
+    returns = []
+    for i, member in enumerate(members):
+        key = random.fold_in(random.key(member["seed"]), 7)
+        returns.append(float(evaluate(train, params[i], key, args.episodes).double().mean()))
+    steps = saved["iteration"] * train.steps_per_iteration
+    print(f"{algo} on {train.env.id}: checkpoint at {steps:,} steps, {args.episodes} episodes per seed")
+    for line in _results_table(members, returns):
+        print(line)
+    del torch
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from frl import envs
+    from frl.algos import ALGORITHMS
+
+    kinds = {
+        "dqn": "discrete",
+        "sac": "continuous",
+        "ppo": "discrete, continuous",
+        "reinforce": "discrete, continuous",
+    }
+    print("algorithms:")
+    for name in sorted(ALGORITHMS):
+        doc = (ALGORITHMS[name].__doc__ or "").strip().splitlines()[0]
+        print(f"  {name:<10} actions: {kinds.get(name, '?'):<22} {doc}")
+    print("environments:")
+    for env_id in envs.list_envs():
+        env = envs.make(env_id)
+        space = env.action_space
+        actions = f"discrete({space.n})" if env.discrete else f"box{list(space.shape)}"
+        print(
+            f"  {env_id:<26} obs {list(env.observation_space.shape)}  actions {actions}  "
+            f"max steps {env.max_episode_steps}"
+        )
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from frl.plot import plot_runs
+
+    for run_dir in args.run_dirs:
+        if not (Path(run_dir) / "metrics.jsonl").exists():
+            raise UsageError(f"{run_dir} has no metrics.jsonl (train with --out first)")
+    try:
+        path = plot_runs([Path(d) for d in args.run_dirs], Path(args.output), band=args.band)
+    except ImportError:
+        raise UsageError("frl plot needs matplotlib: pip install 'frl[plot]'") from None
+    print(f"wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="frl", description="Functional reinforcement learning on torch.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    train = sub.add_parser(
+        "train",
+        help="train an agent on many seeds at once",
+        description="extra options --config.FIELD VALUE override the algorithm's Config",
+    )
+    train.add_argument("algo", help="dqn, ppo, reinforce or sac")
+    train.add_argument("--env", default="CartPole-v1", help="environment id (see `frl list`)")
+    train.add_argument("--seeds", type=int, default=1, help="number of seeds trained together (0..N-1)")
+    train.add_argument(
+        "--steps", type=int, default=None, help="environment steps per seed (default: the config's)"
+    )
+    train.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    train.add_argument("--out", default=None, help="folder for config, logs, checkpoints and results.json")
+    train.add_argument("--eval-every", type=int, default=None, help="steps between evaluations")
+    train.add_argument("--eval-episodes", type=int, default=10)
+    train.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
+    train.add_argument(
+        "--stop-at", type=float, default=None, help="stop once every seed's eval return reaches this"
+    )
+    train.add_argument("--device", default=None, help="cpu (default) or cuda")
+    train.add_argument(
+        "--threads", type=int, default=1, help="intra-op threads (1 is fastest for small nets)"
+    )
+    train.add_argument("--no-progress", action="store_true")
+
+    ev = sub.add_parser("eval", help="evaluate a trained run's checkpoint")
+    ev.add_argument("run_dir")
+    ev.add_argument("--episodes", type=int, default=10)
+
+    sub.add_parser("list", help="algorithms and environments")
+
+    plot = sub.add_parser("plot", help="learning curves of runs")
+    plot.add_argument("run_dirs", nargs="+")
+    plot.add_argument("-o", "--output", default="curves.png")
+    plot.add_argument("--band", choices=("bootstrap", "iqm"), default="bootstrap")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if args.command is None:
+            raise UsageError("choose a command: train, eval, list, plot (frl COMMAND --help)")
+        if args.command != "train" and extra:
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+        if args.command == "train":
+            return cmd_train(args, extra)
+        return {"eval": cmd_eval, "list": cmd_list, "plot": cmd_plot}[args.command](args)
+    except UsageError as err:
+        print(f"frl: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

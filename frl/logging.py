@@ -1,0 +1,66 @@
+"""Run logs: CSV and JSON lines always, TensorBoard when it is installed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RunLogger", "iqm"]
+
+
+def iqm(values: list[float]) -> float:
+    """Interquartile mean: the mean of the middle 50 % (Agarwal et al. 2021), robust across seeds.
+
+    With ``n`` values the lowest and highest ``n // 4`` are dropped (n < 4: the plain mean).
+    """
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    cut = len(ordered) // 4
+    middle = ordered[cut : len(ordered) - cut]
+    return sum(middle) / len(middle)
+
+
+class RunLogger:
+    """Appends one row per log point to ``metrics.csv`` and ``metrics.jsonl`` in ``out_dir``."""
+
+    def __init__(self, out_dir: str | Path | None, tensorboard: bool = True) -> None:
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self._csv_keys: list[str] | None = None
+        self._tb = None
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if tensorboard:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except ImportError:  # tensorboard is optional
+                    SummaryWriter = None
+                if SummaryWriter is not None:
+                    self._tb = SummaryWriter(str(self.out_dir / "tensorboard"))
+
+    def log(self, row: dict[str, Any]) -> None:
+        if self.out_dir is None:
+            return
+        with (self.out_dir / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        scalars = {k: v for k, v in row.items() if isinstance(v, (int, float))}
+        path = self.out_dir / "metrics.csv"
+        if self._csv_keys is None:
+            self._csv_keys = list(scalars)
+            if not path.exists():
+                with path.open("w", newline="") as f:
+                    csv.writer(f).writerow(self._csv_keys)
+        with path.open("a", newline="") as f:
+            csv.writer(f).writerow([scalars.get(k, "") for k in self._csv_keys])
+        if self._tb is not None:
+            step = int(row.get("env_steps", 0))
+            for k, v in scalars.items():
+                if k != "env_steps":
+                    self._tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()

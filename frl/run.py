@@ -1,0 +1,471 @@
+"""``frl.run``: train N seeds (and a grid of hyper-parameters) at once, compiled, with the comforts.
+
+::
+
+    train = frl.algos.ppo.make_train(frl.algos.ppo.Config())
+    result = frl.run(train, seeds=8, total_steps=500_000, out_dir="runs/ppo")
+
+The training state of every member (seed x hyper-parameter) is stacked on a leading dim and each
+pure unit of ``Train`` runs under ``torch.func.vmap``. With ``compile=True`` every unit is
+compiled once by ``frl.compile`` through its own named wrapper, taking and returning flat tuples
+of tensors (a TensorDict at the compiled boundary costs guard checks on every call); between
+units Python loops, and between iterations it evaluates, logs, shows progress, checkpoints and
+stops early. Metrics are reduced on the device and only the latest values are kept, so memory
+stays flat however long the run.
+
+Seed ``i`` trained inside a batch of N gives the same numbers as seed ``i`` trained alone: all
+randomness comes from ``frl.random.key(i)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import Tensor
+from torch.func import vmap
+from torch.utils import _pytree as pytree
+
+import frl
+from frl import checkpoint, random
+from frl.algos.base import Train
+from frl.logging import RunLogger, iqm
+from frl.optim import set_hyperparams
+
+__all__ = ["RunResult", "evaluate", "run"]
+
+Callback = Callable[[dict[str, Any]], bool | None]
+
+
+@dataclass
+class RunResult:
+    """What a run returns.
+
+    Attributes:
+      state: the final training state, stacked over members ``[M, ...]``.
+      members: ``[{"seed": s, **hyper-parameters}]``, one per member, in state order.
+      eval_returns: the last evaluation's mean return per member.
+      history: one row per log point (env steps, metrics, evaluations).
+      wall_s: total seconds; compile_s: seconds spent in first calls of compiled units.
+      env_steps_per_s: environment steps of all members per second of the run.
+    """
+
+    state: TensorDict
+    members: list[dict[str, Any]]
+    eval_returns: list[float]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    wall_s: float = 0.0
+    compile_s: float = 0.0
+    env_steps_per_s: float = 0.0
+    env_steps: int = 0
+
+
+# --------------------------------------------------------------------------------------
+# Compiled units over flat tuples of tensors
+# --------------------------------------------------------------------------------------
+
+
+def _canonical_strides(shape: torch.Size) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
+
+
+def _canonical(x: Tensor) -> Tensor:
+    """``x`` with row-major strides, so compiled units see the same strides on every call.
+
+    Dynamo guards on strides, also of size-1 dims (which ``contiguous()`` leaves as they are) and
+    of expanded dims: without this a unit recompiles whenever a layout drifts. A contiguous
+    tensor gets a free ``as_strided`` view; an expanded one a copy.
+    """
+    strides = _canonical_strides(x.shape)
+    if x.stride() == strides:
+        return x
+    if not x.is_contiguous():
+        x = x.contiguous()
+    return x if x.stride() == strides else x.as_strided(x.shape, strides)
+
+
+def _boundary(leaves: Sequence[Tensor]) -> list[Tensor]:
+    """Leaves ready for a compiled call: row-major strides and no two sharing memory.
+
+    Dynamo guards on aliasing (``args[i] is args[j]``), nested compile regions reject aliased
+    inputs, and a compiled graph may return one buffer for two equal outputs (two zero
+    counters) or views of one tensor: a leaf whose storage was seen already is copied.
+    """
+    seen: set[int] = set()
+    out = []
+    for x in leaves:
+        x = _canonical(x)
+        ptr = x.untyped_storage().data_ptr() if x.numel() else -id(x)
+        if ptr in seen:
+            x = _canonical(x.clone())
+            ptr = x.untyped_storage().data_ptr() if x.numel() else -id(x)
+        seen.add(ptr)
+        out.append(x)
+    return out
+
+
+def _named(name: str, fn: Callable) -> Callable:
+    """A wrapper with its own code object: dynamo caches and counts recompiles per code object."""
+    namespace: dict[str, Any] = {"_fn": fn}
+    exec(f"def {name}(*args):\n    return _fn(*args)\n", namespace)
+    return namespace[name]
+
+
+class _StateUnit:
+    """A unit ``state -> (state, metrics)`` over the flat leaves of the state, vmapped over members.
+
+    Compiled units take and return flat tuples of tensors, and the driver keeps the state as
+    leaves between calls: no TensorDict crosses the compiled boundary (guards stay cheap) and
+    no pytree flattening happens per call. Eager units are called on TensorDicts directly.
+    """
+
+    def __init__(self, name: str, fn: Callable, batched: bool, compiled: bool) -> None:
+        self.name, self.compiled = name, compiled
+        self.fn = vmap(fn) if batched else fn
+        self.state_spec: pytree.TreeSpec | None = None
+        self.metrics_spec: pytree.TreeSpec | None = None
+        self._callable: Callable | None = None
+        self.first_call_s = 0.0
+
+    def _build(self, state_spec: pytree.TreeSpec) -> Callable:
+        fn = self.fn
+
+        def flat(*leaves):
+            state, metrics = fn(pytree.tree_unflatten(list(leaves), state_spec))
+            return (*pytree.tree_leaves(state), *pytree.tree_leaves(metrics))
+
+        return frl.compile(_named(f"frl_{self.name}", flat))
+
+    def __call__(self, leaves: list[Tensor], state_spec: pytree.TreeSpec) -> tuple[list[Tensor], TensorDict]:
+        if self._callable is None:
+            state, metrics = self.fn(pytree.tree_unflatten(leaves, state_spec))  # layout of the outputs
+            if pytree.tree_structure(state) != state_spec:
+                raise RuntimeError(f"run: unit {self.name!r} changed the structure of the training state")
+            self.metrics_spec = pytree.tree_structure(metrics)
+            self._callable = self._build(state_spec)
+            start = time.perf_counter()
+            out = self._callable(*leaves)
+            self.first_call_s = time.perf_counter() - start
+        else:
+            out = self._callable(*leaves)
+        n = len(leaves)
+        return _boundary(out[:n]), pytree.tree_unflatten(list(out[n:]), self.metrics_spec)
+
+
+class _Function:
+    """A pure function of TensorDicts, vmapped over members and optionally compiled (flat I/O)."""
+
+    def __init__(self, name: str, fn: Callable, batched: bool, compiled: bool) -> None:
+        self.name, self.compiled = name, compiled
+        self.fn = vmap(fn) if batched else fn
+        self._callable: Callable | None = None
+        self.out_spec: pytree.TreeSpec | None = None
+        self.first_call_s = 0.0
+
+    def __call__(self, *trees: Any) -> Any:
+        if not self.compiled:
+            return self.fn(*trees)
+        flat_in = [pytree.tree_flatten(t) for t in trees]
+        leaves = _boundary([leaf for lv, _ in flat_in for leaf in lv])
+        if self._callable is None:
+            specs = [spec for _, spec in flat_in]
+            self.out_spec = pytree.tree_structure(self.fn(*trees))
+            fn = self.fn
+
+            def flat(*xs):
+                parts, i = [], 0
+                for spec in specs:
+                    parts.append(pytree.tree_unflatten(list(xs[i : i + spec.num_leaves]), spec))
+                    i += spec.num_leaves
+                return tuple(pytree.tree_leaves(fn(*parts)))
+
+            self._callable = frl.compile(_named(f"frl_{self.name}", flat))
+            start = time.perf_counter()
+            out = self._callable(*leaves)
+            self.first_call_s = time.perf_counter() - start
+        else:
+            out = self._callable(*leaves)
+        return pytree.tree_unflatten(list(out), self.out_spec)
+
+
+# --------------------------------------------------------------------------------------
+# Evaluation: deterministic policy, fixed-length rollouts, first episode per environment
+# --------------------------------------------------------------------------------------
+
+
+def _eval_init(train: Train, key: Tensor, episodes: int) -> dict[str, Any]:
+    obs, env_state = train.env.reset(key, num_envs=episodes)
+    return {
+        "env": {"state": env_state, "obs": obs},
+        "return": torch.zeros(episodes, dtype=train.env.dtype),
+        "done": torch.zeros(episodes, dtype=torch.bool),
+        "key": random.fold_in(key, 1),
+    }
+
+
+def _eval_chunk(train: Train, steps: int) -> Callable[[TensorDictBase, Mapping[str, Any]], dict[str, Any]]:
+    def chunk(params: TensorDictBase, ev: Mapping[str, Any]) -> dict[str, Any]:
+        key, obs, env_state = ev["key"], ev["env"]["obs"], ev["env"]["state"]
+        ret, done = ev["return"], ev["done"]
+        for _ in range(steps):
+            key, k_env = random.split(key)
+            action = train.policy(params, obs)
+            obs, env_state, reward, terminated, truncated, _ = train.env.step(k_env, env_state, action)
+            ret = ret + torch.where(done, torch.zeros_like(reward), reward)
+            done = done | terminated | truncated
+        return {"env": {"state": env_state, "obs": obs}, "return": ret, "done": done, "key": key}
+
+    return chunk
+
+
+def evaluate(train: Train, params: TensorDictBase, key: Tensor, episodes: int = 10) -> Tensor:
+    """Returns of ``episodes`` episodes with the deterministic policy (eager, one member).
+
+    Every environment runs until its first episode ends (``max_episode_steps`` at most).
+    """
+    ev = _eval_init(train, key, episodes)
+    ev = _eval_chunk(train, train.env.max_episode_steps)(params, ev)
+    return ev["return"]
+
+
+# --------------------------------------------------------------------------------------
+# The driver
+# --------------------------------------------------------------------------------------
+
+
+def _members(
+    seeds: int | Sequence[int], hparams: Mapping[str, Sequence[float]] | None
+) -> list[dict[str, Any]]:
+    if isinstance(seeds, int) and seeds <= 0:
+        raise ValueError(f"run: `seeds` must be positive, got {seeds}")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise ValueError("run: `seeds` must name at least one seed")
+    if len(set(seed_list)) != len(seed_list):
+        raise ValueError(f"run: `seeds` must be distinct, got {seed_list}")
+    grid = (
+        [{}]
+        if not hparams
+        else [dict(zip(hparams, values)) for values in itertools.product(*hparams.values())]
+    )
+    return [{**combo, "seed": seed} for combo in grid for seed in seed_list]
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    finite = [v for v in values if math.isfinite(v)]
+    n = len(finite)
+    mean = sum(finite) / n if n else math.nan
+    std = math.sqrt(sum((v - mean) ** 2 for v in finite) / n) if n else math.nan
+    return {
+        "mean": mean,
+        "std": std,
+        "iqm": iqm(finite),
+        "min": min(finite, default=math.nan),
+        "max": max(finite, default=math.nan),
+    }
+
+
+def run(
+    train: Train,
+    *,
+    seeds: int | Sequence[int] = 1,
+    total_steps: int | None = None,
+    compile: bool = True,
+    eval_every: int | None = None,
+    eval_episodes: int = 10,
+    eval_chunk: int = 20,
+    log_every: int | None = None,
+    hparams: Mapping[str, Sequence[float]] | None = None,
+    callbacks: Sequence[Callback] = (),
+    out_dir: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> RunResult:
+    """Train every member for ``total_steps`` environment steps (per member).
+
+    Args:
+      train: an agent from ``frl.algos.<name>.make_train``.
+      seeds: a count (seeds ``0..N-1``) or explicit seeds.
+      total_steps: environment steps per member (default: the config's ``total_timesteps``);
+        rounded down to whole iterations.
+      compile: compile each unit with ``frl.compile`` (else run eagerly).
+      eval_every: evaluate the deterministic policy every this many steps (and at the end).
+      eval_episodes: episodes per member per evaluation.
+      eval_chunk: environment steps per compiled evaluation call.
+      log_every: log training metrics every this many steps (default: at evaluations).
+      hparams: optimizer hyper-parameters to sweep, e.g. ``{"learning_rate": [1e-3, 3e-4]}``;
+        every combination is trained with every seed.
+      callbacks: ``callback(row) -> stop?`` called at every log point; returning True stops.
+      out_dir: where to write ``metrics.csv``/``metrics.jsonl`` and checkpoints.
+      checkpoint_every: checkpoint every this many steps (and at the end), needs ``out_dir``.
+      resume: continue from ``out_dir/checkpoint.pt`` (bit-identical to an uninterrupted run).
+      progress: show a progress bar.
+      device: where the state lives (default CPU).
+
+    Returns:
+      :class:`RunResult`.
+    """
+    cfg_total = getattr(train.config, "total_timesteps", None)
+    total_steps = cfg_total if total_steps is None else total_steps
+    if not isinstance(total_steps, int) or total_steps <= 0:
+        raise ValueError(f"run: `total_steps` must be a positive int, got {total_steps!r}")
+    if checkpoint_every is not None and out_dir is None:
+        raise ValueError("run: `checkpoint_every` needs an `out_dir`")
+    if resume and out_dir is None:
+        raise ValueError("run: `resume` needs an `out_dir`")
+    per_iteration = train.steps_per_iteration
+    iterations = total_steps // per_iteration
+    if iterations == 0:
+        raise ValueError(
+            f"run: `total_steps` ({total_steps}) is less than one iteration ({per_iteration} steps)"
+        )
+    eval_every = eval_every or total_steps
+    log_every = log_every or eval_every
+    members = _members(seeds, hparams)
+    batched = len(members) > 1
+    out = None if out_dir is None else Path(out_dir)
+    logger = RunLogger(out)
+    ckpt_path = None if out is None else out / "checkpoint.pt"
+
+    wall_start = time.perf_counter()
+    units = [(u, _StateUnit(u.name, u.fn, batched, compile)) for u in train.units]
+    eval_init = _Function("eval_init", lambda k: _eval_init(train, k, eval_episodes), batched, False)
+    eval_step = _Function("eval_chunk", _eval_chunk(train, eval_chunk), batched, compile)
+
+    start_iteration, history = 0, []
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        saved = checkpoint.load(ckpt_path)
+        if saved["members"] != members:
+            raise ValueError("run: the checkpoint was written for other members (seeds/hparams)")
+        state, start_iteration, history = saved["state"], saved["iteration"], saved["history"]
+    else:
+        keys = torch.stack([random.key(m["seed"]) for m in members])
+        state = vmap(train.init)(keys) if batched else train.init(keys[0])
+        if hparams:
+            values = {name: torch.tensor([m[name] for m in members], dtype=torch.float64) for name in hparams}
+            opt = state["learner", "opt_state"]
+            state["learner", "opt_state"] = (
+                set_hyperparams(opt, **values)
+                if batched
+                else set_hyperparams(opt, **{k: v[0] for k, v in values.items()})
+            )
+    if device is not None:
+        state = state.to(device)
+
+    bar = _progress(progress, iterations * per_iteration, start_iteration * per_iteration)
+    last_metrics: dict[str, Tensor] = {}
+    eval_returns: list[float] = []
+    next_eval = (start_iteration * per_iteration // eval_every + 1) * eval_every
+    next_log = (start_iteration * per_iteration // log_every + 1) * log_every
+    next_ckpt = (
+        None
+        if checkpoint_every is None
+        else (start_iteration * per_iteration // checkpoint_every + 1) * checkpoint_every
+    )
+    run_start = time.perf_counter()
+    stopped = False
+    iteration = start_iteration
+    leaves, state_spec = pytree.tree_flatten(state) if compile else (None, None)
+    if compile:
+        leaves = _boundary(leaves)
+
+    def current_state() -> TensorDict:
+        return pytree.tree_unflatten(leaves, state_spec) if compile else state
+
+    for iteration in range(start_iteration, iterations):
+        for unit, fn in units:
+            for _ in range(unit.repeats):
+                if compile:
+                    leaves, metrics = fn(leaves, state_spec)
+                else:
+                    state, metrics = fn.fn(state)
+                last_metrics.update(metrics.items())
+        steps = (iteration + 1) * per_iteration
+        final = iteration == iterations - 1
+        if steps >= next_log or steps >= next_eval or final:
+            row: dict[str, Any] = {"env_steps": steps, "wall_s": time.perf_counter() - wall_start}
+            for name, value in last_metrics.items():
+                per_member = value.detach().float().reshape(-1).tolist()
+                row[name] = sum(per_member) / len(per_member)
+            if steps >= next_eval or final:
+                params = current_state()["learner", "params"]
+                eval_keys = torch.stack(
+                    [random.fold_in(random.key(m["seed"]), 2**31 + steps % 2**31) for m in members]
+                )
+                ev = eval_init(eval_keys if batched else eval_keys[0])
+                for _ in range(math.ceil(train.env.max_episode_steps / eval_chunk)):
+                    ev = eval_step(params, ev)
+                returns = ev["return"].reshape(len(members), -1).double().mean(-1).tolist()
+                eval_returns = returns
+                summary = _summary(returns)
+                row.update({f"eval_return_{k}": v for k, v in summary.items()})
+                row["eval_return_per_member"] = returns
+                next_eval = (steps // eval_every + 1) * eval_every
+            next_log = (steps // log_every + 1) * log_every
+            history.append(row)
+            logger.log(row)
+            if bar is not None:
+                done_steps = (steps - start_iteration * per_iteration) * len(members)
+                rate = done_steps / max(time.perf_counter() - run_start, 1e-9)
+                bar.set_postfix(
+                    {
+                        "steps/s": f"{rate:,.0f}",
+                        "return": f"{row.get('eval_return_mean', row.get('episode_return', math.nan)):.1f}",
+                    }
+                )
+            if any(bool(cb(row)) for cb in callbacks):
+                stopped = True
+        if bar is not None:
+            bar.update(per_iteration)
+        if next_ckpt is not None and (steps >= next_ckpt or final or stopped):
+            checkpoint.save(
+                ckpt_path,
+                {
+                    "state": current_state(),
+                    "iteration": iteration + 1,
+                    "history": history,
+                    "members": members,
+                },
+            )
+            next_ckpt = (steps // checkpoint_every + 1) * checkpoint_every
+        if stopped:
+            break
+    if bar is not None:
+        bar.close()
+    logger.close()
+    wall = time.perf_counter() - wall_start
+    compile_s = sum(fn.first_call_s for _, fn in units) + eval_step.first_call_s if compile else 0.0
+    done_steps = (iteration + 1 - start_iteration) * per_iteration * len(members)
+    state = current_state()
+    result_state = state if batched else state.unsqueeze(0)
+    return RunResult(
+        state=result_state,
+        members=members,
+        eval_returns=eval_returns,
+        history=history,
+        wall_s=wall,
+        compile_s=compile_s,
+        env_steps_per_s=done_steps / max(wall - compile_s, 1e-9),
+        env_steps=(iteration + 1) * per_iteration,
+    )
+
+
+def _progress(enabled: bool, total: int, initial: int):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True, leave=True)

@@ -1,0 +1,127 @@
+"""The frl command line: one-line errors with exit code 2 and nothing written; a run's files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from frl.cli import main
+
+BAD = [
+    (
+        ["train", "ppo", "--env", "Cartpole"],
+        "unknown environment 'Cartpole'; choose one of Acrobot-v1, CartPole-v1",
+    ),
+    (
+        ["train", "dqn", "--env", "Pendulum-v1"],
+        "dqn needs discrete actions; Pendulum-v1 has continuous actions",
+    ),
+    (
+        ["train", "sac", "--env", "CartPole-v1"],
+        "sac needs continuous actions; CartPole-v1 has discrete actions",
+    ),
+    (["train", "ppo", "--steps", "-5"], "--steps must be a positive number"),
+    (["train", "ppo", "--steps", "0"], "--steps must be a positive number"),
+    (["train", "ppo", "--seeds", "0"], "--seeds must be a positive count"),
+    (["train", "a2c"], "unknown algorithm 'a2c'; choose one of dqn, ppo, reinforce, sac"),
+    (
+        ["train", "ppo", "--config.lr", "3"],
+        "--config.lr: unknown field of frl.algos.ppo.Config; valid fields:",
+    ),
+    (["train", "ppo", "--config.learning_rate", "fast"], "--config.learning_rate: expected a float"),
+    (["train", "ppo", "--config.gamma", "1.5"], "`gamma` must lie in [0, 1], got 1.5"),
+    (
+        ["train", "ppo", "--config.num_steps", "100"],
+        "`num_steps` (100) must be a multiple of `rollout_chunk` (16)",
+    ),
+    (["train", "ppo", "--steps", "100"], "`total_timesteps` (100) must cover one iteration"),
+    (["train", "ppo", "--bogus"], "unrecognized argument '--bogus'"),
+    (["eval", "nowhere"], "nowhere is not a run folder: config.json is missing"),
+    (["plot", "nowhere"], "nowhere has no metrics.jsonl"),
+    ([], "choose a command: train, eval, list, plot"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD, ids=[" ".join(a) or "empty" for a, _ in BAD])
+def test_bad_input_is_one_line_exit_2_nothing_written(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    args = [*argv, "--out", str(out)] if argv[:1] == ["train"] else argv
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("frl: error: ")
+    assert message in err
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_list_names_algorithms_and_environments(capsys):
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    for name in (
+        "dqn",
+        "ppo",
+        "reinforce",
+        "sac",
+        "CartPole-v1",
+        "Pendulum-v1",
+        "Acrobot-v1",
+        "MountainCar-v0",
+    ):
+        assert name in text
+
+
+def test_train_eval_plot_round_trip(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = [
+        "train",
+        "reinforce",
+        "--seeds",
+        "2",
+        "--steps",
+        "1024",
+        "--no-compile",
+        "--no-progress",
+        "--out",
+        str(out),
+        "--eval-episodes",
+        "2",
+        "--config.num_steps",
+        "64",
+        "--config.hidden",
+        "16,16",
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "seed  final eval return" in printed and "IQM" in printed
+    results = json.loads((out / "results.json").read_text())
+    for field in (
+        "algo",
+        "env",
+        "seeds",
+        "total_steps",
+        "final_eval_return",
+        "wall_s",
+        "compile_s",
+        "env_steps_per_s",
+    ):
+        assert field in results
+    assert results["algo"] == "reinforce" and results["env"] == "CartPole-v1"
+    assert results["seeds"] == [0, 1] and results["total_steps"] == 1024
+    assert len(results["final_eval_return"]) == 2 and results["env_steps_per_s"] > 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["hidden"] == [16, 16] and config["config"]["num_steps"] == 64
+    for name in ("metrics.csv", "metrics.jsonl", "checkpoint.pt"):
+        assert (out / name).exists()
+    # a finished run is not overwritten
+    assert main(argv) == 2
+    assert "already holds a finished run" in capsys.readouterr().err
+
+    assert main(["eval", str(out), "--episodes", "2"]) == 0
+    assert "checkpoint at 1,024 steps" in capsys.readouterr().out
+
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curves.png"
+    assert main(["plot", str(out), "-o", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
