@@ -20,7 +20,15 @@ from torch import Tensor
 
 from frl.envs import Environment
 
-__all__ = ["Train", "Unit", "check_config", "compose", "episode_stats", "init_episode_stats"]
+__all__ = [
+    "Train",
+    "Unit",
+    "check_config",
+    "compose",
+    "episode_metrics",
+    "episode_stats",
+    "init_episode_stats",
+]
 
 UnitFn = Callable[[TensorDictBase], tuple[TensorDictBase, TensorDictBase]]
 
@@ -112,6 +120,17 @@ def init_episode_stats(num_envs: int, dtype: torch.dtype = torch.float32) -> Ten
             "last_return": zeros.clone(),
             "last_length": torch.zeros(num_envs, dtype=torch.int64),
             "episodes": torch.zeros((), dtype=torch.int64),
+        },
+        batch_size=[],
+    )
+
+
+def episode_metrics(stats: Mapping[str, Tensor]) -> TensorDict:
+    """Mean return and length of the last finished episode of each environment."""
+    return TensorDict(
+        {
+            "episode_return": stats["last_return"].mean(),
+            "episode_length": stats["last_length"].to(stats["last_return"].dtype).mean(),
         },
         batch_size=[],
     )

@@ -19,10 +19,9 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
-from frl import envs, nn, optim, random
+from frl import envs, optim, random
 from frl.algos.base import Train, Unit, check_config, compose, init_episode_stats
-from frl.algos.rollout import clip_action, init_trajectory, make_collect
-from frl.distributions import Categorical, DiagGaussian
+from frl.algos.rollout import actor_critic, clip_action, init_trajectory, make_collect
 from frl.losses import ppo_loss
 from frl.returns import gae
 from frl.update import make_update
@@ -124,16 +123,7 @@ def make_train(config: Config) -> Train:
     if not isinstance(config, Config):
         raise TypeError(f"ppo.make_train: expected a ppo.Config, got {type(config)!r}")
     env = envs.make(config.env_id)
-    obs_dim = env.observation_space.shape[0]
-    if env.discrete:
-        actor = nn.CategoricalPolicy(obs_dim, env.action_space.n, hidden=config.hidden, activation="tanh")
-        dist = Categorical()
-    else:
-        actor = nn.GaussianPolicy(
-            obs_dim, env.action_space.shape[0], hidden=config.hidden, log_std_init=config.log_std_init
-        )
-        dist = DiagGaussian()
-    critic = nn.ValueNetwork(obs_dim, hidden=config.hidden)
+    actor, dist, critic = actor_critic(env, config.hidden, config.log_std_init)
     T, E = config.num_steps, config.num_envs
     updates_total = config.num_iterations * config.update_epochs * config.num_minibatches
     lr = (

@@ -9,7 +9,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from frl import buffers, random
-from frl.algos.base import episode_stats
+from frl.algos.base import episode_metrics, episode_stats
 from frl.algos.rollout import STATS
 from frl.envs import Environment
 
@@ -96,14 +96,7 @@ def make_collect(
         new["stats"] = TensorDict(stats, batch_size=[])
         new["buffer"] = buffer
         new["env_steps"] = env_steps
-        metrics = TensorDict(
-            {
-                "episode_return": stats["last_return"].mean(),
-                "episode_length": stats["last_length"].to(stats["last_return"].dtype).mean(),
-            },
-            batch_size=[],
-        )
-        return new, metrics
+        return new, episode_metrics(stats)
 
     return collect
 

@@ -9,12 +9,33 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
-from frl import random
-from frl.algos.base import episode_stats
-from frl.distributions import Distribution
+from frl import nn, random
+from frl.algos.base import episode_metrics, episode_stats
+from frl.distributions import Categorical, DiagGaussian, Distribution
 from frl.envs import Environment
 
-__all__ = ["clip_action", "init_trajectory", "make_collect"]
+__all__ = ["actor_critic", "clip_action", "init_trajectory", "make_collect"]
+
+
+def actor_critic(
+    env: Environment, hidden: tuple[int, ...], log_std_init: float = 0.0
+) -> tuple[Any, Distribution, nn.ValueNetwork]:
+    """CleanRL's on-policy networks for ``env``: ``(actor, dist, critic)``.
+
+    Discrete actions: a categorical policy (tanh MLP, near-uniform start); continuous: a diagonal
+    Gaussian with a state-independent log-std starting at ``log_std_init``. The critic is a tanh
+    MLP value network.
+    """
+    obs_dim = env.observation_space.shape[0]
+    if env.discrete:
+        actor: Any = nn.CategoricalPolicy(obs_dim, env.action_space.n, hidden=hidden, activation="tanh")
+        dist: Distribution = Categorical()
+    else:
+        actor = nn.GaussianPolicy(
+            obs_dim, env.action_space.shape[0], hidden=hidden, log_std_init=log_std_init
+        )
+        dist = DiagGaussian()
+    return actor, dist, nn.ValueNetwork(obs_dim, hidden=hidden)
 
 
 def clip_action(env: Environment, action: Tensor) -> Tensor:
@@ -106,13 +127,6 @@ def make_collect(
         new["t"] = t + chunk
         new["stats"] = TensorDict(stats, batch_size=[])
         new["env_steps"] = state["env_steps"] + chunk * obs.shape[0]
-        metrics = TensorDict(
-            {
-                "episode_return": stats["last_return"].mean(),
-                "episode_length": stats["last_length"].to(stats["last_return"].dtype).mean(),
-            },
-            batch_size=[],
-        )
-        return new, metrics
+        return new, episode_metrics(stats)
 
     return collect
