@@ -173,6 +173,18 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         (out / "config.json").write_text(json.dumps({"algo": args.algo, "config": config}, indent=2) + "\n")
     eval_every = args.eval_every or max(train.steps_per_iteration, args.steps // 20)
     callbacks = []
+    if not args.no_progress and not sys.stderr.isatty():
+        # no live bar off a terminal: one line per evaluation instead
+        def report(row: dict[str, Any]) -> bool:
+            if "eval_return_mean" in row:
+                print(
+                    f"{row['env_steps']:>10,} steps  eval return mean {row['eval_return_mean']:8.1f}  "
+                    f"IQM {row['eval_return_iqm']:8.1f}  {row['wall_s']:7.1f} s",
+                    flush=True,
+                )
+            return False
+
+        callbacks.append(report)
     if args.stop_at is not None:
         # early stop: every seed's evaluation at or above the target
         callbacks.append(lambda row: min(row.get("eval_return_per_member", [-math.inf])) >= args.stop_at)

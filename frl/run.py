@@ -136,6 +136,7 @@ class _StateUnit:
         self.state_spec: pytree.TreeSpec | None = None
         self.metrics_spec: pytree.TreeSpec | None = None
         self._callable: Callable | None = None
+        self._needs_fix: list[int] | None = None
         self.first_call_s = 0.0
 
     def _build(self, state_spec: pytree.TreeSpec) -> Callable:
@@ -160,7 +161,19 @@ class _StateUnit:
         else:
             out = self._callable(*leaves)
         n = len(leaves)
-        return _boundary(out[:n]), pytree.tree_unflatten(list(out[n:]), self.metrics_spec)
+        return self._fix_layout(list(out[:n])), pytree.tree_unflatten(list(out[n:]), self.metrics_spec)
+
+    def _fix_layout(self, out: list[Tensor]) -> list[Tensor]:
+        """:func:`_boundary` on the outputs, learnt once: a compiled graph returns the same
+        strides and the same aliasing on every call, so after the first call only the leaves that
+        needed a fix are fixed (the full check costs ~0.3 ms per call on a 74-leaf PPO state)."""
+        if self._needs_fix is None:
+            fixed = _boundary(out)
+            self._needs_fix = [i for i, (a, b) in enumerate(zip(out, fixed, strict=True)) if a is not b]
+            return fixed
+        for i in self._needs_fix:
+            out[i] = _canonical(out[i].clone())
+        return out
 
 
 class _Function:
@@ -468,4 +481,14 @@ def _progress(enabled: bool, total: int, initial: int):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True, leave=True)
+    # disable=None: no bar when stderr is not a terminal (logs stay readable)
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="step",
+        unit_scale=True,
+        dynamic_ncols=True,
+        leave=True,
+        mininterval=0.5,
+        disable=None,
+    )
