@@ -166,6 +166,15 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     from frl.run import run
 
+    if args.device is not None:
+        try:
+            device = torch.device(args.device)
+        except RuntimeError:
+            raise UsageError(f"--device {args.device!r} is not a device; use cpu or cuda[:N]") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is available here; use --device cpu")
+    if args.threads <= 0:
+        raise UsageError(f"--threads must be positive, got {args.threads}")
     torch.set_num_threads(args.threads)
     config = dataclasses.asdict(train.config)
     if out is not None:
