@@ -15,7 +15,7 @@ from frl.envs import Environment
 
 __all__ = ["example_transition", "make_collect", "masked"]
 
-_FIELDS = ("obs", "action", "next_obs", "reward", "terminated", "done")
+_FIELDS = ("obs", "action", "next_obs", "reward", "terminated", "truncated", "done")
 ActFn = Callable[[TensorDictBase, Tensor, Tensor, Tensor], Tensor]
 
 
@@ -36,6 +36,7 @@ def example_transition(env: Environment) -> TensorDict:
                 "observation": obs.clone(),
                 "reward": torch.zeros((), dtype=env.dtype),
                 "terminated": flag,
+                "truncated": flag.clone(),
                 "done": flag.clone(),
             },
         },
@@ -65,7 +66,7 @@ def make_collect(
             next_obs, env_state, reward, terminated, truncated, info = env.step(k_env, env_state, action)
             done = terminated | truncated
             for name, value in zip(
-                _FIELDS, (obs, action, info["final_observation"], reward, terminated, done)
+                _FIELDS, (obs, action, info["final_observation"], reward, terminated, truncated, done)
             ):
                 rows[name].append(value)
             stats = episode_stats(stats, reward, done)
@@ -83,6 +84,7 @@ def make_collect(
                         ("observation", "next_obs"),
                         ("reward", "reward"),
                         ("terminated", "terminated"),
+                        ("truncated", "truncated"),
                         ("done", "done"),
                     )
                 },
