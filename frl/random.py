@@ -235,15 +235,46 @@ def _(info, in_dims, keys: Tensor, n: int):
     return out, (dim, dim)
 
 
+def _native_op() -> Any:
+    """``torch.ops.frl_native.threefry_blocks`` (the C++ kernel as a dispatcher operator, with
+    the fake kernel and vmap rule below), or None without the extension."""
+    if not _NATIVE_OP:
+        op = None
+        if _native_kernel() is not None:
+            op = torch.ops.frl_native.threefry_blocks.default
+
+            @torch.library.register_fake("frl_native::threefry_blocks")
+            def _(keys: Tensor, n: int) -> tuple[Tensor, Tensor]:
+                shape = (*keys.shape[:-1], n)
+                return keys.new_empty(shape), keys.new_empty(shape)
+
+            @torch.library.register_vmap("frl_native::threefry_blocks")
+            def _(info, in_dims, keys: Tensor, n: int):
+                keys = keys if in_dims[0] is None else keys.movedim(in_dims[0], 0)
+                dim = None if in_dims[0] is None else 0
+                return op(keys, n), (dim, dim)
+
+        _NATIVE_OP.append(op)
+    return _NATIVE_OP[0]
+
+
+_NATIVE_OP: list[Any] = []  # [OpOverload or None] once tried
+
+
 def _blocks(k: Tensor, n: int) -> tuple[Tensor, Tensor]:
     """Both output words for counters ``0..n-1`` (partitionable layout), flat ``[n]``.
 
-    On the CPU through the ``frl::threefry_blocks`` operator, eager, vmapped or compiled (one
-    traced node instead of ~150 integer ops; a 1.4 us C++ call, else Python ints or NumPy); on
-    other devices and for counters past ``2**32``, inline torch integer ops that Inductor fuses.
-    All give the same words (tested).
+    On the CPU through one operator, eager, vmapped or compiled (one traced node instead of
+    ~150 integer ops): ``frl_native::threefry_blocks``, the C++ kernel registered with the
+    dispatcher (no Python on the call path), or without a compiler the Python custom op
+    ``frl::threefry_blocks`` (Python ints or NumPy). On other devices and for counters past
+    ``2**32``, inline torch integer ops that Inductor fuses. All give the same words (tested).
     """
     if k.device.type == "cpu" and n < 2**32:
+        # compiled code reads the operator a prior eager call resolved (loading is not traceable)
+        op = (_NATIVE_OP[0] if _NATIVE_OP else None) if torch.compiler.is_compiling() else _native_op()
+        if op is not None:
+            return op(k, n)
         return _threefry_blocks(k, n)
     idx = torch.arange(n, dtype=KEY_DTYPE, device=k.device)
     c0: Tensor | int = (idx >> 32) if n > 2**32 else 0

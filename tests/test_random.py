@@ -326,13 +326,27 @@ def test_variants(case, variant):
 
 
 @pytest.mark.parametrize("n", [1, 3, 4, 5, 7, 1000])
-def test_numpy_fast_path_equals_torch_block_function(n):
-    """The eager CPU paths (Python ints, NumPy uint32) give the same words as the torch integer ops."""
-    from frl.random import _blocks, threefry2x32
+@pytest.mark.parametrize("kernel", ["native", "python-or-numpy"])
+def test_cpu_kernels_equal_torch_block_function(n, kernel, monkeypatch):
+    """The CPU kernels (C++ operator; Python ints / NumPy without it) give the torch ops' words,
+    for one key and a batch of keys."""
+    from frl import random as fr_module
+    from frl.random import _blocks, _threefry_blocks, threefry2x32
 
+    if kernel == "native":
+        assert fr_module._native_op() is not None, "the C++ kernel builds on this machine"
+        blocks = _blocks
+    else:
+        monkeypatch.setattr(fr_module, "_NATIVE", [None])
+        blocks = _threefry_blocks
+    idx = torch.arange(n, dtype=torch.int64)
     for seed in (0, 1, 2**31 + 5):
         k = fr.key(seed)
-        fast0, fast1 = _blocks(k, n)
-        idx = torch.arange(n, dtype=torch.int64)
+        fast0, fast1 = blocks(k, n)
         ref0, ref1 = threefry2x32(k[0], k[1], 0, idx)
         assert torch.equal(fast0, ref0) and torch.equal(fast1, ref1)
+    keys = fr.split(fr.key(9), 3)
+    batch0, batch1 = blocks(keys, n) if kernel == "native" else _threefry_blocks(keys, n)
+    for i in range(3):
+        ref0, ref1 = threefry2x32(keys[i, 0], keys[i, 1], 0, idx)
+        assert torch.equal(batch0[i], ref0) and torch.equal(batch1[i], ref1)
