@@ -24,6 +24,7 @@ __all__ = [
     "Train",
     "Unit",
     "check_config",
+    "check_segments",
     "compose",
     "episode_metrics",
     "episode_stats",
@@ -108,6 +109,21 @@ def check_config(config: Any) -> None:
                 raise ValueError(f"{name}: `{f}` must lie in [0, 1], got {value!r}")
         elif f.endswith("_coef") and (not isinstance(value, (int, float)) or value < 0):
             raise ValueError(f"{name}: `{f}` must be non-negative, got {value!r}")
+
+
+def check_segments(config: Any) -> None:
+    """On-policy segments: ``num_steps`` a multiple of ``rollout_chunk``, and ``total_timesteps``
+    at least one iteration of ``num_envs * num_steps`` steps."""
+    if config.num_steps % config.rollout_chunk:
+        raise ValueError(
+            f"Config: `num_steps` ({config.num_steps}) must be a multiple of `rollout_chunk` "
+            f"({config.rollout_chunk})"
+        )
+    if config.total_timesteps < config.num_envs * config.num_steps:
+        raise ValueError(
+            f"Config: `total_timesteps` ({config.total_timesteps}) must cover one iteration of "
+            f"num_envs * num_steps = {config.num_envs * config.num_steps} steps"
+        )
 
 
 def init_episode_stats(num_envs: int, dtype: torch.dtype = torch.float32) -> TensorDict:

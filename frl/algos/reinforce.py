@@ -25,7 +25,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from frl import envs, optim, random
-from frl.algos.base import Train, Unit, check_config, compose, init_episode_stats
+from frl.algos.base import Train, Unit, check_config, check_segments, compose, init_episode_stats
 from frl.algos.rollout import actor_critic, clip_action, init_trajectory, make_collect
 from frl.losses import reinforce_loss
 from frl.returns import discounted_returns
@@ -53,16 +53,7 @@ class Config:
 
     def __post_init__(self) -> None:
         check_config(self)
-        if self.num_steps % self.rollout_chunk:
-            raise ValueError(
-                f"Config: `num_steps` ({self.num_steps}) must be a multiple of `rollout_chunk` "
-                f"({self.rollout_chunk})"
-            )
-        if self.total_timesteps < self.num_envs * self.num_steps:
-            raise ValueError(
-                f"Config: `total_timesteps` ({self.total_timesteps}) must cover one iteration of "
-                f"num_envs * num_steps = {self.num_envs * self.num_steps} steps"
-            )
+        check_segments(self)
 
     @classmethod
     def preset(cls, env_id: str, **overrides: Any) -> Config:
