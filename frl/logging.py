@@ -41,6 +41,21 @@ class RunLogger:
                 if SummaryWriter is not None:
                     self._tb = SummaryWriter(str(self.out_dir / "tensorboard"))
 
+    def restart(self, rows: list[dict[str, Any]]) -> None:
+        """Rewrite the CSV and JSONL logs to hold exactly ``rows`` (a resumed run's history up to
+        its checkpoint: rows logged after it by the interrupted run would otherwise repeat)."""
+        if self.out_dir is None:
+            return
+        for name in ("metrics.jsonl", "metrics.csv"):
+            (self.out_dir / name).unlink(missing_ok=True)
+        self._csv_keys = None
+        tb, self._tb = self._tb, None  # TensorBoard keeps its own event history
+        try:
+            for row in rows:
+                self.log(row)
+        finally:
+            self._tb = tb
+
     def log(self, row: dict[str, Any]) -> None:
         if self.out_dir is None:
             return

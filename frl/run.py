@@ -365,6 +365,7 @@ def run(
         if saved["members"] != members:
             raise ValueError("run: the checkpoint was written for other members (seeds/hparams)")
         state, start_iteration, history = saved["state"], saved["iteration"], saved["history"]
+        logger.restart(history)
     else:
         keys = torch.stack([random.key(m["seed"]) for m in members])
         state = vmap(train.init)(keys) if batched else train.init(keys[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -105,6 +106,28 @@ def test_resume_is_bit_identical(algo, tmp_path):
     assert full.eval_returns == resumed.eval_returns
     assert (tmp_path / "b" / "checkpoint.pt").exists()
     assert not list((tmp_path / "b").glob(".checkpoint.pt.*"))  # no torn temporary files
+
+
+def test_resume_after_a_crash_logs_each_point_once(tmp_path):
+    """Rows logged after the last checkpoint by a crashed run are not repeated on resume."""
+    train = _small("ppo")  # 64 steps per iteration, 512 in all
+    common = dict(seeds=2, total_steps=512, eval_every=128, eval_episodes=2, compile=False, progress=False)
+    run(train, out_dir=tmp_path / "a", checkpoint_every=256, **common)
+
+    def crash_at_384(row):
+        if row["env_steps"] == 384:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(train, out_dir=tmp_path / "b", checkpoint_every=256, callbacks=[crash_at_384], **common)
+    resumed = run(train, out_dir=tmp_path / "b", checkpoint_every=256, resume=True, **common)
+    steps = [
+        json.loads(line)["env_steps"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps == [128, 256, 384, 512] == [row["env_steps"] for row in resumed.history]
+    csv_a = (tmp_path / "a" / "metrics.csv").read_text().splitlines()
+    csv_b = (tmp_path / "b" / "metrics.csv").read_text().splitlines()
+    assert len(csv_a) == len(csv_b) == 5 and csv_a[0] == csv_b[0]
 
 
 def test_resume_rejects_other_members(tmp_path):
