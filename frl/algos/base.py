@@ -29,6 +29,7 @@ __all__ = [
     "episode_metrics",
     "episode_stats",
     "init_episode_stats",
+    "init_state",
 ]
 
 UnitFn = Callable[[TensorDictBase], tuple[TensorDictBase, TensorDictBase]]
@@ -124,6 +125,25 @@ def check_segments(config: Any) -> None:
             f"Config: `total_timesteps` ({config.total_timesteps}) must cover one iteration of "
             f"num_envs * num_steps = {config.num_envs * config.num_steps} steps"
         )
+
+
+def init_state(
+    env: Environment, key_env: Tensor, key_run: Tensor, num_envs: int, **fields: Any
+) -> TensorDict:
+    """A training state: ``fields`` (learner, trajectory or buffer, ...) plus what every agent
+    carries: ``num_envs`` freshly reset environments (from ``key_env``), the run's ``key``,
+    episode statistics and the ``env_steps`` counter."""
+    obs, env_state = env.reset(key_env, num_envs=num_envs)
+    return TensorDict(
+        {
+            **fields,
+            "env": TensorDict({"state": env_state, "obs": obs}, batch_size=[]),
+            "key": key_run,
+            "stats": init_episode_stats(num_envs, env.dtype),
+            "env_steps": torch.zeros((), dtype=torch.int64),
+        },
+        batch_size=[],
+    )
 
 
 def init_episode_stats(num_envs: int, dtype: torch.dtype = torch.float32) -> TensorDict:

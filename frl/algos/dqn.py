@@ -19,7 +19,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from frl import buffers, envs, nn, optim, random
-from frl.algos.base import Train, Unit, check_config, compose, init_episode_stats
+from frl.algos.base import Train, Unit, check_config, compose, init_state
 from frl.algos.replay import example_transition, make_collect, masked
 from frl.distributions import epsilon_greedy, greedy
 from frl.losses import dqn_loss
@@ -126,19 +126,14 @@ def make_train(config: Config) -> Train:
     def init(key: Tensor) -> TensorDict:
         k_q, k_env, k_run = random.split(key, 3)
         online = q.init(k_q)
-        obs, env_state = env.reset(k_env, num_envs=config.num_envs)
-        return TensorDict(
-            {
-                "learner": learner.init(
-                    TensorDict({"online": online, "target": online.clone()}, batch_size=[])
-                ),
-                "buffer": buffers.init(example_transition(env), capacity),
-                "env": TensorDict({"state": env_state, "obs": obs}, batch_size=[]),
-                "key": k_run,
-                "stats": init_episode_stats(config.num_envs, env.dtype),
-                "env_steps": torch.zeros((), dtype=torch.int64),
-            },
-            batch_size=[],
+        params = TensorDict({"online": online, "target": online.clone()}, batch_size=[])
+        return init_state(
+            env,
+            k_env,
+            k_run,
+            config.num_envs,
+            learner=learner.init(params),
+            buffer=buffers.init(example_transition(env), capacity),
         )
 
     def learn(state: TensorDictBase) -> tuple[TensorDict, TensorDict]:

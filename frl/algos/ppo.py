@@ -20,7 +20,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from frl import envs, optim, random
-from frl.algos.base import Train, Unit, check_config, check_segments, compose, init_episode_stats
+from frl.algos.base import Train, Unit, check_config, check_segments, compose, init_state
 from frl.algos.rollout import actor_critic, clip_action, init_trajectory, make_collect
 from frl.losses import ppo_loss
 from frl.returns import gae
@@ -139,24 +139,20 @@ def make_train(config: Config) -> Train:
     def init(key: Tensor) -> TensorDict:
         k_actor, k_critic, k_env, k_run = random.split(key, 4)
         params = TensorDict({"actor": actor.init(k_actor), "critic": critic.init(k_critic)}, batch_size=[])
-        obs, env_state = env.reset(k_env, num_envs=E)
         traj = init_trajectory(env, T, E)
-        return TensorDict(
-            {
-                "learner": learner.init(params),
-                "env": TensorDict({"state": env_state, "obs": obs}, batch_size=[]),
-                "key": k_run,
-                "traj": traj,
-                "batch": _flat_batch(traj, torch.zeros(T, E, dtype=env.dtype)),
-                "perm": torch.zeros(
-                    config.update_epochs * config.num_minibatches, config.minibatch_size, dtype=torch.int64
-                ),
-                "t": torch.zeros((), dtype=torch.int64),
-                "update_index": torch.zeros((), dtype=torch.int64),
-                "stats": init_episode_stats(E, env.dtype),
-                "env_steps": torch.zeros((), dtype=torch.int64),
-            },
-            batch_size=[],
+        return init_state(
+            env,
+            k_env,
+            k_run,
+            E,
+            learner=learner.init(params),
+            traj=traj,
+            batch=_flat_batch(traj, torch.zeros(T, E, dtype=env.dtype)),
+            perm=torch.zeros(
+                config.update_epochs * config.num_minibatches, config.minibatch_size, dtype=torch.int64
+            ),
+            t=torch.zeros((), dtype=torch.int64),
+            update_index=torch.zeros((), dtype=torch.int64),
         )
 
     def prepare(state: TensorDictBase) -> tuple[TensorDict, TensorDict]:

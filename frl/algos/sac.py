@@ -25,7 +25,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from frl import buffers, envs, nn, optim, random
-from frl.algos.base import Train, Unit, check_config, compose, init_episode_stats
+from frl.algos.base import Train, Unit, check_config, compose, init_state
 from frl.algos.replay import example_transition, make_collect, masked
 from frl.distributions import TanhGaussian
 from frl.losses import sac_loss
@@ -129,17 +129,13 @@ def make_train(config: Config) -> Train:
             },
             batch_size=[],
         )
-        obs, env_state = env.reset(k_env, num_envs=E)
-        return TensorDict(
-            {
-                "learner": learner.init(params),
-                "buffer": buffers.init(example_transition(env), capacity),
-                "env": TensorDict({"state": env_state, "obs": obs}, batch_size=[]),
-                "key": k_run,
-                "stats": init_episode_stats(E, env.dtype),
-                "env_steps": torch.zeros((), dtype=torch.int64),
-            },
-            batch_size=[],
+        return init_state(
+            env,
+            k_env,
+            k_run,
+            E,
+            learner=learner.init(params),
+            buffer=buffers.init(example_transition(env), capacity),
         )
 
     def learn(state: TensorDictBase) -> tuple[TensorDict, TensorDict]:
