@@ -44,7 +44,7 @@ class _Parser(argparse.ArgumentParser):
 # --------------------------------------------------------------------------------------
 
 
-def _parse_value(config_cls: type, name: str, text: str, current: Any) -> Any:
+def _parse_value(name: str, text: str, current: Any) -> Any:
     kind = type(current)
     try:
         if kind is bool:
@@ -88,7 +88,7 @@ def _config_overrides(config_cls: type, pairs: Sequence[str]) -> dict[str, Any]:
             if i + 1 >= len(pairs):
                 raise UsageError(f"--config.{name}: missing value")
             value, i = pairs[i + 1], i + 2
-        out[name] = _parse_value(config_cls, name, value, getattr(defaults, name))
+        out[name] = _parse_value(name, value, getattr(defaults, name))
     return out
 
 
@@ -264,8 +264,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.episodes <= 0:
         raise UsageError(f"--episodes must be positive, got {args.episodes}")
     algo, train, ckpt_path = _load_run(Path(args.run_dir))
-    import torch
-
     from frl import checkpoint, random
     from frl.run import evaluate
 
@@ -282,7 +280,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"{algo} on {train.env.id}: checkpoint at {steps:,} steps, {args.episodes} episodes per seed")
     for line in _results_table(members, returns):
         print(line)
-    del torch
     return 0
 
 
