@@ -1,0 +1,213 @@
+"""A pure replay buffer: a ring of transitions in a TensorDict state, uniform or prioritized.
+
+::
+
+    state = buffers.init(example, capacity)                   # example: one transition, no batch dim
+    state = buffers.add(state, batch)                         # batch: [B] transitions
+    sample = buffers.sample(state, key, batch_size)           # uniform over the stored ones
+
+    state = buffers.init(example, capacity, prioritized=True, alpha=0.6)
+    sample = buffers.sample(state, key, 32, beta=0.4)         # + "index", "_weight"
+    state = buffers.update_priorities(state, sample["index"], td_error.abs())
+
+Every function is pure (``add`` returns a new state; the ring is written with out-of-place
+``index_copy``), so a buffer per seed lives inside a vmapped, compiled training state.
+
+Prioritized replay (Schaul et al. 2015, proportional variant) follows TorchRL's
+``PrioritizedSampler``: a transition with raw priority ``p_i`` is stored as
+``q_i = (p_i + eps)^alpha`` and drawn with probability ``P(i) = q_i / sum_k q_k``; its
+importance weight is ``w_i = (N P(i))^-beta / max_k (N P(k))^-beta = (q_i / min_k q_k)^-beta``.
+New transitions get the largest raw priority seen so far (1 at first), so each is likely to be
+replayed at least once. Sampling is a cumulative sum and a binary search over the ring:
+``O(capacity)`` per draw of a batch, branch-free and static-shaped (a sum tree would be
+``O(log capacity)`` but needs data-dependent updates that neither ``vmap`` nor ``compile``
+handle well).
+"""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import Tensor
+
+from frl import random
+
+__all__ = ["add", "capacity", "init", "is_prioritized", "sample", "stored", "update_priorities"]
+
+_META = ("position", "size", "priority", "max_priority", "alpha", "eps")
+
+
+def init(
+    example: TensorDictBase,
+    capacity: int,
+    *,
+    prioritized: bool = False,
+    alpha: float = 0.6,
+    eps: float = 1e-8,
+) -> TensorDict:
+    """An empty buffer for transitions shaped like ``example`` (one transition, ``batch_size []``).
+
+    Args:
+      example: one transition (any nested keys, ``batch_size []``).
+      capacity: transitions the ring holds; older ones are overwritten.
+      prioritized: keep proportional priorities (see the module docstring).
+      alpha: priority exponent (0: uniform); a 0-d tensor in the state, so a sweep may vary it.
+      eps: added to every raw priority before the exponent.
+
+    Returns:
+      ``{"data": [capacity] zeros like example, "position": 0, "size": 0}`` plus, when
+      prioritized, ``"priority" [capacity]`` (0 where empty), ``"max_priority"``, ``"alpha"``,
+      ``"eps"``.
+    """
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
+        raise ValueError(f"buffers.init: `capacity` must be a positive int, got {capacity!r}")
+    if not isinstance(example, TensorDictBase):
+        raise TypeError(f"buffers.init: `example` must be a TensorDict, got {type(example)!r}")
+    if example.batch_dims != 0:
+        raise ValueError(
+            f"buffers.init: `example` must be one transition (batch_size []), got {list(example.batch_size)}"
+        )
+    clash = [k for k in ("index", "_weight") if k in example]
+    if clash:
+        raise ValueError(f"buffers.init: `example` may not hold {clash}: sample() writes those keys")
+    if prioritized and not alpha >= 0:
+        raise ValueError(f"buffers.init: `alpha` must be >= 0, got {alpha!r}")
+    if prioritized and not eps >= 0:
+        raise ValueError(f"buffers.init: `eps` must be >= 0, got {eps!r}")
+    data = example.apply(lambda x: torch.zeros((capacity, *x.shape), dtype=x.dtype, device=x.device))
+    data.batch_size = [capacity]
+    device = data.device
+    zero = torch.zeros((), dtype=torch.int64, device=device)
+    fields: dict[str, Tensor | TensorDict] = {"data": data, "position": zero, "size": zero.clone()}
+    if prioritized:
+        fields.update(
+            priority=torch.zeros(capacity, dtype=torch.float32, device=device),
+            max_priority=torch.ones((), dtype=torch.float32, device=device),
+            alpha=torch.tensor(float(alpha), dtype=torch.float32, device=device),
+            eps=torch.tensor(float(eps), dtype=torch.float32, device=device),
+        )
+    return TensorDict(fields, batch_size=[])
+
+
+def is_prioritized(state: TensorDictBase) -> bool:
+    """Whether ``state`` keeps priorities."""
+    return "priority" in state
+
+
+def capacity(state: TensorDictBase) -> int:
+    """The number of transitions the ring holds when full."""
+    return state["data"].batch_size[0]
+
+
+def add(state: TensorDictBase, batch: TensorDictBase) -> TensorDict:
+    """Append ``batch`` ([B] transitions, B <= capacity), overwriting the oldest once full.
+
+    Keys and per-transition shapes must match the buffer's; prioritized buffers give the new
+    transitions the largest raw priority seen so far.
+    """
+    data = state["data"]
+    cap = data.batch_size[0]
+    if not isinstance(batch, TensorDictBase):
+        raise TypeError(f"buffers.add: `batch` must be a TensorDict, got {type(batch)!r}")
+    n = batch.batch_size[0] if batch.batch_dims else 0
+    if batch.batch_dims != 1 or n > cap:
+        raise ValueError(
+            f"buffers.add: `batch` must have one batch dim of at most {cap}, got {list(batch.batch_size)}"
+        )
+    _check_like(data, batch)
+    index = (state["position"] + torch.arange(n, device=state["position"].device)) % cap
+    new = state.copy()
+    new["data"] = data.apply(lambda buf, x: torch.index_copy(buf, 0, index, x.to(buf.dtype)), batch)
+    new["position"] = (state["position"] + n) % cap
+    new["size"] = torch.clamp(state["size"] + n, max=cap)
+    if is_prioritized(state):
+        fresh = torch.pow(state["max_priority"] + state["eps"], state["alpha"]).expand(n)
+        new["priority"] = torch.index_copy(state["priority"], 0, index, fresh)
+    return new
+
+
+def _check_like(data: TensorDictBase, batch: TensorDictBase) -> None:
+    want = {k: v.shape[1:] for k, v in data.items(include_nested=True, leaves_only=True)}
+    have = {k: v.shape[1:] for k, v in batch.items(include_nested=True, leaves_only=True)}
+    if want.keys() != have.keys():
+        missing = sorted(map(str, want.keys() - have.keys()))
+        extra = sorted(map(str, have.keys() - want.keys()))
+        raise ValueError(
+            f"buffers.add: `batch` keys differ from the buffer's: missing {missing}, extra {extra}"
+        )
+    for k, shape in want.items():
+        if have[k] != shape:
+            raise ValueError(
+                f"buffers.add: `batch[{k!r}]` must be [B, {', '.join(map(str, shape))}] per transition, "
+                f"got {list(have[k])} per transition"
+            )
+
+
+def sample(
+    state: TensorDictBase, key: Tensor, batch_size: int, *, beta: float | Tensor = 0.4
+) -> TensorDictBase:
+    """``batch_size`` transitions drawn with replacement from the stored ones.
+
+    Uniform buffers draw uniformly; prioritized ones with probability ``P(i)`` and add
+    ``"index" [batch_size]`` (for :func:`update_priorities`) and the importance weights
+    ``"_weight" [batch_size]`` with exponent ``beta`` (the key ``frl.losses`` read).
+    The buffer must hold at least one transition (an empty buffer returns zeros).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"buffers.sample: `batch_size` must be a positive int, got {batch_size!r}")
+    size = torch.clamp(state["size"], min=1)
+    if not is_prioritized(state):
+        index = random.randint(key, (batch_size,), 0, size)
+        return state["data"].apply(lambda buf: torch.index_select(buf, 0, index), batch_size=[batch_size])
+    priority = state["priority"]
+    cumulative = torch.cumsum(priority.to(torch.float64), 0)
+    total = cumulative[-1]
+    mass = random.uniform(key, (batch_size,), torch.float64) * total
+    index = torch.searchsorted(cumulative, mass, right=True)
+    index = torch.minimum(index, size - 1)
+    stored = torch.arange(priority.shape[0], device=priority.device) < size
+    lowest = torch.where(stored, priority, torch.full_like(priority, float("inf"))).amin()
+    chosen = torch.index_select(priority, 0, index)
+    weight = torch.pow(chosen / lowest, -torch.as_tensor(beta, dtype=chosen.dtype, device=chosen.device))
+    out = state["data"].apply(lambda buf: torch.index_select(buf, 0, index), batch_size=[batch_size])
+    out["index"] = index
+    out["_weight"] = weight
+    return out
+
+
+def update_priorities(state: TensorDictBase, index: Tensor, priority: Tensor) -> TensorDict:
+    """New raw priorities ``priority [K] >= 0`` (e.g. ``|td_error|``) for the transitions at ``index [K]``.
+
+    Repeated indices keep one of their values (as a scatter does). The running maximum raw
+    priority, which new transitions receive, is updated too.
+    """
+    if not is_prioritized(state):
+        raise ValueError("buffers.update_priorities: the buffer was built with prioritized=False")
+    if index.shape != priority.shape or index.dim() != 1:
+        raise ValueError(
+            "buffers.update_priorities: `index` and `priority` must both be [K], got "
+            f"{list(index.shape)} and {list(priority.shape)}"
+        )
+    priority = priority.detach().to(torch.float32)
+    new = state.copy()
+    stored = torch.pow(priority + state["eps"], state["alpha"])
+    new["priority"] = state["priority"].index_put((index,), stored)
+    new["max_priority"] = torch.maximum(state["max_priority"], priority.amax())
+    return new
+
+
+def stored(state: TensorDictBase) -> TensorDictBase:
+    """The stored transitions, oldest first (eager only: the length depends on ``size``).
+
+    Prioritized buffers add each transition's raw priority as ``"priority"``.
+    """
+    cap, size, position = capacity(state), int(state["size"]), int(state["position"])
+    start = position if size == cap else 0
+    order = (start + torch.arange(size)) % cap
+    out = state["data"][order]
+    if is_prioritized(state):
+        q = state["priority"][order].double()
+        alpha, eps = float(state["alpha"]), float(state["eps"])
+        raw = q ** (1.0 / alpha) - eps if alpha > 0 else torch.full_like(q, float(state["max_priority"]))
+        out["priority"] = raw.clamp_min(0).float()
+    return out
