@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["INDUCTOR_OPTIONS", "compile"]
+__all__ = ["INDUCTOR_OPTIONS", "compile", "named"]
 
 INDUCTOR_OPTIONS: dict[str, Any] = {
     "realize_opcount_threshold": 8,
@@ -69,3 +69,10 @@ def compile(
     backend = kwargs.get("backend", "inductor")
     merged = {**INDUCTOR_OPTIONS, **(options or {})} if backend == "inductor" else options
     return torch.compile(fn, fullgraph=fullgraph, dynamic=dynamic, options=merged, **kwargs)
+
+
+def named(name: str, fn: Callable) -> Callable:
+    """A wrapper with its own code object: dynamo caches and counts recompiles per code object."""
+    namespace: dict[str, Any] = {"_fn": fn}
+    exec(f"def {name}(*args):\n    return _fn(*args)\n", namespace)
+    return namespace[name]

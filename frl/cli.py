@@ -4,6 +4,8 @@
 
     frl train ppo --env CartPole-v1 --seeds 8 --steps 500000 --out runs/ppo
     frl train sac --env Pendulum-v1 --seeds 4 --config.batch_size 128 --no-compile
+    frl train sac --env gym:Pendulum-v1 --seeds 4 --out runs/sac-gym     # any gymnasium id
+    frl train dqn --env gym:ALE/Pong-v5 --config.buffer_size 100000       # Nature CNN, 4 frames
     frl eval runs/ppo
     frl list
     frl plot runs/ppo runs/dqn -o curves.png
@@ -97,20 +99,41 @@ def _config_overrides(config_cls: type, pairs: Sequence[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 
 
-def _build_train(algo: str, env_id: str, steps: int | None, overrides: dict[str, Any]):
+def _build_train(
+    algo: str,
+    env_id: str,
+    steps: int | None,
+    overrides: dict[str, Any],
+    env_options: dict[str, Any] | None = None,
+):
     from frl import envs
     from frl.algos import ALGORITHMS
 
     if algo not in ALGORITHMS:
         raise UsageError(f"unknown algorithm {algo!r}; choose one of {', '.join(sorted(ALGORITHMS))}")
-    if env_id not in envs.ENVIRONMENTS:
-        raise UsageError(f"unknown environment {env_id!r}; choose one of {', '.join(envs.list_envs())}")
-    env = envs.make(env_id)
+    gym = envs.is_gym_id(env_id)
+    if not gym and env_id not in envs.ENVIRONMENTS:
+        raise UsageError(
+            f"unknown environment {env_id!r}; choose one of {', '.join(envs.list_envs())} "
+            "or a gymnasium id as gym:<id> (e.g. gym:Pendulum-v1)"
+        )
+    if not gym and env_options:
+        raise UsageError(
+            f"{', '.join('--' + k.replace('_', '-') for k in env_options)}: only for gym:<id> environments"
+        )
+    try:
+        env = envs.make(env_id, **(env_options or {}))
+    except (ValueError, TypeError) as err:
+        raise UsageError(str(err)) from None
     if algo == "dqn" and not env.discrete:
         choices = ", ".join(e for e in envs.list_envs() if envs.make(e).discrete)
+        if gym:
+            choices = "any gymnasium id with Discrete actions, e.g. gym:CartPole-v1"
         raise UsageError(f"dqn needs discrete actions; {env_id} has continuous actions (discrete: {choices})")
     if algo == "sac" and env.discrete:
         choices = ", ".join(e for e in envs.list_envs() if not envs.make(e).discrete)
+        if gym:
+            choices = "any gymnasium id with Box actions, e.g. gym:Pendulum-v1"
         raise UsageError(
             f"sac needs continuous actions; {env_id} has discrete actions (continuous: {choices})"
         )
@@ -118,8 +141,10 @@ def _build_train(algo: str, env_id: str, steps: int | None, overrides: dict[str,
     try:
         if steps is not None:
             overrides = {**overrides, "total_timesteps": steps}
-        config = module.Config.preset(env_id, **overrides)
-        return module.make_train(config)
+        # a gymnasium id gets the tuned settings of the built-in environment of the same name
+        bare = env_id[len(envs.gymnasium.PREFIX) :] if gym else env_id
+        config = dataclasses.replace(module.Config.preset(bare, **overrides), env_id=env_id)
+        return module.make_train(config, env)
     except (ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
 
@@ -152,7 +177,18 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     if args.algo not in ALGORITHMS:
         raise UsageError(f"unknown algorithm {args.algo!r}; choose one of {', '.join(sorted(ALGORITHMS))}")
     overrides = _config_overrides(ALGORITHMS[args.algo].Config, extra)
-    train = _build_train(args.algo, args.env, args.steps, overrides)
+    if args.frame_stack is not None and args.frame_stack <= 0:
+        raise UsageError(f"--frame-stack must be positive, got {args.frame_stack}")
+    env_options = {
+        k: v
+        for k, v in (
+            ("norm_obs", args.norm_obs or None),
+            ("norm_reward", args.norm_reward or None),
+            ("frame_stack", args.frame_stack),
+        )
+        if v is not None
+    }
+    train = _build_train(args.algo, args.env, args.steps, overrides, env_options)
     args.steps = train.config.total_timesteps
     if args.steps < train.steps_per_iteration:
         raise UsageError(
@@ -179,7 +215,8 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     config = dataclasses.asdict(train.config)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({"algo": args.algo, "config": config}, indent=2) + "\n")
+        saved = {"algo": args.algo, "config": config, "env_options": env_options}
+        (out / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
     eval_every = args.eval_every or max(train.steps_per_iteration, args.steps // 20)
     callbacks = []
     if not args.no_progress and not sys.stderr.isatty():
@@ -211,6 +248,7 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         progress=not args.no_progress,
         device=args.device,
         callbacks=callbacks,
+        save_buffer=args.save_buffer,
     )
     wall = time.perf_counter() - start
     print(
@@ -257,7 +295,11 @@ def _load_run(run_dir: Path):
     module = ALGORITHMS[saved["algo"]]
     fields = {f.name: f for f in dataclasses.fields(module.Config)}
     cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items() if k in fields}
-    return saved["algo"], module.make_train(module.Config(**cfg)), ckpt_path
+    config = module.Config(**cfg)
+    from frl import envs
+
+    env = envs.make(config.env_id, **saved.get("env_options", {}))
+    return saved["algo"], module.make_train(config, env), ckpt_path
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -273,9 +315,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if len(members) == 1 and params.batch_dims == 0:
         params = params.unsqueeze(0)
     returns = []
+    env_states = saved.get("env_states") or [None] * len(members)
     for i, member in enumerate(members):
         key = random.fold_in(random.key(member["seed"]), 7)
-        returns.append(float(evaluate(train, params[i], key, args.episodes).double().mean()))
+        ret = evaluate(train, params[i], key, args.episodes, env_state=env_states[i])
+        returns.append(float(ret.double().mean()))
     steps = saved["iteration"] * train.steps_per_iteration
     print(f"{algo} on {train.env.id}: checkpoint at {steps:,} steps, {args.episodes} episodes per seed")
     for line in _results_table(members, returns):
@@ -297,7 +341,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in sorted(ALGORITHMS):
         doc = (ALGORITHMS[name].__doc__ or "").strip().splitlines()[0]
         print(f"  {name:<10} actions: {kinds.get(name, '?'):<22} {doc}")
-    print("environments:")
+    print("environments (pure torch; any gymnasium id also works as gym:<id>, through TorchRL):")
     for env_id in envs.list_envs():
         env = envs.make(env_id)
         space = env.action_space
@@ -356,6 +400,16 @@ def _parser() -> argparse.ArgumentParser:
         "--threads", type=int, default=1, help="intra-op threads (1 is fastest for small nets)"
     )
     train.add_argument("--no-progress", action="store_true")
+    gym = train.add_argument_group("gymnasium environments (--env gym:<id>)")
+    gym.add_argument("--norm-obs", action="store_true", help="normalise observations (VecNorm)")
+    gym.add_argument("--norm-reward", action="store_true", help="normalise rewards while training")
+    gym.add_argument("--frame-stack", type=int, default=None, help="observations stacked (Atari: 4)")
+    gym.add_argument(
+        "--save-buffer",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep the replay buffer in checkpoints (else it is refilled on resume)",
+    )
 
     ev = sub.add_parser("eval", help="evaluate a trained run's checkpoint")
     ev.add_argument("run_dir")

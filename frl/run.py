@@ -36,7 +36,10 @@ from torch.utils import _pytree as pytree
 
 import frl
 from frl import checkpoint, random
+from frl._compile import named
 from frl.algos.base import Train
+from frl.collectors import Feed, evaluate_episodes
+from frl.envs import GymEnvironment
 from frl.logging import RunLogger, iqm
 from frl.optim import set_hyperparams
 
@@ -116,13 +119,6 @@ def _boundary(leaves: Sequence[Tensor]) -> list[Tensor]:
     return out
 
 
-def _named(name: str, fn: Callable) -> Callable:
-    """A wrapper with its own code object: dynamo caches and counts recompiles per code object."""
-    namespace: dict[str, Any] = {"_fn": fn}
-    exec(f"def {name}(*args):\n    return _fn(*args)\n", namespace)
-    return namespace[name]
-
-
 class _StateUnit:
     """A unit ``state -> (state, metrics)`` over the flat leaves of the state, vmapped over members.
 
@@ -147,7 +143,7 @@ class _StateUnit:
             state, metrics = fn(pytree.tree_unflatten(list(leaves), state_spec))
             return (*pytree.tree_leaves(state), *pytree.tree_leaves(metrics))
 
-        return frl.compile(_named(f"frl_{self.name}", flat))
+        return frl.compile(named(f"frl_{self.name}", flat))
 
     def __call__(self, leaves: list[Tensor], state_spec: pytree.TreeSpec) -> tuple[list[Tensor], TensorDict]:
         if self._callable is None:
@@ -204,7 +200,7 @@ class _Function:
                     i += spec.num_leaves
                 return tuple(pytree.tree_leaves(fn(*parts)))
 
-            self._callable = frl.compile(_named(f"frl_{self.name}", flat))
+            self._callable = frl.compile(named(f"frl_{self.name}", flat))
             start = time.perf_counter()
             out = self._callable(*leaves)
             self.first_call_s = time.perf_counter() - start
@@ -243,11 +239,18 @@ def _eval_chunk(train: Train, steps: int) -> Callable[[TensorDictBase, Mapping[s
     return chunk
 
 
-def evaluate(train: Train, params: TensorDictBase, key: Tensor, episodes: int = 10) -> Tensor:
+def evaluate(
+    train: Train, params: TensorDictBase, key: Tensor, episodes: int = 10, env_state: dict | None = None
+) -> Tensor:
     """Returns of ``episodes`` episodes with the deterministic policy (eager, one member).
 
-    Every environment runs until its first episode ends (``max_episode_steps`` at most).
+    Every environment runs until its first episode ends (``max_episode_steps`` at most). On a
+    gymnasium environment the episodes run one after another on an evaluation environment
+    seeded from ``key`` (``env_state``: normalisation statistics saved with a checkpoint).
     """
+    if isinstance(train.env, GymEnvironment):
+        seed = int(random.bits(key)) % 2**31
+        return evaluate_episodes(train, params, seed, episodes, env_state)
     ev = _eval_init(train, key, episodes)
     ev = _eval_chunk(train, train.env.max_episode_steps)(params, ev)
     return ev["return"]
@@ -307,6 +310,7 @@ def run(
     resume: bool = False,
     progress: bool = True,
     device: str | torch.device | None = None,
+    save_buffer: bool = True,
 ) -> RunResult:
     """Train every member for ``total_steps`` environment steps (per member).
 
@@ -328,6 +332,11 @@ def run(
       resume: continue from ``out_dir/checkpoint.pt`` (bit-identical to an uninterrupted run).
       progress: show a progress bar.
       device: where the state lives (default CPU).
+      save_buffer: keep the replay buffer in checkpoints (else a resumed run refills it before
+        learning again).
+
+    A ``Train`` on a gymnasium environment (``env_id="gym:<id>"``) collects through TorchRL
+    collectors, one per member (:mod:`frl.collectors`); everything else is the same.
 
     Returns:
       :class:`RunResult`.
@@ -355,17 +364,23 @@ def run(
     ckpt_path = None if out is None else out / "checkpoint.pt"
 
     wall_start = time.perf_counter()
-    units = [(u, _StateUnit(u.name, u.fn, batched, compile)) for u in train.units]
-    eval_init = _Function("eval_init", lambda k: _eval_init(train, k, eval_episodes), batched, False)
-    eval_step = _Function("eval_chunk", _eval_chunk(train, eval_chunk), batched, compile)
+    feed = Feed(train, members, compile, batched) if isinstance(train.env, GymEnvironment) else None
+    if feed is None:
+        eval_init = _Function("eval_init", lambda k: _eval_init(train, k, eval_episodes), batched, False)
+        eval_step = _Function("eval_chunk", _eval_chunk(train, eval_chunk), batched, compile)
 
     start_iteration, history = 0, []
+    env_states, refill_until = None, 0
     if resume and ckpt_path is not None and ckpt_path.exists():
         saved = checkpoint.load(ckpt_path)
         if saved["members"] != members:
             raise ValueError("run: the checkpoint was written for other members (seeds/hparams)")
         state, start_iteration, history = saved["state"], saved["iteration"], saved["history"]
+        env_states = saved.get("env_states")
         logger.restart(history)
+        if feed is not None and not saved.get("buffer_saved", True):
+            state = _fresh_buffer(train, members, batched, state)
+            refill_until = start_iteration + _refill_iterations(train, state, batched)
     else:
         keys = torch.stack([random.key(m["seed"]) for m in members])
         state = vmap(train.init)(keys) if batched else train.init(keys[0])
@@ -377,8 +392,13 @@ def run(
                 if batched
                 else set_hyperparams(opt, **{k: v[0] for k, v in values.items()})
             )
+    if feed is not None:
+        state = feed.add_incoming(state)
     if device is not None:
         state = state.to(device)
+    units = [
+        (u, _StateUnit(u.name, u.fn, batched, compile)) for u in (feed.units(state) if feed else train.units)
+    ]
 
     bar = _progress(progress, iterations * per_iteration, start_iteration * per_iteration)
     last_metrics: dict[str, Tensor] = {}
@@ -396,6 +416,9 @@ def run(
     leaves, state_spec = pytree.tree_flatten(state) if compile else (None, None)
     if compile:
         leaves = _boundary(leaves)
+    if feed is not None:
+        feed.bind(leaves, state_spec, state)
+        feed.start(start_iteration, env_states)
 
     def current_state() -> TensorDict:
         return pytree.tree_unflatten(leaves, state_spec) if compile else state
@@ -409,13 +432,22 @@ def run(
             if skip_guards
             else nullcontext()
         ):
+            if feed is not None:
+                if compile:
+                    leaves = feed.collect(iteration, leaves, None)
+                else:
+                    state = feed.collect(iteration, None, state)
             for unit, fn in units:
+                if iteration < refill_until and unit.name != "store":
+                    continue
                 for _ in range(unit.repeats):
                     if compile:
                         leaves, metrics = fn(leaves, state_spec)
                     else:
                         state, metrics = fn.fn(state)
                     last_metrics.update(metrics.items())
+            if feed is not None:
+                feed.track(leaves, state)
         steps = (iteration + 1) * per_iteration
         final = iteration == iterations - 1
         if steps >= next_log or steps >= next_eval or final:
@@ -425,13 +457,16 @@ def run(
                 row[name] = sum(per_member) / len(per_member)
             if steps >= next_eval or final:
                 params = current_state()["learner", "params"]
-                eval_keys = torch.stack(
-                    [random.fold_in(random.key(m["seed"]), 2**31 + steps % 2**31) for m in members]
-                )
-                ev = eval_init(eval_keys if batched else eval_keys[0])
-                for _ in range(math.ceil(train.env.max_episode_steps / eval_chunk)):
-                    ev = eval_step(params, ev)
-                returns = ev["return"].reshape(len(members), -1).double().mean(-1).tolist()
+                if feed is not None:
+                    returns = feed.evaluate(params, eval_episodes, steps)
+                else:
+                    eval_keys = torch.stack(
+                        [random.fold_in(random.key(m["seed"]), 2**31 + steps % 2**31) for m in members]
+                    )
+                    ev = eval_init(eval_keys if batched else eval_keys[0])
+                    for _ in range(math.ceil(train.env.max_episode_steps / eval_chunk)):
+                        ev = eval_step(params, ev)
+                    returns = ev["return"].reshape(len(members), -1).double().mean(-1).tolist()
                 eval_returns = returns
                 summary = _summary(returns)
                 row.update({f"eval_return_{k}": v for k, v in summary.items()})
@@ -454,25 +489,34 @@ def run(
         if bar is not None:
             bar.update(per_iteration)
         if next_ckpt is not None and (steps >= next_ckpt or final or stopped):
-            checkpoint.save(
-                ckpt_path,
-                {
-                    "state": current_state(),
-                    "iteration": iteration + 1,
-                    "history": history,
-                    "members": members,
-                },
-            )
+            payload = {
+                "state": current_state(),
+                "iteration": iteration + 1,
+                "history": history,
+                "members": members,
+            }
+            if feed is not None:
+                payload["state"] = payload["state"].exclude("incoming")
+                if not save_buffer and "buffer" in payload["state"]:
+                    payload["state"] = payload["state"].exclude(("buffer", "data"))
+                payload.update(env_states=feed.env_states(), buffer_saved=save_buffer)
+            checkpoint.save(ckpt_path, payload)
             next_ckpt = (steps // checkpoint_every + 1) * checkpoint_every
         if stopped:
             break
     if bar is not None:
         bar.close()
     logger.close()
+    if feed is not None:
+        feed.close()
     wall = time.perf_counter() - wall_start
-    compile_s = sum(fn.first_call_s for _, fn in units) + eval_step.first_call_s if compile else 0.0
+    compile_s = sum(fn.first_call_s for _, fn in units) if compile else 0.0
+    if compile and feed is None:
+        compile_s += eval_step.first_call_s
     done_steps = (iteration + 1 - start_iteration) * per_iteration * len(members)
     state = current_state()
+    if feed is not None:
+        state = state.exclude("incoming")
     result_state = state if batched else state.unsqueeze(0)
     return RunResult(
         state=result_state,
@@ -484,6 +528,26 @@ def run(
         env_steps_per_s=done_steps / max(wall - compile_s, 1e-9),
         env_steps=(iteration + 1) * per_iteration,
     )
+
+
+def _fresh_buffer(
+    train: Train, members: list[dict[str, Any]], batched: bool, state: TensorDictBase
+) -> TensorDictBase:
+    """``state`` with an empty replay buffer (a checkpoint saved without one)."""
+    keys = torch.stack([random.key(m["seed"]) for m in members])
+    fresh = vmap(train.init)(keys) if batched else train.init(keys[0])
+    state = state.copy()
+    state["buffer"] = fresh["buffer"]
+    return state
+
+
+def _refill_iterations(train: Train, state: TensorDictBase, batched: bool) -> int:
+    """Iterations that only collect, until the buffer holds ``learning_starts`` transitions
+    (at least one minibatch, at most its capacity)."""
+    config = train.config
+    capacity = state["buffer", "data"].batch_size[1 if batched else 0]
+    need = min(capacity, max(getattr(config, "learning_starts", 0), getattr(config, "batch_size", 1)))
+    return math.ceil(need / train.steps_per_iteration)
 
 
 def _progress(enabled: bool, total: int, initial: int):

@@ -18,7 +18,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
-from frl.envs import Environment
+from frl.envs import Environment, GymEnvironment
 
 __all__ = [
     "Train",
@@ -54,6 +54,10 @@ class Train(NamedTuple):
       units: the pieces ``step`` is made of, in order.
       steps_per_iteration: environment steps one ``step`` takes (per seed).
       policy: ``(params, obs) -> action``, deterministic, for evaluation.
+      explore: ``(params, obs, key, env_steps) -> (action, log_prob)``: the behaviour policy
+        the collect unit runs (exploration noise, epsilon, random warm-up included), for
+        collectors outside the pure path (TorchRL over gymnasium). Returns the action the
+        learner stores; the environment receives it clipped to the action box.
     """
 
     config: Any
@@ -63,6 +67,7 @@ class Train(NamedTuple):
     units: tuple[Unit, ...]
     steps_per_iteration: int
     policy: Callable[[TensorDictBase, Tensor], Tensor]
+    explore: Callable[[TensorDictBase, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]] | None = None
 
 
 def compose(units: tuple[Unit, ...]) -> UnitFn:
@@ -128,7 +133,7 @@ def check_segments(config: Any) -> None:
 
 
 def init_state(
-    env: Environment, key_env: Tensor, key_run: Tensor, num_envs: int, **fields: Any
+    env: Environment | GymEnvironment, key_env: Tensor, key_run: Tensor, num_envs: int, **fields: Any
 ) -> TensorDict:
     """A training state: ``fields`` (learner, trajectory or buffer, ...) plus what every agent
     carries: ``num_envs`` freshly reset environments (from ``key_env``), the run's ``key``,

@@ -66,7 +66,8 @@ class Config:
 
     @classmethod
     def preset(cls, env_id: str, **overrides: Any) -> Config:
-        """Settings for a built-in environment (CleanRL's CartPole settings elsewhere too)."""
+        """Settings for a built-in environment (CleanRL's CartPole settings elsewhere too; Atari
+        ids ``ALE/...``: CleanRL's ``dqn_atari.py``)."""
         presets = {
             "Acrobot-v1": dict(
                 learning_rate=6.3e-4,
@@ -91,17 +92,34 @@ class Config:
                 gamma=0.98,
             ),
         }
+        if env_id.removeprefix("gym:").startswith("ALE/"):
+            # CleanRL's dqn_atari.py, with a 100k buffer (1M uint8 frame stacks need ~56 GB)
+            presets[env_id] = dict(
+                total_timesteps=10_000_000,
+                learning_rate=1e-4,
+                buffer_size=100_000,
+                target_network_frequency=1000,
+                batch_size=32,
+                end_e=0.01,
+                exploration_fraction=0.1,
+                learning_starts=80_000,
+                train_frequency=4,
+            )
         return cls(env_id=env_id, **{**presets.get(env_id, {}), **overrides})
 
 
-def make_train(config: Config) -> Train:
-    """DQN on ``config.env_id`` (discrete actions only)."""
+def make_train(config: Config, env: Any = None) -> Train:
+    """DQN on ``config.env_id`` (discrete actions only), or on ``env`` if given (e.g. a
+    ``frl.envs.make("gym:<id>", ...)`` with options). Pixel observations get the Nature CNN."""
     if not isinstance(config, Config):
         raise TypeError(f"dqn.make_train: expected a dqn.Config, got {type(config)!r}")
-    env = envs.make(config.env_id)
+    env = envs.make(config.env_id) if env is None else env
     if not env.discrete:
         raise ValueError(f"dqn needs discrete actions; {config.env_id} has continuous actions")
-    q = nn.QNetwork(env.observation_space.shape[0], env.action_space.n, hidden=config.hidden)
+    if getattr(env, "pixels", False):
+        q: Any = nn.ConvQNetwork(tuple(env.observation_space.shape), env.action_space.n)
+    else:
+        q = nn.QNetwork(env.observation_space.shape[0], env.action_space.n, hidden=config.hidden)
     loss = partial(dqn_loss, q_apply=q.apply, gamma=config.gamma, double=config.double, loss=config.loss)
     period = config.target_network_frequency // config.train_frequency
     if config.tau == 1.0:
@@ -119,9 +137,12 @@ def make_train(config: Config) -> Train:
         frac = torch.clamp(env_steps.to(torch.float32) / decay_steps, max=1.0)
         return config.start_e + frac * (config.end_e - config.start_e)
 
+    def explore(params: TensorDictBase, obs: Tensor, key: Tensor, env_steps: Tensor) -> tuple[Tensor, Tensor]:
+        action = epsilon_greedy(key, q.apply(params["online"], obs), epsilon(env_steps))
+        return action, torch.zeros(action.shape, dtype=torch.float32, device=action.device)
+
     def act(state: TensorDictBase, obs: Tensor, key: Tensor, env_steps: Tensor) -> Tensor:
-        q_values = q.apply(state["learner", "params", "online"], obs)
-        return epsilon_greedy(key, q_values, epsilon(env_steps))
+        return explore(state["learner", "params"], obs, key, env_steps)[0]
 
     def init(key: Tensor) -> TensorDict:
         k_q, k_env, k_run = random.split(key, 3)
@@ -156,4 +177,5 @@ def make_train(config: Config) -> Train:
     def policy(params: TensorDictBase, obs: Tensor) -> Tensor:
         return greedy(q.apply(params["online"], obs))
 
-    return Train(config, env, init, compose(units), units, config.train_frequency * config.num_envs, policy)
+    steps = config.train_frequency * config.num_envs
+    return Train(config, env, init, compose(units), units, steps, policy, explore)

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from frl import envs, optim, random
 from frl.algos.base import Train, Unit, check_config, check_segments, compose, init_state
-from frl.algos.rollout import actor_critic, clip_action, init_trajectory, make_collect
+from frl.algos.rollout import actor_critic, clip_action, init_trajectory, make_collect, make_explore
 from frl.losses import ppo_loss
 from frl.returns import gae
 from frl.update import make_update
@@ -109,11 +109,11 @@ class Config:
         return cls(env_id=env_id, **{**presets.get(env_id, {}), **overrides})
 
 
-def make_train(config: Config) -> Train:
+def make_train(config: Config, env: Any = None) -> Train:
     """PPO on ``config.env_id``: ``Train(init, step, units, ...)`` (see ``frl.algos.base``)."""
     if not isinstance(config, Config):
         raise TypeError(f"ppo.make_train: expected a ppo.Config, got {type(config)!r}")
-    env = envs.make(config.env_id)
+    env = envs.make(config.env_id) if env is None else env
     actor, dist, critic = actor_critic(env, config.hidden, config.log_std_init)
     T, E = config.num_steps, config.num_envs
     updates_total = config.num_iterations * config.update_epochs * config.num_minibatches
@@ -209,7 +209,7 @@ def make_train(config: Config) -> Train:
         out = actor.apply(params["actor"], obs)
         return clip_action(env, dist.mode(out))
 
-    return Train(config, env, init, compose(units), units, T * E, policy)
+    return Train(config, env, init, compose(units), units, T * E, policy, make_explore(actor.apply, dist))
 
 
 def _flat_batch(

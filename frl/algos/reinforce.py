@@ -26,7 +26,7 @@ from torch import Tensor
 
 from frl import envs, optim, random
 from frl.algos.base import Train, Unit, check_config, check_segments, compose, init_state
-from frl.algos.rollout import actor_critic, clip_action, init_trajectory, make_collect
+from frl.algos.rollout import actor_critic, clip_action, init_trajectory, make_collect, make_explore
 from frl.losses import reinforce_loss
 from frl.returns import discounted_returns
 from frl.update import make_update
@@ -61,11 +61,11 @@ class Config:
         return cls(env_id=env_id, **overrides)
 
 
-def make_train(config: Config) -> Train:
+def make_train(config: Config, env: Any = None) -> Train:
     """REINFORCE with a baseline on ``config.env_id`` (discrete or continuous actions)."""
     if not isinstance(config, Config):
         raise TypeError(f"reinforce.make_train: expected a reinforce.Config, got {type(config)!r}")
-    env = envs.make(config.env_id)
+    env = envs.make(config.env_id) if env is None else env
     actor, dist, critic = actor_critic(env, config.hidden, config.log_std_init)
     T, E = config.num_steps, config.num_envs
     loss = partial(
@@ -123,4 +123,4 @@ def make_train(config: Config) -> Train:
     def policy(params: TensorDictBase, obs: Tensor) -> Tensor:
         return clip_action(env, dist.mode(actor.apply(params["actor"], obs)))
 
-    return Train(config, env, init, compose(units), units, T * E, policy)
+    return Train(config, env, init, compose(units), units, T * E, policy, make_explore(actor.apply, dist))

@@ -21,7 +21,7 @@ ActFn = Callable[[TensorDictBase, Tensor, Tensor, Tensor], Tensor]
 
 def example_transition(env: Environment) -> TensorDict:
     """One transition in ``frl.losses``' layout, for ``buffers.init``."""
-    obs = torch.zeros(env.observation_space.shape, dtype=env.dtype)
+    obs = torch.zeros(env.observation_space.shape, dtype=getattr(env, "obs_dtype", env.dtype))
     action = (
         torch.zeros((), dtype=torch.int64)
         if env.discrete

@@ -14,7 +14,7 @@ from frl.algos.base import episode_metrics, episode_stats
 from frl.distributions import Categorical, DiagGaussian, Distribution
 from frl.envs import Environment
 
-__all__ = ["actor_critic", "clip_action", "init_trajectory", "make_collect"]
+__all__ = ["actor_critic", "clip_action", "init_trajectory", "make_collect", "make_explore"]
 
 
 def actor_critic(
@@ -26,6 +26,11 @@ def actor_critic(
     Gaussian with a state-independent log-std starting at ``log_std_init``. The critic is a tanh
     MLP value network.
     """
+    if getattr(env, "pixels", False):
+        raise ValueError(
+            f"on-policy agents take vector observations; {env.id} has images "
+            f"{list(env.observation_space.shape)} (the Nature CNN path is dqn's)"
+        )
     obs_dim = env.observation_space.shape[0]
     if env.discrete:
         actor: Any = nn.CategoricalPolicy(obs_dim, env.action_space.n, hidden=hidden, activation="tanh")
@@ -36,6 +41,20 @@ def actor_critic(
         )
         dist = DiagGaussian()
     return actor, dist, nn.ValueNetwork(obs_dim, hidden=hidden)
+
+
+def make_explore(
+    actor_apply: Callable[[TensorDictBase, Tensor], Any], dist: Distribution
+) -> Callable[[TensorDictBase, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """``explore(params, obs, key, env_steps) -> (action, log_prob)``: a sample of the current
+    policy (``params["actor"]``) and its log-probability, as :func:`make_collect` draws them."""
+
+    def explore(params: TensorDictBase, obs: Tensor, key: Tensor, env_steps: Tensor) -> tuple[Tensor, Tensor]:
+        dist_params = actor_apply(params["actor"], obs)
+        action = dist.sample(key, dist_params)
+        return action, dist.log_prob(dist_params, action).detach()
+
+    return explore
 
 
 def clip_action(env: Environment, action: Tensor) -> Tensor:

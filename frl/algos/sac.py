@@ -69,11 +69,13 @@ class Config:
         return cls(env_id=env_id, **{**presets.get(env_id, {}), **overrides})
 
 
-def make_train(config: Config) -> Train:
-    """SAC on ``config.env_id`` (continuous actions only)."""
+def make_train(config: Config, env: Any = None) -> Train:
+    """SAC on ``config.env_id`` (continuous actions only), or on ``env`` if given."""
     if not isinstance(config, Config):
         raise TypeError(f"sac.make_train: expected a sac.Config, got {type(config)!r}")
-    env = envs.make(config.env_id)
+    env = envs.make(config.env_id) if env is None else env
+    if getattr(env, "pixels", False):
+        raise ValueError(f"sac: pixel observations are not supported ({config.env_id}); use dqn or ppo")
     if env.discrete:
         raise ValueError(f"sac needs continuous actions; {config.env_id} has discrete actions")
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
@@ -104,10 +106,9 @@ def make_train(config: Config) -> Train:
     capacity = min(config.buffer_size, config.total_timesteps)
     E = config.num_envs
 
-    def act(state: TensorDictBase, obs: Tensor, key: Tensor, env_steps: Tensor) -> Tensor:
+    def explore(params: TensorDictBase, obs: Tensor, key: Tensor, env_steps: Tensor) -> tuple[Tensor, Tensor]:
         k_policy, k_random = random.split(key)
-        params = actor.apply(state["learner", "params", "actor"], obs)
-        action, _ = dist.sample_and_log_prob(k_policy, params)
+        action, log_prob = dist.sample_and_log_prob(k_policy, actor.apply(params["actor"], obs))
         uniform = random.uniform(
             k_random,
             tuple(action.shape),
@@ -115,7 +116,10 @@ def make_train(config: Config) -> Train:
             env.action_space.low_tensor(obs.device),
             env.action_space.high_tensor(obs.device),
         )
-        return torch.where(env_steps < config.learning_starts, uniform, action.detach())
+        return torch.where(env_steps < config.learning_starts, uniform, action.detach()), log_prob.detach()
+
+    def act(state: TensorDictBase, obs: Tensor, key: Tensor, env_steps: Tensor) -> Tensor:
+        return explore(state["learner", "params"], obs, key, env_steps)[0]
 
     def init(key: Tensor) -> TensorDict:
         k_actor, k_critic, k_env, k_run = random.split(key, 4)
@@ -156,4 +160,4 @@ def make_train(config: Config) -> Train:
     def policy(params: TensorDictBase, obs: Tensor) -> Tensor:
         return actor.mode(params["actor"], obs)
 
-    return Train(config, env, init, compose(units), units, config.train_frequency * E, policy)
+    return Train(config, env, init, compose(units), units, config.train_frequency * E, policy, explore)

@@ -15,6 +15,7 @@ from torch.func import vmap
 from frl import random
 from frl.envs.base import Environment
 from frl.envs.classic_control import Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum
+from frl.envs.gymnasium import GymEnvironment, is_gym_id, make_gym
 from frl.envs.spaces import Box, Discrete
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "Box",
     "Discrete",
     "Environment",
+    "GymEnvironment",
+    "is_gym_id",
     "list_envs",
     "make",
     "reset_batch",
@@ -38,10 +41,19 @@ def list_envs() -> list[str]:
     return sorted(ENVIRONMENTS)
 
 
-def make(env_id: str, **kwargs: Any) -> Environment:
-    """An environment by gymnasium id (``"CartPole-v1"``, ...); kwargs go to its constructor."""
+def make(env_id: str, **kwargs: Any) -> Environment | GymEnvironment:
+    """An environment by gymnasium id (``"CartPole-v1"``, ...); kwargs go to its constructor.
+
+    ``"gym:<id>"`` gives any gymnasium environment through TorchRL (:class:`GymEnvironment`;
+    kwargs ``norm_obs``, ``norm_reward``, ``frame_stack``, ``make_kwargs``).
+    """
+    if is_gym_id(env_id):
+        return make_gym(env_id, **kwargs)
     if env_id not in ENVIRONMENTS:
-        raise ValueError(f"unknown environment {env_id!r}; choose one of {', '.join(list_envs())}")
+        raise ValueError(
+            f"unknown environment {env_id!r}; choose one of {', '.join(list_envs())} "
+            "or any gymnasium id as 'gym:<id>'"
+        )
     return ENVIRONMENTS[env_id](**kwargs)
 
 

@@ -6,6 +6,7 @@ params TensorDict, so a network is a plain function that ``torch.func.grad``, ``
 """
 
 from frl.nn import initializers
+from frl.nn.cnn import ConvQNetwork, NatureCNN
 from frl.nn.ensemble import Ensemble, ensemble_apply, ensemble_init, stack
 from frl.nn.heads import (
     CategoricalPolicy,
@@ -24,9 +25,11 @@ __all__ = [
     "MLP",
     "CategoricalPolicy",
     "ContinuousQNetwork",
+    "ConvQNetwork",
     "Ensemble",
     "FunctionalModule",
     "GaussianPolicy",
+    "NatureCNN",
     "Network",
     "QNetwork",
     "TanhGaussianPolicy",

@@ -1,0 +1,255 @@
+"""Any gymnasium environment, through TorchRL: ``frl.envs.make("gym:<id>")``.
+
+A :class:`GymEnvironment` is not pure (gymnasium keeps the physics in Python objects), so it is
+never stepped inside compiled code: it describes the spaces (what ``make_train`` needs to build
+networks and buffers) and builds TorchRL environments (``GymEnv`` plus transforms) for the
+collectors that ``frl.run`` drives. The learner stays the same pure, compiled update.
+
+Transforms, in order (TorchRL's names):
+
+* Atari ids (``ALE/...``): gymnasium's ``AtariPreprocessing`` (no-op starts, frame skip 4,
+  max-pooling, 84 x 84 grayscale, uint8), then a channel dim;
+* ``frame_stack > 1``: ``CatFrames`` (the last ``frame_stack`` observations on dim -3 for
+  images, the last dim otherwise);
+* ``RewardSum`` and ``StepCounter``: the raw return and length of each episode (statistics are
+  read from them, so reward normalisation never leaks into reported returns);
+* ``norm_obs``: ``VecNorm`` on the observation (running mean/variance; the evaluation
+  environment uses the training statistics, frozen);
+* ``norm_reward``: ``VecNorm`` on the reward (training only).
+
+Truncation is gymnasium's: a ``TimeLimit`` end sets ``truncated``, and ``next.observation`` is
+the true final observation (TorchRL resets into the root of the next step), so a truncated step
+bootstraps correctly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium
+import torch
+from torch import Tensor
+
+from frl.envs.spaces import Box, Discrete
+
+__all__ = ["PREFIX", "GymEnvironment", "is_gym_id", "load_norm_state", "make_gym", "norm_state"]
+
+PREFIX = "gym:"
+
+
+def is_gym_id(env_id: str) -> bool:
+    """Whether ``env_id`` names a gymnasium environment (``"gym:<id>"``)."""
+    return isinstance(env_id, str) and env_id.startswith(PREFIX)
+
+
+def _register_optional() -> None:
+    """Make the optional environment families known to gymnasium (ALE, MinAtar), if installed."""
+    try:
+        import ale_py
+
+        gymnasium.register_envs(ale_py)
+    except ImportError:
+        pass
+
+
+@dataclass(frozen=True)
+class GymEnvironment:
+    """A gymnasium environment described for frl and built for TorchRL collectors.
+
+    Attributes:
+      gym_id: the gymnasium id (without ``gym:``).
+      norm_obs: normalise observations with running statistics (``VecNorm``).
+      norm_reward: normalise rewards with running statistics (training environment only).
+      frame_stack: observations stacked (0: 4 for Atari, else 1).
+      make_kwargs: extra keyword arguments for ``gymnasium.make``.
+    """
+
+    gym_id: str
+    norm_obs: bool = False
+    norm_reward: bool = False
+    frame_stack: int = 0
+    make_kwargs: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    # filled in by __post_init__ from a probe environment
+    observation_space: Box = field(init=False, compare=False)
+    action_space: Box | Discrete = field(init=False, compare=False)
+    max_episode_steps: int = field(init=False, compare=False)
+
+    dtype = torch.float32
+
+    def __post_init__(self) -> None:
+        stack = self.frame_stack
+        if isinstance(stack, bool) or not isinstance(stack, int) or stack < 0:
+            raise ValueError(f"gym: `frame_stack` must be a non-negative int, got {self.frame_stack!r}")
+        env = self.make_env(seed=0, train=False)
+        try:
+            obs_spec = env.observation_spec["observation"]
+            action_spec = env.full_action_spec["action"]
+            obs_shape = tuple(obs_spec.shape)
+            obs_dtype = obs_spec.dtype
+            if action_spec.dtype.is_floating_point:
+                low = tuple(float(x) for x in action_spec.space.low.reshape(-1))
+                high = tuple(float(x) for x in action_spec.space.high.reshape(-1))
+                action: Box | Discrete = Box(low, high, tuple(action_spec.shape))
+            else:
+                action = Discrete(int(action_spec.space.n))
+        finally:
+            env.close()
+        obs_box = Box(
+            tuple([-float("inf")] * _numel(obs_shape)), tuple([float("inf")] * _numel(obs_shape)), obs_shape
+        )
+        object.__setattr__(self, "observation_space", _with_dtype(obs_box, obs_dtype))
+        object.__setattr__(self, "action_space", action)
+        limit = self.make_kwargs.get("max_episode_steps") or gymnasium.spec(self.gym_id).max_episode_steps
+        object.__setattr__(self, "max_episode_steps", int(limit or 27_000))
+
+    # -- what make_train reads ------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return PREFIX + self.gym_id
+
+    @property
+    def discrete(self) -> bool:
+        return isinstance(self.action_space, Discrete)
+
+    @property
+    def pixels(self) -> bool:
+        """Image observations (``[C, H, W]``, uint8): networks use the Nature CNN."""
+        return len(self.observation_space.shape) == 3
+
+    @property
+    def obs_dtype(self) -> torch.dtype:
+        return self.observation_space.dtype
+
+    @property
+    def atari(self) -> bool:
+        return self.gym_id.startswith("ALE/")
+
+    @property
+    def stack(self) -> int:
+        return self.frame_stack or (4 if self.atari else 1)
+
+    def reset(self, key: Tensor, params: Any = None, num_envs: int | None = None) -> tuple[Tensor, dict]:
+        """Zero observations (placeholders in the training state; collectors do the real resets)."""
+        batch = () if num_envs is None else (num_envs,)
+        return torch.zeros(*batch, *self.observation_space.shape, dtype=self.obs_dtype), {}
+
+    def step(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"{self.id} is a gymnasium environment and cannot be stepped as a pure function: "
+            "train it with frl.run (TorchRL collectors)"
+        )
+
+    # -- TorchRL environments ---------------------------------------------------------------
+
+    def make_env(self, seed: int | None = None, *, train: bool = True, num_envs: int = 1) -> Any:
+        """A TorchRL environment with this environment's transforms (``num_envs`` stepped in one
+        process by a ``SerialEnv``; the transforms act on the batch).
+
+        ``train=False`` leaves out reward normalisation and freezes observation statistics
+        (load the training environment's with :func:`load_norm_state`).
+        """
+        from torchrl.envs import Compose, SerialEnv, TransformedEnv
+
+        base: Any = SerialEnv(num_envs, self._base) if num_envs > 1 else self._base()
+        env = TransformedEnv(base, Compose(*self._transforms(train)))
+        if seed is not None:
+            env.set_seed(seed)
+        return env
+
+    def _base(self) -> Any:
+        from torchrl.envs import GymWrapper
+
+        _register_optional()
+        if self.atari:
+            from gymnasium.wrappers import AtariPreprocessing
+
+            kwargs = {"frameskip": 1, "repeat_action_probability": 0.25, **self.make_kwargs}
+            raw = AtariPreprocessing(gymnasium.make(self.gym_id, **kwargs), frame_skip=4, screen_size=84)
+        else:
+            raw = gymnasium.make(self.gym_id, **self.make_kwargs)
+        base = GymWrapper(raw, categorical_action_encoding=True)
+        keys = list(base.observation_spec.keys())
+        if keys != ["observation"]:
+            raise ValueError(
+                f"gym: {self.gym_id} has observation keys {keys}; frl needs one array observation"
+            )
+        return base
+
+    def _transforms(self, train: bool) -> list[Any]:
+        from torchrl.envs import CatFrames, RewardSum, StepCounter, UnsqueezeTransform, VecNorm
+
+        transforms: list[Any] = []
+        if self.atari:  # [84, 84] grayscale frames get a channel dim
+            transforms.append(UnsqueezeTransform(-3, in_keys=["observation"]))
+        if self.stack > 1:
+            transforms.append(CatFrames(N=self.stack, dim=-3 if self.atari else -1, in_keys=["observation"]))
+        transforms += [RewardSum(), StepCounter()]
+        if self.norm_obs:
+            norm = VecNorm(in_keys=["observation"], new_api=True)
+            if not train:
+                norm.freeze()
+            transforms.append(norm)
+        if self.norm_reward and train:
+            transforms.append(VecNorm(in_keys=["reward"], new_api=True))
+        return transforms
+
+
+def _norms(env: Any) -> dict[str, Any]:
+    """The ``VecNorm`` transforms of an environment from :meth:`GymEnvironment.make_env`, by key."""
+    from torchrl.envs.transforms import VecNormV2
+
+    transform = getattr(env, "transform", None)
+    found = {}
+    for t in [] if transform is None else list(transform):
+        if isinstance(t, VecNormV2):
+            found[str(t.in_keys[0])] = t
+    return found
+
+
+def norm_state(env: Any) -> dict[str, dict[str, Any]]:
+    """Normalisation statistics (``{"observation": ..., "reward": ...}``) of an environment."""
+    out = {}
+    for key, t in _norms(env).items():
+        # inside a Compose the entries carry the parent's prefix ("transforms.2."): drop it
+        out[key] = {name.rsplit(".", 1)[-1]: value for name, value in t.state_dict().items()}
+    return out
+
+
+def load_norm_state(env: Any, state: dict[str, dict[str, Any]] | None, *, freeze: bool = False) -> None:
+    """Load statistics from :func:`norm_state` into ``env``'s matching transforms; ``freeze``
+    stops them updating (a transform with no saved statistics keeps adapting instead: frozen
+    empty statistics would turn every observation into NaN)."""
+    for key, t in _norms(env).items():
+        if state and key in state:
+            t.load_state_dict(state[key])
+            if freeze:
+                t.freeze()
+        elif freeze:
+            t.unfreeze()
+
+
+def make_gym(env_id: str, **options: Any) -> GymEnvironment:
+    """``make("gym:<id>", norm_obs=..., norm_reward=..., frame_stack=...)``."""
+    if not is_gym_id(env_id):
+        raise ValueError(f"gym: expected an id 'gym:<gymnasium id>', got {env_id!r}")
+    gym_id = env_id[len(PREFIX) :]
+    _register_optional()
+    try:
+        gymnasium.spec(gym_id)
+    except gymnasium.error.Error as err:
+        raise ValueError(f"gym: gymnasium does not know {gym_id!r} ({err})") from None
+    return GymEnvironment(gym_id, **options)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _with_dtype(box: Box, dtype: torch.dtype) -> Box:
+    return Box(box.low, box.high, box.shape, dtype)
