@@ -47,11 +47,13 @@ test: lint
 	FRL_REQUIRE_JAX=1 $(PY) -m pytest
 
 bench: $(DEV)
+	$(PIP) -e ".[bench]"
 	$(PY) benchmarks/bench_optim.py
 	$(PY) benchmarks/bench_returns.py
 	$(PY) benchmarks/bench_losses.py
 	$(PY) benchmarks/bench_seeds.py
 	$(PY) benchmarks/bench_learning.py
+	$(PY) benchmarks/bench_gym.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache runs

@@ -265,7 +265,9 @@ class Feed:
 
         self.close()
         for m, member in enumerate(self.members):
-            env = self.env.make_env(seed=None, train=True, num_envs=self.num_envs)
+            # seeded before the collector exists: it resets the environment when it is built
+            seed = int(member["seed"]) * 1_000_003 + iteration
+            env = self.env.make_env(seed=seed, train=True, num_envs=self.num_envs)
             load_norm_state(env, None if env_states is None else env_states[m])
             collector = Collector(
                 env,
@@ -276,7 +278,6 @@ class Feed:
                 policy_device="cpu",
                 trust_policy=True,
             )
-            collector.set_seed(int(member["seed"]) * 1_000_003 + iteration)
             self.collectors.append(collector)
             self.iterators.append(iter(collector))
 
