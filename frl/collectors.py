@@ -145,9 +145,8 @@ class _Policy:
         feed, m = self.feed, self.member
         obs = td["observation"]
         calls = feed.calls[m]
-        key = random.fold_in(feed.stream_keys[m], calls)
-        env_steps = torch.tensor(feed.env_steps[m], dtype=torch.int64)
-        action, log_prob = feed.explore(feed.member_params(m), obs, key, env_steps)
+        counters = torch.tensor([calls, feed.env_steps[m]], dtype=torch.int64)
+        action, log_prob = feed.explore(feed.member_params(m), obs, feed.stream_keys[m], counters)
         feed.calls[m] = calls + 1
         feed.env_steps[m] += obs.shape[0] if obs.dim() > len(feed.obs_shape) else 1
         td["frl_action"] = action
@@ -240,18 +239,24 @@ class Feed:
 
     # -- exploration -----------------------------------------------------------------------
 
-    def explore(self, params: Any, obs: Tensor, key: Tensor, env_steps: Tensor) -> tuple[Tensor, Tensor]:
+    def explore(self, params: Any, obs: Tensor, stream: Tensor, counters: Tensor) -> tuple[Tensor, Tensor]:
+        """``Train.explore`` with the key ``fold_in(stream, counters[0])`` at ``env_steps =
+        counters[1]`` (the key is derived inside the compiled call: one call per step)."""
         fn = self.train.explore
+
+        def explore(params: Any, obs: Tensor, stream: Tensor, counters: Tensor) -> tuple[Tensor, Tensor]:
+            return fn(params, obs, random.fold_in(stream, counters[0]), counters[1])
+
         if self._leaves is None:
-            return fn(params, obs, key, env_steps)
+            return explore(params, obs, stream, counters)
         if self._explore is None:
             spec, n = self._param_spec, len(self._param_index)
 
             def flat(*xs: Tensor) -> tuple[Tensor, Tensor]:
-                return fn(pytree.tree_unflatten(list(xs[:n]), spec), xs[n], xs[n + 1], xs[n + 2])
+                return explore(pytree.tree_unflatten(list(xs[:n]), spec), xs[n], xs[n + 1], xs[n + 2])
 
             self._explore = frl.compile(named("frl_explore", flat)) if self.compile else flat
-        return self._explore(*params, obs, key, env_steps)
+        return self._explore(*params, obs, stream, counters)
 
     def clip(self, action: Tensor) -> Tensor:
         return action if self.low is None else torch.clamp(action, self.low, self.high)
