@@ -261,6 +261,17 @@ def test_observation_normalisation_and_cli_eval(tmp_path, capsys):
     assert "nan" not in line and line.startswith("mean")
 
 
+def test_reward_normalisation_trains_on_scaled_rewards_but_reports_raw_returns():
+    env = envs.make("gym:CartPole-v1", norm_reward=True)
+    result = frl.run(tiny_dqn(env), seeds=1, compile=False, progress=False, eval_episodes=1)
+    state = result.state[0]
+    rewards = state["buffer", "data", "next", "reward"][:400]
+    assert not torch.allclose(rewards, torch.ones_like(rewards))  # the learner saw normalised rewards
+    # CartPole pays 1 per step: a raw return equals the episode length
+    assert torch.equal(state["stats", "last_return"], state["stats", "last_length"].float())
+    assert result.eval_returns[0] == float(int(result.eval_returns[0]))  # evaluation is raw too
+
+
 def test_cli_rejects_gym_options_elsewhere(capsys):
     assert main(["train", "ppo", "--env", "CartPole-v1", "--norm-obs"]) == 2
     assert "--norm-obs: only for gym:<id> environments" in capsys.readouterr().err
