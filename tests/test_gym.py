@@ -187,34 +187,27 @@ def test_a_seed_is_reproducible_and_the_same_inside_a_batch():
 @pytest.mark.parametrize("save_buffer", [True, False])
 def test_checkpoint_resume(tmp_path, save_buffer):
     out = tmp_path / "run"
-    stopped = frl.run(
-        tiny_dqn(),
-        seeds=2,
-        compile=False,
-        progress=False,
-        out_dir=out,
-        checkpoint_every=200,
-        eval_every=200,
-        eval_episodes=1,
-        callbacks=[lambda row: row["env_steps"] >= 200],
-        save_buffer=save_buffer,
-    )
+
+    def go(**kw):
+        return frl.run(
+            tiny_dqn(),
+            seeds=2,
+            compile=False,
+            progress=False,
+            out_dir=out,
+            checkpoint_every=200,
+            eval_every=200,
+            eval_episodes=1,
+            save_buffer=save_buffer,
+            **kw,
+        )
+
+    stopped = go(callbacks=[lambda row: row["env_steps"] >= 200])
     assert stopped.env_steps == 200
     saved = checkpoint.load(out / "checkpoint.pt")
     assert saved["iteration"] == 20 and saved["buffer_saved"] is save_buffer
     assert ("data" in saved["state"]["buffer"]) is save_buffer
-    resumed = frl.run(
-        tiny_dqn(),
-        seeds=2,
-        compile=False,
-        progress=False,
-        out_dir=out,
-        checkpoint_every=200,
-        eval_every=200,
-        eval_episodes=1,
-        resume=True,
-        save_buffer=save_buffer,
-    )
+    resumed = go(resume=True)
     assert resumed.env_steps == 400
     assert [row["env_steps"] for row in resumed.history] == [200, 400]
     size = resumed.state["buffer", "size"].tolist()
