@@ -133,7 +133,7 @@ class _StateUnit:
         self.state_spec: pytree.TreeSpec | None = None
         self.metrics_spec: pytree.TreeSpec | None = None
         self._callable: Callable | None = None
-        self._needs_fix: list[int] | None = None
+        self._needs_fix: list[tuple[int, bool]] | None = None
         self.first_call_s = 0.0
 
     def _build(self, state_spec: pytree.TreeSpec) -> Callable:
@@ -141,7 +141,9 @@ class _StateUnit:
 
         def flat(*leaves):
             state, metrics = fn(pytree.tree_unflatten(list(leaves), state_spec))
-            return (*pytree.tree_leaves(state), *pytree.tree_leaves(metrics))
+            # row-major outputs: Inductor writes them so directly (gradients of batched matmuls
+            # come out transposed, and Adam's moments would follow) instead of a copy per call
+            return (*[x.contiguous() for x in pytree.tree_leaves(state)], *pytree.tree_leaves(metrics))
 
         return frl.compile(named(f"frl_{self.name}", flat))
 
@@ -166,10 +168,15 @@ class _StateUnit:
         needed a fix are fixed (the full check costs ~0.3 ms per call on a 74-leaf PPO state)."""
         if self._needs_fix is None:
             fixed = _boundary(out)
-            self._needs_fix = [i for i, (a, b) in enumerate(zip(out, fixed, strict=True)) if a is not b]
+            self._needs_fix = [
+                (i, a.untyped_storage().data_ptr() != b.untyped_storage().data_ptr())
+                for i, (a, b) in enumerate(zip(out, fixed, strict=True))
+                if a is not b
+            ]
             return fixed
-        for i in self._needs_fix:
-            out[i] = _canonical(out[i].clone())
+        for i, copied in self._needs_fix:
+            # a copy where the graph aliased outputs; a free strided view where only strides differ
+            out[i] = _canonical(out[i].clone()) if copied else _canonical(out[i])
         return out
 
 
