@@ -324,3 +324,16 @@ def test_compiled_vmapped_gym_run_matches_eager_collection():
         b = eager.state["buffer", "data", key][:, :100]
         torch.testing.assert_close(a, b)
     assert all(math.isfinite(r) for r in compiled.eval_returns)
+
+
+def test_the_torchrl_loop_example_runs():
+    """examples/torchrl_loop_frl_sac.py: TorchRL's Collector and ReplayBuffer feeding frl's update."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "torchrl_loop_frl_sac.py"
+    spec = importlib.util.spec_from_file_location("torchrl_loop_frl_sac", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    final = module.main(["--steps", "600", "--learning-starts", "300", "--hidden", "16", "--eager"])
+    assert math.isfinite(final) and final < 0
