@@ -186,7 +186,6 @@ class Feed:
         self.env_steps = [0] * len(self.members)
         self.collectors: list[Any] = []
         self.iterators: list[Any] = []
-        self.eval_envs: list[Any] = []
         self._explore: Callable | None = None
         self._leaves: list[Tensor] | None = None
         self._state: TensorDictBase | None = None
