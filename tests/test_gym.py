@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import gymnasium
+import numpy as np
 import pytest
 import torch
 from tensordict import TensorDict
@@ -75,6 +77,37 @@ def test_truncation_keeps_the_true_final_observation():
     # the final observation is a real pendulum state (cos^2 + sin^2 = 1), not a placeholder
     final = data["next", "observation"][trunc]
     torch.testing.assert_close(final[:, 0] ** 2 + final[:, 1] ** 2, torch.ones(len(final)))
+
+
+class Float64Walk(gymnasium.Env):
+    """A user's simulator: float64 observations (as MuJoCo's), one continuous action."""
+
+    observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (2,), np.float64)
+    action_space = gymnasium.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x = self.np_random.normal(size=2)
+        return self.x.copy(), {}
+
+    def step(self, action):
+        self.x = self.x + 0.1 * float(action[0])
+        return self.x.copy(), -float(np.abs(self.x).sum()), False, False, {}
+
+
+gymnasium.register("FrlFloat64Walk-v0", entry_point=Float64Walk, max_episode_steps=20)
+
+
+def test_a_registered_simulator_with_float64_observations_trains():
+    env = envs.make("gym:FrlFloat64Walk-v0")
+    assert env.obs_dtype == torch.float32 and env.max_episode_steps == 20
+    result = frl.run(
+        tiny_sac(env_id="gym:FrlFloat64Walk-v0"), seeds=1, compile=False, progress=False, eval_episodes=1
+    )
+    data = result.state[0]["buffer", "data"]
+    assert data["observation"].dtype == torch.float32 and torch.isfinite(data["observation"]).all()
+    assert data["next", "truncated"][:300].sum() == 15  # 300 steps of 20-step episodes
+    assert math.isfinite(result.eval_returns[0])
 
 
 # -- the store unit -----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ collectors that ``frl.run`` drives. The learner stays the same pure, compiled up
 
 Transforms, in order (TorchRL's names):
 
+* ``DoubleToFloat``: float64 observations (MuJoCo's) become float32;
 * Atari ids (``ALE/...``): gymnasium's ``AtariPreprocessing`` (no-op starts, frame skip 4,
   max-pooling, 84 x 84 grayscale, uint8), then a channel dim;
 * ``frame_stack > 1``: ``CatFrames`` (the last ``frame_stack`` observations on dim -3 for
@@ -179,9 +180,10 @@ class GymEnvironment:
         return base
 
     def _transforms(self, train: bool) -> list[Any]:
-        from torchrl.envs import CatFrames, RewardSum, StepCounter, UnsqueezeTransform, VecNorm
+        from torchrl.envs import CatFrames, DoubleToFloat, RewardSum, StepCounter, UnsqueezeTransform, VecNorm
 
-        transforms: list[Any] = []
+        # float64 observations (MuJoCo's) become float32, the dtype of frl's networks
+        transforms: list[Any] = [DoubleToFloat()]
         if self.atari:  # [84, 84] grayscale frames get a channel dim
             transforms.append(UnsqueezeTransform(-3, in_keys=["observation"]))
         if self.stack > 1:
