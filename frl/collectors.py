@@ -34,6 +34,7 @@ import frl
 from frl import buffers, random
 from frl._compile import named
 from frl.algos.base import Train, Unit, episode_metrics
+from frl.algos.rollout import clip_action
 from frl.envs.gymnasium import GymEnvironment, load_norm_state, norm_state
 
 __all__ = ["Feed", "make_store"]
@@ -151,7 +152,7 @@ class _Policy:
         feed.env_steps[m] += obs.shape[0] if obs.dim() > len(feed.obs_shape) else 1
         td["frl_action"] = action
         td["frl_log_prob"] = log_prob
-        td["action"] = feed.clip(action)
+        td["action"] = clip_action(feed.env, action)
         return td
 
 
@@ -192,10 +193,6 @@ class Feed:
         self._param_index: list[int] = []
         self._param_spec: pytree.TreeSpec | None = None
         self._incoming_index: list[tuple[Any, int]] = []
-        self.low = self.high = None
-        if not env.discrete:
-            self.low = env.action_space.low_tensor()
-            self.high = env.action_space.high_tensor()
 
     # -- the state ---------------------------------------------------------------------------
 
@@ -256,9 +253,6 @@ class Feed:
 
             self._explore = frl.compile(named("frl_explore", flat)) if self.compile else flat
         return self._explore(*params, obs, stream, counters)
-
-    def clip(self, action: Tensor) -> Tensor:
-        return action if self.low is None else torch.clamp(action, self.low, self.high)
 
     # -- collection --------------------------------------------------------------------------
 
@@ -367,13 +361,9 @@ def evaluate_episodes(
     environment seeded with ``seed`` (``norm``: observation statistics from :func:`norm_state`)."""
     env = train.env.make_env(seed=seed, train=False)
     load_norm_state(env, norm, freeze=True)
-    low, high = None, None
-    if not train.env.discrete:
-        low, high = train.env.action_space.low_tensor(), train.env.action_space.high_tensor()
 
     def act(obs: Tensor) -> Tensor:
-        action = train.policy(params, obs)
-        return action if low is None else torch.clamp(action, low, high)
+        return clip_action(train.env, train.policy(params, obs))
 
     try:
         return torch.tensor([_episode(env, act, train.env.max_episode_steps) for _ in range(episodes)])

@@ -25,6 +25,7 @@ bootstraps correctly.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,10 +98,9 @@ class GymEnvironment:
                 action = Discrete(int(action_spec.space.n))
         finally:
             env.close()
-        obs_box = Box(
-            tuple([-float("inf")] * _numel(obs_shape)), tuple([float("inf")] * _numel(obs_shape)), obs_shape
-        )
-        object.__setattr__(self, "observation_space", _with_dtype(obs_box, obs_dtype))
+        size = math.prod(obs_shape)
+        obs_box = Box((-math.inf,) * size, (math.inf,) * size, obs_shape, obs_dtype)
+        object.__setattr__(self, "observation_space", obs_box)
         object.__setattr__(self, "action_space", action)
         limit = self.make_kwargs.get("max_episode_steps") or gymnasium.spec(self.gym_id).max_episode_steps
         object.__setattr__(self, "max_episode_steps", int(limit or 27_000))
@@ -244,14 +244,3 @@ def make_gym(env_id: str, **options: Any) -> GymEnvironment:
     except gymnasium.error.Error as err:
         raise ValueError(f"gym: gymnasium does not know {gym_id!r} ({err})") from None
     return GymEnvironment(gym_id, **options)
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
-
-
-def _with_dtype(box: Box, dtype: torch.dtype) -> Box:
-    return Box(box.low, box.high, box.shape, dtype)
