@@ -112,10 +112,10 @@ def _build_train(
     if algo not in ALGORITHMS:
         raise UsageError(f"unknown algorithm {algo!r}; choose one of {', '.join(sorted(ALGORITHMS))}")
     gym = envs.is_gym_id(env_id)
-    if not gym and env_id not in envs.ENVIRONMENTS:
+    if not gym and env_id not in envs.ENVIRONMENTS and envs.plugin_prefix(env_id) is None:
         raise UsageError(
-            f"unknown environment {env_id!r}; choose one of {', '.join(envs.list_envs())} "
-            "or a gymnasium id as gym:<id> (e.g. gym:Pendulum-v1)"
+            f"unknown environment {env_id!r}; choose one of {', '.join(envs.list_envs())}, "
+            "a gymnasium id as gym:<id> (e.g. gym:Pendulum-v1) or a gymnax id as gymnax:<id>"
         )
     if not gym and env_options:
         raise UsageError(

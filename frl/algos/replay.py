@@ -56,7 +56,7 @@ def make_collect(
     def collect(state: TensorDictBase) -> tuple[TensorDict, TensorDict]:
         key = state["key"]
         obs = state["env", "obs"]
-        env_state = {"physics": state["env", "state", "physics"], "time": state["env", "state", "time"]}
+        env_state = {k: state["env", "state", k] for k in env.state_names}
         stats = {k: state["stats", k] for k in STATS}
         env_steps = state["env_steps"]
         rows: dict[str, list[Tensor]] = {k: [] for k in _FIELDS}

@@ -114,7 +114,7 @@ def make_collect(
     def collect(state: TensorDictBase) -> tuple[TensorDict, TensorDict]:
         key = state["key"]
         obs = state["env", "obs"]
-        env_state = {"physics": state["env", "state", "physics"], "time": state["env", "state", "time"]}
+        env_state = {k: state["env", "state", k] for k in env.state_names}
         actor = state["learner", "params", "actor"]
         stats = {k: state["stats", k] for k in STATS}
         rows: dict[str, list[Tensor]] = {k: [] for k in FIELDS}

@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import Tensor
@@ -17,6 +18,7 @@ from frl.envs.base import Environment
 from frl.envs.classic_control import Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum
 from frl.envs.gymnasium import GymEnvironment, is_gym_id, make_gym
 from frl.envs.spaces import Box, Discrete
+from frl.envs.torchrl_env import TorchRLEnv, to_torchrl
 
 __all__ = [
     "ENVIRONMENTS",
@@ -24,16 +26,39 @@ __all__ = [
     "Discrete",
     "Environment",
     "GymEnvironment",
+    "TorchRLEnv",
     "is_gym_id",
     "list_envs",
     "make",
+    "plugin_prefix",
+    "register_prefix",
     "reset_batch",
     "step_batch",
+    "to_torchrl",
 ]
 
 ENVIRONMENTS: dict[str, type[Environment]] = {
     cls.id: cls for cls in (CartPole, Acrobot, MountainCar, MountainCarContinuous, Pendulum)
 }
+
+
+PLUGINS: dict[str, str] = {"gymnax:": "frl.interop.jax"}
+"""Id prefixes served by optional modules: importing the module registers the prefix's factory
+(``register_prefix``), so ``make("gymnax:CartPole-v1")`` works once the ``jax`` extra is in."""
+
+_FACTORIES: dict[str, Callable[..., Any]] = {}
+
+
+def register_prefix(prefix: str, factory: Callable[..., Any]) -> None:
+    """Serve ids ``prefix + name`` with ``factory(env_id, **kwargs)`` (used by optional modules)."""
+    if not prefix.endswith(":"):
+        raise ValueError(f"register_prefix: `prefix` must end with ':', got {prefix!r}")
+    _FACTORIES[prefix] = factory
+
+
+def plugin_prefix(env_id: str) -> str | None:
+    """The plugin prefix of ``env_id`` (``"gymnax:"``), or None."""
+    return next((p for p in PLUGINS if env_id.startswith(p)), None)
 
 
 def list_envs() -> list[str]:
@@ -45,14 +70,26 @@ def make(env_id: str, **kwargs: Any) -> Environment | GymEnvironment:
     """An environment by gymnasium id (``"CartPole-v1"``, ...); kwargs go to its constructor.
 
     ``"gym:<id>"`` gives any gymnasium environment through TorchRL (:class:`GymEnvironment`;
-    kwargs ``norm_obs``, ``norm_reward``, ``frame_stack``, ``make_kwargs``).
+    kwargs ``norm_obs``, ``norm_reward``, ``frame_stack``, ``make_kwargs``);
+    ``"gymnax:<id>"`` any gymnax environment run in JAX (``frl.interop.jax.GymnaxEnv``, needs the
+    ``jax`` extra).
     """
     if is_gym_id(env_id):
         return make_gym(env_id, **kwargs)
+    prefix = plugin_prefix(env_id)
+    if prefix is not None:
+        if prefix not in _FACTORIES:
+            try:
+                importlib.import_module(PLUGINS[prefix])
+            except ImportError as err:
+                raise ValueError(
+                    f"{env_id!r} needs {PLUGINS[prefix]} ({err}); install the extra: pip install 'frl[jax]'"
+                ) from None
+        return _FACTORIES[prefix](env_id, **kwargs)
     if env_id not in ENVIRONMENTS:
         raise ValueError(
-            f"unknown environment {env_id!r}; choose one of {', '.join(list_envs())} "
-            "or any gymnasium id as 'gym:<id>'"
+            f"unknown environment {env_id!r}; choose one of {', '.join(list_envs())}, "
+            "any gymnasium id as 'gym:<id>' or any gymnax id as 'gymnax:<id>'"
         )
     return ENVIRONMENTS[env_id](**kwargs)
 

@@ -41,6 +41,8 @@ class Environment:
     observation_space: ClassVar[Box]
     action_space: ClassVar[Box | Discrete]
     Params: ClassVar[type]
+    state_names: ClassVar[tuple[str, ...]] = ("physics", "time")
+    """The keys of the state dict (agents carry the state in a TensorDict and rebuild the dict)."""
 
     dtype: torch.dtype = torch.float32
 

@@ -1,0 +1,4 @@
+"""frl's edges to other frameworks: ``frl.interop.jax`` (needs the ``jax`` extra).
+
+Nothing outside this package imports JAX.
+"""
