@@ -54,6 +54,7 @@ bench: $(DEV)
 	$(PY) benchmarks/bench_seeds.py
 	$(PY) benchmarks/bench_learning.py
 	$(PY) benchmarks/bench_gym.py
+	$(PY) benchmarks/bench_interop.py --compile
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache runs

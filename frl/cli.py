@@ -341,7 +341,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in sorted(ALGORITHMS):
         doc = (ALGORITHMS[name].__doc__ or "").strip().splitlines()[0]
         print(f"  {name:<10} actions: {kinds.get(name, '?'):<22} {doc}")
-    print("environments (pure torch; any gymnasium id also works as gym:<id>, through TorchRL):")
+    print(
+        "environments (pure torch; any gymnasium id also works as gym:<id>, through TorchRL, "
+        "and any gymnax id as gymnax:<id>, in JAX, with the jax extra):"
+    )
     for env_id in envs.list_envs():
         env = envs.make(env_id)
         space = env.action_space

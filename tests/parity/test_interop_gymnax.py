@@ -148,3 +148,16 @@ def test_ppo_learns_gymnax_cartpole():
     train = ppo.make_train(ppo.Config(env_id=env.id, total_timesteps=51_200), env)
     result = run(train, seeds=2, total_steps=51_200, compile=False, progress=False, eval_episodes=5)
     assert sum(result.eval_returns) / 2 >= 150, result.eval_returns
+
+
+def test_cli_trains_and_evaluates_a_gymnax_environment(tmp_path, capsys):
+    from frl.cli import main
+
+    out = tmp_path / "run"
+    argv = ["train", "ppo", "--env", "gymnax:CartPole-v1", "--seeds", "2", "--steps", "1024"]
+    argv += ["--no-compile", "--no-progress", "--out", str(out), "--eval-episodes", "2"]
+    assert main(argv) == 0
+    assert "ppo on gymnax:CartPole-v1: 2 seeds" in capsys.readouterr().out
+    assert main(["eval", str(out), "--episodes", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "ppo on gymnax:CartPole-v1: checkpoint at 1,024 steps" in printed
