@@ -112,7 +112,7 @@ def _build_train(
     if algo not in ALGORITHMS:
         raise UsageError(f"unknown algorithm {algo!r}; choose one of {', '.join(sorted(ALGORITHMS))}")
     gym = envs.is_gym_id(env_id)
-    if not gym and env_id not in envs.ENVIRONMENTS and envs.plugin_prefix(env_id) is None:
+    if not gym and env_id not in envs.list_envs() and envs.plugin_prefix(env_id) is None:
         raise UsageError(
             f"unknown environment {env_id!r}; choose one of {', '.join(envs.list_envs())}, "
             "a gymnasium id as gym:<id> (e.g. gym:Pendulum-v1) or a gymnax id as gymnax:<id>"
@@ -336,6 +336,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         "sac": "continuous",
         "ppo": "discrete, continuous",
         "reinforce": "discrete, continuous",
+        "tabular": "discrete (tabular states)",
     }
     print("algorithms:")
     for name in sorted(ALGORITHMS):

@@ -9,7 +9,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from frl import random
-from frl.algos import ALGORITHMS, dqn, ppo, reinforce, sac
+from frl.algos import ALGORITHMS, dqn, ppo, reinforce, sac, tabular
 from frl.run import run
 
 
@@ -90,6 +90,15 @@ SMALL = {
     "reinforce": reinforce.Config(num_envs=2, num_steps=32, hidden=(8,), total_timesteps=256),
     "dqn": dqn.Config(learning_starts=0, batch_size=8, buffer_size=100, hidden=(8,), total_timesteps=100),
     "sac": sac.Config(learning_starts=0, batch_size=8, hidden=(8,), total_timesteps=50),
+    "tabular": tabular.Config(num_envs=2, rollout_chunk=4, total_timesteps=64, init_q=1.0),
+    "tabular-soft": tabular.Config(
+        algorithm="soft_q",
+        exploration="boltzmann",
+        num_envs=2,
+        rollout_chunk=4,
+        total_timesteps=64,
+        init_q=1.0,
+    ),
 }
 
 

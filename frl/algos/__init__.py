@@ -4,9 +4,9 @@
 for tuned settings) and ``make_train``.
 """
 
-from frl.algos import dqn, ppo, reinforce, sac
+from frl.algos import dqn, ppo, reinforce, sac, tabular
 from frl.algos.base import Train, Unit, compose
 
-ALGORITHMS = {"dqn": dqn, "ppo": ppo, "reinforce": reinforce, "sac": sac}
+ALGORITHMS = {"dqn": dqn, "ppo": ppo, "reinforce": reinforce, "sac": sac, "tabular": tabular}
 
-__all__ = ["ALGORITHMS", "Train", "Unit", "compose", "dqn", "ppo", "reinforce", "sac"]
+__all__ = ["ALGORITHMS", "Train", "Unit", "compose", "dqn", "ppo", "reinforce", "sac", "tabular"]

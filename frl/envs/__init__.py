@@ -18,14 +18,17 @@ from frl.envs.base import Environment
 from frl.envs.classic_control import Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum
 from frl.envs.gymnasium import GymEnvironment, is_gym_id, make_gym
 from frl.envs.spaces import Box, Discrete
+from frl.envs.tabular import TabularEnv
 from frl.envs.torchrl_env import TorchRLEnv, to_torchrl
 
 __all__ = [
     "ENVIRONMENTS",
+    "TABULAR",
     "Box",
     "Discrete",
     "Environment",
     "GymEnvironment",
+    "TabularEnv",
     "TorchRLEnv",
     "is_gym_id",
     "list_envs",
@@ -61,9 +64,34 @@ def plugin_prefix(env_id: str) -> str | None:
     return next((p for p in PLUGINS if env_id.startswith(p)), None)
 
 
+def _tabular(env_id: str, **kwargs: Any) -> TabularEnv:
+    """gymnasium's toy-text MDPs, sampled from their transition tables (``frl.planning.mdp``)."""
+    from frl.planning import mdp as tables
+
+    gamma = kwargs.pop("gamma", 0.99)
+    if env_id == "FrozenLake-v1":
+        map_name = kwargs.pop("map_name", "4x4")
+        steps = kwargs.pop("max_episode_steps", 100)
+        table = tables.frozen_lake(map_name, kwargs.pop("is_slippery", True), gamma)
+    elif env_id == "FrozenLake8x8-v1":
+        steps = kwargs.pop("max_episode_steps", 200)
+        table = tables.frozen_lake("8x8", kwargs.pop("is_slippery", True), gamma)
+    else:  # CliffWalking-v1 has no time limit in gymnasium; sampling agents need one
+        steps = kwargs.pop("max_episode_steps", 500)
+        table = tables.cliff_walking(gamma)
+    if kwargs:
+        raise TypeError(f"make({env_id!r}): unexpected options {sorted(kwargs)}")
+    return TabularEnv(table, max_episode_steps=steps, name=env_id)
+
+
+TABULAR = ("CliffWalking-v1", "FrozenLake-v1", "FrozenLake8x8-v1")
+"""Tabular ids :func:`make` serves with :class:`TabularEnv` (kwargs ``is_slippery``, ``map_name``,
+``gamma`` (kept with the MDP for planning), ``max_episode_steps``)."""
+
+
 def list_envs() -> list[str]:
     """The ids :func:`make` accepts."""
-    return sorted(ENVIRONMENTS)
+    return sorted([*ENVIRONMENTS, *TABULAR])
 
 
 def make(env_id: str, **kwargs: Any) -> Environment | GymEnvironment:
@@ -76,6 +104,8 @@ def make(env_id: str, **kwargs: Any) -> Environment | GymEnvironment:
     """
     if is_gym_id(env_id):
         return make_gym(env_id, **kwargs)
+    if env_id in TABULAR:
+        return _tabular(env_id, **kwargs)
     prefix = plugin_prefix(env_id)
     if prefix is not None:
         if prefix not in _FACTORIES:

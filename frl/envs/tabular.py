@@ -56,6 +56,8 @@ class TabularEnv:
         # cumulative rows in float64: one searchsorted per draw
         object.__setattr__(self, "_cdf", self.mdp["transitions"].to(torch.float64).cumsum(-1))
         object.__setattr__(self, "_initial_cdf", self.mdp["initial"].to(torch.float64).cumsum(-1))
+        object.__setattr__(self, "_terminal", self.mdp["terminal"].to(torch.bool))
+        object.__setattr__(self, "_rewards", self.mdp["rewards"].to(self.dtype))
 
     @property
     def id(self) -> str:
@@ -74,7 +76,8 @@ class TabularEnv:
 
     def _sample(self, key: Tensor, cdf: Tensor) -> Tensor:
         u = random.uniform(key, cdf.shape[:-1], torch.float64)
-        index = torch.searchsorted(cdf, u.unsqueeze(-1) * cdf[..., -1:]).squeeze(-1)
+        target = (u.unsqueeze(-1) * cdf[..., -1:]).contiguous()
+        index = torch.searchsorted(cdf.contiguous(), target).squeeze(-1)
         return index.clamp_max(cdf.shape[-1] - 1)
 
     def observe(self, state: Tensor) -> Tensor:
@@ -101,8 +104,8 @@ class TabularEnv:
         k_step, k_reset = random.split(key)
         cdf = self._cdf[s, action]
         s_next = self._sample(k_step, cdf)
-        reward = self.mdp["rewards"][s, action, s_next].to(self.dtype)
-        terminated = self.mdp["terminal"][s_next]
+        reward = self._rewards[s, action, s_next]
+        terminated = self._terminal[s_next]
         time = time + 1
         truncated = time >= self.max_episode_steps
         done = terminated | truncated
