@@ -55,6 +55,7 @@ bench: $(DEV)
 	$(PY) benchmarks/bench_learning.py
 	$(PY) benchmarks/bench_gym.py
 	$(PY) benchmarks/bench_interop.py --compile
+	$(PY) benchmarks/bench_planning.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache runs

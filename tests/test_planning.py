@@ -200,17 +200,28 @@ def test_tabular_env_samples_the_mdp():
 def test_policy_gradient_theorem_and_reinforce_estimate_with_and_without_baseline():
     """Exact gradient of J(theta) = sum_s d0(s) v^pi(s) (autograd through the linear solve) equals
     the policy-gradient theorem's sum_s d^pi(s) sum_a grad pi(a|s) Q^pi(s, a); frl's REINFORCE
-    estimate matches it within Monte-Carlo error, and a baseline cuts its variance."""
-    from tests.planning_pg import exact_gradient, reinforce_gradients, theorem_gradient
-
+    estimate matches it within Monte-Carlo error, and a baseline cuts its variance (measured)."""
     mdp = pl.gridworld(3, 3, slip=0.1, step_reward=-0.1, gamma=0.9)
     logits = 0.5 * random.normal(random.key(0), (9, 4), torch.float64)
-    exact = exact_gradient(mdp, logits)
-    torch.testing.assert_close(theorem_gradient(mdp, logits), exact, atol=1e-10, rtol=0)
-    plain, baseline = reinforce_gradients(mdp, logits, random.key(1), episodes=4000, batches=20)
-    for estimates in (plain, baseline):
+    exact = torch.func.grad(lambda z: pl.performance(mdp, torch.softmax(z, -1)))(logits)
+    torch.testing.assert_close(pl.softmax_policy_gradient(mdp, logits), exact, atol=1e-10, rtol=0)
+    v = pl.policy_evaluation(mdp, torch.softmax(logits, -1))
+    plain = pl.reinforce_gradient_estimates(mdp, logits, random.key(1), episodes=4000, batches=20)
+    based = pl.reinforce_gradient_estimates(mdp, logits, random.key(1), episodes=4000, batches=20, baseline=v)
+    for estimates in (plain, based):
         mean = estimates.mean(0)
         stderr = estimates.std(0) / estimates.shape[0] ** 0.5
         z = ((mean - exact).abs() / (stderr + 1e-12)).max()
         assert z < 5, z
-    assert baseline.var(0).sum() < 0.7 * plain.var(0).sum(), (baseline.var(0).sum(), plain.var(0).sum())
+    assert based.var(0).sum() < 0.7 * plain.var(0).sum(), (based.var(0).sum(), plain.var(0).sum())
+
+
+def test_the_theory_example_runs_and_every_check_passes():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "theory.py"
+    spec = importlib.util.spec_from_file_location("theory_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--episodes", "2000", "--batches", "10"])

@@ -55,7 +55,7 @@ class Config:
     epsilon: float = 0.1
     temperature: float = 0.1
     alpha: float = 0.05
-    init_q: float = 0.0
+    init_q: float = 1.0  # optimistic: unexplored actions look good (FrozenLake's only reward is 1)
 
     def __post_init__(self) -> None:
         check_config(self)

@@ -6,6 +6,12 @@ operators and the solvers. Everything is a pure function of tensors: batch MDPs 
 them (leading dims), by ``torch.func.vmap``, or both, and compile with ``frl.compile``.
 """
 
+from frl.planning.gradients import (
+    discounted_visitation,
+    performance,
+    reinforce_gradient_estimates,
+    softmax_policy_gradient,
+)
 from frl.planning.mdp import (
     cliff_walking,
     from_gymnasium,
@@ -20,15 +26,12 @@ from frl.planning.operators import (
     bellman_expectation,
     bellman_optimality,
     boltzmann_policy,
-    discounted_visitation,
     greedy_policy,
-    performance,
     policy_evaluation,
     policy_iteration,
     q_from_v,
     soft_bellman,
     soft_value_iteration,
-    softmax_policy_gradient,
     value_iteration,
 )
 
@@ -50,6 +53,7 @@ __all__ = [
     "policy_evaluation",
     "policy_iteration",
     "q_from_v",
+    "reinforce_gradient_estimates",
     "soft_bellman",
     "soft_value_iteration",
     "softmax_policy_gradient",
