@@ -1,0 +1,23 @@
+"""A transformer language model from scratch, and reinforcement-learning fine-tuning for it.
+
+``frl.llm.tokenizer`` (characters, byte-level BPE), ``frl.llm.model`` (a decoder-only
+transformer as pure functions over a params TensorDict, with a KV cache) and
+``frl.llm.generate`` (batched sampling from keys: temperature, top-k, top-p, greedy).
+"""
+
+from frl.llm.generate import filter_logits, generate
+from frl.llm.model import Transformer, TransformerConfig
+from frl.llm.tokenizer import BOS, EOS, PAD, BPETokenizer, CharTokenizer, load
+
+__all__ = [
+    "BOS",
+    "EOS",
+    "PAD",
+    "BPETokenizer",
+    "CharTokenizer",
+    "Transformer",
+    "TransformerConfig",
+    "filter_logits",
+    "generate",
+    "load",
+]
