@@ -2,9 +2,11 @@
 
 ``frl.llm.tokenizer`` (characters, byte-level BPE), ``frl.llm.model`` (a decoder-only
 transformer as pure functions over a params TensorDict, with a KV cache) and
-``frl.llm.generate`` (batched sampling from keys: temperature, top-k, top-p, greedy).
+``frl.llm.generate`` (batched sampling from keys: temperature, top-k, top-p, greedy) and
+``frl.llm.rl`` (token-level PPO with a KL penalty, GRPO, RLOO).
 """
 
+from frl.llm import rl
 from frl.llm.generate import filter_logits, generate
 from frl.llm.model import Transformer, TransformerConfig
 from frl.llm.tokenizer import BOS, EOS, PAD, BPETokenizer, CharTokenizer, load
@@ -20,4 +22,5 @@ __all__ = [
     "filter_logits",
     "generate",
     "load",
+    "rl",
 ]
