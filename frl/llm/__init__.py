@@ -3,7 +3,9 @@
 ``frl.llm.tokenizer`` (characters, byte-level BPE), ``frl.llm.model`` (a decoder-only
 transformer as pure functions over a params TensorDict, with a KV cache) and
 ``frl.llm.generate`` (batched sampling from keys: temperature, top-k, top-p, greedy) and
-``frl.llm.rl`` (token-level PPO with a KL penalty, GRPO, RLOO).
+``frl.llm.rl`` (token-level PPO with a KL penalty, GRPO, RLOO), ``frl.llm.pretrain`` (the
+next-token loss), ``frl.llm.tasks`` (addition with a verifiable reward) and ``frl.llm.finetune``
+(sampling, scoring and a GRPO/RLOO iteration).
 """
 
 from frl.llm import rl

@@ -1,0 +1,55 @@
+"""Tasks for the language model: multi-digit addition (generated) with a verifiable reward.
+
+``addition_problems(key, n, digits)`` draws ``a + b`` with up to ``digits`` digits each from a
+frl key and returns prompts ``"a+b="`` and answers ``"c"``; the text a model learns is
+``"a+b=c"`` followed by the end token. ``addition_reward(prompts, completions)`` is 1 where a
+completion (up to its end token) is exactly the sum, else 0. ``encode_batch`` pads token lists
+into ``tokens [B, T]`` and ``mask [B, T]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from frl import random
+from frl.llm.tokenizer import PAD
+
+__all__ = ["ADDITION_ALPHABET", "addition_problems", "addition_reward", "encode_batch"]
+
+ADDITION_ALPHABET = "0123456789+="
+
+
+def addition_problems(key: Tensor, n: int, digits: int = 3) -> tuple[list[str], list[str]]:
+    """``n`` problems ``a + b`` with ``0 <= a, b < 10^digits``: ``(prompts, answers)``."""
+    k_a, k_b = random.split(key)
+    hi = 10**digits
+    a = random.randint(k_a, (n,), 0, hi).tolist()
+    b = random.randint(k_b, (n,), 0, hi).tolist()
+    return [f"{x}+{y}=" for x, y in zip(a, b)], [str(x + y) for x, y in zip(a, b)]
+
+
+def addition_reward(prompts: Sequence[str], completions: Sequence[str]) -> Tensor:
+    """1.0 where ``completion`` is exactly ``a + b`` for prompt ``"a+b="``, else 0.0: ``[B]``."""
+    rewards = []
+    for prompt, completion in zip(prompts, completions):
+        a, b = prompt.rstrip("=").split("+")
+        rewards.append(1.0 if completion.strip() == str(int(a) + int(b)) else 0.0)
+    return torch.tensor(rewards)
+
+
+def encode_batch(
+    sequences: Sequence[Sequence[int]], length: int | None = None, pad_id: int = PAD
+) -> tuple[Tensor, Tensor]:
+    """Right-pad token lists: ``(tokens int64 [B, T], mask bool [B, T])``."""
+    T = max(len(s) for s in sequences) if length is None else length
+    if any(len(s) > T for s in sequences):
+        raise ValueError(f"encode_batch: a sequence is longer than `length` {T}")
+    tokens = torch.full((len(sequences), T), pad_id, dtype=torch.int64)
+    mask = torch.zeros(len(sequences), T, dtype=torch.bool)
+    for i, s in enumerate(sequences):
+        tokens[i, : len(s)] = torch.tensor(list(s), dtype=torch.int64)
+        mask[i, : len(s)] = True
+    return tokens, mask
