@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from tensordict import TensorDict
 
 from frl import optim, random
@@ -86,3 +87,40 @@ def test_pretrain_then_grpo_improves_exact_match():
         advantages="rloo",
     )
     assert math.isfinite(m["loss"])
+
+
+def test_a_small_language_model_on_python_docs_lowers_held_out_perplexity():
+    from frl.llm import BPETokenizer
+    from frl.llm.pretrain import next_token_loss
+    from frl.llm.tasks import python_docs_corpus, text_windows
+
+    text = python_docs_corpus(60_000)
+    tok = BPETokenizer.train(text[:40_000], num_merges=200)
+    train_ids = torch.tensor(tok.encode(text[:50_000]))
+    held_out = torch.tensor(tok.encode(text[50_000:]))
+    assert tok.decode(tok.encode(text[:2000])) == text[:2000]
+    model = Transformer(
+        TransformerConfig(vocab_size=tok.vocab_size, max_len=64, d_model=64, n_heads=4, n_layers=2)
+    )
+    update = make_pretrain_update(model, optim.adam(2e-3))
+    state = update.init(model.init(random.key(0)))
+    eval_tokens = text_windows(held_out, random.key(7), 32, 48)
+    eval_batch = TensorDict(
+        {"tokens": eval_tokens, "mask": torch.ones_like(eval_tokens, dtype=torch.bool)}, [32]
+    )
+
+    def perplexity(params) -> float:
+        return float(next_token_loss(params, eval_batch, model=model)[1]["perplexity"])
+
+    start = perplexity(state["params"])
+    key = random.key(1)
+    for _ in range(150):
+        key, k = random.split(key)
+        tokens = text_windows(train_ids, k, 16, 48)
+        state, _ = update.step(
+            state, TensorDict({"tokens": tokens, "mask": torch.ones_like(tokens, dtype=torch.bool)}, [16])
+        )
+    end = perplexity(state["params"])
+    assert start > 0.8 * tok.vocab_size  # an untrained model is near uniform
+    assert end < 0.25 * start, (start, end)
+    print(f"held-out perplexity {start:.1f} -> {end:.1f} (vocab {tok.vocab_size})")

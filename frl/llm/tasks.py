@@ -1,4 +1,5 @@
-"""Tasks for the language model: multi-digit addition (generated) with a verifiable reward.
+"""Tasks for the language model: multi-digit addition (generated) with a verifiable reward, and
+real text that ships with Python (``pydoc_data.topics``: 79 help topics, 465k characters).
 
 ``addition_problems(key, n, digits)`` draws ``a + b`` with up to ``digits`` digits each from a
 frl key and returns prompts ``"a+b="`` and answers ``"c"``; the text a model learns is
@@ -17,7 +18,14 @@ from torch import Tensor
 from frl import random
 from frl.llm.tokenizer import PAD
 
-__all__ = ["ADDITION_ALPHABET", "addition_problems", "addition_reward", "encode_batch"]
+__all__ = [
+    "ADDITION_ALPHABET",
+    "addition_problems",
+    "addition_reward",
+    "encode_batch",
+    "python_docs_corpus",
+    "text_windows",
+]
 
 ADDITION_ALPHABET = "0123456789+="
 
@@ -53,3 +61,21 @@ def encode_batch(
         tokens[i, : len(s)] = torch.tensor(list(s), dtype=torch.int64)
         mask[i, : len(s)] = True
     return tokens, mask
+
+
+def python_docs_corpus(max_chars: int | None = None) -> str:
+    """The text of Python's help topics (``pydoc_data.topics``), in a fixed order."""
+    from pydoc_data.topics import topics
+
+    text = "\n\n".join(topics[name] for name in sorted(topics))
+    return text if max_chars is None else text[:max_chars]
+
+
+def text_windows(ids: Tensor, key: Tensor, batch_size: int, length: int) -> Tensor:
+    """``batch_size`` random windows of ``length`` tokens from the id stream ``ids [L]``: ``[B, length]``."""
+    if ids.shape[0] <= length:
+        raise ValueError(
+            f"text_windows: the stream ({ids.shape[0]} tokens) must be longer than `length` {length}"
+        )
+    starts = random.randint(key, (batch_size,), 0, ids.shape[0] - length)
+    return ids[starts[:, None] + torch.arange(length)]
