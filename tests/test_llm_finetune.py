@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from tensordict import TensorDict
 
@@ -22,7 +23,9 @@ def exact_match(model, params, tok, n: int = 256) -> float:
     return float(addition_reward(prompts, texts).mean())
 
 
-def test_pretrain_then_grpo_improves_exact_match():
+@pytest.fixture(scope="module")
+def pretrained():
+    """A 2-layer model pretrained for 600 steps on 2-digit addition (answers only)."""
     tok = CharTokenizer.train(ADDITION_ALPHABET)
     model = Transformer(
         TransformerConfig(vocab_size=tok.vocab_size, max_len=16, d_model=64, n_heads=4, n_layers=2)
@@ -42,11 +45,16 @@ def test_pretrain_then_grpo_improves_exact_match():
             state, TensorDict({"tokens": tokens, "mask": mask, "loss_mask": loss_mask}, [64])
         )
         losses.append(float(metrics["loss"]))
-    assert sum(losses[-20:]) / 20 < 0.5 * sum(losses[:20]) / 20
-    before = exact_match(model, state["params"], tok)
-    assert 0.3 < before < 0.9, before  # learned, not solved: room for RL
+    return tok, model, state["params"], losses, key
 
-    reference = state["params"].clone()
+
+def test_pretrain_then_grpo_improves_exact_match(pretrained):
+    tok, model, params, losses, key = pretrained
+    assert sum(losses[-20:]) / 20 < 0.5 * sum(losses[:20]) / 20
+    before = exact_match(model, params, tok)
+    assert 0.3 < before < 0.9, before  # learned, not solved: room for RL
+    state = {"params": params}
+    reference = params.clone()
     rl_update = make_rl_update(model, optim.adam(1e-4), "grpo", kl_coef=0.0)
     rl_state = rl_update.init(state["params"])
     rewards = []
@@ -124,3 +132,36 @@ def test_a_small_language_model_on_python_docs_lowers_held_out_perplexity():
     assert start > 0.8 * tok.vocab_size  # an untrained model is near uniform
     assert end < 0.25 * start, (start, end)
     print(f"held-out perplexity {start:.1f} -> {end:.1f} (vocab {tok.vocab_size})")
+
+
+def test_ppo_with_a_kl_penalty_and_a_value_head_improves_exact_match(pretrained):
+    from frl.llm.finetune import make_ppo_update, ppo_iteration
+    from frl.nn.initializers import zeros
+    from frl.nn.layers import linear_init
+
+    tok, model, params, _, key = pretrained
+    before = exact_match(model, params, tok)
+    value_head = linear_init(random.key(3), 64, 1, w_init=zeros(), b_init=zeros())
+    update = make_ppo_update(model, optim.adam(1e-4), value_coef=0.1)
+    state = update.init(TensorDict({"lm": params.clone(), "value": value_head}, []))
+    kls = []
+    for _ in range(60):
+        key, k_prompts, k_sample = random.split(key, 3)
+        prompts, _ = addition_problems(k_prompts, 128, 2)
+        state, m = ppo_iteration(
+            model,
+            update,
+            state,
+            params,
+            tok,
+            prompts,
+            addition_reward,
+            k_sample,
+            max_new_tokens=4,
+            kl_coef=0.02,
+            temperature=0.7,
+        )
+        kls.append(m["kl"])
+    after = exact_match(model, state["params", "lm"], tok)
+    assert after >= before + 0.05, (before, after)  # measured 0.60 -> 0.73
+    assert kls[0] == 0.0 and 0.0 < kls[-1] < 2.0  # the policy moves away from the reference, boundedly

@@ -19,10 +19,19 @@ from frl.llm import rl
 from frl.llm.generate import generate
 from frl.llm.model import Transformer
 from frl.llm.tokenizer import PAD
+from frl.nn.layers import linear
 from frl.optim import GradientTransformation
 from frl.update import Update, make_update
 
-__all__ = ["encode_prompts", "grpo_iteration", "make_rl_update", "sequence_log_probs"]
+__all__ = [
+    "encode_prompts",
+    "grpo_iteration",
+    "make_ppo_update",
+    "make_rl_update",
+    "ppo_iteration",
+    "sequence_log_probs",
+    "sequence_log_probs_and_values",
+]
 
 
 def encode_prompts(tokenizer, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
@@ -111,3 +120,90 @@ def grpo_iteration(
     )
     state, metrics = update.step(state, batch, None)
     return state, {"reward": float(reward.mean()), **{k: float(v) for k, v in metrics.items()}}
+
+
+def sequence_log_probs_and_values(
+    model: Transformer,
+    params: TensorDictBase,
+    prompt: Tensor,
+    prompt_padding: Tensor,
+    completion: Tensor,
+    mask: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """Per-token log-probs and values ``V(prefix)`` of a completion: params ``{"lm": ..., "value": linear}``.
+
+    The value of completion token ``t`` is read from the hidden state that predicts it (the
+    prefix before it), as TRL's value head does.
+    """
+    P = prompt.shape[-1]
+    seq = torch.cat([prompt, completion], -1)
+    padding = torch.cat([prompt_padding, ~mask], -1)
+    logits, hidden = model.apply(params["lm"], seq[..., :-1], padding=padding[..., :-1], return_hidden=True)
+    m = mask.to(logits.dtype)
+    log_prob = rl.token_log_probs(logits[..., P - 1 :, :], completion) * m
+    value = linear(params["value"], hidden[..., P - 1 :, :]).squeeze(-1) * m
+    return log_prob, value
+
+
+def make_ppo_update(model: Transformer, optimizer: GradientTransformation, **kw) -> Update:
+    """A pure update of :func:`frl.llm.rl.ppo_kl_loss` (policy and value head together)."""
+
+    def log_prob_fn(params: TensorDictBase, batch: TensorDictBase) -> tuple[Tensor, Tensor]:
+        return sequence_log_probs_and_values(
+            model, params, batch["prompt"], batch["prompt_padding"], batch["completion"], batch["mask"]
+        )
+
+    return make_update(partial(rl.ppo_kl_loss, log_prob_fn=log_prob_fn, **kw), optimizer)
+
+
+def ppo_iteration(
+    model: Transformer,
+    update: Update,
+    state: TensorDictBase,
+    ref_params: TensorDictBase,
+    tokenizer,
+    prompts: Sequence[str],
+    reward_fn: Callable[[Sequence[str], Sequence[str]], Tensor],
+    key: Tensor,
+    *,
+    max_new_tokens: int,
+    kl_coef: float = 0.05,
+    temperature: float = 1.0,
+    epochs: int = 2,
+    gamma: float = 1.0,
+    lmbda: float = 0.95,
+) -> tuple[TensorDictBase, dict[str, float]]:
+    """InstructGPT-style PPO: sample, reward, fold the KL to the reference into per-token rewards,
+    GAE with the value head, whitened advantages, ``epochs`` steps of ``ppo_kl_loss``."""
+    prompt, padding = encode_prompts(tokenizer, prompts)
+    params = state["params"]
+    completion, _, mask = generate(
+        model, params["lm"], prompt, key, max_new_tokens, temperature=temperature, prompt_padding=padding
+    )
+    texts = [
+        tokenizer.decode([t for t, m in zip(row, mrow) if m])
+        for row, mrow in zip(completion.tolist(), mask.tolist())
+    ]
+    reward = reward_fn(list(prompts), texts).to(torch.float32)
+    with torch.no_grad():
+        old, values = sequence_log_probs_and_values(model, params, prompt, padding, completion, mask)
+        ref = sequence_log_probs(model, ref_params, prompt, padding, completion, mask)
+        token_rewards = rl.kl_penalized_rewards(reward, old, ref, mask, kl_coef)
+        advantage, target = rl.token_advantages(token_rewards, values, mask, gamma=gamma, lmbda=lmbda)
+    batch = TensorDict(
+        {
+            "prompt": prompt,
+            "prompt_padding": padding,
+            "completion": completion,
+            "mask": mask,
+            "old_log_prob": old,
+            "advantage": advantage,
+            "value_target": target,
+            "state_value": values,
+        },
+        batch_size=[len(prompts)],
+    )
+    for _ in range(epochs):
+        state, metrics = update.step(state, batch, None)
+    kl = float(rl.masked_mean(old - ref, mask) * mask.sum() / mask.shape[0])
+    return state, {"reward": float(reward.mean()), "kl": kl, **{k: float(v) for k, v in metrics.items()}}

@@ -156,7 +156,8 @@ class Transformer:
         padding: Tensor | None = None,
         cache: dict[str, Tensor] | None = None,
         attention: str = "math",
-    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        return_hidden: bool = False,
+    ) -> Tensor | tuple[Tensor, ...]:
         """Logits ``[..., T, vocab]`` for ``tokens [..., T]``.
 
         Args:
@@ -166,6 +167,8 @@ class Transformer:
             cache, over the cache's whole length.
           cache: from :meth:`init_cache` or a previous call; then returns ``(logits, cache)``.
           attention: ``"math"`` (differentiable, compilable) or ``"sdpa"``.
+          return_hidden: also return the final hidden states ``[..., T, d_model]`` (after the
+            last LayerNorm; what a value head reads): ``(logits, hidden)``.
         """
         c = self.config
         if tokens.dtype not in (torch.int64, torch.int32) or tokens.dim() < 1:
@@ -209,9 +212,10 @@ class Transformer:
             x = x + linear(p["proj"], F.gelu(linear(p["fc"], self._ln(p["ln2"], x))))
         x = self._ln(params["ln_f"], x)
         logits = x @ (params["embed"] if c.tie_embeddings else params["head"]).T
-        if cache is None:
-            return logits
-        return logits, {"k": torch.stack(new_k), "v": torch.stack(new_v), "length": start + T}
+        out: tuple[Tensor, ...] = (logits, x) if return_hidden else (logits,)
+        if cache is not None:
+            out = (*out, {"k": torch.stack(new_k), "v": torch.stack(new_v), "length": start + T})
+        return out[0] if len(out) == 1 else out
 
     @staticmethod
     def _attend(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, attention: str) -> Tensor:
