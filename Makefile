@@ -56,6 +56,7 @@ bench: $(DEV)
 	$(PY) benchmarks/bench_gym.py
 	$(PY) benchmarks/bench_interop.py --compile
 	$(PY) benchmarks/bench_planning.py
+	$(PY) benchmarks/bench_llm.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache runs

@@ -165,3 +165,15 @@ def test_ppo_with_a_kl_penalty_and_a_value_head_improves_exact_match(pretrained)
     after = exact_match(model, state["params", "lm"], tok)
     assert after >= before + 0.05, (before, after)  # measured 0.60 -> 0.73
     assert kls[0] == 0.0 and 0.0 < kls[-1] < 2.0  # the policy moves away from the reference, boundedly
+
+
+def test_the_addition_example_runs():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "llm_addition.py"
+    spec = importlib.util.spec_from_file_location("llm_addition", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    before, after = module.main(["--pretrain-steps", "150", "--rl-iterations", "3", "--algorithm", "ppo"])
+    assert 0.0 <= before <= 1.0 and 0.0 <= after <= 1.0
