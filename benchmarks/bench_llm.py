@@ -26,20 +26,19 @@ from tensordict import TensorDict
 
 import frl
 from frl import optim, random
-from frl.llm import CharTokenizer, Transformer, TransformerConfig, generate
-from frl.llm.finetune import encode_prompts, grpo_iteration, make_ppo_update, make_rl_update, ppo_iteration
+from frl.llm import Transformer, TransformerConfig, generate
+from frl.llm.finetune import grpo_iteration, make_ppo_update, make_rl_update, ppo_iteration
 from frl.llm.pretrain import make_pretrain_update
-from frl.llm.tasks import ADDITION_ALPHABET, addition_problems, addition_reward, encode_batch
+from frl.llm.tasks import (
+    ADDITION_ALPHABET,
+    addition_exact_match,
+    addition_problems,
+    addition_reward,
+    pretrain_on_addition,
+)
+from frl.llm.tokenizer import CharTokenizer
 from frl.nn.initializers import zeros
 from frl.nn.layers import linear_init
-
-
-def exact_match(model, params, tok, n: int = 256) -> float:
-    prompts, _ = addition_problems(random.key(999), n, 2)
-    tokens, padding = encode_prompts(tok, prompts)
-    out, _, mask = generate(model, params, tokens, random.key(5), 4, temperature=0.0, prompt_padding=padding)
-    texts = [tok.decode([t for t, m in zip(r, ms) if m]) for r, ms in zip(out.tolist(), mask.tolist())]
-    return float(addition_reward(prompts, texts).mean())
 
 
 def addition(args, records: list, rows: list) -> None:
@@ -48,22 +47,11 @@ def addition(args, records: list, rows: list) -> None:
         TransformerConfig(vocab_size=tok.vocab_size, max_len=16, d_model=64, n_heads=4, n_layers=2)
     )
     start = time.perf_counter()
-    update = make_pretrain_update(model, optim.adam(1e-3))
-    state = update.init(model.init(random.key(0)))
-    key, eq = random.key(1), tok.encode("=")[0]
-    for _ in range(args.pretrain_steps):
-        key, k = random.split(key)
-        prompts, answers = addition_problems(k, 64, 2)
-        tokens, mask = encode_batch(
-            [tok.encode(p + a, bos=True, eos=True) for p, a in zip(prompts, answers)], 12
-        )
-        loss_mask = (((tokens == eq).cumsum(-1) > 0) & mask)[:, 1:]
-        state, _ = update.step(
-            state, TensorDict({"tokens": tokens, "mask": mask, "loss_mask": loss_mask}, [64])
-        )
+    params, _, key = pretrain_on_addition(
+        model, model.init(random.key(0)), tok, args.pretrain_steps, random.key(1)
+    )
     pretrain_s = time.perf_counter() - start
-    params = state["params"]
-    before = exact_match(model, params, tok)
+    before = addition_exact_match(model, params, tok)
 
     t0 = time.perf_counter()
     grpo = make_rl_update(model, optim.adam(1e-4), "grpo", kl_coef=0.0)
@@ -85,7 +73,7 @@ def addition(args, records: list, rows: list) -> None:
             temperature=0.7,
         )
     grpo_s = time.perf_counter() - t0
-    after_grpo = exact_match(model, rl_state["params"], tok)
+    after_grpo = addition_exact_match(model, rl_state["params"], tok)
 
     t0 = time.perf_counter()
     ppo = make_ppo_update(model, optim.adam(1e-4), value_coef=0.1)
@@ -108,7 +96,7 @@ def addition(args, records: list, rows: list) -> None:
             temperature=0.7,
         )
     ppo_s = time.perf_counter() - t0
-    after_ppo = exact_match(model, ppo_state["params", "lm"], tok)
+    after_ppo = addition_exact_match(model, ppo_state["params", "lm"], tok)
     for name, after, rl_s in (("GRPO", after_grpo, grpo_s), ("PPO + KL", after_ppo, ppo_s)):
         total = pretrain_s + rl_s
         rows.append([f"addition, pretrain + {name}", before, after, after - before, total])

@@ -18,10 +18,15 @@ import torch
 from tensordict import TensorDict
 
 from frl import optim, random
-from frl.llm import CharTokenizer, Transformer, TransformerConfig, generate
-from frl.llm.finetune import encode_prompts, grpo_iteration, make_ppo_update, make_rl_update, ppo_iteration
-from frl.llm.pretrain import make_pretrain_update
-from frl.llm.tasks import ADDITION_ALPHABET, addition_problems, addition_reward, encode_batch
+from frl.llm import CharTokenizer, Transformer, TransformerConfig
+from frl.llm.finetune import grpo_iteration, make_ppo_update, make_rl_update, ppo_iteration
+from frl.llm.tasks import (
+    ADDITION_ALPHABET,
+    addition_exact_match,
+    addition_problems,
+    addition_reward,
+    pretrain_on_addition,
+)
 from frl.nn.initializers import zeros
 from frl.nn.layers import linear_init
 
@@ -41,33 +46,12 @@ def main(argv: Sequence[str] | None = None) -> tuple[float, float]:
         TransformerConfig(vocab_size=tok.vocab_size, max_len=16, d_model=64, n_heads=4, n_layers=2)
     )
 
-    def exact_match(params) -> float:
-        prompts, _ = addition_problems(random.key(999), 256, 2)
-        tokens, padding = encode_prompts(tok, prompts)
-        out, _, mask = generate(
-            model, params, tokens, random.key(5), 4, temperature=0.0, prompt_padding=padding
-        )
-        texts = [tok.decode([t for t, m in zip(r, ms) if m]) for r, ms in zip(out.tolist(), mask.tolist())]
-        return float(addition_reward(prompts, texts).mean())
-
-    # PRETRAINING: the next-token loss on the answers after "="
-    update = make_pretrain_update(model, optim.adam(1e-3))
-    state = update.init(model.init(random.key(0)))
-    key, eq = random.key(1), tok.encode("=")[0]
-    for step in range(args.pretrain_steps):
-        key, k = random.split(key)
-        prompts, answers = addition_problems(k, 64, 2)
-        tokens, mask = encode_batch(
-            [tok.encode(p + a, bos=True, eos=True) for p, a in zip(prompts, answers)], 12
-        )
-        loss_mask = (((tokens == eq).cumsum(-1) > 0) & mask)[:, 1:]
-        state, metrics = update.step(
-            state, TensorDict({"tokens": tokens, "mask": mask, "loss_mask": loss_mask}, [64])
-        )
-        if step % 200 == 0:
-            print(f"pretrain step {step:4d}  loss {float(metrics['loss']):.3f}")
-    reference = state["params"]
-    before = exact_match(reference)
+    # PRETRAINING: the next-token loss on the answers after "=" (frl.llm.tasks.pretrain_on_addition)
+    reference, losses, key = pretrain_on_addition(
+        model, model.init(random.key(0)), tok, args.pretrain_steps, random.key(1)
+    )
+    print(f"pretraining: loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} Adam steps")
+    before = addition_exact_match(model, reference, tok)
     print(f"after pretraining: exact match {before:.3f} ({time.time() - start:.0f} s)")
 
     # RL FINE-TUNING with the verifiable reward
@@ -113,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> tuple[float, float]:
         if it % 20 == 0:
             print(f"{args.algorithm} iteration {it:3d}  sampled reward {m['reward']:.3f}")
     params = rl_state["params"] if args.algorithm == "grpo" else rl_state["params", "lm"]
-    after = exact_match(params)
+    after = addition_exact_match(model, params, tok)
     elapsed = time.time() - start
     print(f"after {args.algorithm}: exact match {after:.3f} (was {before:.3f}); {elapsed:.0f} s in all")
     return before, after

@@ -9,18 +9,16 @@ import torch
 from tensordict import TensorDict
 
 from frl import optim, random
-from frl.llm import CharTokenizer, Transformer, TransformerConfig, generate
-from frl.llm.finetune import encode_prompts, grpo_iteration, make_rl_update
+from frl.llm import CharTokenizer, Transformer, TransformerConfig
+from frl.llm.finetune import grpo_iteration, make_rl_update
 from frl.llm.pretrain import make_pretrain_update
-from frl.llm.tasks import ADDITION_ALPHABET, addition_problems, addition_reward, encode_batch
-
-
-def exact_match(model, params, tok, n: int = 256) -> float:
-    prompts, _ = addition_problems(random.key(999), n, 2)
-    tokens, padding = encode_prompts(tok, prompts)
-    out, _, mask = generate(model, params, tokens, random.key(5), 4, temperature=0.0, prompt_padding=padding)
-    texts = [tok.decode([t for t, m in zip(r, ms) if m]) for r, ms in zip(out.tolist(), mask.tolist())]
-    return float(addition_reward(prompts, texts).mean())
+from frl.llm.tasks import (
+    ADDITION_ALPHABET,
+    addition_exact_match,
+    addition_problems,
+    addition_reward,
+    pretrain_on_addition,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,28 +28,14 @@ def pretrained():
     model = Transformer(
         TransformerConfig(vocab_size=tok.vocab_size, max_len=16, d_model=64, n_heads=4, n_layers=2)
     )
-    update = make_pretrain_update(model, optim.adam(1e-3))
-    state = update.init(model.init(random.key(0)))
-    key, eq = random.key(1), tok.encode("=")[0]
-    losses = []
-    for _ in range(600):
-        key, k = random.split(key)
-        prompts, answers = addition_problems(k, 64, 2)
-        tokens, mask = encode_batch(
-            [tok.encode(p + a, bos=True, eos=True) for p, a in zip(prompts, answers)], 12
-        )
-        loss_mask = (((tokens == eq).cumsum(-1) > 0) & mask)[:, 1:]  # learn the answers only
-        state, metrics = update.step(
-            state, TensorDict({"tokens": tokens, "mask": mask, "loss_mask": loss_mask}, [64])
-        )
-        losses.append(float(metrics["loss"]))
-    return tok, model, state["params"], losses, key
+    params, losses, key = pretrain_on_addition(model, model.init(random.key(0)), tok, 600, random.key(1))
+    return tok, model, params, losses, key
 
 
 def test_pretrain_then_grpo_improves_exact_match(pretrained):
     tok, model, params, losses, key = pretrained
     assert sum(losses[-20:]) / 20 < 0.5 * sum(losses[:20]) / 20
-    before = exact_match(model, params, tok)
+    before = addition_exact_match(model, params, tok)
     assert 0.3 < before < 0.9, before  # learned, not solved: room for RL
     state = {"params": params}
     reference = params.clone()
@@ -76,7 +60,7 @@ def test_pretrain_then_grpo_improves_exact_match(pretrained):
         )
         assert math.isfinite(m["loss"])
         rewards.append(m["reward"])
-    after = exact_match(model, rl_state["params"], tok)
+    after = addition_exact_match(model, rl_state["params"], tok)
     assert after >= before + 0.05, (before, after)  # measured 0.60 -> 0.71
     assert sum(rewards[-20:]) > sum(rewards[:20])
     # RLOO runs on the same plumbing
@@ -140,7 +124,7 @@ def test_ppo_with_a_kl_penalty_and_a_value_head_improves_exact_match(pretrained)
     from frl.nn.layers import linear_init
 
     tok, model, params, _, key = pretrained
-    before = exact_match(model, params, tok)
+    before = addition_exact_match(model, params, tok)
     value_head = linear_init(random.key(3), 64, 1, w_init=zeros(), b_init=zeros())
     update = make_ppo_update(model, optim.adam(1e-4), value_coef=0.1)
     state = update.init(TensorDict({"lm": params.clone(), "value": value_head}, []))
@@ -162,7 +146,7 @@ def test_ppo_with_a_kl_penalty_and_a_value_head_improves_exact_match(pretrained)
             temperature=0.7,
         )
         kls.append(m["kl"])
-    after = exact_match(model, state["params", "lm"], tok)
+    after = addition_exact_match(model, state["params", "lm"], tok)
     assert after >= before + 0.05, (before, after)  # measured 0.60 -> 0.73
     assert kls[0] == 0.0 and 0.0 < kls[-1] < 2.0  # the policy moves away from the reference, boundedly
 

@@ -29,6 +29,7 @@ __all__ = [
     "make_ppo_update",
     "make_rl_update",
     "ppo_iteration",
+    "sample_completions",
     "sequence_log_probs",
     "sequence_log_probs_and_values",
 ]
@@ -61,6 +62,25 @@ def sequence_log_probs(
     logits = model.apply(params, seq[..., :-1], padding=padding[..., :-1])
     log_prob = rl.token_log_probs(logits[..., P - 1 :, :], completion)
     return log_prob * mask.to(log_prob.dtype)
+
+
+def sample_completions(
+    model: Transformer,
+    params: TensorDictBase,
+    tokenizer,
+    prompts: Sequence[str],
+    key: Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str]]:
+    """``(prompt, prompt_padding, completion, mask, texts)``: one sampled completion per prompt."""
+    prompt, padding = encode_prompts(tokenizer, prompts)
+    completion, _, mask = generate(
+        model, params, prompt, key, max_new_tokens, temperature=temperature, prompt_padding=padding
+    )
+    rows = zip(completion.tolist(), mask.tolist())
+    texts = [tokenizer.decode([t for t, m in zip(row, keep) if m]) for row, keep in rows]
+    return prompt, padding, completion, mask, texts
 
 
 def make_rl_update(model: Transformer, optimizer: GradientTransformation, loss: str = "grpo", **kw) -> Update:

@@ -20,9 +20,11 @@ from frl.llm.tokenizer import PAD
 
 __all__ = [
     "ADDITION_ALPHABET",
+    "addition_exact_match",
     "addition_problems",
     "addition_reward",
     "encode_batch",
+    "pretrain_on_addition",
     "python_docs_corpus",
     "text_windows",
 ]
@@ -79,3 +81,51 @@ def text_windows(ids: Tensor, key: Tensor, batch_size: int, length: int) -> Tens
         )
     starts = random.randint(key, (batch_size,), 0, ids.shape[0] - length)
     return ids[starts[:, None] + torch.arange(length)]
+
+
+def addition_exact_match(
+    model, params, tokenizer, n: int = 256, digits: int = 2, key: Tensor | None = None
+) -> float:
+    """Greedy exact match on ``n`` held-out problems (drawn from ``key``, default ``key(999)``)."""
+    from frl.llm.finetune import sample_completions
+
+    prompts, _ = addition_problems(random.key(999) if key is None else key, n, digits)
+    *_, texts = sample_completions(
+        model, params, tokenizer, prompts, random.key(0), digits + 2, temperature=0.0
+    )
+    return float(addition_reward(prompts, texts).mean())
+
+
+def pretrain_on_addition(
+    model,
+    params,
+    tokenizer,
+    steps: int,
+    key: Tensor,
+    *,
+    batch_size: int = 64,
+    digits: int = 2,
+    learning_rate: float = 1e-3,
+):
+    """Fit the answers of ``"a+b=c"`` (the tokens after ``=``) with Adam from ``params``, drawing
+    problems from ``key``: ``(params, losses, key)``."""
+    from tensordict import TensorDict
+
+    from frl import optim
+    from frl.llm.pretrain import make_pretrain_update
+
+    update = make_pretrain_update(model, optim.adam(learning_rate))
+    state = update.init(params)
+    eq = tokenizer.encode("=")[0]
+    length = 3 * digits + 6  # <bos> a + b = c <eos>, and a spare column
+    losses = []
+    for _ in range(steps):
+        key, k = random.split(key)
+        prompts, answers = addition_problems(k, batch_size, digits)
+        encoded = [tokenizer.encode(p + a, bos=True, eos=True) for p, a in zip(prompts, answers)]
+        tokens, mask = encode_batch(encoded, length)
+        loss_mask = (((tokens == eq).cumsum(-1) > 0) & mask)[:, 1:]
+        batch = TensorDict({"tokens": tokens, "mask": mask, "loss_mask": loss_mask}, [batch_size])
+        state, metrics = update.step(state, batch)
+        losses.append(float(metrics["loss"]))
+    return state["params"], losses, key
