@@ -27,18 +27,14 @@ from tensordict import TensorDict
 import frl
 from frl import optim, random
 from frl.llm import Transformer, TransformerConfig, generate
-from frl.llm.finetune import grpo_iteration, make_ppo_update, make_rl_update, ppo_iteration
 from frl.llm.pretrain import make_pretrain_update
 from frl.llm.tasks import (
     ADDITION_ALPHABET,
     addition_exact_match,
-    addition_problems,
-    addition_reward,
+    finetune_on_addition,
     pretrain_on_addition,
 )
 from frl.llm.tokenizer import CharTokenizer
-from frl.nn.initializers import zeros
-from frl.nn.layers import linear_init
 
 
 def addition(args, records: list, rows: list) -> None:
@@ -53,50 +49,14 @@ def addition(args, records: list, rows: list) -> None:
     pretrain_s = time.perf_counter() - start
     before = addition_exact_match(model, params, tok)
 
-    t0 = time.perf_counter()
-    grpo = make_rl_update(model, optim.adam(1e-4), "grpo", kl_coef=0.0)
-    rl_state, k = grpo.init(params.clone()), key
-    for _ in range(args.rl_iterations):
-        k, k_p, k_s = random.split(k, 3)
-        prompts, _ = addition_problems(k_p, 16, 2)
-        rl_state, _ = grpo_iteration(
-            model,
-            grpo,
-            rl_state,
-            params,
-            tok,
-            prompts,
-            addition_reward,
-            k_s,
-            group_size=8,
-            max_new_tokens=4,
-            temperature=0.7,
+    results = {}
+    for algorithm in ("grpo", "ppo"):
+        t0 = time.perf_counter()
+        tuned, _ = finetune_on_addition(
+            model, params, tok, key, algorithm=algorithm, iterations=args.rl_iterations
         )
-    grpo_s = time.perf_counter() - t0
-    after_grpo = addition_exact_match(model, rl_state["params"], tok)
-
-    t0 = time.perf_counter()
-    ppo = make_ppo_update(model, optim.adam(1e-4), value_coef=0.1)
-    head = linear_init(random.key(3), 64, 1, w_init=zeros(), b_init=zeros())
-    ppo_state, k = ppo.init(TensorDict({"lm": params.clone(), "value": head}, [])), key
-    for _ in range(args.rl_iterations):
-        k, k_p, k_s = random.split(k, 3)
-        prompts, _ = addition_problems(k_p, 128, 2)
-        ppo_state, _ = ppo_iteration(
-            model,
-            ppo,
-            ppo_state,
-            params,
-            tok,
-            prompts,
-            addition_reward,
-            k_s,
-            max_new_tokens=4,
-            kl_coef=0.02,
-            temperature=0.7,
-        )
-    ppo_s = time.perf_counter() - t0
-    after_ppo = addition_exact_match(model, ppo_state["params", "lm"], tok)
+        results[algorithm] = (time.perf_counter() - t0, addition_exact_match(model, tuned, tok))
+    (grpo_s, after_grpo), (ppo_s, after_ppo) = results["grpo"], results["ppo"]
     for name, after, rl_s in (("GRPO", after_grpo, grpo_s), ("PPO + KL", after_ppo, ppo_s)):
         total = pretrain_s + rl_s
         rows.append([f"addition, pretrain + {name}", before, after, after - before, total])

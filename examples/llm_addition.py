@@ -15,20 +15,15 @@ import time
 from collections.abc import Sequence
 
 import torch
-from tensordict import TensorDict
 
-from frl import optim, random
+from frl import random
 from frl.llm import CharTokenizer, Transformer, TransformerConfig
-from frl.llm.finetune import grpo_iteration, make_ppo_update, make_rl_update, ppo_iteration
 from frl.llm.tasks import (
     ADDITION_ALPHABET,
     addition_exact_match,
-    addition_problems,
-    addition_reward,
+    finetune_on_addition,
     pretrain_on_addition,
 )
-from frl.nn.initializers import zeros
-from frl.nn.layers import linear_init
 
 
 def main(argv: Sequence[str] | None = None) -> tuple[float, float]:
@@ -54,49 +49,13 @@ def main(argv: Sequence[str] | None = None) -> tuple[float, float]:
     before = addition_exact_match(model, reference, tok)
     print(f"after pretraining: exact match {before:.3f} ({time.time() - start:.0f} s)")
 
-    # RL FINE-TUNING with the verifiable reward
-    if args.algorithm == "grpo":
-        rl = make_rl_update(model, optim.adam(1e-4), "grpo", kl_coef=0.0)
-        rl_state = rl.init(reference.clone())
-    else:
-        rl = make_ppo_update(model, optim.adam(1e-4), value_coef=0.1)
-        head = linear_init(random.key(3), 64, 1, w_init=zeros(), b_init=zeros())
-        rl_state = rl.init(TensorDict({"lm": reference.clone(), "value": head}, []))
-    for it in range(args.rl_iterations):
-        key, k_prompts, k_sample = random.split(key, 3)
-        if args.algorithm == "grpo":
-            prompts, _ = addition_problems(k_prompts, 16, 2)
-            rl_state, m = grpo_iteration(
-                model,
-                rl,
-                rl_state,
-                reference,
-                tok,
-                prompts,
-                addition_reward,
-                k_sample,
-                group_size=8,
-                max_new_tokens=4,
-                temperature=0.7,
-            )
-        else:
-            prompts, _ = addition_problems(k_prompts, 128, 2)
-            rl_state, m = ppo_iteration(
-                model,
-                rl,
-                rl_state,
-                reference,
-                tok,
-                prompts,
-                addition_reward,
-                k_sample,
-                max_new_tokens=4,
-                kl_coef=0.02,
-                temperature=0.7,
-            )
-        if it % 20 == 0:
-            print(f"{args.algorithm} iteration {it:3d}  sampled reward {m['reward']:.3f}")
-    params = rl_state["params"] if args.algorithm == "grpo" else rl_state["params", "lm"]
+    # RL FINE-TUNING with the verifiable reward (frl.llm.tasks.finetune_on_addition: GRPO samples
+    # 8 answers per problem; PPO adds a value head and a KL penalty to the pretrained model)
+    params, history = finetune_on_addition(
+        model, reference, tok, key, algorithm=args.algorithm, iterations=args.rl_iterations
+    )
+    for it in range(0, len(history), 20):
+        print(f"{args.algorithm} iteration {it:3d}  sampled reward {history[it]['reward']:.3f}")
     after = addition_exact_match(model, params, tok)
     elapsed = time.time() - start
     print(f"after {args.algorithm}: exact match {after:.3f} (was {before:.3f}); {elapsed:.0f} s in all")

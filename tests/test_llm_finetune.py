@@ -17,6 +17,7 @@ from frl.llm.tasks import (
     addition_exact_match,
     addition_problems,
     addition_reward,
+    finetune_on_addition,
     pretrain_on_addition,
 )
 
@@ -37,38 +38,20 @@ def test_pretrain_then_grpo_improves_exact_match(pretrained):
     assert sum(losses[-20:]) / 20 < 0.5 * sum(losses[:20]) / 20
     before = addition_exact_match(model, params, tok)
     assert 0.3 < before < 0.9, before  # learned, not solved: room for RL
-    state = {"params": params}
-    reference = params.clone()
-    rl_update = make_rl_update(model, optim.adam(1e-4), "grpo", kl_coef=0.0)
-    rl_state = rl_update.init(state["params"])
-    rewards = []
-    for _ in range(80):
-        key, k_prompts, k_sample = random.split(key, 3)
-        prompts, _ = addition_problems(k_prompts, 16, 2)
-        rl_state, m = grpo_iteration(
-            model,
-            rl_update,
-            rl_state,
-            reference,
-            tok,
-            prompts,
-            addition_reward,
-            k_sample,
-            group_size=8,
-            max_new_tokens=4,
-            temperature=0.7,
-        )
-        assert math.isfinite(m["loss"])
-        rewards.append(m["reward"])
-    after = addition_exact_match(model, rl_state["params"], tok)
+    tuned, history = finetune_on_addition(model, params, tok, key, algorithm="grpo", iterations=80)
+    assert all(math.isfinite(m["loss"]) for m in history)
+    rewards = [m["reward"] for m in history]
+    after = addition_exact_match(model, tuned, tok)
     assert after >= before + 0.05, (before, after)  # measured 0.60 -> 0.71
     assert sum(rewards[-20:]) > sum(rewards[:20])
+    reference = params.clone()
+    prompts, _ = addition_problems(key, 16, 2)
     # RLOO runs on the same plumbing
     rloo = make_rl_update(model, optim.adam(1e-4), "rloo")
     _, m = grpo_iteration(
         model,
         rloo,
-        rloo.init(rl_state["params"]),
+        rloo.init(tuned),
         reference,
         tok,
         prompts,
@@ -119,34 +102,11 @@ def test_a_small_language_model_on_python_docs_lowers_held_out_perplexity():
 
 
 def test_ppo_with_a_kl_penalty_and_a_value_head_improves_exact_match(pretrained):
-    from frl.llm.finetune import make_ppo_update, ppo_iteration
-    from frl.nn.initializers import zeros
-    from frl.nn.layers import linear_init
-
     tok, model, params, _, key = pretrained
     before = addition_exact_match(model, params, tok)
-    value_head = linear_init(random.key(3), 64, 1, w_init=zeros(), b_init=zeros())
-    update = make_ppo_update(model, optim.adam(1e-4), value_coef=0.1)
-    state = update.init(TensorDict({"lm": params.clone(), "value": value_head}, []))
-    kls = []
-    for _ in range(60):
-        key, k_prompts, k_sample = random.split(key, 3)
-        prompts, _ = addition_problems(k_prompts, 128, 2)
-        state, m = ppo_iteration(
-            model,
-            update,
-            state,
-            params,
-            tok,
-            prompts,
-            addition_reward,
-            k_sample,
-            max_new_tokens=4,
-            kl_coef=0.02,
-            temperature=0.7,
-        )
-        kls.append(m["kl"])
-    after = addition_exact_match(model, state["params", "lm"], tok)
+    tuned, history = finetune_on_addition(model, params, tok, key, algorithm="ppo", iterations=60)
+    kls = [m["kl"] for m in history]
+    after = addition_exact_match(model, tuned, tok)
     assert after >= before + 0.05, (before, after)  # measured 0.60 -> 0.73
     assert kls[0] == 0.0 and 0.0 < kls[-1] < 2.0  # the policy moves away from the reference, boundedly
 

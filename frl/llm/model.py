@@ -17,6 +17,7 @@ token at a time reproduces the full forward pass (tested).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -81,8 +82,10 @@ def _layer_norm_init(d: int, dtype: torch.dtype) -> TensorDict:
     )
 
 
+@functools.lru_cache(maxsize=16)
 def sinusoidal(max_len: int, d: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    """``PE[p, 2i] = sin(p / 10000^(2i/d))``, ``PE[p, 2i+1] = cos(...)``: ``[max_len, d]``."""
+    """``PE[p, 2i] = sin(p / 10000^(2i/d))``, ``PE[p, 2i+1] = cos(...)``: ``[max_len, d]``
+    (cached: built once per size, not on every forward pass; do not modify it in place)."""
     pos = torch.arange(max_len, dtype=torch.float64)[:, None]
     freq = torch.exp(-math.log(10000.0) * torch.arange(0, d, 2, dtype=torch.float64) / d)
     pe = torch.zeros(max_len, d, dtype=torch.float64)

@@ -24,6 +24,7 @@ __all__ = [
     "addition_problems",
     "addition_reward",
     "encode_batch",
+    "finetune_on_addition",
     "pretrain_on_addition",
     "python_docs_corpus",
     "text_windows",
@@ -129,3 +130,73 @@ def pretrain_on_addition(
         state, metrics = update.step(state, batch)
         losses.append(float(metrics["loss"]))
     return state["params"], losses, key
+
+
+def finetune_on_addition(
+    model,
+    params,
+    tokenizer,
+    key: Tensor,
+    *,
+    algorithm: str = "grpo",
+    iterations: int = 80,
+    learning_rate: float = 1e-4,
+    temperature: float = 0.7,
+    digits: int = 2,
+):
+    """RL on addition from pretrained ``params`` with :func:`addition_reward`: ``(params, history)``.
+
+    ``"grpo"``: 16 problems x 8 samples per iteration, no KL term. ``"ppo"``: 128 problems, a
+    zero-initialised value head, KL coefficient 0.02 to the pretrained model. ``history`` holds
+    each iteration's metrics (``reward``, ``loss``, and ``kl`` for PPO).
+    """
+    from tensordict import TensorDict
+
+    from frl import optim
+    from frl.llm.finetune import grpo_iteration, make_ppo_update, make_rl_update, ppo_iteration
+    from frl.nn.initializers import zeros
+    from frl.nn.layers import linear_init
+
+    if algorithm == "grpo":
+        update = make_rl_update(model, optim.adam(learning_rate), "grpo", kl_coef=0.0)
+        state = update.init(params.clone())
+    elif algorithm == "ppo":
+        update = make_ppo_update(model, optim.adam(learning_rate), value_coef=0.1)
+        head = linear_init(random.key(3), model.config.d_model, 1, w_init=zeros(), b_init=zeros())
+        state = update.init(TensorDict({"lm": params.clone(), "value": head}, []))
+    else:
+        raise ValueError(f"finetune_on_addition: `algorithm` must be 'grpo' or 'ppo', got {algorithm!r}")
+    history = []
+    for _ in range(iterations):
+        key, k_prompts, k_sample = random.split(key, 3)
+        common = dict(max_new_tokens=digits + 2, temperature=temperature)
+        if algorithm == "grpo":
+            prompts, _ = addition_problems(k_prompts, 16, digits)
+            state, metrics = grpo_iteration(
+                model,
+                update,
+                state,
+                params,
+                tokenizer,
+                prompts,
+                addition_reward,
+                k_sample,
+                group_size=8,
+                **common,
+            )
+        else:
+            prompts, _ = addition_problems(k_prompts, 128, digits)
+            state, metrics = ppo_iteration(
+                model,
+                update,
+                state,
+                params,
+                tokenizer,
+                prompts,
+                addition_reward,
+                k_sample,
+                kl_coef=0.02,
+                **common,
+            )
+        history.append(metrics)
+    return (state["params"] if algorithm == "grpo" else state["params", "lm"]), history
