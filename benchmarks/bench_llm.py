@@ -3,8 +3,13 @@
 1. Addition (2 digits): pretrain a 2-layer model on the answers, then fine-tune it with GRPO and
    (separately, from the same checkpoint) with PPO + a KL penalty and a value head; greedy
    exact match on 256 held-out problems before and after, and the wall time of each whole run.
-2. Generation tokens/s with and without the KV cache (a 4-layer, 128-wide model, 16 x 96 tokens).
-3. One optimisation step of the next-token loss, eager vs ``frl.compile``.
+2. Sentiment dialogue (frl.llm.dialogue): pretrain on a small dialogue grammar, then PPO against
+   VADER sentiment with no KL, a weak KL, a strong KL, and a composite reward (sentiment where
+   the answer is grammatical, -1 elsewhere) with a weak KL: sampled sentiment, well-formedness,
+   distinct-2 and KL to the pretrained model for each (target: the weak KL hacks the reward,
+   the strong KL and the composite reach sentiment >= 0.5 with well-formedness >= 0.85).
+3. Generation tokens/s with and without the KV cache (a 4-layer, 128-wide model, 16 x 96 tokens).
+4. One optimisation step of the next-token loss, eager vs ``frl.compile``.
 
     python benchmarks/bench_llm.py [--pretrain-steps 600] [--rl-iterations 80]
 """
@@ -27,6 +32,7 @@ from tensordict import TensorDict
 import frl
 from frl import optim, random
 from frl.llm import Transformer, TransformerConfig, generate
+from frl.llm.dialogue import sentiment_experiment
 from frl.llm.pretrain import make_pretrain_update
 from frl.llm.tasks import (
     ADDITION_ALPHABET,
@@ -69,6 +75,15 @@ def addition(args, records: list, rows: list) -> None:
                 "rl_s": rl_s,
             }
         )
+
+
+def sentiment(records: list, rows: list) -> None:
+    for row in sentiment_experiment():
+        kl_coef = "-" if row["kl_coef"] is None else row["kl_coef"]
+        figures = [row["sentiment"], row["well_formed"], row["distinct_2"], row["kl"], row["seconds"]]
+        rows.append([row["setting"], kl_coef, *figures])
+        records.append({"case": f"sentiment dialogue, {row['setting']}", **row})
+        print(f"  {row['setting']}: {row['samples'][-1]!r}")
 
 
 def speed(records: list, rows: list) -> None:
@@ -115,6 +130,14 @@ def main() -> None:
     print_table(
         "Addition: greedy exact match on 256 held-out 2-digit problems (target: +0.10, whole run < 180 s)",
         ["run", "before RL", "after RL", "gain", "wall s (pretrain + RL)"],
+        rows,
+    )
+    rows = []
+    sentiment(records, rows)
+    print_table(
+        "Sentiment dialogue: PPO against VADER sentiment, 256 sampled answers (T = 1) per model "
+        "(target: weak KL hacked; strong KL and composite: sentiment >= 0.5, well-formed >= 0.85)",
+        ["model", "KL coef", "sentiment", "well-formed", "distinct-2", "KL to ref", "wall s"],
         rows,
     )
     rows = []

@@ -9,6 +9,8 @@
     frl eval runs/ppo
     frl list
     frl plot runs/ppo runs/dqn -o curves.png
+    frl llm pretrain --task addition --out runs/lm     # a language model; see frl.llm.cli
+    frl llm finetune runs/lm --algorithm grpo --out runs/lm-grpo
 
 ``train`` validates everything (algorithm, environment, action type, counts, config fields)
 before it writes anything; a bad input prints one ``frl: error: ...`` line naming the problem
@@ -28,6 +30,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+
+from frl.llm.cli import LLMUsageError, add_llm_parser, cmd_llm
 
 __all__ = ["main"]
 
@@ -425,6 +429,8 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("run_dirs", nargs="+")
     plot.add_argument("-o", "--output", default="curves.png")
     plot.add_argument("--band", choices=("bootstrap", "iqm"), default="bootstrap")
+
+    add_llm_parser(sub)
     return parser
 
 
@@ -434,13 +440,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         if args.command is None:
-            raise UsageError("choose a command: train, eval, list, plot (frl COMMAND --help)")
+            raise UsageError("choose a command: train, eval, list, plot, llm (frl COMMAND --help)")
         if args.command != "train" and extra:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "train":
             return cmd_train(args, extra)
-        return {"eval": cmd_eval, "list": cmd_list, "plot": cmd_plot}[args.command](args)
-    except UsageError as err:
+        return {"eval": cmd_eval, "list": cmd_list, "plot": cmd_plot, "llm": cmd_llm}[args.command](args)
+    except (UsageError, LLMUsageError) as err:
         print(f"frl: error: {err}", file=sys.stderr)
         return 2
 

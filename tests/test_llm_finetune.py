@@ -42,7 +42,7 @@ def test_pretrain_then_grpo_improves_exact_match(pretrained):
     assert all(math.isfinite(m["loss"]) for m in history)
     rewards = [m["reward"] for m in history]
     after = addition_exact_match(model, tuned, tok)
-    assert after >= before + 0.05, (before, after)  # measured 0.60 -> 0.71
+    assert after >= before + 0.05, (before, after)  # measured 0.36 -> 0.71
     assert sum(rewards[-20:]) > sum(rewards[:20])
     reference = params.clone()
     prompts, _ = addition_problems(key, 16, 2)
@@ -107,7 +107,7 @@ def test_ppo_with_a_kl_penalty_and_a_value_head_improves_exact_match(pretrained)
     tuned, history = finetune_on_addition(model, params, tok, key, algorithm="ppo", iterations=60)
     kls = [m["kl"] for m in history]
     after = addition_exact_match(model, tuned, tok)
-    assert after >= before + 0.05, (before, after)  # measured 0.60 -> 0.73
+    assert after >= before + 0.05, (before, after)  # measured 0.36 -> 0.72
     assert kls[0] == 0.0 and 0.0 < kls[-1] < 2.0  # the policy moves away from the reference, boundedly
 
 

@@ -84,16 +84,14 @@ def test_padding_keys_are_ignored_and_sdpa_matches_math():
     padded = torch.cat([torch.zeros(2, 3, dtype=torch.int64), tokens], 1)
     padding = torch.zeros(2, 11, dtype=torch.bool)
     padding[:, :3] = True
-    # left padding shifts positions; with rotary positions only relative offsets matter
-    rot, rot_params = small("rotary")
-    torch.testing.assert_close(
-        rot.apply(rot_params, padded, padding=padding)[:, 3:],
-        rot.apply(rot_params, tokens),
-        rtol=1e-5,
-        atol=1e-5,
-    )
-    out = model.apply(params, padded, padding=padding)
-    assert torch.isfinite(out).all()
+    # position ids count real tokens: left padding changes nothing, for every kind of position
+    for positional in ("learned", "sinusoidal", "rotary"):
+        m, p = small(positional)
+        out = m.apply(p, padded, padding=padding)
+        assert torch.isfinite(out).all()
+        torch.testing.assert_close(out[:, 3:], m.apply(p, tokens), rtol=1e-5, atol=1e-5)
+        # without the padding mask the pads are tokens: the outputs differ
+        assert not torch.allclose(m.apply(p, padded)[:, 3:], m.apply(p, tokens), atol=1e-3)
     torch.testing.assert_close(
         model.apply(params, tokens, attention="sdpa"), model.apply(params, tokens), rtol=1e-5, atol=1e-5
     )
@@ -144,3 +142,12 @@ def test_generation_with_cache_equals_without_and_filters():
     )
     assert mask[0].tolist() == [True, False, False, False, False, False]
     assert (tokens[0, 1:] == 0).all() and (logp[~mask] == 0).all() and (logp[mask] < 0).all()
+    # a left-padded short prompt generates what it generates alone (position ids skip padding)
+    short = prompts[1:2, 2:]
+    batch = torch.cat([prompts[:1], torch.cat([torch.zeros(1, 2, dtype=torch.int64), short], 1)])
+    pad = torch.zeros(2, 5, dtype=torch.bool)
+    pad[1, :2] = True
+    together = generate(model, params, batch, random.key(0), 6, temperature=0.0, prompt_padding=pad)
+    alone = generate(model, params, short, random.key(0), 6, temperature=0.0)
+    assert torch.equal(together[0][1], alone[0][0])
+    torch.testing.assert_close(together[1][1], alone[1][0], rtol=1e-5, atol=1e-5)

@@ -4,8 +4,11 @@
 transformer as pure functions over a params TensorDict, with a KV cache) and
 ``frl.llm.generate`` (batched sampling from keys: temperature, top-k, top-p, greedy) and
 ``frl.llm.rl`` (token-level PPO with a KL penalty, GRPO, RLOO), ``frl.llm.pretrain`` (the
-next-token loss), ``frl.llm.tasks`` (addition with a verifiable reward) and ``frl.llm.finetune``
-(sampling, scoring and a GRPO/RLOO iteration).
+next-token loss), ``frl.llm.tasks`` (addition with a verifiable reward, Python's help text,
+pretraining on prompt/completion pairs), ``frl.llm.dialogue`` (a dialogue grammar and the
+sentiment experiment that shows reward hacking), ``frl.llm.rewards`` (sentiment, format, length,
+composites; hacking diagnostics), ``frl.llm.finetune`` (sampling, scoring, GRPO/RLOO/PPO
+iterations, ``rl_finetune``) and ``frl.llm.cli`` (``frl llm pretrain|finetune|sample``).
 """
 
 from frl.llm import rl

@@ -3,7 +3,9 @@
 ``sequence_log_probs`` scores completions under a model (prompt left-padded, completion
 right-padded); ``grpo_iteration`` samples ``K`` completions for each of ``G`` prompts, rewards
 them, and takes one step of :func:`frl.llm.rl.grpo_loss` (or ``rloo_loss``) against a frozen
-reference model.
+reference model; ``ppo_iteration`` does InstructGPT-style PPO (value head, KL folded into the
+per-token rewards); ``rl_finetune`` runs either for a number of iterations from a prompt sampler
+and a reward function.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "make_ppo_update",
     "make_rl_update",
     "ppo_iteration",
+    "rl_finetune",
     "sample_completions",
     "sequence_log_probs",
     "sequence_log_probs_and_values",
@@ -109,8 +112,13 @@ def grpo_iteration(
     max_new_tokens: int,
     temperature: float = 1.0,
     advantages: str = "grpo",
+    rloo_kl_coef: float = 0.0,
 ) -> tuple[TensorDictBase, dict[str, float]]:
-    """Sample ``group_size`` completions per prompt, reward them, take one update step."""
+    """Sample ``group_size`` completions per prompt, reward them, take one update step.
+
+    ``advantages="grpo"``: group-normalised rewards (the KL term lives in ``grpo_loss``);
+    ``"rloo"``: leave-one-out baselines of ``reward - rloo_kl_coef * sum_t (log pi - log pi_ref)``.
+    """
     repeated = [p for p in prompts for _ in range(group_size)]
     prompt, padding = encode_prompts(tokenizer, repeated)
     completion, _, mask = generate(
@@ -121,11 +129,16 @@ def grpo_iteration(
         for row, mrow in zip(completion.tolist(), mask.tolist())
     ]
     reward = reward_fn(repeated, texts).to(torch.float32)
-    grouped = reward.reshape(len(prompts), group_size)
-    adv = rl.group_advantages(grouped) if advantages == "grpo" else rl.leave_one_out_advantages(grouped)
     with torch.no_grad():
         old = sequence_log_probs(model, state["params"], prompt, padding, completion, mask)
         ref = sequence_log_probs(model, ref_params, prompt, padding, completion, mask)
+    if advantages == "grpo":
+        adv = rl.group_advantages(reward.reshape(len(prompts), group_size))
+    elif advantages == "rloo":
+        shaped = reward - rloo_kl_coef * (old - ref).sum(-1)  # the sequence KL folded into the reward
+        adv = rl.leave_one_out_advantages(shaped.reshape(len(prompts), group_size))
+    else:
+        raise ValueError(f"grpo_iteration: `advantages` must be 'grpo' or 'rloo', got {advantages!r}")
     batch = TensorDict(
         {
             "prompt": prompt,
@@ -227,3 +240,66 @@ def ppo_iteration(
         state, metrics = update.step(state, batch, None)
     kl = float(rl.masked_mean(old - ref, mask) * mask.sum() / mask.shape[0])
     return state, {"reward": float(reward.mean()), "kl": kl, **{k: float(v) for k, v in metrics.items()}}
+
+
+def rl_finetune(
+    model: Transformer,
+    params: TensorDictBase,
+    tokenizer,
+    key: Tensor,
+    prompt_fn: Callable[[Tensor, int], tuple[Sequence[str], object]],
+    reward_fn: Callable[[Sequence[str], Sequence[str]], Tensor],
+    *,
+    algorithm: str = "grpo",
+    iterations: int = 80,
+    learning_rate: float = 1e-4,
+    temperature: float = 1.0,
+    max_new_tokens: int = 16,
+    num_prompts: int = 16,
+    group_size: int = 8,
+    kl_coef: float = 0.0,
+    value_coef: float = 0.1,
+    epochs: int = 2,
+) -> tuple[TensorDictBase, list[dict[str, float]]]:
+    """RL fine-tuning from pretrained ``params``, which also serve as the frozen reference.
+
+    Each iteration draws ``prompt_fn(key, num_prompts)[0]`` and takes one
+    :func:`grpo_iteration` (``algorithm="grpo"`` or ``"rloo"``: ``group_size`` samples per prompt,
+    GRPO with a k3 KL term weighted ``kl_coef`` in the loss, RLOO with ``kl_coef`` times the
+    sequence KL subtracted from the reward) or one :func:`ppo_iteration` (``"ppo"``: one
+    sample per prompt, ``epochs`` steps, a zero-initialised value head, ``kl_coef`` times the
+    per-token KL folded into the reward), with Adam at ``learning_rate``.
+    Returns the tuned language-model params and each iteration's metrics (``reward``, ``loss``,
+    ``kl`` for PPO).
+    """
+    from frl import optim, random
+    from frl.nn.initializers import zeros
+    from frl.nn.layers import linear_init
+
+    if algorithm in ("grpo", "rloo"):
+        kw = {"kl_coef": kl_coef} if algorithm == "grpo" else {}
+        update = make_rl_update(model, optim.adam(learning_rate), algorithm, **kw)
+        state = update.init(params.clone())
+    elif algorithm == "ppo":
+        update = make_ppo_update(model, optim.adam(learning_rate), value_coef=value_coef)
+        head = linear_init(random.key(3), model.config.d_model, 1, w_init=zeros(), b_init=zeros())
+        state = update.init(TensorDict({"lm": params.clone(), "value": head}, []))
+    else:
+        raise ValueError(f"rl_finetune: `algorithm` must be 'grpo', 'rloo' or 'ppo', got {algorithm!r}")
+    common = dict(max_new_tokens=max_new_tokens, temperature=temperature)
+    history = []
+    for _ in range(iterations):
+        key, k_prompts, k_sample = random.split(key, 3)
+        prompts = list(prompt_fn(k_prompts, num_prompts)[0])
+        if algorithm == "ppo":
+            state, metrics = ppo_iteration(
+                model, update, state, params, tokenizer, prompts, reward_fn, k_sample,
+                kl_coef=kl_coef, epochs=epochs, **common,
+            )  # fmt: skip
+        else:
+            state, metrics = grpo_iteration(
+                model, update, state, params, tokenizer, prompts, reward_fn, k_sample,
+                group_size=group_size, advantages=algorithm, rloo_kl_coef=kl_coef, **common,
+            )  # fmt: skip
+        history.append(metrics)
+    return (state["params", "lm"] if algorithm == "ppo" else state["params"]), history

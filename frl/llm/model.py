@@ -167,7 +167,9 @@ class Transformer:
           params: from :meth:`init`.
           tokens: int64 ids; with a cache, the next ``T`` tokens after ``cache["length"]``.
           padding: ``bool [..., T_total]``, True at padding *keys* (never attended to); with a
-            cache, over the cache's whole length.
+            cache, over the cache's whole length. Position ids count real tokens only
+            (``cumsum(~padding) - 1``), so a left-padded sequence has the positions it has
+            unpadded.
           cache: from :meth:`init_cache` or a previous call; then returns ``(logits, cache)``.
           attention: ``"math"`` (differentiable, compilable) or ``"sdpa"``.
           return_hidden: also return the final hidden states ``[..., T, d_model]`` (after the
@@ -180,12 +182,16 @@ class Transformer:
             )
         T = tokens.shape[-1]
         start = torch.zeros((), dtype=torch.int64) if cache is None else cache["length"]
-        positions = start + torch.arange(T, device=tokens.device)
+        positions = start + torch.arange(T, device=tokens.device)  # slots: causality and the cache
+        if padding is None:
+            pos_ids = positions
+        else:  # count real tokens only, so left padding does not shift a sequence's positions
+            pos_ids = ((~padding).cumsum(-1) - 1).clamp(min=0).index_select(-1, positions)
         x = params["embed"][tokens]
         if c.positional == "learned":
-            x = x + params["pos"][positions]
+            x = x + params["pos"][pos_ids]
         elif c.positional == "sinusoidal":
-            x = x + sinusoidal(c.max_len, c.d_model, x.dtype).to(x.device)[positions]
+            x = x + sinusoidal(c.max_len, c.d_model, x.dtype).to(x.device)[pos_ids]
         new_k, new_v = [], []
         for i in range(c.n_layers):
             p = params["blocks", str(i)]
@@ -193,7 +199,7 @@ class Transformer:
             qkv = linear(p["qkv"], h).unflatten(-1, (3, c.n_heads, c.d_head))  # [..., T, 3, H, d]
             q, k, v = (qkv.select(-3, j).transpose(-2, -3) for j in range(3))  # [..., H, T, d]
             if c.positional == "rotary":
-                q, k = _rotate(q, positions), _rotate(k, positions)
+                q, k = _rotate(q, pos_ids), _rotate(k, pos_ids)
             if cache is not None:
                 index = positions
                 k_all = cache["k"][i].index_copy(-2, index, k)

@@ -10,7 +10,8 @@ into ``tokens [B, T]`` and ``mask [B, T]``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -26,6 +27,7 @@ __all__ = [
     "encode_batch",
     "finetune_on_addition",
     "pretrain_on_addition",
+    "pretrain_on_pairs",
     "python_docs_corpus",
     "text_windows",
 ]
@@ -97,6 +99,52 @@ def addition_exact_match(
     return float(addition_reward(prompts, texts).mean())
 
 
+def pretrain_on_pairs(
+    model,
+    params,
+    tokenizer,
+    sample_fn: Callable[[Tensor, int], tuple[list[str], list[str]]],
+    steps: int,
+    key: Tensor,
+    *,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+):
+    """Fit completions given prompts with the next-token loss and Adam: ``(params, losses, key)``.
+
+    Each step draws ``sample_fn(key, batch_size) -> (prompts, completions)`` and lays them out as
+    sampling and scoring do (:func:`frl.llm.finetune.encode_prompts`): ``<bos> prompt``
+    left-padded, then ``completion <eos>`` right-padded, so a prompt sits at the same positions
+    in pretraining as in generation. The loss counts the completion's tokens only.
+    """
+    from tensordict import TensorDict
+
+    from frl import optim
+    from frl.llm.finetune import encode_prompts
+    from frl.llm.pretrain import make_pretrain_update
+
+    update = make_pretrain_update(model, optim.adam(learning_rate))
+    state = update.init(params)
+    losses = []
+    for _ in range(steps):
+        key, k = random.split(key)
+        prompts, completions = sample_fn(k, batch_size)
+        head, head_padding = encode_prompts(tokenizer, prompts)
+        tail, tail_mask = encode_batch([tokenizer.encode(c, eos=True) for c in completions])
+        tokens = torch.cat([head, tail], -1)
+        if tokens.shape[1] > model.config.max_len + 1:
+            raise ValueError(
+                f"pretrain_on_pairs: prompt + completion take {tokens.shape[1]} tokens, more than "
+                f"the model's max_len + 1 = {model.config.max_len + 1}"
+            )
+        loss_mask = torch.cat([torch.zeros_like(head_padding), tail_mask], -1)[:, 1:]
+        mask = torch.cat([~head_padding, tail_mask], -1)
+        batch = TensorDict({"tokens": tokens, "mask": mask, "loss_mask": loss_mask}, [batch_size])
+        state, metrics = update.step(state, batch)
+        losses.append(float(metrics["loss"]))
+    return state["params"], losses, key
+
+
 def pretrain_on_addition(
     model,
     params,
@@ -108,28 +156,17 @@ def pretrain_on_addition(
     digits: int = 2,
     learning_rate: float = 1e-3,
 ):
-    """Fit the answers of ``"a+b=c"`` (the tokens after ``=``) with Adam from ``params``, drawing
-    problems from ``key``: ``(params, losses, key)``."""
-    from tensordict import TensorDict
-
-    from frl import optim
-    from frl.llm.pretrain import make_pretrain_update
-
-    update = make_pretrain_update(model, optim.adam(learning_rate))
-    state = update.init(params)
-    eq = tokenizer.encode("=")[0]
-    length = 3 * digits + 6  # <bos> a + b = c <eos>, and a spare column
-    losses = []
-    for _ in range(steps):
-        key, k = random.split(key)
-        prompts, answers = addition_problems(k, batch_size, digits)
-        encoded = [tokenizer.encode(p + a, bos=True, eos=True) for p, a in zip(prompts, answers)]
-        tokens, mask = encode_batch(encoded, length)
-        loss_mask = (((tokens == eq).cumsum(-1) > 0) & mask)[:, 1:]
-        batch = TensorDict({"tokens": tokens, "mask": mask, "loss_mask": loss_mask}, [batch_size])
-        state, metrics = update.step(state, batch)
-        losses.append(float(metrics["loss"]))
-    return state["params"], losses, key
+    """:func:`pretrain_on_pairs` on ``"a+b=" -> "c"`` problems: ``(params, losses, key)``."""
+    return pretrain_on_pairs(
+        model,
+        params,
+        tokenizer,
+        partial(addition_problems, digits=digits),
+        steps,
+        key,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+    )
 
 
 def finetune_on_addition(
@@ -146,57 +183,24 @@ def finetune_on_addition(
 ):
     """RL on addition from pretrained ``params`` with :func:`addition_reward`: ``(params, history)``.
 
-    ``"grpo"``: 16 problems x 8 samples per iteration, no KL term. ``"ppo"``: 128 problems, a
-    zero-initialised value head, KL coefficient 0.02 to the pretrained model. ``history`` holds
-    each iteration's metrics (``reward``, ``loss``, and ``kl`` for PPO).
+    :func:`frl.llm.finetune.rl_finetune` with ``"grpo"``: 16 problems x 8 samples per iteration,
+    no KL term; ``"ppo"``: 128 problems, a zero-initialised value head, KL coefficient 0.02 to the
+    pretrained model.
     """
-    from tensordict import TensorDict
+    from frl.llm.finetune import rl_finetune
 
-    from frl import optim
-    from frl.llm.finetune import grpo_iteration, make_ppo_update, make_rl_update, ppo_iteration
-    from frl.nn.initializers import zeros
-    from frl.nn.layers import linear_init
-
-    if algorithm == "grpo":
-        update = make_rl_update(model, optim.adam(learning_rate), "grpo", kl_coef=0.0)
-        state = update.init(params.clone())
-    elif algorithm == "ppo":
-        update = make_ppo_update(model, optim.adam(learning_rate), value_coef=0.1)
-        head = linear_init(random.key(3), model.config.d_model, 1, w_init=zeros(), b_init=zeros())
-        state = update.init(TensorDict({"lm": params.clone(), "value": head}, []))
-    else:
-        raise ValueError(f"finetune_on_addition: `algorithm` must be 'grpo' or 'ppo', got {algorithm!r}")
-    history = []
-    for _ in range(iterations):
-        key, k_prompts, k_sample = random.split(key, 3)
-        common = dict(max_new_tokens=digits + 2, temperature=temperature)
-        if algorithm == "grpo":
-            prompts, _ = addition_problems(k_prompts, 16, digits)
-            state, metrics = grpo_iteration(
-                model,
-                update,
-                state,
-                params,
-                tokenizer,
-                prompts,
-                addition_reward,
-                k_sample,
-                group_size=8,
-                **common,
-            )
-        else:
-            prompts, _ = addition_problems(k_prompts, 128, digits)
-            state, metrics = ppo_iteration(
-                model,
-                update,
-                state,
-                params,
-                tokenizer,
-                prompts,
-                addition_reward,
-                k_sample,
-                kl_coef=0.02,
-                **common,
-            )
-        history.append(metrics)
-    return (state["params"] if algorithm == "grpo" else state["params", "lm"]), history
+    return rl_finetune(
+        model,
+        params,
+        tokenizer,
+        key,
+        partial(addition_problems, digits=digits),
+        addition_reward,
+        algorithm=algorithm,
+        iterations=iterations,
+        learning_rate=learning_rate,
+        temperature=temperature,
+        max_new_tokens=digits + 2,
+        num_prompts=16 if algorithm == "grpo" else 128,
+        kl_coef=0.0 if algorithm == "grpo" else 0.02,
+    )
