@@ -8,7 +8,8 @@
    the answer is grammatical, -1 elsewhere) with a weak KL: sampled sentiment, well-formedness,
    distinct-2 and KL to the pretrained model for each (target: the weak KL hacks the reward,
    the strong KL and the composite reach sentiment >= 0.5 with well-formedness >= 0.85).
-3. Generation tokens/s with and without the KV cache (a 4-layer, 128-wide model, 16 x 96 tokens).
+3. Generation tokens/s with and without the KV cache, plain-math vs ``scaled_dot_product_attention``
+   (a 4-layer, 128-wide model, 16 x 96 tokens).
 4. One optimisation step of the next-token loss, eager vs ``frl.compile``.
 
     python benchmarks/bench_llm.py [--pretrain-steps 600] [--rl-iterations 80]
@@ -90,16 +91,21 @@ def speed(records: list, rows: list) -> None:
     model = Transformer(TransformerConfig(vocab_size=512, max_len=128, d_model=128, n_heads=4, n_layers=4))
     params = model.init(random.key(0))
     prompts = random.randint(random.key(1), (16, 32), 3, 512)
-    for use_cache in (True, False):
+    cases = (
+        ("generation, KV cache", True, "math"),
+        ("generation, KV cache, sdpa attention", True, "sdpa"),
+        ("generation, recompute", False, "math"),
+        ("generation, recompute, sdpa attention", False, "sdpa"),
+    )
+    for label, use_cache, attention in cases:
         seconds = time_call(
-            lambda use_cache=use_cache: generate(
-                model, params, prompts, random.key(2), 96, use_cache=use_cache
+            lambda use_cache=use_cache, attention=attention: generate(
+                model, params, prompts, random.key(2), 96, use_cache=use_cache, attention=attention
             ),
             repeats=3,
             min_seconds=0.5,
             warmup=1,
         )
-        label = "generation, KV cache" if use_cache else "generation, recompute"
         rows.append([label, 16 * 96 / seconds, "tokens/s"])
         records.append({"case": label, "tokens_per_s": 16 * 96 / seconds})
     update = make_pretrain_update(model, optim.adam(1e-3))

@@ -151,3 +151,10 @@ def test_generation_with_cache_equals_without_and_filters():
     alone = generate(model, params, short, random.key(0), 6, temperature=0.0)
     assert torch.equal(together[0][1], alone[0][0])
     torch.testing.assert_close(together[1][1], alone[1][0], rtol=1e-5, atol=1e-5)
+    # scaled_dot_product_attention: the same samples, through the cache and padding
+    sdpa = generate(
+        model, params, batch, random.key(3), 6, temperature=0.8, prompt_padding=pad, attention="sdpa"
+    )
+    math_ = generate(model, params, batch, random.key(3), 6, temperature=0.8, prompt_padding=pad)
+    assert torch.equal(sdpa[0], math_[0]) and torch.equal(sdpa[2], math_[2])
+    torch.testing.assert_close(sdpa[1], math_[1], rtol=1e-5, atol=1e-5)

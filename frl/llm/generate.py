@@ -8,7 +8,9 @@ smallest set whose probability reaches ``top_p`` (nucleus); ``temperature=0`` is
 stops at ``eos_id``: later positions are padding with ``mask`` False. Returns
 ``(tokens [B, N], log_probs [B, N], mask [B, N])``: the sampled tokens, their log-probabilities
 under the *sampling* distribution's logits before truncation (``log softmax(logits / T)``) and
-which positions are real (up to and including the end token).
+which positions are real (up to and including the end token). ``attention="sdpa"`` runs the
+forward passes through ``F.scaled_dot_product_attention`` (inference only; same results to float
+rounding), ``use_cache=False`` recomputes the whole prefix at every step (for checking).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def generate(
     eos_id: int = EOS,
     pad_id: int = PAD,
     use_cache: bool = True,
+    attention: str = "math",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Sample continuations (see the module docstring)."""
     if prompts.dim() != 2:
@@ -75,9 +78,9 @@ def generate(
     tokens[:, :P] = prompts
     if use_cache:
         cache = model.init_cache((B,), total)
-        logits, cache = model.apply(params, prompts, padding=padding, cache=cache)
+        logits, cache = model.apply(params, prompts, padding=padding, cache=cache, attention=attention)
     else:
-        logits = model.apply(params, prompts, padding=padding[:, :P])
+        logits = model.apply(params, prompts, padding=padding[:, :P], attention=attention)
     last = logits[:, -1]
     out_tokens, out_logp, out_mask = [], [], []
     alive = torch.ones(B, dtype=torch.bool)
@@ -101,9 +104,13 @@ def generate(
         if t == max_new_tokens - 1 or not bool(alive.any()):
             break
         if use_cache:
-            logits, cache = model.apply(params, choice[:, None], padding=padding, cache=cache)
+            logits, cache = model.apply(
+                params, choice[:, None], padding=padding, cache=cache, attention=attention
+            )
         else:
-            logits = model.apply(params, tokens[:, : P + t + 1], padding=padding[:, : P + t + 1])
+            logits = model.apply(
+                params, tokens[:, : P + t + 1], padding=padding[:, : P + t + 1], attention=attention
+            )
         last = logits[:, -1]
     n = len(out_tokens)
     pad = max_new_tokens - n
