@@ -318,6 +318,8 @@ def run(
     progress: bool = True,
     device: str | torch.device | None = None,
     save_buffer: bool = True,
+    write: bool = True,
+    state_check: Callable[[TensorDict], Any] | None = None,
 ) -> RunResult:
     """Train every member for ``total_steps`` environment steps (per member).
 
@@ -341,6 +343,10 @@ def run(
       device: where the state lives (default CPU).
       save_buffer: keep the replay buffer in checkpoints (else a resumed run refills it before
         learning again).
+      write: write logs and checkpoints to ``out_dir`` (data-parallel ranks other than 0 pass
+        False: they read ``out_dir`` to resume but never write it).
+      state_check: called with the training state at every log point (data-parallel runs
+        compare parameters across ranks there).
 
     A ``Train`` on a gymnasium environment (``env_id="gym:<id>"``) collects through TorchRL
     collectors, one per member (:mod:`frl.collectors`); everything else is the same.
@@ -367,7 +373,7 @@ def run(
     members = _members(seeds, hparams)
     batched = len(members) > 1
     out = None if out_dir is None else Path(out_dir)
-    logger = RunLogger(out)
+    logger = RunLogger(out if write else None)
     ckpt_path = None if out is None else out / "checkpoint.pt"
 
     wall_start = time.perf_counter()
@@ -491,11 +497,13 @@ def run(
                         "return": f"{row.get('eval_return_mean', row.get('episode_return', math.nan)):.1f}",
                     }
                 )
+            if state_check is not None:
+                state_check(current_state())
             if any(bool(cb(row)) for cb in callbacks):
                 stopped = True
         if bar is not None:
             bar.update(per_iteration)
-        if next_ckpt is not None and (steps >= next_ckpt or final or stopped):
+        if write and next_ckpt is not None and (steps >= next_ckpt or final or stopped):
             payload = {
                 "state": current_state(),
                 "iteration": iteration + 1,

@@ -19,6 +19,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from frl.envs import Environment, GymEnvironment
+from frl.optim import GradientTransformation
 
 __all__ = [
     "Train",
@@ -30,6 +31,7 @@ __all__ = [
     "episode_stats",
     "init_episode_stats",
     "init_state",
+    "wrapped_optimizer",
 ]
 
 UnitFn = Callable[[TensorDictBase], tuple[TensorDictBase, TensorDictBase]]
@@ -191,3 +193,8 @@ def episode_stats(stats: Mapping[str, Tensor], reward: Tensor, done: Tensor) -> 
         "last_length": torch.where(done, length, stats["last_length"]),
         "episodes": stats["episodes"] + done.sum(),
     }
+
+
+def wrapped_optimizer(optimizer: GradientTransformation, wrap: Callable | None) -> GradientTransformation:
+    """``wrap(optimizer)``, or ``optimizer`` when ``wrap`` is None (``make_train``'s hook)."""
+    return optimizer if wrap is None else wrap(optimizer)

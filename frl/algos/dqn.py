@@ -10,6 +10,7 @@ Polyak-averaged at rate ``tau`` after every update.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -19,10 +20,11 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from frl import buffers, envs, nn, optim, random
-from frl.algos.base import Train, Unit, check_config, compose, init_state
+from frl.algos.base import Train, Unit, check_config, compose, init_state, wrapped_optimizer
 from frl.algos.replay import example_transition, make_collect, masked
 from frl.distributions import epsilon_greedy, greedy
 from frl.losses import dqn_loss
+from frl.optim import GradientTransformation
 from frl.update import make_update
 
 __all__ = ["Config", "make_train"]
@@ -108,9 +110,18 @@ class Config:
         return cls(env_id=env_id, **{**presets.get(env_id, {}), **overrides})
 
 
-def make_train(config: Config, env: Any = None) -> Train:
+def make_train(
+    config: Config,
+    env: Any = None,
+    *,
+    wrap_optimizer: Callable[[GradientTransformation], GradientTransformation] | None = None,
+) -> Train:
     """DQN on ``config.env_id`` (discrete actions only), or on ``env`` if given (e.g. a
-    ``frl.envs.make("gym:<id>", ...)`` with options). Pixel observations get the Nature CNN."""
+    ``frl.envs.make("gym:<id>", ...)`` with options). Pixel observations get the Nature CNN.
+
+    ``wrap_optimizer`` wraps the learner's optimizer (``frl.distributed.all_reduce_gradients`` for
+    data-parallel training).
+    """
     if not isinstance(config, Config):
         raise TypeError(f"dqn.make_train: expected a dqn.Config, got {type(config)!r}")
     env = envs.make(config.env_id) if env is None else env
@@ -122,14 +133,11 @@ def make_train(config: Config, env: Any = None) -> Train:
         q = nn.QNetwork(env.observation_space.shape[0], env.action_space.n, hidden=config.hidden)
     loss = partial(dqn_loss, q_apply=q.apply, gamma=config.gamma, double=config.double, loss=config.loss)
     period = config.target_network_frequency // config.train_frequency
+    tx = wrapped_optimizer(optim.adam(config.learning_rate), wrap_optimizer)
     if config.tau == 1.0:
-        learner = make_update(
-            loss, optim.adam(config.learning_rate), targets={"target": "online"}, target_period=period
-        )
+        learner = make_update(loss, tx, targets={"target": "online"}, target_period=period)
     else:
-        learner = make_update(
-            loss, optim.adam(config.learning_rate), targets={"target": "online"}, tau=config.tau
-        )
+        learner = make_update(loss, tx, targets={"target": "online"}, tau=config.tau)
     capacity = min(config.buffer_size, config.total_timesteps)
     decay_steps = max(1.0, config.exploration_fraction * config.total_timesteps)
 

@@ -11,6 +11,7 @@ One iteration, as CleanRL's ``ppo.py`` (and ``ppo_continuous_action.py``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -20,9 +21,10 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from frl import envs, optim, random
-from frl.algos.base import Train, Unit, check_config, check_segments, compose, init_state
+from frl.algos.base import Train, Unit, check_config, check_segments, compose, init_state, wrapped_optimizer
 from frl.algos.rollout import actor_critic, clip_action, init_trajectory, make_collect, make_explore
 from frl.losses import ppo_loss
+from frl.optim import GradientTransformation
 from frl.returns import gae
 from frl.update import make_update
 
@@ -109,8 +111,17 @@ class Config:
         return cls(env_id=env_id, **{**presets.get(env_id, {}), **overrides})
 
 
-def make_train(config: Config, env: Any = None) -> Train:
-    """PPO on ``config.env_id``: ``Train(init, step, units, ...)`` (see ``frl.algos.base``)."""
+def make_train(
+    config: Config,
+    env: Any = None,
+    *,
+    wrap_optimizer: Callable[[GradientTransformation], GradientTransformation] | None = None,
+) -> Train:
+    """PPO on ``config.env_id``: ``Train(init, step, units, ...)`` (see ``frl.algos.base``).
+
+    ``wrap_optimizer`` wraps the learner's optimizer (``frl.distributed.all_reduce_gradients`` for
+    data-parallel training).
+    """
     if not isinstance(config, Config):
         raise TypeError(f"ppo.make_train: expected a ppo.Config, got {type(config)!r}")
     env = envs.make(config.env_id) if env is None else env
@@ -134,7 +145,7 @@ def make_train(config: Config, env: Any = None) -> Train:
         value_coef=config.vf_coef,
         normalize_advantage=config.norm_adv,
     )
-    learner = make_update(loss, tx)
+    learner = make_update(loss, wrapped_optimizer(tx, wrap_optimizer))
 
     def init(key: Tensor) -> TensorDict:
         k_actor, k_critic, k_env, k_run = random.split(key, 4)

@@ -16,6 +16,7 @@ Fixed-shape segments, not whole episodes, keep the iteration a pure, compilable 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -25,9 +26,10 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from frl import envs, optim, random
-from frl.algos.base import Train, Unit, check_config, check_segments, compose, init_state
+from frl.algos.base import Train, Unit, check_config, check_segments, compose, init_state, wrapped_optimizer
 from frl.algos.rollout import actor_critic, clip_action, init_trajectory, make_collect, make_explore
 from frl.losses import reinforce_loss
+from frl.optim import GradientTransformation
 from frl.returns import discounted_returns
 from frl.update import make_update
 
@@ -61,8 +63,17 @@ class Config:
         return cls(env_id=env_id, **overrides)
 
 
-def make_train(config: Config, env: Any = None) -> Train:
-    """REINFORCE with a baseline on ``config.env_id`` (discrete or continuous actions)."""
+def make_train(
+    config: Config,
+    env: Any = None,
+    *,
+    wrap_optimizer: Callable[[GradientTransformation], GradientTransformation] | None = None,
+) -> Train:
+    """REINFORCE with a baseline on ``config.env_id`` (discrete or continuous actions).
+
+    ``wrap_optimizer`` wraps the learner's optimizer (``frl.distributed.all_reduce_gradients`` for
+    data-parallel training).
+    """
     if not isinstance(config, Config):
         raise TypeError(f"reinforce.make_train: expected a reinforce.Config, got {type(config)!r}")
     env = envs.make(config.env_id) if env is None else env
@@ -77,7 +88,7 @@ def make_train(config: Config, env: Any = None) -> Train:
         normalize_returns=config.normalize_returns,
     )
     tx = optim.chain(optim.clip_by_global_norm(config.max_grad_norm), optim.adam(config.learning_rate))
-    learner = make_update(loss, tx)
+    learner = make_update(loss, wrapped_optimizer(tx, wrap_optimizer))
 
     def init(key: Tensor) -> TensorDict:
         k_actor, k_critic, k_env, k_run = random.split(key, 4)

@@ -16,6 +16,7 @@ One deliberate difference from CleanRL: the actor and temperature update on ever
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -25,10 +26,11 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from frl import buffers, envs, nn, optim, random
-from frl.algos.base import Train, Unit, check_config, compose, init_state
+from frl.algos.base import Train, Unit, check_config, compose, init_state, wrapped_optimizer
 from frl.algos.replay import example_transition, make_collect, masked
 from frl.distributions import TanhGaussian
 from frl.losses import sac_loss
+from frl.optim import GradientTransformation
 from frl.update import make_update
 
 __all__ = ["Config", "make_train"]
@@ -69,8 +71,17 @@ class Config:
         return cls(env_id=env_id, **{**presets.get(env_id, {}), **overrides})
 
 
-def make_train(config: Config, env: Any = None) -> Train:
-    """SAC on ``config.env_id`` (continuous actions only), or on ``env`` if given."""
+def make_train(
+    config: Config,
+    env: Any = None,
+    *,
+    wrap_optimizer: Callable[[GradientTransformation], GradientTransformation] | None = None,
+) -> Train:
+    """SAC on ``config.env_id`` (continuous actions only), or on ``env`` if given.
+
+    ``wrap_optimizer`` wraps the learner's optimizer (``frl.distributed.all_reduce_gradients`` for
+    data-parallel training).
+    """
     if not isinstance(config, Config):
         raise TypeError(f"sac.make_train: expected a sac.Config, got {type(config)!r}")
     env = envs.make(config.env_id) if env is None else env
@@ -98,7 +109,7 @@ def make_train(config: Config, env: Any = None) -> Train:
         rates["log_alpha"] = optim.adam(config.alpha_lr)
     learner = make_update(
         loss,
-        optim.partition(**rates),
+        wrapped_optimizer(optim.partition(**rates), wrap_optimizer),
         trainable=list(rates),
         targets={"target_critic": "critic"},
         tau=config.tau,

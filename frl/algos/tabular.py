@@ -17,6 +17,7 @@ Their fixed points are ``frl.planning``'s: ``value_iteration(mdp).q_values`` and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -26,10 +27,20 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from frl import envs, optim, random
-from frl.algos.base import Train, Unit, check_config, compose, episode_metrics, episode_stats, init_state
+from frl.algos.base import (
+    Train,
+    Unit,
+    check_config,
+    compose,
+    episode_metrics,
+    episode_stats,
+    init_state,
+    wrapped_optimizer,
+)
 from frl.algos.rollout import STATS
 from frl.distributions import epsilon_greedy
 from frl.losses import dqn_loss, soft_q_loss
+from frl.optim import GradientTransformation
 from frl.update import make_update
 
 __all__ = ["Config", "make_train"]
@@ -80,8 +91,17 @@ def q_apply(table: TensorDictBase, obs: Tensor) -> Tensor:
     return obs @ table["q"]
 
 
-def make_train(config: Config, env: Any = None) -> Train:
-    """Q-learning or soft Q-learning on a tabular environment (``frl.envs.TabularEnv``)."""
+def make_train(
+    config: Config,
+    env: Any = None,
+    *,
+    wrap_optimizer: Callable[[GradientTransformation], GradientTransformation] | None = None,
+) -> Train:
+    """Q-learning or soft Q-learning on a tabular environment (``frl.envs.TabularEnv``).
+
+    ``wrap_optimizer`` wraps the learner's optimizer (``frl.distributed.all_reduce_gradients`` for
+    data-parallel training).
+    """
     if not isinstance(config, Config):
         raise TypeError(f"tabular.make_train: expected a tabular.Config, got {type(config)!r}")
     env = envs.make(config.env_id) if env is None else env
@@ -94,7 +114,10 @@ def make_train(config: Config, env: Any = None) -> Train:
     else:
         loss = partial(dqn_loss, q_apply=q_apply, gamma=config.gamma)
     learner = make_update(
-        loss, optim.sgd(config.learning_rate * E), targets={"target": "online"}, target_period=1
+        loss,
+        wrapped_optimizer(optim.sgd(config.learning_rate * E), wrap_optimizer),
+        targets={"target": "online"},
+        target_period=1,
     )
 
     def init(key: Tensor) -> TensorDict:

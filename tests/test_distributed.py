@@ -1,0 +1,151 @@
+"""torch.distributed on one machine: 2 gloo ranks spawned on 127.0.0.1 (frl.distributed.spawn)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tensordict import TensorDict
+
+import frl
+from frl import distributed as fd
+from frl import nn, random
+from frl.algos import ppo
+from frl.update import make_update
+
+NET = nn.MLP((3, 16, 2), activation="tanh")
+
+
+def _loss(params, x, y):
+    return ((NET.apply(params, x) - y) ** 2).mean()
+
+
+def _data():
+    x = random.normal(random.key(1), (8, 3))
+    y = random.normal(random.key(2), (8, 2))
+    return NET.init(random.key(0)), x, y
+
+
+def _grad_worker(rank: int, size: int):
+    params, x, y = _data()
+    rows = slice(rank * 4, rank * 4 + 4)  # each rank holds half the batch
+    local = torch.func.grad(_loss)(params, x[rows], y[rows])
+    flat = fd.all_reduce_mean(local)
+    per_leaf = fd.all_reduce_mean_per_leaf(local)
+    # vmapped over 2 "seeds" (the second with doubled targets) and compiled: the same single op
+    ys = torch.stack([y[rows], 2 * y[rows]])
+    batched = torch.func.vmap(lambda yy: fd.all_reduce_mean(torch.func.grad(_loss)(params, x[rows], yy)))(ys)
+    compiled = torch.compile(fd.all_reduce_mean, fullgraph=True)(local)
+    return {"flat": flat, "per_leaf": per_leaf, "batched": batched, "compiled": compiled, "world": fd.world()}
+
+
+def test_two_rank_averaged_gradient_equals_the_full_batch_gradient():
+    out = fd.spawn(_grad_worker, 2)
+    params, x, y = _data()
+    full = torch.func.grad(_loss)(params, x, y)
+    assert out["world"].size == 2 and out["world"].backend == "gloo"
+    for name in ("flat", "per_leaf", "compiled"):
+        for key, leaf in full.items(include_nested=True, leaves_only=True):
+            torch.testing.assert_close(out[name][key], leaf, rtol=1e-6, atol=1e-7)
+    doubled = torch.func.grad(_loss)(params, x, 2 * y)
+    for key, leaf in full.items(include_nested=True, leaves_only=True):
+        torch.testing.assert_close(out["batched"][key][0], leaf, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(out["batched"][key][1], doubled[key], rtol=1e-6, atol=1e-7)
+    # outside a process group: the identity
+    assert fd.world() == fd.World(0, 1, 0, None)
+    assert (fd.all_reduce_mean(full) == full).all()
+
+
+def _config():
+    return ppo.Config(env_id="CartPole-v1", num_envs=4, num_steps=32, num_minibatches=2, update_epochs=2)
+
+
+def _dp_worker(rank: int, size: int, out_dir: str, total_steps: int, resume: bool):
+    result = fd.train_data_parallel(
+        ppo.make_train,
+        _config(),
+        seed=0,
+        total_steps=total_steps,
+        out_dir=out_dir,
+        resume=resume,
+        checkpoint_every=total_steps,
+        eval_every=total_steps,
+        eval_episodes=2,
+        check_every=256,
+        compile=False,
+        progress=False,
+    )
+    state = result.state
+    return {
+        "params": fd.gather_objects(fd.tree_digest(state["learner", "params"])),
+        "data": fd.gather_objects(fd.tree_digest(state["env"])),
+        "history": len(result.history),
+        "state": state,
+    }
+
+
+def test_data_parallel_ppo_keeps_parameters_identical_and_resumes_on_another_world_size(tmp_path):
+    out = fd.spawn(_dp_worker, 2, str(tmp_path), 512, False)
+    assert out["params"][0] == out["params"][1]  # also checked by digest every 256 steps
+    assert out["data"][0] != out["data"][1]  # each rank collected its own environments
+    assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "metrics.csv").exists()
+    saved = frl.checkpoint.load(tmp_path / "checkpoint.pt")
+    assert fd.tree_digest(saved["state"]["learner", "params"]) == fd.tree_digest(
+        out["state"]["learner", "params"][0]
+    )
+    # resume the 2-rank checkpoint on 1 process (world size 1), then on 3 ranks
+    one = _dp_worker(0, 1, str(tmp_path), 768, True)
+    assert one["history"] > out["history"]
+    three = fd.spawn(_dp_worker, 3, str(tmp_path), 1024, True)
+    assert len(set(three["params"])) == 1 and len(set(three["data"])) == 3
+
+
+def test_data_parallel_wrapper_errors_and_single_process_identity():
+    with pytest.raises(TypeError, match="only floating-point"):
+        fd.all_reduce_mean(TensorDict({"n": torch.ones(2, dtype=torch.int64)}, []))
+    with pytest.raises(ValueError, match="rank"):
+        fd.shard_seeds([0, 1], 2, 2)
+    # one process: all_reduce_gradients is the plain optimizer; ranks draw different data
+    params, x, y = _data()
+    tx = frl.optim.adam(1e-2)
+    plain = make_update(lambda p, b, key=None: (_loss(p, b["x"], b["y"]), TensorDict()), tx)
+    reduced = make_update(
+        lambda p, b, key=None: (_loss(p, b["x"], b["y"]), TensorDict()), fd.all_reduce_gradients(tx)
+    )
+    batch = TensorDict({"x": x, "y": y}, [8])
+    a, _ = plain.step(plain.init(params), batch)
+    b, _ = reduced.step(reduced.init(params), batch)
+    assert fd.tree_digest(a) == fd.tree_digest(b)
+    config = _config()
+    train = ppo.make_train(config, wrap_optimizer=fd.all_reduce_gradients)
+    state = train.init(random.key(0))
+    r0, _ = fd.data_parallel(train, rank=0).step(state)
+    r1, _ = fd.data_parallel(train, rank=1).step(state)
+    assert fd.tree_digest(r0["env"]) != fd.tree_digest(r1["env"])
+    assert fd.shard_seeds(list(range(5)), 0, 2) == [0, 1, 2] and fd.shard_seeds(list(range(5)), 1, 2) == [
+        3,
+        4,
+    ]
+    assert fd.shard_seeds([7], 1, 2) == []
+
+
+def _shard_worker(rank: int, size: int, seeds: list[int], out_dir: str):
+    train = ppo.make_train(_config())
+    return fd.run_sharded(
+        train, seeds, total_steps=256, compile=False, progress=False, eval_episodes=2, out_dir=out_dir
+    )
+
+
+def test_seed_sharding_over_two_ranks_matches_one_process(tmp_path):
+    sharded = fd.spawn(_shard_worker, 2, [0, 1, 2], str(tmp_path))
+    assert sharded["seeds"] == [0, 1, 2] and sharded["ranks"] == [0, 0, 1]
+    alone = frl.run(
+        ppo.make_train(_config()),
+        seeds=[0, 1, 2],
+        total_steps=256,
+        compile=False,
+        progress=False,
+        eval_episodes=2,
+    )
+    torch.testing.assert_close(sharded["params"], alone.state["learner", "params"], rtol=1e-5, atol=1e-6)
+    assert sharded["eval_returns"] == pytest.approx(alone.eval_returns, rel=1e-6)
+    assert (tmp_path / "results.pt").exists() and (tmp_path / "rank1" / "metrics.csv").exists()
