@@ -215,6 +215,16 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
             raise UsageError("--device cuda: no CUDA device is available here; use --device cpu")
     if args.threads <= 0:
         raise UsageError(f"--threads must be positive, got {args.threads}")
+    if args.nproc <= 0:
+        raise UsageError(f"--nproc must be a positive count of processes, got {args.nproc}")
+    if args.data_parallel and args.seeds != 1:
+        raise UsageError(
+            f"--data-parallel trains one agent on every process: use --seeds 1, not {args.seeds}"
+        )
+    if args.nproc > 1 and not args.data_parallel and args.seeds < args.nproc:
+        raise UsageError(
+            f"--nproc {args.nproc} shards the seeds: pass at least as many --seeds ({args.seeds})"
+        )
     torch.set_num_threads(args.threads)
     config = dataclasses.asdict(train.config)
     if out is not None:
@@ -222,6 +232,8 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         saved = {"algo": args.algo, "config": config, "env_options": env_options}
         (out / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
     eval_every = args.eval_every or max(train.steps_per_iteration, args.steps // 20)
+    if args.nproc > 1 or args.data_parallel or "WORLD_SIZE" in os.environ:
+        return _train_distributed(args, overrides, env_options, eval_every, out)
     callbacks = []
     if not args.no_progress and not sys.stderr.isatty():
         # no live bar off a terminal: one line per evaluation instead
@@ -265,25 +277,143 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         f"wall {wall:.1f} s   compile {result.compile_s:.1f} s   "
         f"{result.env_steps_per_s:,.0f} env-steps/s (all seeds)"
     )
-    if out is not None:
-        payload = {
-            "algo": args.algo,
-            "env": args.env,
-            "seeds": [m["seed"] for m in result.members],
-            "num_seeds": len(result.members),
-            "total_steps": result.env_steps,
-            "final_eval_return": result.eval_returns,
-            "wall_s": wall,
-            "compile_s": result.compile_s,
-            "env_steps_per_s": result.env_steps_per_s,
-            "compiled": args.compile,
-            "device": str(args.device or "cpu"),
-        }
-        tmp = out / ".results.json.tmp"
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(tmp, out / "results.json")
-        print(f"wrote {out / 'results.json'}")
+    _write_results(args, out, [m["seed"] for m in result.members], result.eval_returns, result, wall)
     return 0
+
+
+def _write_results(
+    args: argparse.Namespace,
+    out: Path | None,
+    seeds: list[int],
+    returns: list[float],
+    result: Any,
+    wall: float,
+) -> None:
+    if out is None:
+        return
+    payload = {
+        "algo": args.algo,
+        "env": args.env,
+        "seeds": seeds,
+        "num_seeds": len(seeds),
+        "total_steps": result.env_steps,
+        "final_eval_return": returns,
+        "wall_s": wall,
+        "compile_s": result.compile_s,
+        "env_steps_per_s": result.env_steps_per_s,
+        "compiled": args.compile,
+        "device": str(args.device or "cpu"),
+        "processes": args.nproc,
+        "data_parallel": args.data_parallel,
+    }
+    tmp = out / ".results.json.tmp"
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, out / "results.json")
+    print(f"wrote {out / 'results.json'}")
+
+
+def _train_distributed(
+    args: argparse.Namespace,
+    overrides: dict[str, Any],
+    env_options: dict[str, Any],
+    eval_every: int,
+    out: Path | None,
+) -> int:
+    """``--nproc N`` (spawn N gloo processes here) or a ``torchrun`` process (already one of N)."""
+    from frl import distributed
+
+    spec = {
+        "algo": args.algo,
+        "env": args.env,
+        "steps": args.steps,
+        "overrides": overrides,
+        "env_options": env_options,
+        "seeds": args.seeds,
+        "compile": args.compile,
+        "eval_every": eval_every,
+        "eval_episodes": args.eval_episodes,
+        "out": None if out is None else str(out),
+        "resume": args.resume,
+        "data_parallel": args.data_parallel,
+        "threads": args.threads,
+        "progress": not args.no_progress,
+        "save_buffer": args.save_buffer,
+    }
+    start = time.perf_counter()
+    if "WORLD_SIZE" in os.environ:  # launched by torchrun: this process is one rank
+        me = distributed.init_from_env()
+        try:
+            summary = _train_rank(me.rank, me.size, spec)
+        finally:
+            distributed.shutdown()
+        if me.rank != 0:
+            return 0
+        args.nproc = me.size
+    else:
+        summary = distributed.spawn(_train_rank, args.nproc, spec, threads=args.threads)
+    wall = time.perf_counter() - start
+    mode = "data-parallel" if args.data_parallel else "seeds sharded"
+    print(
+        f"\n{args.algo} on {args.env}: {len(summary.members)} seeds x {summary.env_steps:,} steps, "
+        f"{args.nproc} processes ({mode}, {'compiled' if args.compile else 'eager'})"
+    )
+    for line in _results_table(summary.members, summary.eval_returns):
+        print(line)
+    print(f"wall {wall:.1f} s   {summary.env_steps_per_s:,.0f} env-steps/s (all processes)")
+    seeds = [m["seed"] for m in summary.members]
+    _write_results(args, out, seeds, summary.eval_returns, summary, wall)
+    return 0
+
+
+def _train_rank(rank: int, size: int, spec: dict[str, Any]):
+    """One process of a distributed ``frl train``: rank 0 returns a :class:`frl.run.RunResult`-like
+    summary (members, eval returns, env steps, rates summed over processes)."""
+    from frl import distributed
+    from frl.algos import ALGORITHMS
+    from frl.run import RunResult
+
+    train = _build_train(spec["algo"], spec["env"], spec["steps"], spec["overrides"], spec["env_options"])
+    common = dict(
+        total_steps=spec["steps"],
+        compile=spec["compile"],
+        eval_every=spec["eval_every"],
+        eval_episodes=spec["eval_episodes"],
+        resume=spec["resume"],
+        progress=spec["progress"] and rank == 0,
+        save_buffer=spec["save_buffer"],
+    )
+    out = spec["out"]
+    if spec["data_parallel"]:
+        make = ALGORITHMS[spec["algo"]].make_train
+        result = distributed.train_data_parallel(
+            lambda config, **kw: make(config, train.env, **kw),
+            train.config,
+            out_dir=out,
+            checkpoint_every=spec["eval_every"] if out is not None else None,
+            **common,
+        )
+        rates = distributed.gather_objects(result.env_steps_per_s)
+        if rank != 0:
+            return None
+        result.env_steps_per_s = sum(rates)
+        return result
+    merged = distributed.run_sharded(
+        train,
+        spec["seeds"],
+        out_dir=out,
+        checkpoint_every=spec["eval_every"] if out is not None else None,
+        **common,
+    )
+    if merged is None:
+        return None
+    steps = (spec["steps"] // train.steps_per_iteration) * train.steps_per_iteration
+    return RunResult(
+        state=None,
+        members=[{"seed": s} for s in merged["seeds"]],
+        eval_returns=merged["eval_returns"],
+        env_steps_per_s=merged["env_steps_per_s"],
+        env_steps=steps,
+    )
 
 
 def _load_run(run_dir: Path):
@@ -408,6 +538,15 @@ def _parser() -> argparse.ArgumentParser:
         "--threads", type=int, default=1, help="intra-op threads (1 is fastest for small nets)"
     )
     train.add_argument("--no-progress", action="store_true")
+    dist = train.add_argument_group("several processes (torch.distributed, gloo on 127.0.0.1)")
+    dist.add_argument(
+        "--nproc", type=int, default=1, help="processes; the seeds are sharded over them (vmapped in each)"
+    )
+    dist.add_argument(
+        "--data-parallel",
+        action="store_true",
+        help="instead: one agent (one seed) whose every process collects --steps and averages gradients",
+    )
     gym = train.add_argument_group("gymnasium environments (--env gym:<id>)")
     gym.add_argument("--norm-obs", action="store_true", help="normalise observations (VecNorm)")
     gym.add_argument("--norm-reward", action="store_true", help="normalise rewards while training")

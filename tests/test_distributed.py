@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from tensordict import TensorDict
@@ -149,3 +151,26 @@ def test_seed_sharding_over_two_ranks_matches_one_process(tmp_path):
     torch.testing.assert_close(sharded["params"], alone.state["learner", "params"], rtol=1e-5, atol=1e-6)
     assert sharded["eval_returns"] == pytest.approx(alone.eval_returns, rel=1e-6)
     assert (tmp_path / "results.pt").exists() and (tmp_path / "rank1" / "metrics.csv").exists()
+
+
+def test_frl_train_nproc_shards_seeds_or_trains_data_parallel(tmp_path, capsys):
+    from frl.cli import main
+
+    common = ["train", "ppo", "--steps", "512", "--no-compile", "--no-progress", "--eval-episodes", "2"]
+    assert main([*common, "--seeds", "3", "--nproc", "2", "--out", str(tmp_path / "sharded")]) == 0
+    results = json.loads((tmp_path / "sharded" / "results.json").read_text())
+    assert results["seeds"] == [0, 1, 2] and results["processes"] == 2
+    assert len(results["final_eval_return"]) == 3
+    assert (tmp_path / "sharded" / "rank1" / "checkpoint.pt").exists()
+    assert main([*common, "--nproc", "2", "--data-parallel", "--out", str(tmp_path / "dp")]) == 0
+    results = json.loads((tmp_path / "dp" / "results.json").read_text())
+    assert results["data_parallel"] and results["seeds"] == [0]
+    assert (tmp_path / "dp" / "checkpoint.pt").exists() and not (tmp_path / "dp" / "rank1").exists()
+    assert "2 processes (data-parallel" in capsys.readouterr().out
+    for argv, message in (
+        ([*common, "--seeds", "2", "--data-parallel"], "--seeds 1"),
+        ([*common, "--nproc", "3"], "shards the seeds"),
+        ([*common, "--nproc", "0"], "--nproc must be a positive"),
+    ):
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
