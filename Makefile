@@ -57,6 +57,7 @@ bench: $(DEV)
 	$(PY) benchmarks/bench_interop.py --compile
 	$(PY) benchmarks/bench_planning.py
 	$(PY) benchmarks/bench_llm.py
+	$(PY) benchmarks/bench_distributed.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache runs

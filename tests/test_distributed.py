@@ -174,3 +174,37 @@ def test_frl_train_nproc_shards_seeds_or_trains_data_parallel(tmp_path, capsys):
     ):
         assert main(argv) == 2
         assert message in capsys.readouterr().err
+
+
+def test_two_worker_collectors_run_the_policy_and_take_new_weights():
+    config = ppo.Config(env_id="CartPole-v1", num_envs=2, num_steps=32, num_minibatches=2)
+    params = ppo.make_train(config).init(random.key(0))["learner", "params"]
+    collector, policy = fd.make_multi_collector(
+        "ppo", config, params, num_workers=2, envs_per_worker=2, steps_per_env=16
+    )
+    try:
+        batches = iter(collector)
+        batch = next(batches)
+        assert batch.batch_size == (2, 2, 16)  # workers, environments, time
+        assert not torch.equal(batch["frl_action"][0], batch["frl_action"][1])  # own envs and keys
+        assert (batch["frl_log_prob"] < 0).all()
+        frl_batch = fd.to_frl_batch(batch)
+        assert frl_batch.batch_size == (16, 2, 2) and frl_batch["next", "reward"].shape == (16, 2, 2)
+        going = ~frl_batch["next", "done"][:-1]
+        torch.testing.assert_close(
+            frl_batch["next", "observation"][:-1][going], frl_batch["observation"][1:][going]
+        )
+        # new weights reach every worker: a policy that always pushes right
+        sure = params.clone()
+        sure["actor", "2", "bias"] = torch.tensor([-100.0, 100.0])
+        collector.update_policy_weights_(fd.policy_weights(policy, sure))
+        batch = next(batches)
+        assert (batch["frl_action"] == 1).all() and batch["frl_log_prob"].abs().max() < 1e-6
+    finally:
+        collector.shutdown()
+    collector, _ = fd.make_multi_collector("ppo", config, params, num_workers=2, asynchronous=True)
+    try:
+        batch = next(iter(collector))
+        assert batch.batch_size[-1] == 64 and (batch["frl_log_prob"] < 0).all()
+    finally:
+        collector.shutdown()

@@ -6,10 +6,14 @@
   dtype (eager, vmapped and compiled), ``tree_digest``/``assert_in_sync``, ``gather_objects``.
 * :mod:`frl.distributed.data_parallel`: ``all_reduce_gradients`` (wrap an optimizer),
   ``data_parallel`` (per-rank data), ``train_data_parallel`` (the driver).
+* :mod:`frl.distributed.collection`: ``make_multi_collector`` (TorchRL ``MultiSyncCollector`` /
+  ``MultiAsyncCollector`` workers running the agent's behaviour policy, weights pushed to them),
+  ``to_frl_batch``.
 * :mod:`frl.distributed.sharding`: ``shard_seeds`` and ``run_sharded`` (each rank trains its
   slice of the seeds vmapped; rank 0 gathers the results).
 """
 
+from frl.distributed.collection import ExplorePolicy, make_multi_collector, policy_weights, to_frl_batch
 from frl.distributed.collectives import (
     all_reduce_mean,
     all_reduce_mean_per_leaf,
@@ -23,6 +27,7 @@ from frl.distributed.launch import World, free_port, init_from_env, shutdown, sp
 from frl.distributed.sharding import run_sharded, shard_seeds
 
 __all__ = [
+    "ExplorePolicy",
     "World",
     "all_reduce_gradients",
     "all_reduce_mean",
@@ -33,10 +38,13 @@ __all__ = [
     "free_port",
     "gather_objects",
     "init_from_env",
+    "make_multi_collector",
+    "policy_weights",
     "run_sharded",
     "shard_seeds",
     "shutdown",
     "spawn",
+    "to_frl_batch",
     "train_data_parallel",
     "tree_digest",
     "world",

@@ -1,0 +1,165 @@
+"""Collection at scale on the TorchRL side: worker processes stepping environments for a learner.
+
+:func:`make_multi_collector` builds a TorchRL ``MultiSyncCollector`` (or ``MultiAsyncCollector``)
+whose ``num_workers`` processes each step their own environments (a frl environment through
+:func:`frl.envs.to_torchrl`, or a gymnasium one through TorchRL) with the agent's behaviour
+policy, :class:`ExplorePolicy`: ``Train.explore`` as a ``torch.nn.Module`` whose parameters are
+buffers, so ``collector.update_policy_weights_(policy_weights(params))`` ships new parameters to
+every worker. Keys are frl keys: worker ``w`` draws ``fold_in(fold_in(key(seed), w), call)``.
+:func:`to_frl_batch` turns a collector batch into frl's time-major layout.
+
+The policy pickles as ``(algorithm, config, seed)`` plus its buffers and rebuilds ``Train.explore``
+in the worker (closures do not pickle), so the algorithm and environment must be importable there.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import Tensor
+
+from frl import random
+from frl.algos.rollout import clip_action
+
+__all__ = ["ExplorePolicy", "make_multi_collector", "policy_weights", "to_frl_batch"]
+
+
+def _sep(key: tuple[str, ...]) -> str:
+    return "__".join(key)
+
+
+class ExplorePolicy(torch.nn.Module):
+    """``Train.explore(params, obs, key, env_steps)`` as a TorchRL policy: writes ``action``
+    (clipped to the action space), ``frl_action`` and ``frl_log_prob``."""
+
+    def __init__(self, algorithm: str, config: Any, params: TensorDictBase, seed: int = 0) -> None:
+        super().__init__()
+        self.algorithm, self.config, self.seed = algorithm, config, seed
+        self._keys = [k if isinstance(k, tuple) else (k,) for k in params.keys(True, True)]
+        for key in self._keys:
+            self.register_buffer(_sep(key), params[key].detach().clone())
+        # plain attributes, not buffers: weight updates carry parameters only
+        self.worker, self.calls, self.env_steps = 0, 0, 0
+        self._train = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_train"] = None
+        return state
+
+    def train_(self):
+        if self._train is None:
+            from frl.algos import ALGORITHMS
+
+            self._train = ALGORITHMS[self.algorithm].make_train(self.config)
+        return self._train
+
+    def params(self) -> TensorDict:
+        out = TensorDict({}, batch_size=[])
+        for key in self._keys:
+            out[key] = getattr(self, _sep(key))
+        return out
+
+    def forward(self, td: TensorDictBase) -> TensorDictBase:
+        train = self.train_()
+        obs = td["observation"]
+        key = random.fold_in(random.fold_in(random.key(self.seed), self.worker), self.calls)
+        with torch.no_grad():
+            action, log_prob = train.explore(self.params(), obs, key, torch.tensor(self.env_steps))
+        self.calls += 1
+        self.env_steps += obs.shape[0] if obs.dim() > len(train.env.observation_space.shape) else 1
+        td["frl_action"] = action
+        td["frl_log_prob"] = log_prob
+        td["action"] = clip_action(train.env, action)
+        return td
+
+
+def policy_weights(policy: ExplorePolicy, params: TensorDictBase) -> TensorDict:
+    """The weights TensorDict ``update_policy_weights_`` takes: ``params`` under the policy's names."""
+    return TensorDict({_sep(key): params[key].detach() for key in policy._keys}, batch_size=[])
+
+
+def _make_env(env_id: str, num_envs: int, seed: int):
+    from frl import envs
+
+    if envs.is_gym_id(env_id):
+        return envs.make(env_id).make_env(seed=seed, train=True, num_envs=num_envs)
+    return envs.to_torchrl(envs.make(env_id), num_envs=num_envs, seed=seed)
+
+
+def make_multi_collector(
+    algorithm: str,
+    config: Any,
+    params: TensorDictBase,
+    *,
+    num_workers: int = 2,
+    envs_per_worker: int = 1,
+    steps_per_env: int = 64,
+    seed: int = 0,
+    asynchronous: bool = False,
+):
+    """A TorchRL multi-process collector for ``algorithm`` with ``config`` on ``config.env_id``.
+
+    Each batch holds ``num_workers * envs_per_worker * steps_per_env`` frames; worker ``w``'s
+    environments are seeded ``seed * 1000 + w``. Returns ``(collector, policy)``; push new
+    parameters with ``collector.update_policy_weights_(policy_weights(policy, params))``.
+    """
+    from torchrl.collectors import MultiAsyncCollector, MultiSyncCollector
+    from torchrl.weight_update import MultiProcessWeightSyncScheme
+
+    if num_workers < 1 or envs_per_worker < 1 or steps_per_env < 1:
+        raise ValueError(
+            "make_multi_collector: `num_workers`, `envs_per_worker` and `steps_per_env` must be positive"
+        )
+    policy = ExplorePolicy(algorithm, config, params, seed)
+    factories = [partial(_worker_policy, policy, w) for w in range(num_workers)]
+    creators = [
+        partial(_make_env, config.env_id, envs_per_worker, seed * 1000 + w) for w in range(num_workers)
+    ]
+    cls = MultiAsyncCollector if asynchronous else MultiSyncCollector
+    frames = num_workers * envs_per_worker * steps_per_env
+    collector = cls(
+        creators,
+        policy_factory=factories,
+        frames_per_batch=frames if not asynchronous else envs_per_worker * steps_per_env,
+        total_frames=-1,
+        env_device="cpu",
+        policy_device="cpu",
+        trust_policy=True,
+        weight_sync_schemes={"policy": MultiProcessWeightSyncScheme()},
+        **({"cat_results": "stack"} if not asynchronous else {}),
+    )
+    return collector, policy
+
+
+def _worker_policy(policy: ExplorePolicy, worker: int) -> ExplorePolicy:
+    policy.worker = worker
+    return policy
+
+
+def to_frl_batch(batch: TensorDictBase, dtype: torch.dtype = torch.float32) -> TensorDict:
+    """A collector batch ``[..., T]`` (time last, TorchRL's layout) as frl's ``[T, ...]`` transitions."""
+    nxt = batch["next"]
+
+    def sq(x: Tensor) -> Tensor:
+        return x.squeeze(-1) if x.shape[-1:] == (1,) and x.dim() == batch.batch_dims + 1 else x
+
+    out = TensorDict(
+        {
+            "observation": batch["observation"],
+            "action": batch["frl_action"],
+            "log_prob": batch["frl_log_prob"].to(dtype),
+            "next": {
+                "observation": nxt["observation"],
+                "reward": sq(nxt["reward"]).to(dtype),
+                "terminated": sq(nxt["terminated"]),
+                "truncated": sq(nxt["truncated"]),
+                "done": sq(nxt["done"]),
+            },
+        },
+        batch_size=batch.batch_size,
+    )
+    return out.permute(-1, *range(batch.batch_dims - 1))
