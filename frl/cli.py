@@ -9,6 +9,8 @@
     frl eval runs/ppo
     frl list
     frl plot runs/ppo runs/dqn -o curves.png
+    frl train ppo --seeds 8 --nproc 2                   # seeds sharded over 2 processes
+    frl sweep ppo --grid learning_rate=1e-3,2.5e-4 --grid ent_coef=0,0.01 --seeds 4 --nproc 2
     frl llm pretrain --task addition --out runs/lm     # a language model; see frl.llm.cli
     frl llm finetune runs/lm --algorithm grpo --out runs/lm-grpo
 
@@ -416,6 +418,65 @@ def _train_rank(rank: int, size: int, spec: dict[str, Any]):
     )
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from frl.algos import ALGORITHMS
+    from frl.distributed.sweep import format_results, sweep
+
+    if args.algo not in ALGORITHMS:
+        raise UsageError(f"unknown algorithm {args.algo!r}; choose one of {', '.join(sorted(ALGORITHMS))}")
+    config_cls = ALGORITHMS[args.algo].Config
+    defaults = config_cls()
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    space: dict[str, list[Any]] = {}
+    for item in args.grid:
+        name, sep, values = item.partition("=")
+        if not sep or not values:
+            raise UsageError(f"--grid {item!r}: expected FIELD=V1,V2,...")
+        if name not in fields or name in ("env_id", "total_timesteps"):
+            raise UsageError(
+                f"--grid {name}: not a field to sweep of {args.algo}.Config; fields: {', '.join(fields)}"
+            )
+        if name in space:
+            raise UsageError(f"--grid {name}: given twice")
+        space[name] = [_parse_value(name, v, getattr(defaults, name)) for v in values.split(",")]
+    for flag, value in (
+        ("--seeds", args.seeds),
+        ("--nproc", args.nproc),
+        ("--eval-episodes", args.eval_episodes),
+    ):
+        if value <= 0:
+            raise UsageError(f"{flag} must be positive, got {value}")
+    if args.steps is not None and args.steps <= 0:
+        raise UsageError(f"--steps must be positive, got {args.steps}")
+    _build_train(args.algo, args.env, args.steps, {})  # validates the algorithm on the environment
+    start = time.perf_counter()
+    try:
+        results = sweep(
+            args.algo,
+            args.env,
+            space,
+            seeds=args.seeds,
+            total_steps=args.steps,
+            nproc=args.nproc,
+            backend=args.backend,
+            compile=args.compile,
+            eval_episodes=args.eval_episodes,
+            out_dir=args.out,
+            ray_address=args.ray_address,
+        )
+    except ImportError as err:
+        raise UsageError(str(err)) from None
+    points = len(results)
+    where = f"{args.backend}, {args.nproc} at once"
+    print(f"\n{args.algo} on {args.env}: {points} points x {args.seeds} seeds ({where})")
+    for line in format_results(results):
+        print(line)
+    print(f"wall {time.perf_counter() - start:.1f} s")
+    if args.out is not None:
+        print(f"wrote {Path(args.out) / 'sweep.json'}")
+    return 0
+
+
 def _load_run(run_dir: Path):
     config_path, ckpt_path = run_dir / "config.json", run_dir / "checkpoint.pt"
     for path in (config_path, ckpt_path):
@@ -569,6 +630,27 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("-o", "--output", default="curves.png")
     plot.add_argument("--band", choices=("bootstrap", "iqm"), default="bootstrap")
 
+    sweep = sub.add_parser("sweep", help="a grid of configs, each on many seeds, over processes or Ray")
+    sweep.add_argument("algo")
+    sweep.add_argument("--env", default="CartPole-v1")
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2",
+        help="a Config field and its values (repeat for more fields; the grid is their product)",
+    )
+    sweep.add_argument("--seeds", type=int, default=4, help="seeds per point, trained vmapped")
+    sweep.add_argument("--steps", type=int, default=None, help="environment steps per seed")
+    sweep.add_argument("--nproc", type=int, default=1, help="points trained at once (processes or Ray CPUs)")
+    sweep.add_argument("--backend", choices=("local", "ray"), default="local")
+    sweep.add_argument(
+        "--ray-address", default=None, help="a Ray cluster (default: a local Ray on 127.0.0.1)"
+    )
+    sweep.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False)
+    sweep.add_argument("--eval-episodes", type=int, default=10)
+    sweep.add_argument("--out", default=None, help="folder for one run folder per point and sweep.json")
+
     add_llm_parser(sub)
     return parser
 
@@ -579,12 +661,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         if args.command is None:
-            raise UsageError("choose a command: train, eval, list, plot, llm (frl COMMAND --help)")
+            raise UsageError("choose a command: train, sweep, eval, list, plot, llm (frl COMMAND --help)")
         if args.command != "train" and extra:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "train":
             return cmd_train(args, extra)
-        return {"eval": cmd_eval, "list": cmd_list, "plot": cmd_plot, "llm": cmd_llm}[args.command](args)
+        commands = {"eval": cmd_eval, "list": cmd_list, "plot": cmd_plot, "llm": cmd_llm, "sweep": cmd_sweep}
+        return commands[args.command](args)
     except (UsageError, LLMUsageError) as err:
         print(f"frl: error: {err}", file=sys.stderr)
         return 2

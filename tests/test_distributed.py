@@ -208,3 +208,65 @@ def test_two_worker_collectors_run_the_policy_and_take_new_weights():
         assert batch.batch_size[-1] == 64 and (batch["frl_log_prob"] < 0).all()
     finally:
         collector.shutdown()
+
+
+def _sweep(**kw):
+    from frl.distributed.sweep import sweep
+
+    space = {"learning_rate": [1e-3, 2.5e-4], "ent_coef": [0.0]}
+    return sweep("ppo", "CartPole-v1", space, seeds=2, total_steps=1024, eval_episodes=2, **kw)
+
+
+def test_sweep_over_local_processes_equals_each_point_run_alone(tmp_path):
+    from frl.distributed.sweep import grid, sweep
+
+    assert grid({"a": [1, 2], "b": [3, 4]}) == [
+        {"a": 1, "b": 3},
+        {"a": 1, "b": 4},
+        {"a": 2, "b": 3},
+        {"a": 2, "b": 4},
+    ]
+    with pytest.raises(ValueError, match="non-empty list"):
+        grid({"a": []})
+    results = _sweep(nproc=2, out_dir=tmp_path)
+    assert [r["point"] for r in results] == [
+        {"learning_rate": 1e-3, "ent_coef": 0.0},
+        {"learning_rate": 2.5e-4, "ent_coef": 0.0},
+    ]
+    config = ppo.Config.preset("CartPole-v1", learning_rate=2.5e-4, ent_coef=0.0)
+    alone = frl.run(
+        ppo.make_train(config), seeds=[0, 1], total_steps=1024, compile=False, progress=False, eval_episodes=2
+    )
+    assert results[1]["eval_returns"] == pytest.approx(alone.eval_returns, rel=1e-6)
+    assert results[0]["eval_returns"] != results[1]["eval_returns"]
+    saved = json.loads((tmp_path / "sweep.json").read_text())
+    assert [r["mean"] for r in saved["results"]] == [r["mean"] for r in results]
+    assert (tmp_path / "learning_rate=0.00025,ent_coef=0.0" / "metrics.csv").exists()
+    with pytest.raises(ValueError, match="has no field 'lr'"):
+        sweep("ppo", "CartPole-v1", {"lr": [1.0]})
+
+
+@pytest.mark.ray
+def test_sweep_on_ray_equals_the_local_sweep():
+    pytest.importorskip("ray", reason="opt-in: pip install 'frl[ray]'")
+    local = _sweep(nproc=1)
+    on_ray = _sweep(nproc=2, backend="ray")
+    assert [r["eval_returns"] for r in on_ray] == [r["eval_returns"] for r in local]
+
+
+def test_frl_sweep_command_line(tmp_path, capsys):
+    from frl.cli import main
+
+    argv = ["sweep", "ppo", "--grid", "learning_rate=1e-3,2.5e-4", "--seeds", "2", "--steps", "512"]
+    assert main([*argv, "--eval-episodes", "2", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "2 points x 2 seeds (local, 1 at once)" in out and "learning_rate=0.00025" in out
+    assert (tmp_path / "sweep.json").exists()
+    for bad, message in (
+        (["--grid", "lr=1,2"], "not a field to sweep"),
+        (["--grid", "learning_rate"], "expected FIELD=V1,V2"),
+        (["--grid", "num_envs=four"], "expected a int"),
+        (["--nproc", "0"], "--nproc must be positive"),
+    ):
+        assert main(["sweep", "ppo", *bad]) == 2
+        assert message in capsys.readouterr().err

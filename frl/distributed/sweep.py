@@ -1,0 +1,186 @@
+"""Sweeps: a grid of configs, each trained on many seeds (vmapped), run on local processes or Ray.
+
+A sweep is a list of jobs, one per point of the grid (``itertools.product`` of the values of
+``space``, in the order given); each job builds ``ALGORITHMS[algo].Config.preset(env_id, **point)``
+and trains all its seeds in one vmapped :func:`frl.run`. Jobs are independent:
+
+* ``backend="local"`` (default): ``nproc`` worker processes (spawned; one thread each) take
+  jobs from a pool; with ``nproc=1`` the jobs run in this process.
+* ``backend="ray"`` (``pip install 'frl[ray]'``): a Ray Tune grid (``tune.grid_search`` over each
+  field), one trial per job, ``nproc`` CPUs; ``ray_address=None`` starts a local Ray bound to
+  127.0.0.1, or pass a cluster's address.
+
+Each job returns ``{"point", "seeds", "eval_returns", "mean", "iqm", "env_steps_per_s"}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["format_results", "grid", "run_job", "sweep"]
+
+
+def grid(space: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination of ``space``'s values, the first field varying slowest:
+    ``{"a": [1, 2], "b": [3]} -> [{"a": 1, "b": 3}, {"a": 2, "b": 3}]``."""
+    for name, values in space.items():
+        if isinstance(values, str) or not isinstance(values, Sequence) or not values:
+            raise ValueError(f"grid: field {name!r} needs a non-empty list of values, got {values!r}")
+    names = list(space)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(space[n] for n in names))]
+
+
+def run_job(spec: dict[str, Any]) -> dict[str, Any]:
+    """One point of a sweep: ``spec`` holds ``algo``, ``env``, ``point``, ``seeds``, ``total_steps``,
+    ``compile``, ``eval_episodes`` and ``out_dir`` (or None)."""
+    import torch
+
+    from frl.algos import ALGORITHMS
+    from frl.logging import iqm
+    from frl.run import run
+
+    torch.set_num_threads(1)
+    module = ALGORITHMS[spec["algo"]]
+    config = module.Config.preset(spec["env"], **spec["point"])
+    result = run(
+        module.make_train(config),
+        seeds=spec["seeds"],
+        total_steps=spec["total_steps"],
+        compile=spec["compile"],
+        eval_episodes=spec["eval_episodes"],
+        out_dir=spec["out_dir"],
+        progress=False,
+    )
+    returns = result.eval_returns
+    return {
+        "point": spec["point"],
+        "seeds": [m["seed"] for m in result.members],
+        "eval_returns": returns,
+        "mean": sum(returns) / len(returns),
+        "iqm": iqm(returns),
+        "env_steps_per_s": result.env_steps_per_s,
+    }
+
+
+def _point_name(point: Mapping[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in point.items()) or "default"
+
+
+def sweep(
+    algo: str,
+    env_id: str,
+    space: Mapping[str, Sequence[Any]],
+    *,
+    seeds: int | Sequence[int] = 4,
+    total_steps: int | None = None,
+    nproc: int = 1,
+    backend: str = "local",
+    compile: bool = False,
+    eval_episodes: int = 10,
+    out_dir: str | Path | None = None,
+    ray_address: str | None = None,
+) -> list[dict[str, Any]]:
+    """Train every point of ``grid(space)`` on ``seeds`` (see the module docstring); results in
+    grid order. ``out_dir`` receives one run folder per point and ``sweep.json``."""
+    from frl.algos import ALGORITHMS
+
+    if algo not in ALGORITHMS:
+        raise ValueError(f"sweep: unknown algorithm {algo!r}; choose one of {sorted(ALGORITHMS)}")
+    if backend not in ("local", "ray"):
+        raise ValueError(f"sweep: `backend` must be 'local' or 'ray', got {backend!r}")
+    if not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"sweep: `nproc` must be a positive int, got {nproc!r}")
+    points = grid(space)
+    fields = {f.name for f in dataclasses.fields(ALGORITHMS[algo].Config)}
+    unknown = sorted(set(space) - fields)
+    if unknown:
+        raise ValueError(f"sweep: {algo}.Config has no field {unknown[0]!r}; fields: {sorted(fields)}")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    out = None if out_dir is None else Path(out_dir)
+    if total_steps is None:
+        total_steps = ALGORITHMS[algo].Config.preset(env_id).total_timesteps
+    specs = [
+        {
+            "algo": algo,
+            "env": env_id,
+            "point": point,
+            "seeds": seed_list,
+            "total_steps": total_steps,
+            "compile": compile,
+            "eval_episodes": eval_episodes,
+            "out_dir": None if out is None else str(out / _point_name(point)),
+        }
+        for point in points
+    ]
+    if backend == "ray":
+        results = _sweep_ray(specs, nproc, ray_address)
+    elif nproc == 1:
+        results = [run_job(spec) for spec in specs]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(nproc, len(specs)), mp_context=context) as pool:
+            results = list(pool.map(run_job, specs))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / ".sweep.json.tmp"
+        tmp.write_text(json.dumps({"algo": algo, "env": env_id, "results": results}, indent=2) + "\n")
+        os.replace(tmp, out / "sweep.json")
+    return results
+
+
+def _sweep_ray(specs: list[dict[str, Any]], nproc: int, address: str | None) -> list[dict[str, Any]]:
+    try:
+        import ray
+        from ray import tune
+    except ImportError as err:
+        raise ImportError("sweep(backend='ray') needs Ray: pip install 'frl[ray]'") from err
+
+    started = not ray.is_initialized()
+    if started:
+        if address is None:
+            ray.init(
+                num_cpus=nproc, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False
+            )
+        else:
+            ray.init(address=address, log_to_driver=False)
+    try:
+
+        def trainable(config: dict[str, Any]) -> dict[str, Any]:
+            return run_job(specs[config["job"]])
+
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": 1}),
+            param_space={"job": tune.grid_search(list(range(len(specs))))},
+            tune_config=tune.TuneConfig(max_concurrent_trials=nproc),
+        )
+        grid_results = tuner.fit()
+        by_job = {}
+        for r in grid_results:
+            if r.error is not None:
+                raise RuntimeError(f"sweep: a Ray trial failed: {r.error}")
+            by_job[r.config["job"]] = {
+                k: r.metrics[k] for k in ("point", "seeds", "eval_returns", "mean", "iqm", "env_steps_per_s")
+            }
+        return [by_job[i] for i in range(len(specs))]
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def format_results(results: list[dict[str, Any]]) -> list[str]:
+    """A text table: one row per point, mean and IQM over its seeds."""
+    lines = ["point                                     mean      IQM   seeds", "-" * 62]
+    for r in results:
+        mean = r["mean"] if math.isfinite(r["mean"]) else math.nan
+        lines.append(f"{_point_name(r['point']):<38} {mean:8.1f} {r['iqm']:8.1f}   {len(r['seeds'])}")
+    return lines
