@@ -217,6 +217,10 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
             raise UsageError("--device cuda: no CUDA device is available here; use --device cpu")
     if args.threads <= 0:
         raise UsageError(f"--threads must be positive, got {args.threads}")
+    if args.collector_workers != 1 and not args.env.startswith("gym:"):
+        raise UsageError(
+            "--collector-workers: only for gym:<id> environments (pure ones step in the compiled units)"
+        )
     if args.nproc <= 0:
         raise UsageError(f"--nproc must be a positive count of processes, got {args.nproc}")
     if args.data_parallel and args.seeds != 1:
@@ -267,6 +271,7 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         device=args.device,
         callbacks=callbacks,
         save_buffer=args.save_buffer,
+        collector_workers=args.collector_workers,
     )
     wall = time.perf_counter() - start
     print(
@@ -340,6 +345,7 @@ def _train_distributed(
         "threads": args.threads,
         "progress": not args.no_progress,
         "save_buffer": args.save_buffer,
+        "collector_workers": args.collector_workers,
     }
     start = time.perf_counter()
     if "WORLD_SIZE" in os.environ:  # launched by torchrun: this process is one rank
@@ -383,6 +389,7 @@ def _train_rank(rank: int, size: int, spec: dict[str, Any]):
         resume=spec["resume"],
         progress=spec["progress"] and rank == 0,
         save_buffer=spec["save_buffer"],
+        collector_workers=spec["collector_workers"],
     )
     out = spec["out"]
     if spec["data_parallel"]:
@@ -612,6 +619,12 @@ def _parser() -> argparse.ArgumentParser:
     gym.add_argument("--norm-obs", action="store_true", help="normalise observations (VecNorm)")
     gym.add_argument("--norm-reward", action="store_true", help="normalise rewards while training")
     gym.add_argument("--frame-stack", type=int, default=None, help="observations stacked (Atari: 4)")
+    gym.add_argument(
+        "--collector-workers",
+        type=int,
+        default=1,
+        help="worker processes stepping each seed's environments (TorchRL MultiSyncCollector)",
+    )
     gym.add_argument(
         "--save-buffer",
         action=argparse.BooleanOptionalAction,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -166,7 +167,14 @@ class Feed:
       batched: the state is stacked over members.
     """
 
-    def __init__(self, train: Train, members: Sequence[dict[str, Any]], compile: bool, batched: bool) -> None:
+    def __init__(
+        self,
+        train: Train,
+        members: Sequence[dict[str, Any]],
+        compile: bool,
+        batched: bool,
+        workers: int = 1,
+    ) -> None:
         env = train.env
         if not isinstance(env, GymEnvironment):
             raise TypeError(f"Feed: expected a gymnasium environment, got {type(env)!r}")
@@ -180,6 +188,18 @@ class Feed:
                 f"Feed: {self.frames} steps per iteration do not split over {self.num_envs} envs"
             )
         self.T = self.frames // self.num_envs
+        self.workers = workers
+        if workers < 1 or self.num_envs % workers:
+            raise ValueError(
+                f"Feed: `collector_workers` ({workers}) must be a positive divisor of "
+                f"num_envs ({self.num_envs})"
+            )
+        if workers > 1 and (env.norm_obs or env.norm_reward):
+            raise ValueError(
+                "Feed: `collector_workers` > 1 with --norm-obs/--norm-reward: each worker would keep its own "
+                "statistics; use one worker"
+            )
+        self.policies: list[Any] = []
         self.obs_shape = tuple(env.observation_space.shape)
         self.compile = compile
         self.stream_keys = [random.fold_in(random.key(m["seed"]), _STREAM) for m in self.members]
@@ -262,6 +282,9 @@ class Feed:
         from torchrl.collectors import Collector
 
         self.close()
+        if self.workers > 1:
+            self._start_workers(iteration)
+            return
         for m, member in enumerate(self.members):
             # seeded before the collector exists: it resets the environment when it is built
             seed = int(member["seed"]) * 1_000_003 + iteration
@@ -279,6 +302,46 @@ class Feed:
             self.collectors.append(collector)
             self.iterators.append(iter(collector))
 
+    def _start_workers(self, iteration: int) -> None:
+        """One TorchRL ``MultiSyncCollector`` per member: ``workers`` processes, each stepping
+        ``num_envs / workers`` environments with the member's behaviour policy
+        (:class:`frl.distributed.ExplorePolicy`; its keys are ``fold_in(fold_in(key(seed * 1_000_003
+        + iteration), worker), call)``); parameters are pushed to the workers before each batch."""
+        from torchrl.collectors import MultiSyncCollector
+        from torchrl.weight_update import MultiProcessWeightSyncScheme
+
+        from frl.distributed.collection import ExplorePolicy, worker_policy
+
+        algorithm = type(self.train.config).__module__.rsplit(".", 1)[-1]
+        per_worker = self.num_envs // self.workers
+        for m, member in enumerate(self.members):
+            seed = int(member["seed"]) * 1_000_003 + iteration
+            policy = ExplorePolicy(algorithm, self.train.config, self._params_td(m), seed, self.workers)
+            creators = [
+                partial(self.env.make_env, seed=seed * 64 + w, train=True, num_envs=per_worker)
+                for w in range(self.workers)
+            ]
+            collector = MultiSyncCollector(
+                creators,
+                policy_factory=[partial(worker_policy, policy, w) for w in range(self.workers)],
+                frames_per_batch=self.frames,
+                total_frames=-1,
+                env_device="cpu",
+                policy_device="cpu",
+                trust_policy=True,
+                cat_results="stack",
+                weight_sync_schemes={"policy": MultiProcessWeightSyncScheme()},
+            )
+            self.policies.append(policy)
+            self.collectors.append(collector)
+            self.iterators.append(iter(collector))
+
+    def _params_td(self, m: int) -> TensorDictBase:
+        params = self.member_params(m)
+        if isinstance(params, list):
+            params = pytree.tree_unflatten(params, self._param_spec)
+        return params
+
     def track(self, leaves: list[Tensor] | None, state: TensorDictBase | None) -> None:
         """The latest training state (the collectors' policies read the parameters from it)."""
         self._leaves, self._state = leaves, state
@@ -294,7 +357,15 @@ class Feed:
         for m, it in enumerate(self.iterators):
             self.calls[m] = iteration * self.T
             self.env_steps[m] = iteration * self.frames
-            batches.append(self._to_frl(next(it)))
+            if self.workers > 1:
+                from frl.distributed.collection import policy_weights
+
+                weights = policy_weights(self.policies[m], self._params_td(m), iteration * self.frames)
+                self.collectors[m].update_policy_weights_(weights)
+                batch = next(it)  # [workers, envs per worker, T]
+                batches.append(self._to_frl(batch.reshape(self.num_envs, self.T)))
+            else:
+                batches.append(self._to_frl(next(it)))
         inc = torch.stack(batches) if self.batched else batches[0]
         if leaves is None:
             state = state.copy()
@@ -331,14 +402,17 @@ class Feed:
         )
         return out.transpose(0, 1)
 
-    def env_states(self) -> list[dict]:
-        """The training environments' transform states (normalisation statistics)."""
+    def env_states(self) -> list[dict] | None:
+        """The training environments' transform states (normalisation statistics; None with
+        worker processes, which never normalise)."""
+        if self.workers > 1:
+            return None
         return [norm_state(c.env) for c in self.collectors]
 
     def close(self) -> None:
         for c in self.collectors:
             c.shutdown()
-        self.collectors, self.iterators = [], []
+        self.collectors, self.iterators, self.policies = [], [], []
 
     # -- evaluation ------------------------------------------------------------------------
 
@@ -348,7 +422,7 @@ class Feed:
         returns = []
         for m, member in enumerate(self.members):
             p = params[m] if self.batched else params
-            stats = norm_state(self.collectors[m].env) if self.collectors else None
+            stats = norm_state(self.collectors[m].env) if self.collectors and self.workers == 1 else None
             seed = int(member["seed"]) * 1_000_003 + seed_offset
             returns.append(float(evaluate_episodes(self.train, p, seed, episodes, stats).mean()))
         return returns

@@ -320,6 +320,7 @@ def run(
     save_buffer: bool = True,
     write: bool = True,
     state_check: Callable[[TensorDict], Any] | None = None,
+    collector_workers: int = 1,
 ) -> RunResult:
     """Train every member for ``total_steps`` environment steps (per member).
 
@@ -347,6 +348,8 @@ def run(
         False: they read ``out_dir`` to resume but never write it).
       state_check: called with the training state at every log point (data-parallel runs
         compare parameters across ranks there).
+      collector_workers: gymnasium environments only: step each member's environments in this
+        many worker processes (a TorchRL ``MultiSyncCollector``; ``num_envs`` must divide).
 
     A ``Train`` on a gymnasium environment (``env_id="gym:<id>"``) collects through TorchRL
     collectors, one per member (:mod:`frl.collectors`); everything else is the same.
@@ -377,7 +380,13 @@ def run(
     ckpt_path = None if out is None else out / "checkpoint.pt"
 
     wall_start = time.perf_counter()
-    feed = Feed(train, members, compile, batched) if isinstance(train.env, GymEnvironment) else None
+    gym = isinstance(train.env, GymEnvironment)
+    if collector_workers != 1 and not gym:
+        raise ValueError(
+            "run: `collector_workers` is for gymnasium environments (gym:<id>); pure environments are "
+            "stepped inside the compiled units"
+        )
+    feed = Feed(train, members, compile, batched, collector_workers) if gym else None
     if feed is None:
         eval_init = _Function("eval_init", lambda k: _eval_init(train, k, eval_episodes), batched, False)
         eval_step = _Function("eval_chunk", _eval_chunk(train, eval_chunk), batched, compile)

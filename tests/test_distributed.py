@@ -171,6 +171,7 @@ def test_frl_train_nproc_shards_seeds_or_trains_data_parallel(tmp_path, capsys):
         ([*common, "--seeds", "2", "--data-parallel"], "--seeds 1"),
         ([*common, "--nproc", "3"], "shards the seeds"),
         ([*common, "--nproc", "0"], "--nproc must be a positive"),
+        ([*common, "--collector-workers", "2"], "only for gym:<id>"),
     ):
         assert main(argv) == 2
         assert message in capsys.readouterr().err
@@ -270,3 +271,21 @@ def test_frl_sweep_command_line(tmp_path, capsys):
     ):
         assert main(["sweep", "ppo", *bad]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_gym_path_with_two_collector_worker_processes_feeds_the_learner():
+    import math
+
+    config = ppo.Config(env_id="gym:CartPole-v1", num_envs=2, num_steps=64, total_timesteps=512)
+    train = ppo.make_train(config)
+    quiet = dict(compile=False, progress=False)
+    result = frl.run(train, seeds=[0, 1], eval_episodes=1, log_every=128, collector_workers=2, **quiet)
+    assert result.state["env_steps"].tolist() == [512, 512]
+    assert all(math.isfinite(r) for r in result.eval_returns)
+    last = result.history[-1]
+    assert math.isfinite(last["loss"]) and math.isfinite(last["episode_return"])
+    assert result.state["stats", "episodes"].min() > 0  # episodes finished in the workers were counted
+    with pytest.raises(ValueError, match="positive divisor"):
+        frl.run(train, total_steps=128, collector_workers=3, **quiet)
+    with pytest.raises(ValueError, match="gymnasium environments"):
+        frl.run(ppo.make_train(_config()), total_steps=128, collector_workers=2, **quiet)

@@ -24,7 +24,7 @@ from torch import Tensor
 from frl import random
 from frl.algos.rollout import clip_action
 
-__all__ = ["ExplorePolicy", "make_multi_collector", "policy_weights", "to_frl_batch"]
+__all__ = ["ExplorePolicy", "make_multi_collector", "policy_weights", "to_frl_batch", "worker_policy"]
 
 
 def _sep(key: tuple[str, ...]) -> str:
@@ -35,14 +35,18 @@ class ExplorePolicy(torch.nn.Module):
     """``Train.explore(params, obs, key, env_steps)`` as a TorchRL policy: writes ``action``
     (clipped to the action space), ``frl_action`` and ``frl_log_prob``."""
 
-    def __init__(self, algorithm: str, config: Any, params: TensorDictBase, seed: int = 0) -> None:
+    def __init__(
+        self, algorithm: str, config: Any, params: TensorDictBase, seed: int = 0, num_workers: int = 1
+    ) -> None:
         super().__init__()
-        self.algorithm, self.config, self.seed = algorithm, config, seed
+        self.algorithm, self.config, self.seed, self.num_workers = algorithm, config, seed, num_workers
         self._keys = [k if isinstance(k, tuple) else (k,) for k in params.keys(True, True)]
         for key in self._keys:
             self.register_buffer(_sep(key), params[key].detach().clone())
-        # plain attributes, not buffers: weight updates carry parameters only
-        self.worker, self.calls, self.env_steps = 0, 0, 0
+        # the run's environment steps (all workers) travel with the weights: schedules that read
+        # them (epsilon, noise) see the global count; each worker advances it by its batch x workers
+        self.register_buffer("env_steps", torch.zeros((), dtype=torch.int64))
+        self.worker, self.calls = 0, 0  # per worker: not weights
         self._train = None
 
     def __getstate__(self) -> dict:
@@ -68,18 +72,22 @@ class ExplorePolicy(torch.nn.Module):
         obs = td["observation"]
         key = random.fold_in(random.fold_in(random.key(self.seed), self.worker), self.calls)
         with torch.no_grad():
-            action, log_prob = train.explore(self.params(), obs, key, torch.tensor(self.env_steps))
+            action, log_prob = train.explore(self.params(), obs, key, self.env_steps.clone())
         self.calls += 1
-        self.env_steps += obs.shape[0] if obs.dim() > len(train.env.observation_space.shape) else 1
+        batch = obs.shape[0] if obs.dim() > len(train.env.observation_space.shape) else 1
+        self.env_steps += batch * self.num_workers
         td["frl_action"] = action
         td["frl_log_prob"] = log_prob
         td["action"] = clip_action(train.env, action)
         return td
 
 
-def policy_weights(policy: ExplorePolicy, params: TensorDictBase) -> TensorDict:
-    """The weights TensorDict ``update_policy_weights_`` takes: ``params`` under the policy's names."""
-    return TensorDict({_sep(key): params[key].detach() for key in policy._keys}, batch_size=[])
+def policy_weights(policy: ExplorePolicy, params: TensorDictBase, env_steps: int | None = None) -> TensorDict:
+    """The weights TensorDict ``update_policy_weights_`` takes: ``params`` under the policy's names,
+    and the run's ``env_steps`` so far (default: the policy's own count)."""
+    weights = {_sep(key): params[key].detach() for key in policy._keys}
+    steps = policy.env_steps if env_steps is None else torch.tensor(env_steps, dtype=torch.int64)
+    return TensorDict({**weights, "env_steps": steps}, batch_size=[])
 
 
 def _make_env(env_id: str, num_envs: int, seed: int):
@@ -114,8 +122,8 @@ def make_multi_collector(
         raise ValueError(
             "make_multi_collector: `num_workers`, `envs_per_worker` and `steps_per_env` must be positive"
         )
-    policy = ExplorePolicy(algorithm, config, params, seed)
-    factories = [partial(_worker_policy, policy, w) for w in range(num_workers)]
+    policy = ExplorePolicy(algorithm, config, params, seed, num_workers)
+    factories = [partial(worker_policy, policy, w) for w in range(num_workers)]
     creators = [
         partial(_make_env, config.env_id, envs_per_worker, seed * 1000 + w) for w in range(num_workers)
     ]
@@ -135,7 +143,8 @@ def make_multi_collector(
     return collector, policy
 
 
-def _worker_policy(policy: ExplorePolicy, worker: int) -> ExplorePolicy:
+def worker_policy(policy: ExplorePolicy, worker: int) -> ExplorePolicy:
+    """``policy`` as worker ``worker``'s (a ``policy_factory`` for TorchRL's multi collectors)."""
     policy.worker = worker
     return policy
 
