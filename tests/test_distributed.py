@@ -203,12 +203,26 @@ def test_two_worker_collectors_run_the_policy_and_take_new_weights():
         assert (batch["frl_action"] == 1).all() and batch["frl_log_prob"].abs().max() < 1e-6
     finally:
         collector.shutdown()
-    collector, _ = fd.make_multi_collector("ppo", config, params, num_workers=2, asynchronous=True)
+    collector, _ = fd.make_multi_collector("ppo", config, params, num_workers=2, kind="multi-async")
     try:
         batch = next(iter(collector))
         assert batch.batch_size[-1] == 64 and (batch["frl_log_prob"] < 0).all()
     finally:
         collector.shutdown()
+    # TorchRL's torch.distributed collector, workers launched as local processes (launcher="mp")
+    collector, policy = fd.make_multi_collector(
+        "ppo", config, params, num_workers=2, envs_per_worker=2, steps_per_env=16, kind="distributed"
+    )
+    try:
+        batches = iter(collector)
+        batch = next(batches)
+        assert batch.batch_size == (2, 2, 16) and (batch["frl_log_prob"] < 0).all()
+        collector.update_policy_weights_(fd.policy_weights(policy, sure, env_steps=128))
+        assert (next(batches)["frl_action"] == 1).all()
+    finally:
+        collector.shutdown()
+    with pytest.raises(ValueError, match="`kind` must be one of"):
+        fd.make_multi_collector("ppo", config, params, kind="ray")
 
 
 def _sweep(**kw):
