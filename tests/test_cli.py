@@ -39,7 +39,7 @@ BAD = [
     (["train", "ppo", "--bogus"], "unrecognized argument '--bogus'"),
     (["eval", "nowhere"], "nowhere is not a run folder: config.json is missing"),
     (["plot", "nowhere"], "nowhere has no metrics.jsonl"),
-    ([], "choose a command: train, eval, list, plot"),
+    ([], "choose a command: train, sweep, eval, list, plot, llm"),
     (["train", "ppo", "--device", "gpu0"], "--device 'gpu0' is not a device"),
     (["train", "ppo", "--threads", "0"], "--threads must be positive"),
 ]
