@@ -59,12 +59,27 @@ def sequence_log_probs(
     mask: Tensor,
 ) -> Tensor:
     """``log pi(completion_t | prompt, completion_<t)``: ``[B, N]`` (0 where ``mask`` is False)."""
+    return _completion_forward(model, params, prompt, prompt_padding, completion, mask)[0]
+
+
+def _completion_forward(
+    model: Transformer,
+    params: TensorDictBase,
+    prompt: Tensor,
+    prompt_padding: Tensor,
+    completion: Tensor,
+    mask: Tensor,
+    hidden: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Masked log-probs of the completion's tokens ``[B, N]`` and (if ``hidden``) the hidden states
+    that predict them ``[B, N, d]``: one forward pass over ``prompt ++ completion[:-1]``."""
     P = prompt.shape[-1]
     seq = torch.cat([prompt, completion], -1)
     padding = torch.cat([prompt_padding, ~mask], -1)
-    logits = model.apply(params, seq[..., :-1], padding=padding[..., :-1])
-    log_prob = rl.token_log_probs(logits[..., P - 1 :, :], completion)
-    return log_prob * mask.to(log_prob.dtype)
+    out = model.apply(params, seq[..., :-1], padding=padding[..., :-1], return_hidden=hidden)
+    logits, states = out if hidden else (out, None)
+    log_prob = rl.token_log_probs(logits[..., P - 1 :, :], completion) * mask.to(logits.dtype)
+    return log_prob, None if states is None else states[..., P - 1 :, :]
 
 
 def sample_completions(
@@ -120,14 +135,9 @@ def grpo_iteration(
     ``"rloo"``: leave-one-out baselines of ``reward - rloo_kl_coef * sum_t (log pi - log pi_ref)``.
     """
     repeated = [p for p in prompts for _ in range(group_size)]
-    prompt, padding = encode_prompts(tokenizer, repeated)
-    completion, _, mask = generate(
-        model, state["params"], prompt, key, max_new_tokens, temperature=temperature, prompt_padding=padding
+    prompt, padding, completion, mask, texts = sample_completions(
+        model, state["params"], tokenizer, repeated, key, max_new_tokens, temperature
     )
-    texts = [
-        tokenizer.decode([t for t, m in zip(row, mrow) if m])
-        for row, mrow in zip(completion.tolist(), mask.tolist())
-    ]
     reward = reward_fn(repeated, texts).to(torch.float32)
     with torch.no_grad():
         old = sequence_log_probs(model, state["params"], prompt, padding, completion, mask)
@@ -168,13 +178,10 @@ def sequence_log_probs_and_values(
     The value of completion token ``t`` is read from the hidden state that predicts it (the
     prefix before it), as TRL's value head does.
     """
-    P = prompt.shape[-1]
-    seq = torch.cat([prompt, completion], -1)
-    padding = torch.cat([prompt_padding, ~mask], -1)
-    logits, hidden = model.apply(params["lm"], seq[..., :-1], padding=padding[..., :-1], return_hidden=True)
-    m = mask.to(logits.dtype)
-    log_prob = rl.token_log_probs(logits[..., P - 1 :, :], completion) * m
-    value = linear(params["value"], hidden[..., P - 1 :, :]).squeeze(-1) * m
+    log_prob, hidden = _completion_forward(
+        model, params["lm"], prompt, prompt_padding, completion, mask, hidden=True
+    )
+    value = linear(params["value"], hidden).squeeze(-1) * mask.to(log_prob.dtype)
     return log_prob, value
 
 
@@ -208,15 +215,10 @@ def ppo_iteration(
 ) -> tuple[TensorDictBase, dict[str, float]]:
     """InstructGPT-style PPO: sample, reward, fold the KL to the reference into per-token rewards,
     GAE with the value head, whitened advantages, ``epochs`` steps of ``ppo_kl_loss``."""
-    prompt, padding = encode_prompts(tokenizer, prompts)
     params = state["params"]
-    completion, _, mask = generate(
-        model, params["lm"], prompt, key, max_new_tokens, temperature=temperature, prompt_padding=padding
+    prompt, padding, completion, mask, texts = sample_completions(
+        model, params["lm"], tokenizer, prompts, key, max_new_tokens, temperature
     )
-    texts = [
-        tokenizer.decode([t for t, m in zip(row, mrow) if m])
-        for row, mrow in zip(completion.tolist(), mask.tolist())
-    ]
     reward = reward_fn(list(prompts), texts).to(torch.float32)
     with torch.no_grad():
         old, values = sequence_log_probs_and_values(model, params, prompt, padding, completion, mask)
