@@ -18,7 +18,6 @@ from frl.distributed.collectives import (
     all_reduce_mean,
     all_reduce_mean_per_leaf,
     assert_in_sync,
-    broadcast_tree,
     gather_objects,
     tree_digest,
 )
@@ -33,7 +32,6 @@ __all__ = [
     "all_reduce_mean",
     "all_reduce_mean_per_leaf",
     "assert_in_sync",
-    "broadcast_tree",
     "data_parallel",
     "free_port",
     "gather_objects",

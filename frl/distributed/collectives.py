@@ -24,7 +24,6 @@ __all__ = [
     "all_reduce_mean",
     "all_reduce_mean_per_leaf",
     "assert_in_sync",
-    "broadcast_tree",
     "gather_objects",
     "tree_digest",
 ]
@@ -125,11 +124,3 @@ def assert_in_sync(tree: TensorDictBase, what: str = "parameters") -> str:
             f"assert_in_sync: the {what} differ across ranks (digests {[d[:12] for d in digests]})"
         )
     return digest
-
-
-def broadcast_tree(tree: TensorDictBase, src: int = 0) -> TensorDictBase:
-    """Every rank gets rank ``src``'s values of ``tree`` (same structure on all ranks), in place."""
-    if _active():
-        for _, leaf in tree.items(include_nested=True, leaves_only=True):
-            dist.broadcast(leaf, src)
-    return tree
