@@ -5,6 +5,14 @@ twice plain autograd on small networks (measured on the DQN update: 1.38 ms vs 0
 gradient). :func:`grad_with_aux` takes the plain ``torch.autograd.grad`` path when no functorch
 transform is active and nothing is being compiled, and ``torch.func.grad`` otherwise; both
 compute the same gradient.
+
+The plain path never cuts a higher-order gradient. When the params are themselves functions of
+tensors that require grad (a MAML-style inner update ``phi = theta - a grad L(theta)``
+differentiated by an outer ``backward``), or when the loss reaches such tensors through its
+closure (a learned loss coefficient), the gradient is taken with ``create_graph=True`` on the
+params as they are, so the outer gradient flows through it. Only when nothing outside the
+call needs a gradient are the params detached into fresh leaves (no graph is kept: the
+optimizer's updated params stay plain tensors step after step).
 """
 
 from __future__ import annotations
@@ -28,10 +36,29 @@ def _plain_eager() -> bool:
         return False
 
 
+def _reaches_other_leaves(output: Tensor, leaves: list[Tensor]) -> bool:
+    """Whether ``output``'s autograd graph reaches a tensor requiring grad beyond ``leaves``."""
+    own = {id(x) for x in leaves}
+    seen: set[int] = set()
+    stack = [output.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        variable = getattr(node, "variable", None)  # AccumulateGrad: a leaf of the graph
+        if variable is not None and id(variable) not in own:
+            return True
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return False
+
+
 def grad_with_aux(
     fn: Callable[[TensorDictBase], tuple[Tensor, Any]], params: TensorDictBase
 ) -> tuple[TensorDictBase, Any]:
     """``torch.func.grad(fn, has_aux=True)(params)``: ``(d loss / d params, aux)``.
+
+    Higher-order gradients are kept: see the module docstring.
 
     Args:
       fn: ``params -> (scalar loss, aux)``; ``aux`` must not need gradients (detach it).
@@ -42,11 +69,16 @@ def grad_with_aux(
     """
     if not _plain_eager():
         return torch.func.grad(fn, has_aux=True)(params)
-    leaves = params.apply(lambda x: x.detach().requires_grad_(True))
+    # params that already require grad stay as they are (their gradient is differentiated
+    # further); the others become fresh leaves
+    leaves = params.apply(lambda x: x if x.requires_grad else x.detach().requires_grad_(True))
     loss, aux = fn(leaves)
     keys = list(leaves.keys(include_nested=True, leaves_only=True))
-    grads = torch.autograd.grad(loss, [leaves.get(k) for k in keys], allow_unused=True)
-    out = leaves.apply(torch.zeros_like)
+    inputs = [leaves.get(k) for k in keys]
+    outer = any(x.requires_grad for x in params.values(include_nested=True, leaves_only=True))
+    create_graph = outer or _reaches_other_leaves(loss, inputs)
+    grads = torch.autograd.grad(loss, inputs, allow_unused=True, create_graph=create_graph)
+    out = params.apply(lambda x: torch.zeros_like(x.detach()))
     for k, g in zip(keys, grads):
         if g is not None:
             out.set(k, g)
