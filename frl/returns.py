@@ -19,6 +19,10 @@ The backward recursions ``y_t = b_t + a_t y_{t+1}`` run as a parallel scan in
 writes), which ``torch.func.vmap`` batches and ``torch.compile`` compiles into a small graph.
 ``gamma``, ``lmbda`` and the clipping thresholds may be floats or tensors broadcastable to
 ``[..., T]`` (0-d tensors for a vmapped hyper-parameter sweep).
+
+Time-first callers (``[T, N]``, as rlax, CleanRL and TorchRL's collectors before a transpose)
+pass ``time_dim=0``: the sequences are read with time on that dim and the results come back in
+the same layout (a view is moved, no data is copied before the math).
 """
 
 from __future__ import annotations
@@ -66,6 +70,27 @@ def _as_float(flag: Tensor, like: Tensor) -> Tensor:
     return flag.to(like.dtype)
 
 
+def _time_last(time_dim: int, *tensors: Tensor | None) -> list[Tensor | None]:
+    """``tensors`` with ``time_dim`` moved last (views); scalars and None pass through."""
+    if isinstance(time_dim, bool) or not isinstance(time_dim, int):
+        raise TypeError(f"`time_dim` must be an int, got {time_dim!r}")
+    if time_dim == -1:
+        return list(tensors)
+    out: list[Tensor | None] = []
+    for x in tensors:
+        if isinstance(x, Tensor) and x.dim() > 0:
+            if not -x.dim() <= time_dim < x.dim():
+                raise ValueError(f"`time_dim` {time_dim} is not a dim of a {x.dim()}-d sequence")
+            x = x.movedim(time_dim, -1)
+        out.append(x)
+    return out
+
+
+def _time_back(time_dim: int, x: Tensor) -> Tensor:
+    """The inverse of :func:`_time_last` for one result."""
+    return x if time_dim == -1 else x.movedim(-1, time_dim)
+
+
 def reverse_linear_scan(a: Tensor, b: Tensor) -> Tensor:
     """Solve ``y_t = b_t + a_t y_{t+1}`` backwards along the last dim, with ``y_T = 0``.
 
@@ -111,6 +136,7 @@ def lambda_returns(
     *,
     gamma: Scalar,
     lmbda: Scalar,
+    time_dim: int = -1,
 ) -> Tensor:
     """TD(lambda) returns (Sutton & Barto 2018, section 12.1).
 
@@ -122,17 +148,20 @@ def lambda_returns(
     Args:
       reward, next_value, terminated, done: ``[..., T]``.
       gamma, lmbda: discount and trace decay.
+      time_dim: the time dim of the inputs and the result (``0`` for ``[T, ...]``).
 
     Returns:
       ``[..., T]`` returns.
     """
+    reward, next_value, terminated, done = _time_last(time_dim, reward, next_value, terminated, done)
     shape = _check_sequences(
         "lambda_returns", reward=reward, next_value=next_value, terminated=terminated, done=done
     )
     discount = gamma * (1.0 - _as_float(terminated, reward))
     lam = lmbda * (1.0 - _as_float(done, reward))
     lam = lam * _not_last(shape, reward)
-    return reverse_linear_scan(discount * lam, reward + discount * (1.0 - lam) * next_value)
+    returns = reverse_linear_scan(discount * lam, reward + discount * (1.0 - lam) * next_value)
+    return _time_back(time_dim, returns)
 
 
 def discounted_returns(
@@ -142,6 +171,7 @@ def discounted_returns(
     *,
     gamma: Scalar,
     next_value: Tensor | None = None,
+    time_dim: int = -1,
 ) -> Tensor:
     """Discounted returns ``G_t = r_t + gamma_t G_{t+1}``, restarting at every episode end.
 
@@ -153,13 +183,14 @@ def discounted_returns(
       reward, terminated, done: ``[..., T]``.
       gamma: discount.
       next_value: optional ``[..., T]`` bootstrap values.
+      time_dim: the time dim of the inputs and the result (``0`` for ``[T, ...]``).
 
     Returns:
       ``[..., T]`` returns.
     """
     if next_value is None:
         next_value = torch.zeros_like(reward)
-    return lambda_returns(reward, next_value, terminated, done, gamma=gamma, lmbda=1.0)
+    return lambda_returns(reward, next_value, terminated, done, gamma=gamma, lmbda=1.0, time_dim=time_dim)
 
 
 def n_step_targets(
@@ -170,6 +201,7 @@ def n_step_targets(
     *,
     gamma: Scalar,
     n: int,
+    time_dim: int = -1,
 ) -> Tensor:
     """n-step bootstrapped targets ``G_t = sum_{k<n} gamma^k r_{t+k} + gamma^n V(s_{t+n})``.
 
@@ -181,12 +213,14 @@ def n_step_targets(
       reward, next_value, terminated, done: ``[..., T]``.
       gamma: discount.
       n: number of steps, ``>= 1``.
+      time_dim: the time dim of the inputs and the result (``0`` for ``[T, ...]``).
 
     Returns:
       ``[..., T]`` targets.
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n_step_targets: `n` must be an int >= 1, got {n!r}")
+    reward, next_value, terminated, done = _time_last(time_dim, reward, next_value, terminated, done)
     shape = _check_sequences(
         "n_step_targets", reward=reward, next_value=next_value, terminated=terminated, done=done
     )
@@ -198,7 +232,7 @@ def n_step_targets(
     for _ in range(n - 1):
         shifted = F.pad(target[..., 1:], (0, 1), value=0.0)
         target = reward + discount * (cont * shifted + (1.0 - cont) * next_value)
-    return target
+    return _time_back(time_dim, target)
 
 
 def gae(
@@ -210,6 +244,7 @@ def gae(
     *,
     gamma: Scalar,
     lmbda: Scalar,
+    time_dim: int = -1,
 ) -> tuple[Tensor, Tensor]:
     """Generalized advantage estimation (Schulman et al. 2016, https://arxiv.org/abs/1506.02438).
 
@@ -219,16 +254,20 @@ def gae(
     Args:
       reward, value, next_value, terminated, done: ``[..., T]``.
       gamma, lmbda: discount and GAE lambda.
+      time_dim: the time dim of the inputs and the results (``0`` for ``[T, ...]``).
 
     Returns:
       ``(advantage, value_target)``, each ``[..., T]``.
     """
+    reward, value, next_value, terminated, done = _time_last(
+        time_dim, reward, value, next_value, terminated, done
+    )
     _check_sequences(
         "gae", reward=reward, value=value, next_value=next_value, terminated=terminated, done=done
     )
     delta = reward + gamma * (1.0 - _as_float(terminated, reward)) * next_value - value
     advantage = reverse_linear_scan(gamma * lmbda * (1.0 - _as_float(done, reward)), delta)
-    return advantage, advantage + value
+    return _time_back(time_dim, advantage), _time_back(time_dim, advantage + value)
 
 
 def vtrace(
@@ -244,6 +283,7 @@ def vtrace(
     clip_rho: Scalar = 1.0,
     clip_c: Scalar = 1.0,
     clip_pg_rho: Scalar = 1.0,
+    time_dim: int = -1,
 ) -> tuple[Tensor, Tensor]:
     """V-trace off-policy targets and policy-gradient advantages (Espeholt et al. 2018,
     https://arxiv.org/abs/1802.01561).
@@ -259,10 +299,14 @@ def vtrace(
       value, next_value, reward, log_rho, terminated, done: ``[..., T]``.
       gamma, lmbda: discount and trace decay.
       clip_rho, clip_c, clip_pg_rho: importance-weight clipping thresholds.
+      time_dim: the time dim of the inputs and the results (``0`` for ``[T, ...]``).
 
     Returns:
       ``(value_target, pg_advantage)``, each ``[..., T]``.
     """
+    value, next_value, reward, log_rho, terminated, done = _time_last(
+        time_dim, value, next_value, reward, log_rho, terminated, done
+    )
     shape = _check_sequences(
         "vtrace",
         value=value,
@@ -281,7 +325,7 @@ def vtrace(
     vs_next = F.pad(vs[..., 1:], (0, 1), value=0.0)
     q_next = cont * (lmbda * vs_next + (1.0 - lmbda) * next_value) + (1.0 - cont) * next_value
     pg_advantage = torch.clamp(rho, max=clip_pg_rho) * (reward + discount * q_next - value)
-    return vs, pg_advantage
+    return _time_back(time_dim, vs), _time_back(time_dim, pg_advantage)
 
 
 def _not_last(shape: torch.Size, like: Tensor) -> Tensor:

@@ -152,6 +152,45 @@ def test_tensor_hyperparameters_and_leading_dims():
     torch.testing.assert_close(out.reshape(6, 20), flat)
 
 
+TIME_FIRST = {
+    "gae": lambda d, **kw: returns.gae(
+        d["reward"], d["value"], d["next_value"], d["terminated"], d["done"], gamma=0.9, lmbda=0.8, **kw
+    ),
+    "lambda_returns": lambda d, **kw: returns.lambda_returns(
+        d["reward"], d["next_value"], d["terminated"], d["done"], gamma=0.9, lmbda=0.8, **kw
+    ),
+    "discounted_returns": lambda d, **kw: returns.discounted_returns(
+        d["reward"], d["terminated"], d["done"], gamma=0.9, next_value=d["next_value"], **kw
+    ),
+    "n_step_targets": lambda d, **kw: returns.n_step_targets(
+        d["reward"], d["next_value"], d["terminated"], d["done"], gamma=0.9, n=3, **kw
+    ),
+    "vtrace": lambda d, **kw: returns.vtrace(
+        d["value"], d["next_value"], d["reward"], d["log_rho"], d["terminated"], d["done"], gamma=0.9, **kw
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TIME_FIRST))
+def test_time_first_callers_pass_time_dim(name):
+    """``[T, N]`` (and ``[T, N, M]``) inputs with ``time_dim=0`` give the transposed results."""
+    fn = TIME_FIRST[name]
+    d = trajectories(6, 20, seed=5)
+    expected = fn(d)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    got = fn({k: v.T for k, v in d.items()}, time_dim=0)
+    got = got if isinstance(got, tuple) else (got,)
+    for g, e in zip(got, expected, strict=True):
+        assert g.shape == (20, 6)
+        torch.testing.assert_close(g, e.T)
+    three = fn({k: v.T.reshape(20, 2, 3) for k, v in d.items()}, time_dim=0)
+    three = three if isinstance(three, tuple) else (three,)
+    for g, e in zip(three, expected, strict=True):
+        torch.testing.assert_close(g.reshape(20, 6), e.T)
+    with pytest.raises(ValueError, match="`time_dim` 2 is not a dim"):
+        fn({k: v.T for k, v in d.items()}, time_dim=2)
+
+
 @pytest.mark.parametrize(
     "call,error,match",
     [
