@@ -19,7 +19,6 @@ import argparse
 import itertools
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -48,7 +47,14 @@ from frl.update import make_update
 def ppo_problem():
     obs_dim, n_act, batch = 4, 2, 128
     actor, critic = nn.CategoricalPolicy(obs_dim, n_act), nn.ValueNetwork(obs_dim)
-    loss = partial(losses.ppo_loss, policy_apply=actor.apply, value_apply=critic.apply, dist=D.Categorical())
+    loss = losses.bind(
+        losses.ppo_loss,
+        "actor",
+        "critic",
+        policy_apply=actor.apply,
+        value_apply=critic.apply,
+        dist=D.Categorical(),
+    )
     update = make_update(loss, optim.chain(optim.clip_by_global_norm(0.5), optim.adam(2.5e-4)))
 
     def params(key):
@@ -92,7 +98,7 @@ def transitions(key, batch, obs_dim, action):
 def dqn_problem():
     obs_dim, n_act, batch = 4, 2, 128
     q = nn.QNetwork(obs_dim, n_act)
-    loss = partial(losses.dqn_loss, q_apply=q.apply, gamma=0.99)
+    loss = losses.bind(losses.dqn_loss, "online", "target", q_apply=q.apply, gamma=0.99)
     update = make_update(loss, optim.adam(2.5e-4), targets={"target": "online"}, target_period=500)
 
     def params(key):
@@ -111,8 +117,12 @@ def sac_problem():
         nn.TanhGaussianPolicy(obs_dim, act_dim),
         nn.Ensemble(nn.ContinuousQNetwork(obs_dim, act_dim), 2),
     )
-    loss = partial(
+    loss = losses.bind(
         losses.sac_loss,
+        "actor",
+        "critic",
+        "target_critic",
+        "log_alpha",
         actor_apply=actor.apply,
         critic_apply=critic.network.apply,
         gamma=0.99,

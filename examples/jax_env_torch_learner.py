@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
-from functools import partial
 
 import torch
 from tensordict import TensorDict
@@ -23,7 +22,7 @@ import frl
 from frl import nn, optim, random
 from frl.distributions import Categorical
 from frl.interop.jax import GymnaxEnv
-from frl.losses import ppo_loss
+from frl.losses import bind, ppo_loss
 from frl.returns import gae
 from frl.update import make_update
 
@@ -57,8 +56,10 @@ def main(argv: Sequence[str] | None = None) -> float:
     key = random.key(args.seed)
     key, k_actor, k_critic, k_env = random.split(key, 4)
     params = TensorDict({"actor": actor.init(k_actor), "critic": critic.init(k_critic)}, batch_size=[])
-    loss_fn = partial(
+    loss_fn = bind(
         ppo_loss,
+        "actor",
+        "critic",
         policy_apply=actor.apply,
         value_apply=critic.apply,
         dist=dist,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
-from functools import partial
 
 import torch
 from tensordict import TensorDict
@@ -24,7 +23,7 @@ from torchrl.envs import GymEnv
 import frl
 from frl import buffers, nn, optim, random
 from frl.distributions import TanhGaussian
-from frl.losses import sac_loss
+from frl.losses import bind, sac_loss
 from frl.update import make_update
 
 
@@ -52,8 +51,12 @@ def main(argv: Sequence[str] | None = None) -> float:
     dist = TanhGaussian(tuple(low.tolist()), tuple(high.tolist()))
 
     # LEARNER: frl's SAC loss and one pure update step over a single state TensorDict
-    loss = partial(
+    loss = bind(
         sac_loss,
+        "actor",
+        "critic",
+        "target_critic",
+        "log_alpha",
         actor_apply=actor.apply,
         critic_apply=critics.network.apply,
         gamma=0.99,

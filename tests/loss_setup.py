@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 from tensordict import TensorDict
 
@@ -82,22 +80,46 @@ def sac_params(i: int, *, critics: int = 2, discrete: bool = False) -> TensorDic
     )
 
 
-DQN = partial(losses.dqn_loss, q_apply=QNET.apply, gamma=0.99)
-PPO = partial(losses.ppo_loss, policy_apply=POLICY.apply, value_apply=VALUE.apply, dist=D.Categorical())
-PPO_CONTINUOUS = partial(
-    losses.ppo_loss, policy_apply=GAUSS_POLICY.apply, value_apply=VALUE.apply, dist=D.DiagGaussian()
+DQN = losses.bind(losses.dqn_loss, "online", "target", q_apply=QNET.apply, gamma=0.99)
+PPO = losses.bind(
+    losses.ppo_loss,
+    "actor",
+    "critic",
+    policy_apply=POLICY.apply,
+    value_apply=VALUE.apply,
+    dist=D.Categorical(),
 )
-SAC = partial(
-    losses.sac_loss, actor_apply=SAC_ACTOR.apply, critic_apply=CRITIC.apply, gamma=0.99, target_entropy=-2.0
+PPO_CONTINUOUS = losses.bind(
+    losses.ppo_loss,
+    "actor",
+    "critic",
+    policy_apply=GAUSS_POLICY.apply,
+    value_apply=VALUE.apply,
+    dist=D.DiagGaussian(),
 )
-DISCRETE_SAC = partial(
+SAC_KEYS = ("actor", "critic", "target_critic", "log_alpha")
+SAC = losses.bind(
+    losses.sac_loss,
+    *SAC_KEYS,
+    actor_apply=SAC_ACTOR.apply,
+    critic_apply=CRITIC.apply,
+    gamma=0.99,
+    target_entropy=-2.0,
+)
+DISCRETE_SAC = losses.bind(
     losses.discrete_sac_loss,
+    *SAC_KEYS,
     actor_apply=POLICY.apply,
     critic_apply=DISCRETE_CRITIC.apply,
     gamma=0.99,
     target_entropy=0.5,
 )
-REINFORCE = partial(
-    losses.reinforce_loss, policy_apply=POLICY.apply, dist=D.Categorical(), value_apply=VALUE.apply
+REINFORCE = losses.bind(
+    losses.reinforce_loss,
+    "actor",
+    "critic",
+    policy_apply=POLICY.apply,
+    dist=D.Categorical(),
+    value_apply=VALUE.apply,
 )
-SOFT_Q = partial(losses.soft_q_loss, q_apply=QNET.apply, gamma=0.99, alpha=0.5)
+SOFT_Q = losses.bind(losses.soft_q_loss, "online", "target", q_apply=QNET.apply, gamma=0.99, alpha=0.5)

@@ -260,7 +260,7 @@ def test_either_buffer_feeds_the_same_loss():
     theirs = buffers.torchrl_batch(rb.sample())
     assert set(ours.keys(include_nested=True)) == set(theirs.keys(include_nested=True))
     for batch in (ours, theirs):
-        loss, _metrics = dqn_loss(params, batch, q_apply=q.apply, gamma=0.99)
+        loss, _metrics = dqn_loss(params["online"], params["target"], batch, q_apply=q.apply, gamma=0.99)
         assert math.isfinite(float(loss))
     # every index TorchRL drew points at the row it returned
     assert torch.equal(theirs["next", "reward"], theirs["index"].float())

@@ -53,26 +53,37 @@ def test_dqn_targets_by_hand():
     batch = one_hot_batch(
         [0, 0, 0], [1, 0, 1], [1, 1, 1], [1.0, 1.0, 1.0], [False, True, False], [False, False, True]
     )
-    _, q, y = losses.dqn_td_error(params, batch, q_apply=tabular_q, gamma=0.5)
+    _, q, y = losses.dqn_td_error(params["online"], params["target"], batch, q_apply=tabular_q, gamma=0.5)
     torch.testing.assert_close(q, torch.tensor([2.0, 1.0, 2.0]))
     # max target Q at s'=1 is 40; terminated -> no bootstrap; truncated -> bootstraps
     torch.testing.assert_close(y, torch.tensor([21.0, 1.0, 21.0]))
     # double DQN: the online net picks argmax Q(s'=1) = action 0, evaluated by the target: 30
-    _, _, y_double = losses.dqn_td_error(params, batch, q_apply=tabular_q, gamma=0.5, double=True)
+    _, _, y_double = losses.dqn_td_error(
+        params["online"], params["target"], batch, q_apply=tabular_q, gamma=0.5, double=True
+    )
     torch.testing.assert_close(y_double, torch.tensor([16.0, 1.0, 16.0]))
     # n-step transitions discount by gamma ** steps_to_next_obs
     batch["steps_to_next_obs"] = torch.tensor([3, 1, 2])
-    _, _, y_n = losses.dqn_td_error(params, batch, q_apply=tabular_q, gamma=0.5)
+    _, _, y_n = losses.dqn_td_error(params["online"], params["target"], batch, q_apply=tabular_q, gamma=0.5)
     torch.testing.assert_close(y_n, torch.tensor([1 + 40 / 8, 1.0, 1 + 40 / 4]))
-    loss, metrics = losses.dqn_loss(params, batch.exclude("steps_to_next_obs"), q_apply=tabular_q, gamma=0.5)
+    loss, metrics = losses.dqn_loss(
+        params["online"], params["target"], batch.exclude("steps_to_next_obs"), q_apply=tabular_q, gamma=0.5
+    )
     torch.testing.assert_close(loss, torch.tensor((19.0**2 + 0.0 + 19.0**2) / 3))
     huber, _ = losses.dqn_loss(
-        params, batch.exclude("steps_to_next_obs"), q_apply=tabular_q, gamma=0.5, loss="huber"
+        params["online"],
+        params["target"],
+        batch.exclude("steps_to_next_obs"),
+        q_apply=tabular_q,
+        gamma=0.5,
+        loss="huber",
     )
     torch.testing.assert_close(huber, torch.tensor((18.5 + 0.0 + 18.5) / 3))
     assert float(metrics["td_error"]) == pytest.approx(38 / 3)
     batch["_weight"] = torch.tensor([1.0, 1.0, 0.0])
-    weighted, _ = losses.dqn_loss(params, batch.exclude("steps_to_next_obs"), q_apply=tabular_q, gamma=0.5)
+    weighted, _ = losses.dqn_loss(
+        params["online"], params["target"], batch.exclude("steps_to_next_obs"), q_apply=tabular_q, gamma=0.5
+    )
     torch.testing.assert_close(weighted, torch.tensor(19.0**2 / 3))
 
 
@@ -251,8 +262,14 @@ def test_reinforce_gradient_is_the_score_function_estimate():
     ref = torch.func.grad(expected)(params["actor"])
     for k in ref.keys(True, True):
         torch.testing.assert_close(ours.get(k), ref.get(k))
-    no_baseline = partial(losses.reinforce_loss, policy_apply=S.POLICY.apply, dist=D.Categorical())
-    _, m = no_baseline(TensorDict({"actor": params["actor"]}), batch, normalize_returns=True)
+    _, m = losses.reinforce_loss(
+        params["actor"],
+        None,
+        batch,
+        policy_apply=S.POLICY.apply,
+        dist=D.Categorical(),
+        normalize_returns=True,
+    )
     assert float(m["value_loss"]) == 0.0 and abs(float(m["return"])) < 1e-6
 
 
@@ -301,7 +318,9 @@ def test_soft_q_learning_converges_to_the_soft_value_iteration_fixed_point():
     for _ in range(400):
         params = TensorDict({"online": {"w": w}, "target": {"w": w}})
         grad = torch.func.grad(
-            lambda p: losses.soft_q_loss(p, batch, q_apply=tabular_q, gamma=gamma, alpha=alpha)[0]
+            lambda p: losses.soft_q_loss(
+                p["online"], p["target"], batch, q_apply=tabular_q, gamma=gamma, alpha=alpha
+            )[0]
         )(params)
         w = w - 1.5 * grad["online", "w"]  # mean over 18 rows: lr 1.5 is a full step per (s, a)
     torch.testing.assert_close(w, q_star, rtol=1e-8, atol=1e-8)
@@ -352,14 +371,42 @@ def test_bad_input_raises_a_clear_error(call, error, match):
         call()
 
 
+def _torchrl_style(batch: TensorDict) -> TensorDict:
+    """Every per-sample scalar as TorchRL keeps it: ``[B, 1]``."""
+    out = batch.clone()
+    for key in losses.PER_SAMPLE:
+        if key in out.keys(include_nested=True):
+            out.set(key, out.get(key).unsqueeze(-1))
+    return out
+
+
 def test_squeeze_trailing_adapts_torchrl_batches():
     batch = S.transitions(0)
-    torchrl_style = batch.clone()
-    for key in (("next", "reward"), ("next", "terminated"), ("next", "done"), ("next", "truncated")):
-        torchrl_style.set(key, torchrl_style.get(key).unsqueeze(-1))
     torch.testing.assert_close(
-        S.DQN(S.dqn_params(0), losses.squeeze_trailing(torchrl_style))[0], S.DQN(S.dqn_params(0), batch)[0]
+        S.DQN(S.dqn_params(0), losses.squeeze_trailing(_torchrl_style(batch)))[0],
+        S.DQN(S.dqn_params(0), batch)[0],
     )
+    # the on-policy keys TorchRL's GAE writes as [B, 1] too: following the hint fixes them all
+    on_policy = S.on_policy(0)
+    theirs = _torchrl_style(on_policy)
+    with pytest.raises(ValueError, match="squeeze_trailing"):
+        S.PPO(S.actor_critic_params(0), theirs, value_clip_eps=0.2)
+    ours = S.PPO(S.actor_critic_params(0), losses.squeeze_trailing(theirs), value_clip_eps=0.2)[0]
+    torch.testing.assert_close(ours, S.PPO(S.actor_critic_params(0), on_policy, value_clip_eps=0.2)[0])
+
+
+def test_a_value_function_returning_b_by_1_is_named_not_the_batch():
+    """A user's critic that returns ``[B, 1]``: the error names the function, not squeeze_trailing."""
+
+    def value_b1(params, obs):
+        return S.VALUE.apply(params, obs).unsqueeze(-1)
+
+    params, batch = S.actor_critic_params(0), S.on_policy(0)
+    for loss in (losses.ppo_loss, losses.reinforce_loss):
+        kwargs = dict(policy_apply=S.POLICY.apply, value_apply=value_b1, dist=D.Categorical())
+        with pytest.raises(ValueError, match=r"`value_apply` must return one value per sample") as err:
+            loss(params["actor"], params["critic"], batch, **kwargs)
+        assert "squeeze_trailing" not in str(err.value) and ".squeeze(-1)" in str(err.value)
 
 
 # --------------------------------------------------------------------------------------

@@ -192,6 +192,66 @@ def test_module_adapter_matches_module_forward_and_backward():
     assert not bool((module.body[0].weight == 0).all())
 
 
+def test_live_module_params_train_with_torch_optim_like_frl_optim():
+    """The torch.optim recipe (``copy=False``: the module's own parameters) takes the same steps
+    as the pure recipe (detached copies, ``torch.func.grad`` and ``frl.optim.adam``)."""
+    from frl import distributions, losses, optim
+
+    torch.manual_seed(1)
+    actor, critic = (
+        ScaledNet(),
+        torch.nn.Sequential(torch.nn.Linear(OBS, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)),
+    )
+    batch = TensorDict(
+        {
+            "observation": obs(0),
+            "action": torch.arange(obs(0).shape[0]) % 2,
+            "action_log_prob": torch.full((obs(0).shape[0],), -0.7),
+            "advantage": torch.linspace(-1.0, 1.0, obs(0).shape[0]),
+            "value_target": torch.linspace(0.0, 2.0, obs(0).shape[0]),
+        },
+        batch_size=[obs(0).shape[0]],
+    )
+
+    def value_apply(net):
+        return lambda p, x: net.apply(p, x).squeeze(-1)
+
+    def loss_of(actor_params, critic_params, actor_net, critic_net):
+        return losses.ppo_loss(
+            actor_params,
+            critic_params,
+            batch,
+            policy_apply=actor_net.apply,
+            value_apply=value_apply(critic_net),
+            dist=distributions.Categorical(),
+        )[0]
+
+    (pa, na), (pc, nc) = nn.from_module(actor), nn.from_module(critic)  # copies, before any step
+    pure = TensorDict({"actor": pa.exclude("scale"), "critic": pc}, batch_size=[])
+    scale = pa["scale"]
+    tx = optim.adam(1e-2)
+    opt_state = tx.init(pure)
+    for _ in range(3):
+        grads = torch.func.grad(
+            lambda p: loss_of(p["actor"].clone(recurse=False).set("scale", scale), p["critic"], na, nc)
+        )(pure)
+        updates, opt_state = tx.update(grads, opt_state, pure)
+        pure = optim.apply_updates(pure, updates)
+
+    (live_a, net_a), (live_c, net_c) = nn.from_module(actor, copy=False), nn.from_module(critic, copy=False)
+    assert live_a["body", "0", "weight"] is actor.body[0].weight
+    torch_opt = torch.optim.Adam([*actor.parameters(), *critic.parameters()], lr=1e-2)
+    for _ in range(3):
+        torch_opt.zero_grad()
+        loss_of(live_a, live_c, net_a, net_c).backward()
+        torch_opt.step()
+    torch.testing.assert_close(
+        actor.body[0].weight.detach(), pure["actor", "body", "0", "weight"], rtol=1e-5, atol=1e-6
+    )
+    torch.testing.assert_close(critic[2].weight.detach(), pure["critic", "2", "weight"], rtol=1e-5, atol=1e-6)
+    assert not torch.equal(actor.body[0].weight.detach(), pa["body", "0", "weight"])  # the module moved
+
+
 def test_module_adapter_init_is_deterministic_in_the_key():
     _, net = nn.from_module(ScaledNet())
     a, b, c = net.init(fr.key(1)), net.init(fr.key(1)), net.init(fr.key(2))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import torch
@@ -23,7 +22,7 @@ from frl import buffers, envs, nn, optim, random
 from frl.algos.base import Train, Unit, check_config, compose, init_state, wrapped_optimizer
 from frl.algos.replay import example_transition, make_collect, masked
 from frl.distributions import epsilon_greedy, greedy
-from frl.losses import dqn_loss
+from frl.losses import bind, dqn_loss
 from frl.optim import GradientTransformation
 from frl.update import make_update
 
@@ -131,7 +130,15 @@ def make_train(
         q: Any = nn.ConvQNetwork(tuple(env.observation_space.shape), env.action_space.n)
     else:
         q = nn.QNetwork(env.observation_space.shape[0], env.action_space.n, hidden=config.hidden)
-    loss = partial(dqn_loss, q_apply=q.apply, gamma=config.gamma, double=config.double, loss=config.loss)
+    loss = bind(
+        dqn_loss,
+        "online",
+        "target",
+        q_apply=q.apply,
+        gamma=config.gamma,
+        double=config.double,
+        loss=config.loss,
+    )
     period = config.target_network_frequency // config.train_frequency
     tx = wrapped_optimizer(optim.adam(config.learning_rate), wrap_optimizer)
     if config.tau == 1.0:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import torch
@@ -23,7 +22,7 @@ from torch import Tensor
 from frl import envs, optim, random
 from frl.algos.base import Train, Unit, check_config, check_segments, compose, init_state, wrapped_optimizer
 from frl.algos.rollout import actor_critic, clip_action, init_trajectory, make_collect, make_explore
-from frl.losses import ppo_loss
+from frl.losses import bind, ppo_loss
 from frl.optim import GradientTransformation
 from frl.returns import gae
 from frl.update import make_update
@@ -134,8 +133,10 @@ def make_train(
         else config.learning_rate
     )
     tx = optim.chain(optim.clip_by_global_norm(config.max_grad_norm), optim.adam(lr, eps=1e-5))
-    loss = partial(
+    loss = bind(
         ppo_loss,
+        "actor",
+        "critic",
         policy_apply=actor.apply,
         value_apply=critic.apply,
         dist=dist,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import torch
@@ -28,7 +27,7 @@ from torch import Tensor
 from frl import envs, optim, random
 from frl.algos.base import Train, Unit, check_config, check_segments, compose, init_state, wrapped_optimizer
 from frl.algos.rollout import actor_critic, clip_action, init_trajectory, make_collect, make_explore
-from frl.losses import reinforce_loss
+from frl.losses import bind, reinforce_loss
 from frl.optim import GradientTransformation
 from frl.returns import discounted_returns
 from frl.update import make_update
@@ -79,8 +78,10 @@ def make_train(
     env = envs.make(config.env_id) if env is None else env
     actor, dist, critic = actor_critic(env, config.hidden, config.log_std_init)
     T, E = config.num_steps, config.num_envs
-    loss = partial(
+    loss = bind(
         reinforce_loss,
+        "actor",
+        "critic",
         policy_apply=actor.apply,
         dist=dist,
         value_apply=critic.apply,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import torch
@@ -29,7 +28,7 @@ from frl import buffers, envs, nn, optim, random
 from frl.algos.base import Train, Unit, check_config, compose, init_state, wrapped_optimizer
 from frl.algos.replay import example_transition, make_collect, masked
 from frl.distributions import TanhGaussian
-from frl.losses import sac_loss
+from frl.losses import bind, sac_loss
 from frl.optim import GradientTransformation
 from frl.update import make_update
 
@@ -96,8 +95,12 @@ def make_train(
         nn.ContinuousQNetwork(obs_dim, action_dim, hidden=config.hidden), num=config.num_critics
     )
     dist = TanhGaussian(low, high)
-    loss = partial(
+    loss = bind(
         sac_loss,
+        "actor",
+        "critic",
+        "target_critic",
+        "log_alpha",
         actor_apply=actor.apply,
         critic_apply=critics.network.apply,
         gamma=config.gamma,

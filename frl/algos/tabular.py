@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import torch
@@ -39,7 +38,7 @@ from frl.algos.base import (
 )
 from frl.algos.rollout import STATS
 from frl.distributions import epsilon_greedy
-from frl.losses import dqn_loss, soft_q_loss
+from frl.losses import bind, dqn_loss, soft_q_loss
 from frl.optim import GradientTransformation
 from frl.update import make_update
 
@@ -110,9 +109,9 @@ def make_train(
     S, A, E = env.num_states, env.action_space.n, config.num_envs
     soft = config.algorithm == "soft_q"
     if soft:
-        loss = partial(soft_q_loss, q_apply=q_apply, gamma=config.gamma, alpha=config.alpha)
+        loss = bind(soft_q_loss, "online", "target", q_apply=q_apply, gamma=config.gamma, alpha=config.alpha)
     else:
-        loss = partial(dqn_loss, q_apply=q_apply, gamma=config.gamma)
+        loss = bind(dqn_loss, "online", "target", q_apply=q_apply, gamma=config.gamma)
     learner = make_update(
         loss,
         wrapped_optimizer(optim.sgd(config.learning_rate * E), wrap_optimizer),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from tensordict import TensorDictBase
@@ -15,6 +16,7 @@ ACTION = "action"
 NEXT_OBS = ("next", "observation")
 REWARD = ("next", "reward")
 TERMINATED = ("next", "terminated")
+TRUNCATED = ("next", "truncated")
 DONE = ("next", "done")
 STEPS = "steps_to_next_obs"
 WEIGHT = "_weight"
@@ -22,6 +24,22 @@ LOG_PROB = "action_log_prob"
 ADVANTAGE = "advantage"
 VALUE_TARGET = "value_target"
 STATE_VALUE = "state_value"
+
+PER_SAMPLE: tuple[NestedKey, ...] = (
+    REWARD,
+    TERMINATED,
+    TRUNCATED,
+    DONE,
+    LOG_PROB,
+    ADVANTAGE,
+    VALUE_TARGET,
+    STATE_VALUE,
+    ("next", STATE_VALUE),
+    STEPS,
+    WEIGHT,
+)
+"""Every per-sample scalar a frl loss reads: one value per transition, ``[B]`` (TorchRL keeps
+them as ``[B, 1]``; :func:`squeeze_trailing` removes that dim)."""
 
 
 def _name(key: NestedKey) -> str:
@@ -40,12 +58,13 @@ def get(batch: TensorDictBase, key: NestedKey, owner: str) -> Tensor:
 
 
 def check_per_sample(owner: str, batch_shape: torch.Size, **tensors: Tensor) -> None:
-    """Each tensor must have exactly the batch shape (no trailing singleton, TorchRL's ``[B, 1]``)."""
+    """Each batch entry must have exactly the batch shape (no trailing singleton, TorchRL's ``[B, 1]``)."""
     for name, x in tensors.items():
         if x.shape != batch_shape:
             hint = (
-                " (squeeze TorchRL's trailing dim with frl.losses.squeeze_trailing)"
-                if x.shape[-1:] == (1,)
+                " (TorchRL keeps per-step scalars as [B, 1]: pass the batch through "
+                "frl.losses.squeeze_trailing, which squeezes every per-sample key a loss reads)"
+                if x.shape == (*batch_shape, 1)
                 else ""
             )
             raise ValueError(
@@ -53,23 +72,50 @@ def check_per_sample(owner: str, batch_shape: torch.Size, **tensors: Tensor) -> 
             )
 
 
-def weights(batch: TensorDictBase, like: Tensor) -> Tensor | None:
+def check_output(owner: str, fn: str, batch_shape: torch.Size, x: Tensor) -> None:
+    """A network output that must be one value per sample: ``fn`` returned ``x``."""
+    if x.shape != batch_shape:
+        hint = (
+            f"; squeeze the last dim inside `{fn}` (e.g. `net(obs).squeeze(-1)`)"
+            if x.shape == (*batch_shape, 1)
+            else ""
+        )
+        raise ValueError(
+            f"{owner}: `{fn}` must return one value per sample, shape {list(batch_shape)}, "
+            f"got {list(x.shape)}{hint}"
+        )
+
+
+def transition(batch: TensorDictBase, owner: str) -> tuple[Tensor, ...]:
+    """``(obs, action, next_obs, reward, terminated, steps)`` of a transition batch (``steps``:
+    ``steps_to_next_obs`` of n-step batches, else None)."""
+    return (
+        get(batch, OBS, owner),
+        get(batch, ACTION, owner),
+        get(batch, NEXT_OBS, owner),
+        get(batch, REWARD, owner),
+        get(batch, TERMINATED, owner),
+        batch.get(STEPS, None),
+    )
+
+
+def weights(batch: TensorDictBase) -> Tensor | None:
     """Importance weights ``_weight`` (prioritized replay), if the batch has them."""
-    w = batch.get(WEIGHT, None)
-    return None if w is None else w.to(like.dtype)
+    return batch.get(WEIGHT, None)
 
 
 def weighted_mean(x: Tensor, w: Tensor | None) -> Tensor:
-    return x.mean() if w is None else (x * w).mean()
+    """``mean(x)``, or ``mean(w x)`` with per-sample weights."""
+    return x.mean() if w is None else (x * w.to(x.dtype)).mean()
 
 
-def squeeze_trailing(
-    batch: TensorDictBase, keys: Sequence[NestedKey] = (REWARD, TERMINATED, DONE, ("next", "truncated"))
-) -> TensorDictBase:
-    """A shallow copy of a TorchRL batch with the trailing ``1`` of per-step scalars removed.
+def squeeze_trailing(batch: TensorDictBase, keys: Sequence[NestedKey] = PER_SAMPLE) -> TensorDictBase:
+    """A shallow copy of a TorchRL batch with the trailing ``1`` of per-sample scalars removed.
 
-    TorchRL stores ``reward``, ``done``, ``terminated`` and ``truncated`` as ``[B, 1]``; frl's
-    losses take ``[B]``. Keys that are absent or already squeezed are left alone.
+    TorchRL stores rewards, flags, log-probabilities, advantages, value targets and state values
+    as ``[B, 1]`` (its GAE writes ``advantage``, ``value_target`` and ``state_value`` that way);
+    frl's losses take ``[B]``. ``keys`` defaults to every per-sample key a frl loss reads
+    (:data:`PER_SAMPLE`); keys that are absent or already squeezed are left alone.
     """
     out = batch.copy()
     for key in keys:
@@ -79,25 +125,17 @@ def squeeze_trailing(
     return out
 
 
-def regression(td: Tensor, kind: str, delta: float | Tensor) -> Tensor:
-    """Per-sample regression loss of a TD error: ``"mse"``: ``td^2``; ``"huber"``:
-    ``td^2 / 2`` for ``|td| <= delta``, else ``delta (|td| - delta / 2)``."""
-    if kind == "mse":
-        return td * td
-    abs_td = torch.abs(td)
-    quadratic = torch.minimum(abs_td, torch.as_tensor(delta, dtype=td.dtype, device=td.device))
-    return 0.5 * quadratic * quadratic + delta * (abs_td - quadratic)
+def bind(loss_fn: Callable[..., Any], /, *keys: str, **kwargs: Any) -> Callable[..., Any]:
+    """``f(params, batch, **more) = loss_fn(params[k1], params[k2], ..., batch, **kwargs, **more)``.
 
+    Adapts a loss that takes parameter sub-trees (``ppo_loss(actor_params, critic_params,
+    batch, ...)``) to the one-TensorDict form ``frl.update.make_update`` differentiates, with
+    the sub-trees named by ``keys``: ``bind(ppo_loss, "actor", "critic", policy_apply=...)``.
+    """
+    if not keys:
+        raise ValueError("bind: name the params keys the loss reads, e.g. bind(ppo_loss, 'actor', 'critic')")
 
-def check_regression(owner: str, kind: str) -> None:
-    if kind not in ("mse", "huber"):
-        raise ValueError(f"{owner}: `loss` must be 'mse' or 'huber', got {kind!r}")
+    def bound(params: TensorDictBase, batch: TensorDictBase, **more: Any) -> Any:
+        return loss_fn(*(params[k] for k in keys), batch, **{**kwargs, **more})
 
-
-def discount(batch: TensorDictBase, gamma: float | Tensor, like: Tensor) -> Tensor | float:
-    """``gamma ** steps_to_next_obs`` for n-step batches (TorchRL's MultiStep key), else ``gamma``."""
-    steps = batch.get(STEPS, None)
-    if steps is None:
-        return gamma
-    steps = steps.reshape(like.shape).to(like.dtype)
-    return torch.as_tensor(gamma, dtype=like.dtype, device=like.device) ** steps
+    return bound

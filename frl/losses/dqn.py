@@ -5,46 +5,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from frl.distributions import select_actions
 from frl.losses import _batch as B
+from frl.losses.value_terms import double_q_target, regression_loss, td_target
 
-__all__ = ["dqn_loss", "dqn_td_error"]
+__all__ = ["dqn_loss", "dqn_td_error", "q_regression"]
 
 QApply = Callable[[TensorDictBase, Tensor], Tensor]
 
 
-def bootstrapped_td(
-    params: TensorDictBase,
-    batch: TensorDictBase,
-    *,
-    q_apply: QApply,
-    gamma: float | Tensor,
-    next_value: Callable[[Tensor], Tensor],
-    owner: str,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``(Q(s, a) - y, Q(s, a), y)`` with ``y = r + gamma^n (1 - terminated) next_value(s')``.
-
-    ``next_value(next_obs) -> [B]`` evaluates the (detached) bootstrap; ``y`` has no gradient.
-    """
-    obs, action = B.get(batch, B.OBS, owner), B.get(batch, B.ACTION, owner)
-    next_obs = B.get(batch, B.NEXT_OBS, owner)
-    reward, terminated = B.get(batch, B.REWARD, owner), B.get(batch, B.TERMINATED, owner)
-    q_sa = select_actions(q_apply(params["online"], obs), action, owner)
-    B.check_per_sample(owner, q_sa.shape, reward=reward, terminated=terminated)
-    discount = B.discount(batch, gamma, reward)
-    target = (reward + discount * (1.0 - terminated.to(reward.dtype)) * next_value(next_obs)).detach()
-    return q_sa - target, q_sa, target
-
-
-def regression_loss(
-    td: Tensor, q_sa: Tensor, target: Tensor, batch: TensorDictBase, loss: str, huber_delta: float | Tensor
+def q_regression(
+    q_sa: Tensor, target: Tensor, batch: TensorDictBase, kind: str, huber_delta: float | Tensor
 ) -> tuple[Tensor, TensorDict]:
-    """``mean_i w_i rho(td_i)`` and the Q-learning metrics ``loss``, ``td_error``, ``q``, ``target``."""
-    value = B.weighted_mean(B.regression(td, loss, huber_delta), B.weights(batch, td))
+    """``regression_loss(Q(s, a) - y)`` (prioritized-replay weights from the batch) and the
+    Q-learning metrics ``loss``, ``td_error`` (mean absolute), ``q``, ``target``."""
+    td = q_sa - target
+    value = regression_loss(td, kind, huber_delta, B.weights(batch))
     metrics = TensorDict(
         {
             "loss": value.detach(),
@@ -58,7 +37,8 @@ def regression_loss(
 
 
 def dqn_td_error(
-    params: TensorDictBase,
+    online_params: TensorDictBase,
+    target_params: TensorDictBase,
     batch: TensorDictBase,
     *,
     q_apply: QApply,
@@ -67,37 +47,39 @@ def dqn_td_error(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Per-sample TD errors of Q-learning, ``Q(s, a) - y``.
 
-    ``y = r + gamma^n (1 - terminated) Q_target(s', a*)`` with ``a* = argmax_a Q_target(s', a)``,
-    or ``argmax_a Q_online(s', a)`` for double DQN; ``n = steps_to_next_obs`` when the batch
-    has it (n-step transitions, TorchRL's ``MultiStep``), else 1. A truncated transition
-    bootstraps; only ``terminated`` stops it. ``y`` carries no gradient.
+    ``y = td_target(r, terminated, max_a Q'(s', a))``, or for double DQN
+    ``double_q_target(r, terminated, Q'(s', .), Q(s', .))``; ``gamma^n`` with ``n =
+    steps_to_next_obs`` when the batch has it (n-step transitions, TorchRL's ``MultiStep``). A
+    truncated transition bootstraps; only ``terminated`` stops it. ``y`` carries no gradient, and
+    the target network's params are detached: gradients reach ``online_params`` only.
 
     Args:
-      params: ``{"online": ..., "target": ...}`` Q-network params.
+      online_params: the online Q-network's params.
+      target_params: the target Q-network's params.
       batch: ``observation``, ``action [B]`` (int), ``next.{observation, reward [B], terminated [B]}``.
       q_apply: ``q_apply(net_params, obs) -> [B, A]``.
-      gamma: discount.
+      gamma: discount (float or 0-d tensor).
       double: use double DQN's action selection.
 
     Returns:
       ``(td_error [B], q [B], target [B])``.
     """
-    target_params = params["target"].detach()
-
-    def next_value(next_obs: Tensor) -> Tensor:
-        target_q = q_apply(target_params, next_obs)
-        if not double:
-            return target_q.max(dim=-1).values
-        next_action = torch.argmax(q_apply(params["online"].detach(), next_obs), dim=-1)
-        return torch.gather(target_q, -1, next_action.unsqueeze(-1)).squeeze(-1)
-
-    return bootstrapped_td(
-        params, batch, q_apply=q_apply, gamma=gamma, next_value=next_value, owner="dqn_loss"
-    )
+    owner = "dqn_loss"
+    obs, action, next_obs, reward, terminated, steps = B.transition(batch, owner)
+    q_sa = select_actions(q_apply(online_params, obs), action, owner)
+    B.check_per_sample(owner, q_sa.shape, reward=reward, terminated=terminated)
+    next_q = q_apply(target_params.detach(), next_obs)
+    if double:
+        next_online = q_apply(online_params.detach(), next_obs)
+        target = double_q_target(reward, terminated, next_q, next_online, gamma=gamma, steps=steps)
+    else:
+        target = td_target(reward, terminated, next_q.max(dim=-1).values, gamma=gamma, steps=steps)
+    return q_sa - target, q_sa, target
 
 
 def dqn_loss(
-    params: TensorDictBase,
+    online_params: TensorDictBase,
+    target_params: TensorDictBase,
     batch: TensorDictBase,
     *,
     q_apply: QApply,
@@ -110,12 +92,12 @@ def dqn_loss(
     """The DQN loss ``mean_i w_i rho(Q(s_i, a_i) - y_i)`` (see :func:`dqn_td_error` for ``y``).
 
     ``rho`` is the squared error (``loss="mse"``, as ``F.mse_loss``) or the Huber loss with
-    threshold ``huber_delta`` (``loss="huber"``; with ``delta = 1`` it is ``F.smooth_l1_loss``).
-    ``w`` are prioritized-replay importance weights (``_weight``) when the batch has them.
-    Gradients reach ``params["online"]`` only: the target network's params are detached here.
+    threshold ``huber_delta`` (``loss="huber"``; with ``delta = 1`` it is ``F.smooth_l1_loss``):
+    :func:`~frl.losses.regression_loss`. ``w`` are prioritized-replay importance weights
+    (``_weight``) when the batch has them.
 
     Args:
-      params, batch, q_apply, gamma, double: as :func:`dqn_td_error`.
+      online_params, target_params, batch, q_apply, gamma, double: as :func:`dqn_td_error`.
       loss: ``"mse"`` or ``"huber"``.
       huber_delta: Huber threshold.
       key: unused (DQN's loss needs no noise); accepted for a uniform signature.
@@ -123,6 +105,9 @@ def dqn_loss(
     Returns:
       ``(loss, metrics)``; metrics ``loss``, ``td_error`` (mean absolute), ``q``, ``target``.
     """
-    B.check_regression("dqn_loss", loss)
-    td, q_sa, target = dqn_td_error(params, batch, q_apply=q_apply, gamma=gamma, double=double)
-    return regression_loss(td, q_sa, target, batch, loss, huber_delta)
+    if loss not in ("mse", "huber"):
+        raise ValueError(f"dqn_loss: `loss` must be 'mse' or 'huber', got {loss!r}")
+    _, q_sa, target = dqn_td_error(
+        online_params, target_params, batch, q_apply=q_apply, gamma=gamma, double=double
+    )
+    return q_regression(q_sa, target, batch, loss, huber_delta)

@@ -12,6 +12,8 @@ from torch import Tensor
 
 from frl.distributions import Distribution
 from frl.losses import _batch as B
+from frl.losses.policy_terms import clipped_surrogate, entropy_bonus
+from frl.losses.value_terms import clipped_value_loss, value_loss
 
 __all__ = ["explained_variance", "normalize", "ppo_loss"]
 
@@ -28,7 +30,8 @@ def explained_variance(prediction: Tensor, target: Tensor) -> Tensor:
 
 
 def ppo_loss(
-    params: TensorDictBase,
+    actor_params: TensorDictBase,
+    critic_params: TensorDictBase,
     batch: TensorDictBase,
     *,
     policy_apply: Callable[[TensorDictBase, Tensor], Any],
@@ -41,25 +44,26 @@ def ppo_loss(
     normalize_advantage: bool = True,
     key: Tensor | None = None,
 ) -> tuple[Tensor, TensorDict]:
-    """The PPO-clip loss ``L = L_pi + value_coef L_V - entropy_coef H``.
+    """The PPO-clip loss ``L = L_pi + value_coef L_V + entropy_coef L_H``, from three primitives.
 
     With ``r = exp(log pi(a|s) - log pi_old(a|s))`` and advantages ``A`` (normalised per
     minibatch when ``normalize_advantage``):
 
-    * ``L_pi = -mean(min(r A, clip(r, 1 - eps, 1 + eps) A))``;
-    * ``L_V = mean((V(s) - V_target)^2) / 2``, or with ``value_clip_eps`` the pessimistic
-      ``mean(max((V - V_t)^2, (V_old + clip(V - V_old, -e, e) - V_t)^2)) / 2``;
-    * ``H = mean(entropy(pi(.|s)))``.
+    * ``L_pi = clipped_surrogate(r, A, eps) = -mean(min(r A, clip(r, 1 - eps, 1 + eps) A))``;
+    * ``L_V = value_loss(V, V_target) = mean((V(s) - V_target)^2) / 2``, or with
+      ``value_clip_eps`` the pessimistic :func:`~frl.losses.clipped_value_loss`;
+    * ``L_H = entropy_bonus(H) = -mean(entropy(pi(.|s)))``.
 
     Args:
-      params: ``{"actor": ..., "critic": ...}``.
+      actor_params: the policy's params (read by ``policy_apply`` only).
+      critic_params: the value function's params (read by ``value_apply`` only).
       batch: ``observation``, ``action``, ``action_log_prob [B]`` (behaviour policy),
         ``advantage [B]``, ``value_target [B]``, and ``state_value [B]`` (old values, needed
         for value clipping).
       policy_apply: ``(actor_params, obs) -> distribution params`` for ``dist``.
       value_apply: ``(critic_params, obs) -> [B]``.
       dist: the policy's family, e.g. ``Categorical()`` or ``DiagGaussian()``.
-      clip_eps, value_clip_eps, entropy_coef, value_coef: coefficients (floats or tensors).
+      clip_eps, value_clip_eps, entropy_coef, value_coef: coefficients (floats or 0-d tensors).
       normalize_advantage: standardise advantages within the minibatch.
       key: unused; accepted for a uniform signature.
 
@@ -72,7 +76,7 @@ def ppo_loss(
     obs, action = B.get(batch, B.OBS, owner), B.get(batch, B.ACTION, owner)
     old_log_prob = B.get(batch, B.LOG_PROB, owner)
     advantage, value_target = B.get(batch, B.ADVANTAGE, owner), B.get(batch, B.VALUE_TARGET, owner)
-    dist_params = policy_apply(params["actor"], obs)
+    dist_params = policy_apply(actor_params, obs)
     log_prob = dist.log_prob(dist_params, action)
     B.check_per_sample(
         owner, log_prob.shape, action_log_prob=old_log_prob, advantage=advantage, value_target=value_target
@@ -81,27 +85,26 @@ def ppo_loss(
         advantage = normalize(advantage)
     log_ratio = log_prob - old_log_prob
     ratio = torch.exp(log_ratio)
-    clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
-    policy_loss = -torch.minimum(ratio * advantage, clipped * advantage).mean()
+    policy_loss = clipped_surrogate(ratio, advantage, clip_eps)
 
-    value = value_apply(params["critic"], obs)
-    B.check_per_sample(owner, log_prob.shape, value=value)
-    value_error = (value - value_target) ** 2
-    if value_clip_eps is not None:
+    value = value_apply(critic_params, obs)
+    B.check_output(owner, "value_apply", log_prob.shape, value)
+    if value_clip_eps is None:
+        v_loss = value_loss(value, value_target)
+    else:
         old_value = B.get(batch, B.STATE_VALUE, owner)
-        clipped_value = old_value + torch.clamp(value - old_value, -value_clip_eps, value_clip_eps)
-        value_error = torch.maximum(value_error, (clipped_value - value_target) ** 2)
-    value_loss = 0.5 * value_error.mean()
-    entropy = dist.entropy(dist_params).mean()
-    loss = policy_loss + value_coef * value_loss - entropy_coef * entropy
+        B.check_per_sample(owner, log_prob.shape, state_value=old_value)
+        v_loss = clipped_value_loss(value, old_value, value_target, value_clip_eps)
+    entropy = dist.entropy(dist_params)
+    loss = policy_loss + value_coef * v_loss + entropy_coef * entropy_bonus(entropy)
 
     with torch.no_grad():
         metrics = TensorDict(
             {
                 "loss": loss.detach(),
                 "policy_loss": policy_loss.detach(),
-                "value_loss": value_loss.detach(),
-                "entropy": entropy.detach(),
+                "value_loss": v_loss.detach(),
+                "entropy": entropy.detach().mean(),
                 "approx_kl": ((ratio - 1.0) - log_ratio).mean().detach(),
                 "clip_fraction": ((ratio - 1.0).abs() > clip_eps).to(ratio.dtype).mean().detach(),
                 "explained_variance": explained_variance(value.detach(), value_target),

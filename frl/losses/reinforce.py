@@ -11,13 +11,16 @@ from torch import Tensor
 
 from frl.distributions import Distribution
 from frl.losses import _batch as B
+from frl.losses.policy_terms import policy_gradient_term
 from frl.losses.ppo import normalize
+from frl.losses.value_terms import value_loss
 
 __all__ = ["reinforce_loss"]
 
 
 def reinforce_loss(
-    params: TensorDictBase,
+    actor_params: TensorDictBase,
+    critic_params: TensorDictBase | None,
     batch: TensorDictBase,
     *,
     policy_apply: Callable[[TensorDictBase, Tensor], Any],
@@ -29,17 +32,19 @@ def reinforce_loss(
 ) -> tuple[Tensor, TensorDict]:
     """The score-function policy-gradient loss with an optional state-value baseline.
 
-    ``L = -mean(log pi(a|s) (G - b(s))) + value_coef mean((b(s) - G)^2) / 2`` where ``G`` are
-    the returns (``value_target``, e.g. from ``frl.returns.discounted_returns``) and ``b`` the
-    critic (detached in the policy term; ``b = 0`` without ``value_apply``). Its gradient is the
-    Monte-Carlo policy-gradient estimate ``-mean(grad log pi(a|s) (G - b(s)))``.
+    ``L = policy_gradient_term(log pi(a|s), G - b(s)) + value_coef value_loss(b(s), G)``, i.e.
+    ``-mean(log pi(a|s) sg(G - b(s))) + value_coef mean((b(s) - G)^2) / 2``, where ``G`` are the
+    returns (``value_target``, e.g. from ``frl.returns.discounted_returns``) and ``b`` the critic
+    (``b = 0`` without one). Its gradient is the Monte-Carlo policy-gradient estimate
+    ``-mean(grad log pi(a|s) (G - b(s)))``.
 
     Args:
-      params: ``{"actor": ...}``, plus ``"critic"`` with a baseline.
+      actor_params: the policy's params.
+      critic_params: the baseline's params, or None for no baseline.
       batch: ``observation``, ``action``, ``value_target [B]`` (returns).
       policy_apply: ``(actor_params, obs) -> distribution params`` for ``dist``.
       dist: the policy's family.
-      value_apply: ``(critic_params, obs) -> [B]``, or None for no baseline.
+      value_apply: ``(critic_params, obs) -> [B]`` (with ``critic_params``).
       value_coef: weight of the baseline's regression loss.
       normalize_returns: standardise ``G`` within the batch first.
       key: unused; accepted for a uniform signature.
@@ -49,28 +54,30 @@ def reinforce_loss(
       ``return``.
     """
     owner = "reinforce_loss"
+    if (critic_params is None) != (value_apply is None):
+        raise ValueError(f"{owner}: pass both `critic_params` and `value_apply` for a baseline, or neither")
     obs, action = B.get(batch, B.OBS, owner), B.get(batch, B.ACTION, owner)
     returns = B.get(batch, B.VALUE_TARGET, owner)
-    dist_params = policy_apply(params["actor"], obs)
+    dist_params = policy_apply(actor_params, obs)
     log_prob = dist.log_prob(dist_params, action)
     B.check_per_sample(owner, log_prob.shape, value_target=returns)
     if normalize_returns:
         returns = normalize(returns)
     if value_apply is None:
         advantage = returns
-        value_loss = torch.zeros((), dtype=log_prob.dtype, device=log_prob.device)
+        v_loss = torch.zeros((), dtype=log_prob.dtype, device=log_prob.device)
     else:
-        baseline = value_apply(params["critic"], obs)
-        B.check_per_sample(owner, log_prob.shape, value=baseline)
-        advantage = returns - baseline.detach()
-        value_loss = 0.5 * ((baseline - returns) ** 2).mean()
-    policy_loss = -(log_prob * advantage.detach()).mean()
-    loss = policy_loss + value_coef * value_loss
+        baseline = value_apply(critic_params, obs)
+        B.check_output(owner, "value_apply", log_prob.shape, baseline)
+        advantage = returns - baseline
+        v_loss = value_loss(baseline, returns)
+    policy_loss = policy_gradient_term(log_prob, advantage)
+    loss = policy_loss + value_coef * v_loss
     metrics = TensorDict(
         {
             "loss": loss.detach(),
             "policy_loss": policy_loss.detach(),
-            "value_loss": value_loss.detach(),
+            "value_loss": v_loss.detach(),
             "entropy": dist.entropy(dist_params).detach().mean(),
             "return": returns.detach().mean(),
         },

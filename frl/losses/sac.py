@@ -15,6 +15,8 @@ from torch.func import vmap
 from frl import random
 from frl.distributions import TanhGaussian
 from frl.losses import _batch as B
+from frl.losses.policy_terms import soft_policy_loss, temperature_loss
+from frl.losses.value_terms import soft_target
 
 __all__ = ["discrete_sac_loss", "sac_loss"]
 
@@ -34,6 +36,11 @@ def _target_min(q: Tensor, subset: int | None, key: Tensor | None, owner: str) -
         raise ValueError(f"{owner}: `target_subset` needs a `key` to pick the critics")
     chosen = random.choice(key, q.shape[0], (subset,), replace=False)
     return q.index_select(0, chosen).min(dim=0).values
+
+
+def _critic_loss(q: Tensor, target: Tensor) -> Tensor:
+    """``sum_i mean((Q_i(s, a) - y)^2)`` over the ensemble dim of ``q`` ``[N, B]``."""
+    return ((q - target) ** 2).mean(dim=-1).sum()
 
 
 def _metrics(
@@ -56,7 +63,10 @@ def _metrics(
 
 
 def sac_loss(
-    params: TensorDictBase,
+    actor_params: TensorDictBase,
+    critic_params: TensorDictBase,
+    target_critic_params: TensorDictBase,
+    log_alpha: Tensor,
     batch: TensorDictBase,
     *,
     actor_apply: Callable[[TensorDictBase, Tensor], tuple[Tensor, Tensor]],
@@ -72,14 +82,17 @@ def sac_loss(
 
     With ``alpha = exp(log_alpha)``, ``a' ~ pi(.|s')`` and ``a~ ~ pi(.|s)`` reparameterised:
 
-    * critics: ``sum_i mean((Q_i(s, a) - y)^2)``,
-      ``y = r + gamma (1 - terminated) (min_j Q'_j(s', a') - alpha log pi(a'|s'))``
+    * critics: ``sum_i mean((Q_i(s, a) - y)^2)`` with
+      ``y = soft_target(r, terminated, min_j Q'_j(s', a'), log pi(a'|s'))``
       (target critics ``Q'``; ``min`` over ``target_subset`` random critics for REDQ);
-    * actor: ``mean(alpha log pi(a~|s) - min_i Q_i(s, a~))`` (critics detached);
-    * temperature: ``-mean(log_alpha (log pi(a~|s) + target_entropy))`` (log-prob detached).
+    * actor: ``soft_policy_loss(log pi(a~|s), min_i Q_i(s, a~), alpha)`` (critics detached);
+    * temperature: ``temperature_loss(log_alpha, log pi(a~|s), target_entropy)``.
 
     Args:
-      params: ``{"actor", "critic" [N], "target_critic" [N], "log_alpha" (0-d)}``.
+      actor_params: the policy's params.
+      critic_params: the critics' params, stacked ``[N]`` (``frl.nn.Ensemble``).
+      target_critic_params: the target critics' params ``[N]`` (detached here).
+      log_alpha: the temperature's log, 0-d.
       batch: ``observation``, ``action [B, D]``, ``next.{observation, reward [B], terminated [B]}``.
       actor_apply: ``(actor_params, obs) -> (mean, log_std)`` of the pre-tanh Gaussian.
       critic_apply: ``(one_critic_params, obs, action) -> [B]``.
@@ -96,13 +109,10 @@ def sac_loss(
     """
     owner = "sac_loss"
     dist = TanhGaussian() if dist is None else dist
-    obs, action = B.get(batch, B.OBS, owner), B.get(batch, B.ACTION, owner)
-    next_obs = B.get(batch, B.NEXT_OBS, owner)
-    reward, terminated = B.get(batch, B.REWARD, owner), B.get(batch, B.TERMINATED, owner)
-    log_alpha = params["log_alpha"]
+    obs, action, next_obs, reward, terminated, steps = B.transition(batch, owner)
     alpha = torch.exp(log_alpha).detach()
-    next_dist = actor_apply(params["actor"].detach(), next_obs)
-    now_dist = actor_apply(params["actor"], obs)
+    next_dist = actor_apply(actor_params.detach(), next_obs)
+    now_dist = actor_apply(actor_params, obs)
     if noise is None:
         if key is None:
             raise ValueError(f"{owner}: pass a `key` (or the `noise`) to sample actions")
@@ -115,20 +125,23 @@ def sac_loss(
     new_action, log_prob = dist.sample_and_log_prob_from_noise(now_dist, noise[1])
     B.check_per_sample(owner, log_prob.shape, reward=reward, terminated=terminated)
 
-    target_q = _critics(critic_apply, params["target_critic"].detach(), next_obs, next_action)
-    next_value = _target_min(target_q, target_subset, key, owner) - alpha * next_log_prob
-    target = (reward + gamma * (1.0 - terminated.to(reward.dtype)) * next_value).detach()
-    q = _critics(critic_apply, params["critic"], obs, action)
-    critic_loss = ((q - target) ** 2).mean(dim=-1).sum()
+    target_q = _critics(critic_apply, target_critic_params.detach(), next_obs, next_action)
+    next_q = _target_min(target_q, target_subset, key, owner)
+    target = soft_target(reward, terminated, next_q, next_log_prob, alpha=alpha, gamma=gamma, steps=steps)
+    q = _critics(critic_apply, critic_params, obs, action)
+    critic_loss = _critic_loss(q, target)
 
-    q_new = _critics(critic_apply, params["critic"].detach(), obs, new_action).min(dim=0).values
-    actor_loss = (alpha * log_prob - q_new).mean()
-    alpha_loss = -(log_alpha * (log_prob.detach() + target_entropy)).mean()
+    q_new = _critics(critic_apply, critic_params.detach(), obs, new_action).min(dim=0).values
+    actor_loss = soft_policy_loss(log_prob, q_new, alpha)
+    alpha_loss = temperature_loss(log_alpha, log_prob, target_entropy)
     return _metrics(critic_loss, actor_loss, alpha_loss, alpha, -log_prob.detach().mean(), q)
 
 
 def discrete_sac_loss(
-    params: TensorDictBase,
+    actor_params: TensorDictBase,
+    critic_params: TensorDictBase,
+    target_critic_params: TensorDictBase,
+    log_alpha: Tensor,
     batch: TensorDictBase,
     *,
     actor_apply: Callable[[TensorDictBase, Tensor], Tensor],
@@ -141,14 +154,14 @@ def discrete_sac_loss(
 
     With ``p = softmax(logits)``:
 
-    * critics: ``sum_i mean((Q_i(s, a) - y)^2)``,
-      ``y = r + gamma (1 - terminated) sum_a' p(a'|s') (min_j Q'_j(s', a') - alpha log p(a'|s'))``;
-    * actor: ``mean(sum_a p(a|s) (alpha log p(a|s) - min_i Q_i(s, a)))``;
-    * temperature: ``-mean(log_alpha (sum_a p log p + target_entropy))``; the usual target is
-      ``0.89 log A`` (Christodoulou's ``0.98 * max entropy`` is often too high).
+    * critics: ``sum_i mean((Q_i(s, a) - y)^2)``, ``y = soft_target`` with the expectation
+      ``sum_a' p(a'|s') (min_j Q'_j(s', a') - alpha log p(a'|s'))``;
+    * actor: ``soft_policy_loss`` with the expectation ``sum_a p(a|s) (alpha log p(a|s) - min_i Q_i(s, a))``;
+    * temperature: ``temperature_loss(log_alpha, sum_a p log p, target_entropy)``; the usual
+      target is ``0.89 log A`` (Christodoulou's ``0.98 * max entropy`` is often too high).
 
     Args:
-      params: ``{"actor", "critic" [N], "target_critic" [N], "log_alpha"}``.
+      actor_params, critic_params, target_critic_params, log_alpha: as :func:`sac_loss`.
       batch: as :func:`sac_loss` with integer ``action [B]``.
       actor_apply: ``(actor_params, obs) -> logits [B, A]``.
       critic_apply: ``(one_critic_params, obs) -> [B, A]``.
@@ -159,25 +172,30 @@ def discrete_sac_loss(
       ``(loss, metrics)`` as :func:`sac_loss`.
     """
     owner = "discrete_sac_loss"
-    obs, action = B.get(batch, B.OBS, owner), B.get(batch, B.ACTION, owner)
-    next_obs = B.get(batch, B.NEXT_OBS, owner)
-    reward, terminated = B.get(batch, B.REWARD, owner), B.get(batch, B.TERMINATED, owner)
-    log_alpha = params["log_alpha"]
+    obs, action, next_obs, reward, terminated, steps = B.transition(batch, owner)
     alpha = torch.exp(log_alpha).detach()
 
-    next_log_p = torch.log_softmax(actor_apply(params["actor"].detach(), next_obs), dim=-1)
-    target_q = _critics(critic_apply, params["target_critic"].detach(), next_obs).min(dim=0).values
-    next_value = (torch.exp(next_log_p) * (target_q - alpha * next_log_p)).sum(-1)
-    B.check_per_sample(owner, next_value.shape, reward=reward, terminated=terminated, action=action)
-    target = (reward + gamma * (1.0 - terminated.to(reward.dtype)) * next_value).detach()
-    q_all = _critics(critic_apply, params["critic"], obs)
+    next_log_p = torch.log_softmax(actor_apply(actor_params.detach(), next_obs), dim=-1)
+    target_q = _critics(critic_apply, target_critic_params.detach(), next_obs).min(dim=0).values
+    B.check_per_sample(owner, target_q.shape[:-1], reward=reward, terminated=terminated, action=action)
+    target = soft_target(
+        reward,
+        terminated,
+        target_q,
+        next_log_p,
+        alpha=alpha,
+        gamma=gamma,
+        next_probs=torch.exp(next_log_p),
+        steps=steps,
+    )
+    q_all = _critics(critic_apply, critic_params, obs)
     q = torch.gather(q_all, -1, action.long().expand(q_all.shape[0], *action.shape).unsqueeze(-1)).squeeze(-1)
-    critic_loss = ((q - target) ** 2).mean(dim=-1).sum()
+    critic_loss = _critic_loss(q, target)
 
-    log_p = torch.log_softmax(actor_apply(params["actor"], obs), dim=-1)
+    log_p = torch.log_softmax(actor_apply(actor_params, obs), dim=-1)
     p = torch.exp(log_p)
-    q_pi = _critics(critic_apply, params["critic"].detach(), obs).min(dim=0).values
-    actor_loss = (p * (alpha * log_p - q_pi)).sum(-1).mean()
-    neg_entropy = (p * log_p).sum(-1).detach()
-    alpha_loss = -(log_alpha * (neg_entropy + target_entropy)).mean()
-    return _metrics(critic_loss, actor_loss, alpha_loss, alpha, -neg_entropy.mean(), q)
+    q_pi = _critics(critic_apply, critic_params.detach(), obs).min(dim=0).values
+    actor_loss = soft_policy_loss(log_p, q_pi, alpha, probs=p)
+    neg_entropy = (p * log_p).sum(-1)
+    alpha_loss = temperature_loss(log_alpha, neg_entropy, target_entropy)
+    return _metrics(critic_loss, actor_loss, alpha_loss, alpha, -neg_entropy.detach().mean(), q)

@@ -5,26 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
+from frl.distributions import select_actions
 from frl.losses import _batch as B
-from frl.losses.dqn import bootstrapped_td, regression_loss
+from frl.losses.dqn import q_regression
+from frl.losses.value_terms import soft_value, td_target
 
-__all__ = ["soft_q_loss", "soft_value"]
-
-
-def soft_value(q: Tensor, alpha: float | Tensor) -> Tensor:
-    """``V(s) = alpha log sum_a exp(Q(s, a) / alpha)``: ``[..., A] -> [...]``.
-
-    The soft maximum: ``max_a Q`` as ``alpha -> 0``, ``mean_a Q + alpha log A`` as ``alpha -> inf``.
-    """
-    return alpha * torch.logsumexp(q / alpha, dim=-1)
+__all__ = ["soft_q_loss"]
 
 
 def soft_q_loss(
-    params: TensorDictBase,
+    online_params: TensorDictBase,
+    target_params: TensorDictBase,
     batch: TensorDictBase,
     *,
     q_apply: Callable[[TensorDictBase, Tensor], Tensor],
@@ -34,14 +28,14 @@ def soft_q_loss(
     huber_delta: float | Tensor = 1.0,
     key: Tensor | None = None,
 ) -> tuple[Tensor, TensorDict]:
-    """``mean rho(Q(s, a) - y)`` with the soft target ``y = r + gamma^n (1 - terminated) V_soft(s')``.
+    """``mean rho(Q(s, a) - y)`` with the soft target ``y = td_target(r, terminated, V_soft(s'))``.
 
-    ``V_soft(s') = alpha logsumexp(Q_target(s', .) / alpha)`` (see :func:`soft_value`); its fixed
+    ``V_soft(s') = soft_value(Q'(s', .), alpha) = alpha logsumexp(Q'(s', .) / alpha)``; its fixed
     point is the soft-optimal Q-function whose Boltzmann policy ``softmax(Q / alpha)`` maximises
     return plus ``alpha`` times entropy. Layout, ``rho`` and n-step handling as ``dqn_loss``.
 
     Args:
-      params: ``{"online": ..., "target": ...}``.
+      online_params, target_params: the online and target Q-networks' params.
       batch: as ``dqn_loss``.
       q_apply: ``(net_params, obs) -> [B, A]``.
       gamma: discount.
@@ -53,16 +47,13 @@ def soft_q_loss(
       ``(loss, metrics)``; metrics ``loss``, ``td_error``, ``q``, ``target``.
     """
     owner = "soft_q_loss"
-    B.check_regression(owner, loss)
+    if loss not in ("mse", "huber"):
+        raise ValueError(f"{owner}: `loss` must be 'mse' or 'huber', got {loss!r}")
     if not isinstance(alpha, Tensor) and alpha <= 0:
         raise ValueError(f"{owner}: `alpha` must be positive, got {alpha}")
-    target_params = params["target"].detach()
-    td, q_sa, target = bootstrapped_td(
-        params,
-        batch,
-        q_apply=q_apply,
-        gamma=gamma,
-        next_value=lambda next_obs: soft_value(q_apply(target_params, next_obs), alpha),
-        owner=owner,
-    )
-    return regression_loss(td, q_sa, target, batch, loss, huber_delta)
+    obs, action, next_obs, reward, terminated, steps = B.transition(batch, owner)
+    q_sa = select_actions(q_apply(online_params, obs), action, owner)
+    B.check_per_sample(owner, q_sa.shape, reward=reward, terminated=terminated)
+    next_value = soft_value(q_apply(target_params.detach(), next_obs), alpha)
+    target = td_target(reward, terminated, next_value, gamma=gamma, steps=steps)
+    return q_regression(q_sa, target, batch, loss, huber_delta)

@@ -1,4 +1,21 @@
-"""An adapter from a user's ``torch.nn.Module`` to a pure ``(params, apply)`` pair."""
+"""An adapter from a user's ``torch.nn.Module`` to a pure ``(params, apply)`` pair.
+
+Two ways to train a module with frl's losses:
+
+* **frl's way** (pure, vmappable, compilable): ``params, net = from_module(module)`` gives
+  detached copies; ``torch.func.grad`` of a loss over ``params`` and ``frl.optim`` update them
+  (the module itself never changes).
+* **torch.optim's way** (a live module): ``params, net = from_module(module, copy=False)`` gives
+  the module's own ``nn.Parameter`` objects, so a loss computed with ``net.apply(params, x)``
+  backpropagates into ``module.parameters()``' ``.grad`` and ``torch.optim`` steps them::
+
+      params, net = frl.nn.from_module(policy, copy=False)
+      optimizer = torch.optim.Adam(policy.parameters(), lr=3e-4)
+      loss, metrics = frl.losses.reinforce_loss(params, None, batch, policy_apply=net.apply, dist=dist)
+      optimizer.zero_grad()
+      loss.backward()
+      optimizer.step()  # params sees the new values: they are the module's tensors
+"""
 
 from __future__ import annotations
 
@@ -58,9 +75,17 @@ class FunctionalModule:
         return functional_call(self.module, to_flat_dict(params), args, kwargs)
 
 
-def from_module(module: nn.Module) -> tuple[TensorDict, FunctionalModule]:
-    """``(params, net)`` for a module: ``net.apply(params, x)`` equals ``module(x)``."""
+def from_module(module: nn.Module, *, copy: bool = True) -> tuple[TensorDict, FunctionalModule]:
+    """``(params, net)`` for a module: ``net.apply(params, x)`` equals ``module(x)``.
+
+    Args:
+      module: any ``torch.nn.Module``.
+      copy: ``True``: ``params`` are detached copies (train them with ``torch.func.grad`` and
+        ``frl.optim``). ``False``: ``params`` holds the module's own parameters and buffers,
+        live: gradients of a loss over them land in ``.grad`` and ``torch.optim`` updates them
+        in place (see the module docstring).
+    """
     if not isinstance(module, nn.Module):
         raise TypeError(f"from_module: expected a torch.nn.Module, got {type(module)!r}")
     net = FunctionalModule(module)
-    return net.params(), net
+    return (net.params() if copy else TensorDict.from_module(module, as_module=False)), net

@@ -122,9 +122,10 @@ def reinforce_gradient_estimates(
 
         def loss(p: TensorDictBase, batch: TensorDictBase = batch) -> Tensor:
             value = None if baseline is None else value_apply
-            return reinforce_loss(p, batch, policy_apply=policy_apply, dist=Categorical(), value_apply=value)[
-                0
-            ]
+            critic = None if baseline is None else p["critic"]
+            return reinforce_loss(
+                p["actor"], critic, batch, policy_apply=policy_apply, dist=Categorical(), value_apply=value
+            )[0]
 
         grads = torch.func.grad(loss)(params)
         estimates.append(-grads["actor"] * (batch.batch_size[0] / episodes))

@@ -111,7 +111,8 @@ def test_ppo_loss_and_gradient_match_purejaxrl(continuous, ddof):
 
     def frl_loss(p):
         return ppo_loss(
-            p,
+            p["actor"],
+            p["critic"],
             batch,
             policy_apply=actor.apply,
             value_apply=critic.apply,
