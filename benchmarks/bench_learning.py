@@ -15,7 +15,7 @@ import time
 
 from _common import print_table, write_json
 
-from frl.algos import ALGORITHMS
+from frl.algos import get
 from frl.run import run
 
 # name: (algorithm, environment, steps per seed, eval every, threshold, seeds needed of 8)
@@ -25,6 +25,7 @@ SETTINGS = {
     "reinforce-cartpole": ("reinforce", "CartPole-v1", 500_000, 25_000, 400.0, 6),
     "sac-pendulum": ("sac", "Pendulum-v1", 20_000, 2_000, -200.0, 7),
     "ppo-pendulum": ("ppo", "Pendulum-v1", 1_000_000, 50_000, -300.0, 6),
+    "a2c-cartpole": ("a2c", "CartPole-v1", 1_000_000, 50_000, 475.0, 6),
 }
 
 
@@ -39,8 +40,8 @@ def main() -> None:
     rows, payload = [], {}
     for name in args.only or SETTINGS:
         algo, env_id, steps, eval_every, threshold, needed = SETTINGS[name]
-        module = ALGORITHMS[algo]
-        train = module.make_train(module.Config.preset(env_id, total_timesteps=steps))
+        agent = get(algo)
+        train = agent.make_train(agent.config.preset(env_id, total_timesteps=steps))
         start = time.perf_counter()
         result = run(
             train,

@@ -4,12 +4,51 @@ Algorithms are pure functions over TensorDicts (params, optimizer states, batche
 ``torch.func`` transforms them and ``torch.compile`` compiles them: one program trains one
 seed, 256 seeds or an ensemble alike. Randomness comes from explicit ``frl.random`` keys,
 bit-compatible with ``jax.random``.
+
+The root is lazy: ``import frl.random`` or ``import frl.losses`` loads neither TorchRL nor
+gymnasium nor the driver; ``frl.run``, ``frl.compile`` and the subpackages load on first use.
+``frl.run`` is both the driver's module and a callable (``frl.run(train, seeds=8)``).
 """
 
-from frl import nn, optim, random, tree
-from frl._compile import compile
-from frl.run import run
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "compile", "nn", "optim", "random", "run", "tree"]
+_SUBMODULES = (
+    "algos",
+    "buffers",
+    "distributed",
+    "distributions",
+    "driver",
+    "envs",
+    "interop",
+    "llm",
+    "losses",
+    "nn",
+    "optim",
+    "planning",
+    "random",
+    "returns",
+    "run",
+    "tree",
+    "update",
+)
+
+__all__ = ["__version__", "compile", *_SUBMODULES]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "compile":
+        from frl._compile import compile
+
+        return compile
+    if name in _SUBMODULES:
+        return importlib.import_module(f"frl.{name}")
+    raise AttributeError(f"module 'frl' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -240,6 +240,9 @@ def epsilon_greedy(key: Tensor, q_values: Tensor, epsilon: float | Tensor) -> Te
         raise ValueError("epsilon_greedy: `q_values` must have an action dim [..., A]")
     batch = tuple(q_values.shape[:-1])
     k_explore, k_action = random.split(key)
-    explore = random.bernoulli(k_explore, epsilon if isinstance(epsilon, Tensor) else float(epsilon), batch)
+    # drawn in the Q-values' float dtype whatever epsilon's (a float64 hyper-parameter would draw
+    # 64-bit uniforms: another stream, twice the threefry work)
+    p = epsilon.to(q_values.dtype) if isinstance(epsilon, Tensor) else float(epsilon)
+    explore = random.bernoulli(k_explore, p, batch)
     random_action = random.randint(k_action, batch, 0, q_values.shape[-1])
     return torch.where(explore, random_action, greedy(q_values))

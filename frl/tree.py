@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 __all__ = [
     "global_norm",
     "leaves",
     "lerp",
+    "metrics",
     "stack",
     "to_flat_dict",
     "unstack",
@@ -99,3 +100,8 @@ def to_flat_dict(tree: TensorDictBase, separator: str = ".") -> dict[str, Tensor
     ``nn.Module.named_parameters`` names and works under grad, vmap and compile.
     """
     return tree.flatten_keys(separator).to_dict()
+
+
+def metrics(**values: Tensor) -> TensorDictBase:
+    """A metrics TensorDict (``batch_size []``) of detached 0-d values: ``metrics(loss=l, q=q)``."""
+    return TensorDict({k: v.detach() for k, v in values.items()}, batch_size=[])

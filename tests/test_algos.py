@@ -1,4 +1,5 @@
-"""frl.algos: validated configs, units that compose into step, and learning on reduced budgets."""
+"""frl.algos: validated configs, units that compose into step, the registry, and learning on reduced
+budgets. The state spec is tested in ``test_spec.py``, config fields in ``test_config.py``."""
 
 from __future__ import annotations
 
@@ -9,25 +10,39 @@ import torch
 from torch.utils import _pytree as pytree
 
 from frl import random
-from frl.algos import ALGORITHMS, dqn, ppo, reinforce, sac, tabular
+from frl.algos import AGENTS, a2c, dqn, ppo, reinforce, sac, tabular
 from frl.run import run
 
 
 @pytest.mark.parametrize(
     ("config_cls", "field", "value", "message"),
     [
-        (ppo.Config, "num_envs", 0, "`num_envs` must be a positive int"),
-        (ppo.Config, "learning_rate", -1.0, "`learning_rate` must be a positive number"),
-        (ppo.Config, "gae_lambda", 1.5, "`gae_lambda` must lie in [0, 1]"),
+        (ppo.Config, "num_envs", 0, "ppo.Config: `num_envs` must be an int in [1, inf), got 0"),
+        (ppo.Config, "learning_rate", -1.0, "`learning_rate` must be a finite number in (0, inf)"),
+        (
+            ppo.Config,
+            "learning_rate",
+            float("nan"),
+            "`learning_rate` must be a finite number in (0, inf), got nan",
+        ),
+        (ppo.Config, "clip_coef", float("nan"), "`clip_coef` must be a finite number in [0, 1], got nan"),
+        (ppo.Config, "gae_lambda", 1.5, "`gae_lambda` must be a finite number in [0, 1]"),
         (ppo.Config, "num_minibatches", 3, "must be divisible by `num_minibatches` (3)"),
-        (ppo.Config, "hidden", (), "`hidden` must be a non-empty tuple"),
-        (dqn.Config, "end_e", 2.0, "`end_e` must lie in [0, 1]"),
-        (dqn.Config, "loss", "l1", "`loss` must be 'mse' or 'huber'"),
+        (ppo.Config, "hidden", (), "`hidden` must be a non-empty tuple of positive ints"),
+        (dqn.Config, "end_e", 2.0, "`end_e` must be a finite number in [0, 1]"),
+        (dqn.Config, "loss", "l1", "`loss` must be one of ['mse', 'huber']"),
+        (
+            dqn.Config,
+            "learning_starts",
+            -5,
+            "dqn.Config: `learning_starts` must be an int in [0, inf), got -5",
+        ),
         (dqn.Config, "target_network_frequency", 15, "must be a multiple of `train_frequency`"),
-        (sac.Config, "tau", -0.1, "`tau` must lie in [0, 1]"),
-        (sac.Config, "batch_size", 0, "`batch_size` must be a positive int"),
+        (sac.Config, "tau", -0.1, "`tau` must be a finite number in [0, 1]"),
+        (sac.Config, "batch_size", 0, "`batch_size` must be an int in [1, inf)"),
         (reinforce.Config, "num_steps", 100, "must be a multiple of `rollout_chunk`"),
-        (reinforce.Config, "value_coef", -1.0, "`value_coef` must be non-negative"),
+        (reinforce.Config, "value_coef", -1.0, "`value_coef` must be a finite number in [0, inf)"),
+        (a2c.Config, "ent_coef", float("inf"), "a2c.Config: `ent_coef` must be a finite number in [0, inf)"),
     ],
 )
 def test_config_rejects_bad_values(config_cls, field, value, message):
@@ -90,12 +105,12 @@ SMALL = {
     "reinforce": reinforce.Config(num_envs=2, num_steps=32, hidden=(8,), total_timesteps=256),
     "dqn": dqn.Config(learning_starts=0, batch_size=8, buffer_size=100, hidden=(8,), total_timesteps=100),
     "sac": sac.Config(learning_starts=0, batch_size=8, hidden=(8,), total_timesteps=50),
-    "tabular": tabular.Config(num_envs=2, rollout_chunk=4, total_timesteps=64, init_q=1.0),
+    "a2c": a2c.Config(hidden=(8,), total_timesteps=400),
+    "tabular": tabular.Config(num_envs=2, total_timesteps=64, init_q=1.0),
     "tabular-soft": tabular.Config(
         algorithm="soft_q",
         exploration="boltzmann",
         num_envs=2,
-        rollout_chunk=4,
         total_timesteps=64,
         init_q=1.0,
     ),
@@ -105,27 +120,41 @@ SMALL = {
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_step_is_the_composition_of_units(name):
     config = SMALL[name]
-    module = ALGORITHMS[name.split("-")[0]]
-    train = module.make_train(config)
+    train = AGENTS[name.split("-")[0]].make_train(config)
     state = train.init(random.key(0))
     by_step, _ = train.step(state)
     by_units = state
-    for unit in train.units:
+    for unit in train.collect + train.learn:
         for _ in range(unit.repeats):
             by_units, _ = unit.fn(by_units)
     assert pytree.tree_structure(by_step) == pytree.tree_structure(state)
     for a, b in zip(pytree.tree_leaves(by_step), pytree.tree_leaves(by_units), strict=True):
         assert torch.equal(a, b)
-    assert int(by_step["env_steps"]) == train.steps_per_iteration
+    assert int(by_step["counters", "env_steps"]) == train.steps_per_iteration
+    assert train.units == train.collect + train.learn
     changed = [
         not torch.equal(a, b)
         for a, b in zip(
-            pytree.tree_leaves(state["learner", "params"]),
-            pytree.tree_leaves(by_step["learner", "params"]),
+            pytree.tree_leaves(state["params"]),
+            pytree.tree_leaves(by_step["params"]),
             strict=True,
         )
     ]
     assert any(changed), "one iteration updates the parameters"
+
+
+def test_the_registry_builds_every_agent_and_says_what_it_handles():
+    assert sorted(AGENTS) == ["a2c", "dqn", "ppo", "reinforce", "sac", "tabular"]
+    for name, agent in AGENTS.items():
+        assert agent.name == name and agent.config.agent == name
+        train = agent.make_train(agent.config())
+        assert train.name == name and train.factory is agent.make_train
+    from frl import envs
+    from frl.algos import get
+
+    assert get("dqn").handles(envs.make("CartPole-v1")) and not get("dqn").handles(envs.make("Pendulum-v1"))
+    with pytest.raises(ValueError, match="unknown algorithm 'a3c'; choose one of a2c, dqn"):
+        get("a3c")
 
 
 def _best_evals(result) -> list[float]:
@@ -169,15 +198,30 @@ def test_dqn_learns_cartpole_reduced():
     assert sum(_best_evals(result)) / 2 >= 150, result.history
 
 
+def test_a2c_learns_cartpole_reduced():
+    """rl-baselines3-zoo's settings, 2 seeds x 100k steps: the best evaluation reaches 200."""
+    result = run(
+        a2c.make_train(a2c.Config(total_timesteps=100_000)),
+        seeds=2,
+        compile=False,
+        progress=False,
+        eval_episodes=5,
+        eval_every=20_000,
+    )
+    assert sum(_best_evals(result)) / 2 >= 200, result.history
+
+
 def test_sac_learns_pendulum_reduced():
+    """2 seeds x 5k steps (4k learning steps): the mean best evaluation reaches -400 (a random
+    policy scores about -1200). One seed alone sits on the edge of learning at this budget."""
     cfg = sac.Config(total_timesteps=5_000, learning_starts=1000, hidden=(64, 64), batch_size=128)
     result = run(
         sac.make_train(cfg),
-        seeds=1,
+        seeds=2,
         total_steps=5_000,
         compile=False,
         progress=False,
         eval_episodes=5,
         eval_every=1_000,
     )
-    assert max(_best_evals(result)) >= -400, result.history
+    assert sum(_best_evals(result)) / 2 >= -400, result.history

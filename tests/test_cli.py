@@ -21,16 +21,22 @@ BAD = [
         ["train", "sac", "--env", "CartPole-v1"],
         "sac needs continuous actions; CartPole-v1 has discrete actions",
     ),
-    (["train", "ppo", "--steps", "-5"], "--steps must be a positive number"),
-    (["train", "ppo", "--steps", "0"], "--steps must be a positive number"),
+    (["train", "ppo", "--steps", "-5"], "--steps must be a positive count, got -5"),
+    (["train", "ppo", "--steps", "0"], "--steps must be a positive count"),
     (["train", "ppo", "--seeds", "0"], "--seeds must be a positive count"),
-    (["train", "a2c"], "unknown algorithm 'a2c'; choose one of dqn, ppo, reinforce, sac"),
+    (["train", "a3c"], "unknown algorithm 'a3c'; choose one of a2c, dqn, ppo, reinforce, sac, tabular"),
     (
         ["train", "ppo", "--config.lr", "3"],
-        "--config.lr: unknown field of frl.algos.ppo.Config; valid fields:",
+        "--config.lr: unknown field of ppo.Config; valid fields:",
     ),
     (["train", "ppo", "--config.learning_rate", "fast"], "--config.learning_rate: expected a float"),
-    (["train", "ppo", "--config.gamma", "1.5"], "`gamma` must lie in [0, 1], got 1.5"),
+    (["train", "ppo", "--config.gamma", "1.5"], "`gamma` must be a finite number in [0, 1], got 1.5"),
+    (
+        ["train", "ppo", "--config.learning_rate", "nan"],
+        "`learning_rate` must be a finite number in (0, inf)",
+    ),
+    (["train", "ppo", "--config.clip_coef", "inf"], "`clip_coef` must be a finite number in [0, 1], got inf"),
+    (["train", "dqn", "--config.learning_starts", "-5"], "`learning_starts` must be an int in [0, inf)"),
     (
         ["train", "ppo", "--config.num_steps", "100"],
         "`num_steps` (100) must be a multiple of `rollout_chunk` (16)",
@@ -39,9 +45,9 @@ BAD = [
     (["train", "ppo", "--bogus"], "unrecognized argument '--bogus'"),
     (["eval", "nowhere"], "nowhere is not a run folder: config.json is missing"),
     (["plot", "nowhere"], "nowhere has no metrics.jsonl"),
-    ([], "choose a command: train, sweep, eval, list, plot, llm"),
+    ([], "choose a command: train, eval, list, plot, sweep, llm"),
     (["train", "ppo", "--device", "gpu0"], "--device 'gpu0' is not a device"),
-    (["train", "ppo", "--threads", "0"], "--threads must be positive"),
+    (["train", "ppo", "--threads", "0"], "--threads must be a positive count"),
 ]
 
 

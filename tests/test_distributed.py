@@ -12,6 +12,7 @@ import frl
 from frl import distributed as fd
 from frl import nn, random
 from frl.algos import ppo
+from frl.driver import Collectors
 from frl.update import make_update
 
 NET = nn.MLP((3, 16, 2), activation="tanh")
@@ -78,7 +79,7 @@ def _dp_worker(rank: int, size: int, out_dir: str, total_steps: int, resume: boo
     )
     state = result.state
     return {
-        "params": fd.gather_objects(fd.tree_digest(state["learner", "params"])),
+        "params": fd.gather_objects(fd.tree_digest(state["params"])),
         "data": fd.gather_objects(fd.tree_digest(state["env"])),
         "history": len(result.history),
         "state": state,
@@ -90,10 +91,8 @@ def test_data_parallel_ppo_keeps_parameters_identical_and_resumes_on_another_wor
     assert out["params"][0] == out["params"][1]  # also checked by digest every 256 steps
     assert out["data"][0] != out["data"][1]  # each rank collected its own environments
     assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "metrics.csv").exists()
-    saved = frl.checkpoint.load(tmp_path / "checkpoint.pt")
-    assert fd.tree_digest(saved["state"]["learner", "params"]) == fd.tree_digest(
-        out["state"]["learner", "params"][0]
-    )
+    saved = frl.driver.checkpoint.load(tmp_path / "checkpoint.pt")
+    assert fd.tree_digest(saved["state"]["params"]) == fd.tree_digest(out["state"]["params"][0])
     # resume the 2-rank checkpoint on 1 process (world size 1), then on 3 ranks
     one = _dp_worker(0, 1, str(tmp_path), 768, True)
     assert one["history"] > out["history"]
@@ -148,7 +147,7 @@ def test_seed_sharding_over_two_ranks_matches_one_process(tmp_path):
         progress=False,
         eval_episodes=2,
     )
-    torch.testing.assert_close(sharded["params"], alone.state["learner", "params"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sharded["params"], alone.state["params"], rtol=1e-5, atol=1e-6)
     assert sharded["eval_returns"] == pytest.approx(alone.eval_returns, rel=1e-6)
     assert (tmp_path / "results.pt").exists() and (tmp_path / "rank1" / "metrics.csv").exists()
 
@@ -179,50 +178,51 @@ def test_frl_train_nproc_shards_seeds_or_trains_data_parallel(tmp_path, capsys):
 
 def test_two_worker_collectors_run_the_policy_and_take_new_weights():
     config = ppo.Config(env_id="CartPole-v1", num_envs=2, num_steps=32, num_minibatches=2)
-    params = ppo.make_train(config).init(random.key(0))["learner", "params"]
+    train = ppo.make_train(config)
+    params, hyper = train.init(random.key(0))["params"], train.hyperparams()
     collector, policy = fd.make_multi_collector(
-        "ppo", config, params, num_workers=2, envs_per_worker=2, steps_per_env=16
+        train, params, num_workers=2, envs_per_worker=2, steps_per_env=16
     )
     try:
         batches = iter(collector)
         batch = next(batches)
         assert batch.batch_size == (2, 2, 16)  # workers, environments, time
         assert not torch.equal(batch["frl_action"][0], batch["frl_action"][1])  # own envs and keys
-        assert (batch["frl_log_prob"] < 0).all()
-        frl_batch = fd.to_frl_batch(batch)
-        assert frl_batch.batch_size == (16, 2, 2) and frl_batch["next", "reward"].shape == (16, 2, 2)
-        going = ~frl_batch["next", "done"][:-1]
+        assert (batch["action_log_prob"] < 0).all()
+        frl_batch = fd.to_frl_batch(batch)  # time last, as TorchRL and frl's segments
+        assert frl_batch.batch_size == (2, 2, 16) and frl_batch["next", "reward"].shape == (2, 2, 16)
+        going = ~frl_batch["next", "done"][..., :-1]
         torch.testing.assert_close(
-            frl_batch["next", "observation"][:-1][going], frl_batch["observation"][1:][going]
+            frl_batch["next", "observation"][..., :-1, :][going], frl_batch["observation"][..., 1:, :][going]
         )
         # new weights reach every worker: a policy that always pushes right
         sure = params.clone()
         sure["actor", "2", "bias"] = torch.tensor([-100.0, 100.0])
-        collector.update_policy_weights_(fd.policy_weights(policy, sure))
+        collector.update_policy_weights_(fd.policy_weights(policy, sure, hyper, env_steps=64, calls=16))
         batch = next(batches)
-        assert (batch["frl_action"] == 1).all() and batch["frl_log_prob"].abs().max() < 1e-6
+        assert (batch["frl_action"] == 1).all() and batch["action_log_prob"].abs().max() < 1e-6
     finally:
         collector.shutdown()
-    collector, _ = fd.make_multi_collector("ppo", config, params, num_workers=2, kind="multi-async")
+    collector, _ = fd.make_multi_collector(train, params, num_workers=2, kind="multi-async")
     try:
         batch = next(iter(collector))
-        assert batch.batch_size[-1] == 64 and (batch["frl_log_prob"] < 0).all()
+        assert batch.batch_size[-1] == 64 and (batch["action_log_prob"] < 0).all()
     finally:
         collector.shutdown()
     # TorchRL's torch.distributed collector, workers launched as local processes (launcher="mp")
     collector, policy = fd.make_multi_collector(
-        "ppo", config, params, num_workers=2, envs_per_worker=2, steps_per_env=16, kind="distributed"
+        train, params, num_workers=2, envs_per_worker=2, steps_per_env=16, kind="distributed"
     )
     try:
         batches = iter(collector)
         batch = next(batches)
-        assert batch.batch_size == (2, 2, 16) and (batch["frl_log_prob"] < 0).all()
-        collector.update_policy_weights_(fd.policy_weights(policy, sure, env_steps=128))
+        assert batch.batch_size == (2, 2, 16) and (batch["action_log_prob"] < 0).all()
+        collector.update_policy_weights_(fd.policy_weights(policy, sure, hyper, env_steps=128, calls=32))
         assert (next(batches)["frl_action"] == 1).all()
     finally:
         collector.shutdown()
     with pytest.raises(ValueError, match="`kind` must be one of"):
-        fd.make_multi_collector("ppo", config, params, kind="ray")
+        fd.make_multi_collector(train, params, kind="ray")
 
 
 def _sweep(**kw):
@@ -281,7 +281,7 @@ def test_frl_sweep_command_line(tmp_path, capsys):
         (["--grid", "lr=1,2"], "not a field to sweep"),
         (["--grid", "learning_rate"], "expected FIELD=V1,V2"),
         (["--grid", "num_envs=four"], "expected a int"),
-        (["--nproc", "0"], "--nproc must be positive"),
+        (["--nproc", "0"], "--nproc must be a positive count"),
     ):
         assert main(["sweep", "ppo", *bad]) == 2
         assert message in capsys.readouterr().err
@@ -293,13 +293,15 @@ def test_gym_path_with_two_collector_worker_processes_feeds_the_learner():
     config = ppo.Config(env_id="gym:CartPole-v1", num_envs=2, num_steps=64, total_timesteps=512)
     train = ppo.make_train(config)
     quiet = dict(compile=False, progress=False)
-    result = frl.run(train, seeds=[0, 1], eval_episodes=1, log_every=128, collector_workers=2, **quiet)
-    assert result.state["env_steps"].tolist() == [512, 512]
+    result = frl.run(
+        train, seeds=[0, 1], eval_episodes=1, log_every=128, source=Collectors(workers=2), **quiet
+    )
+    assert result.state["counters", "env_steps"].tolist() == [512, 512]
     assert all(math.isfinite(r) for r in result.eval_returns)
     last = result.history[-1]
     assert math.isfinite(last["loss"]) and math.isfinite(last["episode_return"])
-    assert result.state["stats", "episodes"].min() > 0  # episodes finished in the workers were counted
+    assert result.state["episodes", "count"].min() > 0  # episodes finished in the workers were counted
     with pytest.raises(ValueError, match="positive divisor"):
-        frl.run(train, total_steps=128, collector_workers=3, **quiet)
-    with pytest.raises(ValueError, match="gymnasium environments"):
-        frl.run(ppo.make_train(_config()), total_steps=128, collector_workers=2, **quiet)
+        frl.run(train, total_steps=128, source=Collectors(workers=3), **quiet)
+    with pytest.raises(ValueError, match="is pure: it is stepped inside the compiled units"):
+        frl.run(ppo.make_train(_config()), total_steps=128, source=Collectors(workers=2), **quiet)

@@ -16,10 +16,11 @@ import torch
 from tensordict import TensorDict
 
 import frl
-from frl import checkpoint, envs
+from frl import envs
 from frl.algos import dqn, ppo, reinforce, sac
 from frl.cli import main
-from frl.collectors import Feed, make_store
+from frl.driver import Collectors, PureEnv, checkpoint
+from frl.driver.collectors import make_store
 
 # -- tiny configurations (eager: compile is exercised once, at the end) ----------------------
 
@@ -55,8 +56,7 @@ def test_gym_ids_describe_their_spaces():
     assert cart.discrete and cart.action_space.n == 2 and cart.max_episode_steps == 500
     with pytest.raises(ValueError, match="does not know 'Nope-v9'"):
         envs.make("gym:Nope-v9")
-    with pytest.raises(TypeError, match="cannot be stepped as a pure function"):
-        cart.step(None, None, None)
+    assert not cart.pure and not hasattr(cart, "step")  # stepped by TorchRL collectors, not in the graph
 
 
 def test_truncation_keeps_the_true_final_observation():
@@ -67,7 +67,7 @@ def test_truncation_keeps_the_true_final_observation():
         sac.Config(env_id="gym:Pendulum-v1", total_timesteps=12, learning_starts=100, batch_size=4), env
     )
     result = frl.run(train, seeds=1, compile=False, progress=False, eval_episodes=1)
-    data = result.state[0]["buffer", "data"][:12]
+    data = result.state[0]["data", "data"][:12]
     trunc, term = data["next", "truncated"], data["next", "terminated"]
     assert trunc.tolist() == [i % 5 == 4 for i in range(12)]
     assert not term.any()
@@ -104,7 +104,7 @@ def test_a_registered_simulator_with_float64_observations_trains():
     result = frl.run(
         tiny_sac(env_id="gym:FrlFloat64Walk-v0"), seeds=1, compile=False, progress=False, eval_episodes=1
     )
-    data = result.state[0]["buffer", "data"]
+    data = result.state[0]["data", "data"]
     assert data["observation"].dtype == torch.float32 and torch.isfinite(data["observation"]).all()
     assert data["next", "truncated"][:300].sum() == 15  # 300 steps of 20-step episodes
     assert math.isfinite(result.eval_returns[0])
@@ -113,62 +113,65 @@ def test_a_registered_simulator_with_float64_observations_trains():
 # -- the store unit -----------------------------------------------------------------------------
 
 
-def _incoming(T: int, E: int, done_at: dict[tuple[int, int], tuple[float, int]]) -> TensorDict:
-    obs = torch.arange(T * E, dtype=torch.float32).reshape(T, E, 1).expand(T, E, 4).clone()
-    done = torch.zeros(T, E, dtype=torch.bool)
-    ret = torch.arange(T * E, dtype=torch.float32).reshape(T, E) + 100.0
-    length = torch.arange(T * E).reshape(T, E) + 1
+def _batch(E: int, T: int, done_at: dict[tuple[int, int], tuple[float, int]]) -> TensorDict:
+    """A collector batch in frl's keys, ``[E, T]`` (time last), with RewardSum/StepCounter values;
+    observation ``t * E + e``: the order in which the steps happened."""
+    obs = torch.arange(E * T, dtype=torch.float32).reshape(T, E).T.reshape(E, T, 1).expand(E, T, 4).clone()
+    done = torch.zeros(E, T, dtype=torch.bool)
+    ret = torch.arange(E * T, dtype=torch.float32).reshape(T, E).T + 100.0
+    length = torch.arange(E * T).reshape(T, E).T + 1
     for (t, e), (r, n) in done_at.items():
-        done[t, e] = True
-        ret[t, e], length[t, e] = r, n
+        done[e, t] = True
+        ret[e, t], length[e, t] = r, n
     return TensorDict(
         {
             "observation": obs,
-            "action": torch.ones(T, E, dtype=torch.int64),
-            "log_prob": torch.zeros(T, E),
+            "action": torch.ones(E, T, dtype=torch.int64),
+            "action_log_prob": torch.zeros(E, T),
             "next": {
                 "observation": obs + 0.5,
-                "reward": torch.ones(T, E),
+                "reward": torch.ones(E, T),
                 "terminated": done.clone(),
-                "truncated": torch.zeros(T, E, dtype=torch.bool),
+                "truncated": torch.zeros(E, T, dtype=torch.bool),
                 "done": done,
-                "episode_return": ret,
-                "episode_length": length,
+                "episode_reward": ret,
+                "step_count": length,
             },
         },
-        batch_size=[T, E],
+        batch_size=[E, T],
     )
 
 
 def test_store_writes_the_buffer_step_major_and_tracks_episodes():
     train = tiny_dqn(num_envs=2, train_frequency=3, target_network_frequency=30)
     state = train.init(frl.random.key(0))
-    state["incoming"] = _incoming(3, 2, {(0, 1): (7.0, 4), (2, 1): (9.0, 2), (1, 0): (5.0, 3)})
-    new, metrics = make_store("buffer")(state)
-    buf = new["buffer"]
-    assert int(buf["size"]) == 6 and int(new["env_steps"]) == 6
+    batch = _batch(2, 3, {(0, 1): (7.0, 4), (2, 1): (9.0, 2), (1, 0): (5.0, 3)})
+    new, metrics = make_store(train)(state, batch)
+    buf = new["data"]
+    assert int(buf["size"]) == 6 and int(new["counters", "env_steps"]) == 6
     # step-major: (t0, e0), (t0, e1), (t1, e0), ...
     assert buf["data", "observation"][:6, 0].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     assert buf["data", "next", "done"][:6].tolist() == [False, True, True, False, False, True]
-    stats = new["stats"]
-    assert stats["last_return"].tolist() == [5.0, 9.0]  # env 1: the later of its two episodes
-    assert stats["last_length"].tolist() == [3, 2]
-    assert stats["episodes"].item() == 3
+    episodes = new["episodes"]
+    assert episodes["last_return"].tolist() == [5.0, 9.0]  # env 1: the later of its two episodes
+    assert episodes["last_length"].tolist() == [3, 2]
+    assert episodes["count"].item() == 3
     # env 0 is mid-episode at the end: its running return is the RewardSum value at t = 2
-    assert stats["return"].tolist() == [104.0, 0.0]
+    assert episodes["return"].tolist() == [104.0, 0.0]
     assert metrics["episode_return"].item() == 7.0
 
 
-def test_store_replaces_the_trajectory():
+def test_store_replaces_the_segment_time_last():
     train = ppo.make_train(
         ppo.Config(env_id="gym:CartPole-v1", num_envs=2, num_steps=4, rollout_chunk=4, total_timesteps=64)
     )
     state = train.init(frl.random.key(0))
-    state["incoming"] = _incoming(4, 2, {})
-    new, _ = make_store("traj")(state)
-    assert int(new["t"]) == 4
-    assert torch.equal(new["traj", "final_obs"], state["incoming", "next", "observation"])
-    assert torch.equal(new["traj", "obs"], state["incoming", "observation"])
+    batch = _batch(2, 4, {})
+    new, _ = make_store(train)(state, batch)
+    assert int(new["counters", "segment_step"]) == 0  # a whole segment: the next one starts at 0
+    assert new["data"].batch_size == (2, 4)
+    assert torch.equal(new["data", "next", "observation"], batch["next", "observation"])
+    assert torch.equal(new["data", "observation"], batch["observation"])
 
 
 # -- every agent learns through collectors --------------------------------------------------------
@@ -194,12 +197,12 @@ def test_every_agent_runs_on_the_gym_path(make):
     train = make()
     result = frl.run(train, seeds=2, compile=False, progress=False, eval_episodes=1, log_every=128)
     state = result.state
-    assert state["env_steps"].tolist() == [result.env_steps] * 2
+    assert state["counters", "env_steps"].tolist() == [result.env_steps] * 2
     assert all(math.isfinite(r) for r in result.eval_returns)
     last = result.history[-1]
     assert math.isfinite(last["loss"]) and math.isfinite(last["episode_return"])
-    assert int(state["stats", "episodes"].min()) > 0
-    for leaf in state["learner", "params"].values(include_nested=True, leaves_only=True):
+    assert int(state["episodes", "count"].min()) > 0
+    for leaf in state["params"].values(include_nested=True, leaves_only=True):
         assert torch.isfinite(leaf).all()
 
 
@@ -207,12 +210,12 @@ def test_a_seed_is_reproducible_and_the_same_inside_a_batch():
     alone = frl.run(tiny_sac(), seeds=[1], compile=False, progress=False, eval_episodes=1)
     again = frl.run(tiny_sac(), seeds=[1], compile=False, progress=False, eval_episodes=1)
     batch = frl.run(tiny_sac(), seeds=[0, 1], compile=False, progress=False, eval_episodes=1)
-    a = alone.state[0]["learner", "params"]
+    a = alone.state[0]["params"]
     for key, value in a.items(include_nested=True, leaves_only=True):
-        assert torch.equal(value, again.state[0]["learner", "params", key]), key
-        torch.testing.assert_close(batch.state[1]["learner", "params", key], value, rtol=1e-5, atol=1e-6)
-    obs_alone = alone.state[0]["buffer", "data", "observation"]
-    obs_batch = batch.state[1]["buffer", "data", "observation"]
+        assert torch.equal(value, again.state[0]["params", key]), key
+        torch.testing.assert_close(batch.state[1]["params", key], value, rtol=1e-5, atol=1e-6)
+    obs_alone = alone.state[0]["data", "data", "observation"]
+    obs_batch = batch.state[1]["data", "data", "observation"]
     assert torch.equal(obs_alone[:100], obs_batch[:100])  # before learning: the seed alone decides
     torch.testing.assert_close(obs_batch, obs_alone, rtol=1e-4, atol=1e-4)
 
@@ -239,11 +242,11 @@ def test_checkpoint_resume(tmp_path, save_buffer):
     assert stopped.env_steps == 200
     saved = checkpoint.load(out / "checkpoint.pt")
     assert saved["iteration"] == 20 and saved["buffer_saved"] is save_buffer
-    assert ("data" in saved["state"]["buffer"]) is save_buffer
+    assert ("data" in saved["state"]["data"]) is save_buffer
     resumed = go(resume=True)
     assert resumed.env_steps == 400
     assert [row["env_steps"] for row in resumed.history] == [200, 400]
-    size = resumed.state["buffer", "size"].tolist()
+    size = resumed.state["data", "size"].tolist()
     # with the buffer: 400 transitions; without: refilled from the resume point on
     assert size == ([400, 400] if save_buffer else [200, 200])
 
@@ -279,7 +282,7 @@ def test_observation_normalisation_and_cli_eval(tmp_path, capsys):
     loc = next(v for k, v in stats.items() if k.startswith("loc"))
     assert loc.shape == (3,) and torch.isfinite(loc).all() and loc.abs().sum() > 0
     # observations in the buffer were normalised by the running statistics
-    data = saved["state"]["buffer", "data", "observation"][:300]
+    data = saved["state"]["data", "data", "observation"][:300]
     assert data.std(0).max() > 0.3 and data[:, 2].abs().max() > 1.5
     capsys.readouterr()
     assert main(["eval", str(out), "--episodes", "1"]) == 0
@@ -291,10 +294,10 @@ def test_reward_normalisation_trains_on_scaled_rewards_but_reports_raw_returns()
     env = envs.make("gym:CartPole-v1", norm_reward=True)
     result = frl.run(tiny_dqn(env), seeds=1, compile=False, progress=False, eval_episodes=1)
     state = result.state[0]
-    rewards = state["buffer", "data", "next", "reward"][:400]
+    rewards = state["data", "data", "next", "reward"][:400]
     assert not torch.allclose(rewards, torch.ones_like(rewards))  # the learner saw normalised rewards
     # CartPole pays 1 per step: a raw return equals the episode length
-    assert torch.equal(state["stats", "last_return"], state["stats", "last_length"].float())
+    assert torch.equal(state["episodes", "last_return"], state["episodes", "last_length"].float())
     assert result.eval_returns[0] == float(int(result.eval_returns[0]))  # evaluation is raw too
 
 
@@ -305,9 +308,13 @@ def test_cli_rejects_gym_options_elsewhere(capsys):
     assert "dqn needs discrete actions" in capsys.readouterr().err
 
 
-def test_feed_needs_a_gym_environment():
-    with pytest.raises(TypeError, match="gymnasium environment"):
-        Feed(dqn.make_train(dqn.Config()), [{"seed": 0}], compile=False, batched=False)
+def test_each_source_refuses_the_other_kind_of_environment():
+    with pytest.raises(ValueError, match="CartPole-v1 is pure: it is stepped inside the compiled units"):
+        frl.run(
+            dqn.make_train(dqn.Config()), total_steps=100, source=Collectors(), compile=False, progress=False
+        )
+    with pytest.raises(ValueError, match="gym:CartPole-v1 is not a pure environment"):
+        frl.run(tiny_dqn(), source=PureEnv(), compile=False, progress=False)
 
 
 # -- Atari: the Nature CNN on Pong ------------------------------------------------------------------
@@ -327,7 +334,7 @@ def test_pong_smoke_nature_cnn_and_checkpoint_round_trip(tmp_path):
     )
     train = dqn.make_train(config, env)
     assert isinstance(
-        train.init(frl.random.key(0))["learner", "params", "online", "torso", "conv0", "weight"], torch.Tensor
+        train.init(frl.random.key(0))["params", "online", "torso", "conv0", "weight"], torch.Tensor
     )
     out = tmp_path / "pong"
     result = frl.run(
@@ -335,12 +342,12 @@ def test_pong_smoke_nature_cnn_and_checkpoint_round_trip(tmp_path):
     )
     last = result.history[-1]
     assert math.isfinite(last["loss"]) and last["loss"] > 0
-    data = result.state[0]["buffer", "data"]
+    data = result.state[0]["data", "data"]
     assert data["observation"].dtype == torch.uint8 and data["observation"].shape == (1200, 4, 84, 84)
     assert int(data["observation"].max()) > 0
     saved = checkpoint.load(out / "checkpoint.pt")
-    for key, value in result.state[0]["learner", "params"].items(include_nested=True, leaves_only=True):
-        assert torch.equal(saved["state"]["learner", "params", key], value), key
+    for key, value in result.state[0]["params"].items(include_nested=True, leaves_only=True):
+        assert torch.equal(saved["state"]["params", key], value), key
     assert math.isfinite(result.eval_returns[0])
 
 
@@ -353,8 +360,8 @@ def test_compiled_vmapped_gym_run_matches_eager_collection():
     eager = frl.run(tiny_dqn(total_timesteps=200), seeds=2, compile=False, progress=False, eval_episodes=1)
     # before learning starts the behaviour is a function of the seed alone
     for key in ("observation", "action"):
-        a = compiled.state["buffer", "data", key][:, :100]
-        b = eager.state["buffer", "data", key][:, :100]
+        a = compiled.state["data", "data", key][:, :100]
+        b = eager.state["data", "data", key][:, :100]
         torch.testing.assert_close(a, b)
     assert all(math.isfinite(r) for r in compiled.eval_returns)
 

@@ -220,6 +220,33 @@ def test_state_layout_hyperparams_and_count():
     assert set(twice.init(params).keys()) == {"scale", "scale_1", "named"}
 
 
+def test_hyperparameters_passed_to_update_replace_the_dropped_ones():
+    """A caller that keeps hyper-parameters elsewhere drops them from the state and passes them."""
+    params = TensorDict(
+        {"a": {"w": torch.tensor([1.0, -2.0])}, "b": {"w": torch.tensor([3.0])}}, batch_size=[]
+    )
+    grads = params.apply(lambda x: 10.0 * torch.ones_like(x))
+    tx = optim.chain(optim.clip_by_global_norm(0.5), optim.adam(1e-3))
+    kept = tx.init(params)
+    u_kept, _ = tx.update(grads, kept, params)
+    dropped = optim.drop_hyperparams(tx.init(params), "learning_rate", "max_norm")
+    assert "learning_rate" not in optim.hyperparams(dropped) and "b1" in optim.hyperparams(dropped)
+    u, s = tx.update(grads, dropped, params, {"learning_rate": torch.tensor(1e-3), "max_norm": 0.5})
+    for k in params.keys(True, True):
+        torch.testing.assert_close(u.get(k), u_kept.get(k))
+    assert "learning_rate" not in optim.hyperparams(s)  # nothing is written back
+    with pytest.raises(KeyError, match="`learning_rate` is neither in the state nor passed"):
+        tx.update(grads, dropped, params, {"max_norm": 0.5})
+    # partition routes a nested mapping to its parts
+    split = optim.partition(a=optim.sgd(1.0), b=optim.sgd(1.0))
+    state = optim.drop_hyperparams(split.init(params), "learning_rate")
+    u, _ = split.update(grads, state, params, {"a": {"learning_rate": 0.1}, "b": {"learning_rate": 0.01}})
+    torch.testing.assert_close(u["a", "w"], torch.full((2,), -1.0))
+    torch.testing.assert_close(u["b", "w"], torch.full((1,), -0.1))
+    with pytest.raises(KeyError, match="no hyper-parameter"):
+        optim.drop_hyperparams(state, "momentum")
+
+
 def test_clip_by_global_norm():
     grads = TensorDict({"a": torch.full((4,), 3.0), "b": torch.full((9,), 2.0)})  # norm sqrt(36+36)
     tx = optim.clip_by_global_norm(1.0)

@@ -64,7 +64,7 @@ def test_seed_in_vmapped_run_equals_seed_alone(algo):
             assert torch.equal(a, b)
     assert together.eval_returns[2] == pytest.approx(alone.eval_returns[0], abs=1e-4)
     # and the seeds differ from one another
-    p0, p1 = (_leaves(together.state[i]["learner", "params"]) for i in (0, 1))
+    p0, p1 = (_leaves(together.state[i]["params"]) for i in (0, 1))
     assert any(not torch.equal(a, b) for a, b in zip(p0, p1, strict=True))
 
 
@@ -181,17 +181,73 @@ def test_hyperparameter_grid_trains_every_combination():
         {"learning_rate": 1e-2, "seed": 1},
     ]
     assert len(result.eval_returns) == 4
-    lrs = result.state["learner", "opt_state"].flatten_keys()
-    stored = [v for k, v in lrs.items() if k.endswith("learning_rate")]
-    assert stored, "the learning rate lives in the optimizer state"
-    assert stored[0].reshape(4, -1)[:, 0].tolist() == [1e-3, 1e-3, 1e-2, 1e-2]
+    assert result.state["hyperparams", "learning_rate"].tolist() == [1e-3, 1e-3, 1e-2, 1e-2]
+    assert result.state["hyperparams", "gamma"].tolist() == [0.99] * 4
+
+
+def _assert_members_equal(grid, alone, i: int, j: int) -> None:
+    for a, b in zip(_leaves(grid.state[i]), _leaves(alone.state[j]), strict=True):
+        if a.dtype.is_floating_point:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        else:
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_any_hyperparameter_grid_member_equals_its_configuration_alone(algo):
+    """Loss, return, exploration and optimizer hyper-parameters alike: member i of the grid is
+    configuration i trained alone (eager; the compiled 16-member run is below)."""
+    train = _small(algo)
+    grid = (
+        {"clip_coef": [0.1, 0.3], "gamma": [0.9, 0.99], "learning_rate": [1e-2]}
+        if algo == "ppo"
+        else {"gamma": [0.9], "start_e": [1.0, 0.5], "tau": [1.0, 0.5]}
+    )
+    total = train.config.total_timesteps
+    result = run(
+        train, seeds=[3], total_steps=total, compile=False, progress=False, hparams=grid, eval_episodes=2
+    )
+    for i, member in enumerate(result.members):
+        point = {k: v for k, v in member.items() if k != "seed"}
+        config = dataclasses.replace(train.config, **point)
+        alone = run(
+            train.factory(config),
+            seeds=[3],
+            total_steps=total,
+            compile=False,
+            progress=False,
+            eval_episodes=2,
+        )
+        _assert_members_equal(result, alone, i, 0)
+        assert result.eval_returns[i] == pytest.approx(alone.eval_returns[0], abs=1e-4)
+    params = [result.state[i]["params"] for i in range(len(result.members))]
+    assert not all(torch.equal(_leaves(params[0])[0], _leaves(p)[0]) for p in params[1:])
+
+
+def test_hparams_are_validated_per_field():
+    train = _small("ppo")
+    kw = dict(seeds=1, total_steps=128, compile=False, progress=False)
+    with pytest.raises(
+        ValueError, match=r"ppo.Config: `clip_coef` must be a finite number in \[0, 1\], got nan"
+    ):
+        run(train, hparams={"clip_coef": [0.2, float("nan")]}, **kw)
+    with pytest.raises(
+        ValueError, match=r"`num_envs` is a setting .* not a hyper-parameter; hyper-parameters:"
+    ):
+        run(train, hparams={"num_envs": [2, 4]}, **kw)
+    with pytest.raises(ValueError, match="`lr` is not a field"):
+        run(train, hparams={"lr": [1e-3]}, **kw)
+    with pytest.raises(ValueError, match="needs a non-empty list of values"):
+        run(train, hparams={"gamma": []}, **kw)
+    with pytest.raises(TypeError, match="must hold numbers"):
+        run(train, hparams={"gamma": ["0.9"]}, **kw)
 
 
 def test_run_rejects_bad_input():
     train = _small("ppo")
     with pytest.raises(ValueError, match="`total_steps` must be a positive int"):
         run(train, seeds=1, total_steps=-5, compile=False, progress=False)
-    with pytest.raises(ValueError, match="`seeds` must be positive"):
+    with pytest.raises(ValueError, match="`seeds` must be a positive count"):
         run(train, seeds=0, total_steps=128, compile=False, progress=False)
     with pytest.raises(ValueError, match="less than one iteration"):
         run(train, seeds=1, total_steps=10, compile=False, progress=False)
@@ -200,14 +256,27 @@ def test_run_rejects_bad_input():
 
 
 @pytest.mark.compile
-def test_compiled_run_matches_eager():
-    """The compiled units (vmapped over 2 seeds) give the eager run's numbers."""
-    train = _small("ppo")
-    eager = run(train, seeds=2, total_steps=128, compile=False, progress=False, eval_episodes=2)
-    compiled = run(train, seeds=2, total_steps=128, compile=True, progress=False, eval_episodes=2)
-    for a, b in zip(_leaves(eager.state), _leaves(compiled.state), strict=True):
-        if a.dtype.is_floating_point:
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
-        else:
-            assert torch.equal(a, b)
-    assert compiled.compile_s > 0
+def test_compiled_hyperparameter_grid_one_graph_per_unit_each_member_its_configuration_alone():
+    """PPO's defaults (annealed learning rate), a 2 x 2 x 2 grid of learning rate, clip ratio and
+    discount x 2 seeds: 16 members in one compiled, vmapped run with one graph per unit (and one
+    for evaluation); member i equals configuration i run alone (eagerly, one seed)."""
+    config = ppo.Config(num_envs=2, num_steps=32, num_minibatches=2, update_epochs=2, total_timesteps=128)
+    train = ppo.make_train(config)
+    grid = {"learning_rate": [1e-3, 3e-4], "clip_coef": [0.1, 0.3], "gamma": [0.98, 0.99]}
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    result = run(train, seeds=2, hparams=grid, compile=True, progress=False, eval_episodes=2)
+    assert len(result.members) == 16 and result.state.batch_size == (16,)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert graphs == len(train.collect) + len(train.learn) + 1, graphs  # + the evaluation chunk
+    assert result.compile_s > 0
+    for i, member in enumerate(result.members):
+        point = {k: v for k, v in member.items() if k != "seed"}
+        alone = run(
+            ppo.make_train(dataclasses.replace(config, **point)),
+            seeds=[member["seed"]],
+            compile=False,
+            progress=False,
+            eval_episodes=2,
+        )
+        _assert_members_equal(result, alone, i, 0)

@@ -1,12 +1,59 @@
-"""Complete agents as pure functions: ``make_train(config) -> Train(init, step, units, ...)``.
+"""Complete agents as pure functions: ``make_train(config) -> Train``.
 
-``ALGORITHMS`` maps a name to its module; each module has ``Config`` (``Config.preset(env_id)``
-for tuned settings) and ``make_train``.
+Every agent's state follows one spec (:mod:`frl.algos.spec`), every Config declares its
+hyper-parameters (kept in the state) and settings (:mod:`frl.algos.config`), and the registry
+(:mod:`frl.algos.registry`) maps names to agents. ``docs/write-an-algorithm.md`` walks through
+adding one (A2C is the worked example).
 """
 
-from frl.algos import dqn, ppo, reinforce, sac, tabular
-from frl.algos.base import Train, Unit, compose
+from frl.algos import a2c, dqn, ppo, reinforce, sac, tabular
+from frl.algos.config import AgentConfig, hyper, setting
+from frl.algos.registry import AGENTS, AgentSpec, get, register
+from frl.algos.spec import Replay, Segments, check_state
+from frl.algos.train import Train, Unit, compose
 
-ALGORITHMS = {"dqn": dqn, "ppo": ppo, "reinforce": reinforce, "sac": sac, "tabular": tabular}
+for _spec in (
+    AgentSpec("a2c", a2c.Config, a2c.make_train, ("discrete", "continuous"), "A2C (Mnih et al. 2016)"),
+    AgentSpec("dqn", dqn.Config, dqn.make_train, ("discrete",), "DQN (Mnih et al. 2015), double DQN"),
+    AgentSpec(
+        "ppo", ppo.Config, ppo.make_train, ("discrete", "continuous"), "PPO-clip (Schulman et al. 2017)"
+    ),
+    AgentSpec(
+        "reinforce",
+        reinforce.Config,
+        reinforce.make_train,
+        ("discrete", "continuous"),
+        "REINFORCE with a baseline",
+    ),
+    AgentSpec("sac", sac.Config, sac.make_train, ("continuous",), "SAC (Haarnoja et al. 2018), twin critics"),
+    AgentSpec(
+        "tabular", tabular.Config, tabular.make_train, ("discrete",), "tabular Q-learning and soft Q-learning"
+    ),
+):
+    register(_spec)
 
-__all__ = ["ALGORITHMS", "Train", "Unit", "compose", "dqn", "ppo", "reinforce", "sac", "tabular"]
+ALGORITHMS = AGENTS
+"""Name -> :class:`AgentSpec` (the registry)."""
+
+__all__ = [
+    "AGENTS",
+    "ALGORITHMS",
+    "AgentConfig",
+    "AgentSpec",
+    "Replay",
+    "Segments",
+    "Train",
+    "Unit",
+    "a2c",
+    "check_state",
+    "compose",
+    "dqn",
+    "get",
+    "hyper",
+    "ppo",
+    "register",
+    "reinforce",
+    "sac",
+    "setting",
+    "tabular",
+]

@@ -2,67 +2,72 @@
 
 One iteration, as CleanRL's ``ppo.py`` (and ``ppo_continuous_action.py``):
 
-1. COLLECT ``num_steps`` steps on ``num_envs`` environments (units of ``rollout_chunk`` steps);
-2. PREPARE values and bootstrap values of the true next observations, GAE (truncated steps
-   bootstrap, terminated ones do not), and ``update_epochs`` minibatch permutations;
+1. COLLECT ``num_steps`` steps on ``num_envs`` environments into the segment ``[E, T]``
+   (units of ``rollout_chunk`` steps);
+2. ADVANTAGES: values of the observations and of the true next observations, GAE (truncated
+   steps bootstrap, terminated ones do not) written into the segment, and ``update_epochs``
+   minibatch orders;
 3. UPDATE: ``update_epochs x num_minibatches`` clipped-surrogate steps (Adam, gradient-norm
    clipping, learning rate annealed linearly to 0 over the run).
+
+Every hyper-parameter of the math (learning rate, gamma, GAE lambda, clip ratio, entropy and
+value coefficients, clip norm) is read from ``state["hyperparams"]``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, ClassVar
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torch import Tensor
 
-from frl import envs, optim, random
-from frl.algos.base import Train, Unit, check_config, check_segments, compose, init_state, wrapped_optimizer
-from frl.algos.rollout import actor_critic, clip_action, init_trajectory, make_collect, make_explore
+from frl import optim, random
+from frl.algos import on_policy as op
+from frl.algos.config import hyper, setting
+from frl.algos.networks import actor_critic
+from frl.algos.spec import Segments
+from frl.algos.train import Train, Unit, WrapOptimizer, resolve_env
 from frl.losses import bind, ppo_loss
-from frl.optim import GradientTransformation
-from frl.returns import gae
-from frl.update import make_update
 
-__all__ = ["Config", "make_train"]
+__all__ = [
+    "MINIBATCH_KEYS",
+    "Config",
+    "advantages_unit",
+    "clipped_loss",
+    "extend",
+    "make_train",
+    "update_unit",
+]
+
+MINIBATCH_KEYS = ("observation", "action", "action_log_prob", *op.ADVANTAGE_KEYS)
 
 
 @dataclass(frozen=True)
-class Config:
-    """PPO settings; defaults are CleanRL's for CartPole-v1 (``ppo.py``).
+class Config(op.OnPolicyConfig):
+    """PPO settings; defaults are CleanRL's for CartPole-v1 (``ppo.py``); ``Config.preset(env_id)``
+    gives tuned settings for other built-in environments (``frl/algos/presets.json``)."""
 
-    ``Config.preset(env_id)`` gives tuned settings for the other built-in environments.
-    """
+    agent: ClassVar[str] = "ppo"
 
-    env_id: str = "CartPole-v1"
-    total_timesteps: int = 500_000
-    num_envs: int = 4
-    num_steps: int = 128
-    learning_rate: float = 2.5e-4
-    anneal_lr: bool = True
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    num_minibatches: int = 4
-    update_epochs: int = 4
-    norm_adv: bool = True
-    clip_coef: float = 0.2
-    clip_vloss: bool = True
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    hidden: tuple[int, ...] = (64, 64)
-    log_std_init: float = 0.0
-    rollout_chunk: int = 16
+    anneal_lr: bool = setting(True)
+    gae_lambda: float = hyper(0.95, low=0.0, high=1.0)
+    num_minibatches: int = setting(4, low=1)
+    update_epochs: int = setting(4, low=1)
+    norm_adv: bool = setting(True)
+    clip_coef: float = hyper(0.2, low=0.0, high=1.0)
+    clip_vloss: bool = setting(True)
+    ent_coef: float = hyper(0.01, low=0.0)
+    vf_coef: float = hyper(0.5, low=0.0)
 
-    def __post_init__(self) -> None:
-        check_config(self)
-        check_segments(self)
-        if (self.num_envs * self.num_steps) % self.num_minibatches:
+    def check(self) -> None:
+        super().check()
+        if self.batch_size % self.num_minibatches:
             raise ValueError(
-                f"Config: `num_envs * num_steps` ({self.num_envs * self.num_steps}) must be divisible by "
+                f"ppo.Config: `num_envs * num_steps` ({self.batch_size}) must be divisible by "
                 f"`num_minibatches` ({self.num_minibatches})"
             )
 
@@ -78,166 +83,163 @@ class Config:
     def num_iterations(self) -> int:
         return self.total_timesteps // self.batch_size
 
-    @classmethod
-    def preset(cls, env_id: str, **overrides: Any) -> Config:
-        """Settings known to work on a built-in environment (CartPole: CleanRL's; Pendulum and
-        MountainCarContinuous: rl-baselines3-zoo's PPO, gamma 0.9 / 0.99)."""
-        presets = {
-            "Pendulum-v1": dict(
-                num_envs=4,
-                num_steps=512,
-                learning_rate=1e-3,
-                gamma=0.9,
-                gae_lambda=0.95,
-                update_epochs=10,
-                num_minibatches=32,
-                ent_coef=0.0,
-                clip_coef=0.2,
-                max_grad_norm=0.5,
-                rollout_chunk=16,
-                log_std_init=-0.5,
-            ),
-            "Acrobot-v1": dict(num_envs=4, num_steps=128, ent_coef=0.0),
-            "MountainCarContinuous-v0": dict(
-                num_envs=1,
-                num_steps=2048,
-                learning_rate=3e-4,
-                num_minibatches=32,
-                update_epochs=10,
-                ent_coef=0.0,
-            ),
-        }
-        return cls(env_id=env_id, **{**presets.get(env_id, {}), **overrides})
+
+def advantages_unit(config: Config, value_apply: Callable) -> Callable:
+    """The unit that writes values and GAE into the segment (``params["critic"]``, the state's
+    ``gamma`` and ``gae_lambda``) and draws this iteration's ``update_epochs`` minibatch orders."""
+    E, T = config.num_envs, config.num_steps
+
+    def advantages(state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
+        hp = state["hyperparams"]
+        segment = op.with_advantages(
+            state["data"], value_apply, state["params", "critic"], gamma=hp["gamma"], lmbda=hp["gae_lambda"]
+        )
+        key, k_order = random.split(state["key"])
+        # one draw of random sort keys for every epoch (one threefry, cheap to compile)
+        order = torch.argsort(random.bits(k_order, (config.update_epochs, E * T)), dim=-1, stable=True)
+        new = state.copy()
+        new["data"], new["key"] = segment, key
+        new["scratch"] = TensorDict({"order": order.reshape(-1, config.minibatch_size)}, batch_size=[])
+        start = torch.zeros_like(state["counters", "minibatch"])
+        new["counters"] = state["counters"].clone(recurse=False).set("minibatch", start)
+        means = {"value": segment["state_value"].mean(), "advantage": segment["advantage"].mean()}
+        return new, TensorDict(means, batch_size=[])
+
+    return advantages
 
 
-def make_train(
+def update_unit(
     config: Config,
-    env: Any = None,
-    *,
-    wrap_optimizer: Callable[[GradientTransformation], GradientTransformation] | None = None,
-) -> Train:
-    """PPO on ``config.env_id``: ``Train(init, step, units, ...)`` (see ``frl.algos.base``).
+    optimizer: Any,
+    loss_of: Callable,
+    keys: tuple[Any, ...] = MINIBATCH_KEYS,
+    trainable: tuple[str, ...] | None = None,
+) -> Callable:
+    """The unit that takes one step of ``loss_of(hyperparams)`` (a loss over ``params`` and a
+    minibatch of the segment's ``keys``) on the next minibatch, with the learning rate annealed
+    linearly to 0 over the run when ``anneal_lr``; ``trainable``: the params keys it optimises
+    (default: all)."""
+    updates_total = max(config.num_iterations * config.update_epochs * config.num_minibatches, 1)
 
-    ``wrap_optimizer`` wraps the learner's optimizer (``frl.distributed.all_reduce_gradients`` for
-    data-parallel training).
-    """
-    if not isinstance(config, Config):
-        raise TypeError(f"ppo.make_train: expected a ppo.Config, got {type(config)!r}")
-    env = envs.make(config.env_id) if env is None else env
-    actor, dist, critic = actor_critic(env, config.hidden, config.log_std_init)
-    T, E = config.num_steps, config.num_envs
-    updates_total = config.num_iterations * config.update_epochs * config.num_minibatches
-    lr = (
-        optim.linear_schedule(config.learning_rate, 0.0, updates_total)
-        if config.anneal_lr
-        else config.learning_rate
-    )
-    tx = optim.chain(optim.clip_by_global_norm(config.max_grad_norm), optim.adam(lr, eps=1e-5))
-    loss = bind(
-        ppo_loss,
-        "actor",
-        "critic",
-        policy_apply=actor.apply,
-        value_apply=critic.apply,
-        dist=dist,
-        clip_eps=config.clip_coef,
-        value_clip_eps=config.clip_coef if config.clip_vloss else None,
-        entropy_coef=config.ent_coef,
-        value_coef=config.vf_coef,
+    def update(state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
+        hp, counters = state["hyperparams"], state["counters"]
+        index = torch.index_select(state["scratch", "order"], 0, counters["minibatch"].reshape(1)).squeeze(0)
+        minibatch = op.flat_select(state["data"], keys, index)
+        lr = hp["learning_rate"]
+        if config.anneal_lr:
+            lr = lr * (1.0 - torch.clamp(counters["updates"] / updates_total, max=1.0))
+        step = {"minibatch": counters["minibatch"] + 1}
+        return op.learner_step(
+            state, loss_of(hp), optimizer, minibatch, learning_rate=lr, counters=step, trainable=trainable
+        )
+
+    return update
+
+
+def clipped_loss(config: Config, loss: Callable, hp: TensorDictBase) -> Callable:
+    """``loss`` (a bound :func:`frl.losses.ppo_loss`) with the state's coefficients."""
+    return partial(
+        loss,
+        clip_eps=hp["clip_coef"],
+        value_clip_eps=hp["clip_coef"] if config.clip_vloss else None,
+        entropy_coef=hp["ent_coef"],
+        value_coef=hp["vf_coef"],
         normalize_advantage=config.norm_adv,
     )
-    learner = make_update(loss, wrapped_optimizer(tx, wrap_optimizer))
 
-    def init(key: Tensor) -> TensorDict:
-        k_actor, k_critic, k_env, k_run = random.split(key, 4)
-        params = TensorDict({"actor": actor.init(k_actor), "critic": critic.init(k_critic)}, batch_size=[])
-        traj = init_trajectory(env, T, E)
-        return init_state(
-            env,
-            k_env,
-            k_run,
-            E,
-            learner=learner.init(params),
-            traj=traj,
-            batch=_flat_batch(traj, torch.zeros(T, E, dtype=env.dtype)),
-            perm=torch.zeros(
-                config.update_epochs * config.num_minibatches, config.minibatch_size, dtype=torch.int64
+
+def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer = None) -> Train:
+    """PPO on ``config.env_id`` (or on ``env``): a :class:`~frl.algos.train.Train`.
+
+    ``wrap_optimizer`` wraps the optimizer (``frl.distributed.all_reduce_gradients`` for
+    data-parallel training). The units are :func:`advantages_unit` and :func:`update_unit`, which
+    an extension reuses (``examples/ppo_rnd.py``).
+    """
+    env = resolve_env(config, env, Config)
+    actor, dist, critic = networks = actor_critic(env, config.hidden, config.log_std_init, "ppo")
+    tx = op.clipped_optimizer(
+        optim.adam(config.learning_rate, eps=1e-5), config.max_grad_norm, wrap_optimizer
+    )
+    loss = bind(ppo_loss, "actor", "critic", policy_apply=actor.apply, value_apply=critic.apply, dist=dist)
+    updates_per_iteration = config.update_epochs * config.num_minibatches
+    order = torch.zeros(updates_per_iteration, config.minibatch_size, dtype=torch.int64)
+    return op.actor_critic_train(
+        config,
+        env,
+        make_train,
+        networks,
+        tx,
+        Segments(config.num_envs, config.num_steps, config.rollout_chunk, extra=op.ADVANTAGE_KEYS),
+        (
+            Unit("advantages", advantages_unit(config, critic.apply)),
+            Unit(
+                "update", update_unit(config, tx, partial(clipped_loss, config, loss)), updates_per_iteration
             ),
-            t=torch.zeros((), dtype=torch.int64),
-            update_index=torch.zeros((), dtype=torch.int64),
-        )
-
-    def prepare(state: TensorDictBase) -> tuple[TensorDict, TensorDict]:
-        """Values, GAE and this iteration's minibatch permutations."""
-        traj = state["traj"]
-        critic_params = state["learner", "params", "critic"]
-        value = critic.apply(critic_params, traj["obs"]).detach()
-        next_value = critic.apply(critic_params, traj["final_obs"]).detach()
-        advantage, target = gae(
-            traj["reward"].T,
-            value.T,
-            next_value.T,
-            traj["terminated"].T,
-            traj["done"].T,
-            gamma=config.gamma,
-            lmbda=config.gae_lambda,
-        )
-        key, k_perm = random.split(state["key"])
-        # one draw of random sort keys for every epoch (one threefry, cheap to compile)
-        perm = torch.argsort(
-            random.bits(k_perm, (config.update_epochs, config.batch_size)), dim=-1, stable=True
-        )
-        new = state.copy()
-        new["key"] = key
-        new["batch"] = _flat_batch(traj, value, advantage.T, target.T)
-        new["perm"] = perm.reshape(config.update_epochs * config.num_minibatches, config.minibatch_size)
-        new["t"] = torch.zeros_like(state["t"])
-        new["update_index"] = torch.zeros_like(state["update_index"])
-        metrics = TensorDict({"value": value.mean(), "advantage": advantage.mean()}, batch_size=[])
-        return new, metrics
-
-    def update(state: TensorDictBase) -> tuple[TensorDict, TensorDict]:
-        """One clipped-surrogate step on the next minibatch."""
-        i = state["update_index"]
-        index = torch.index_select(state["perm"], 0, i.reshape(1)).squeeze(0)
-        minibatch = state["batch"].apply(
-            lambda x: torch.index_select(x, 0, index), batch_size=[config.minibatch_size]
-        )
-        learner_state, metrics = learner.step(state["learner"], minibatch, None)
-        new = state.copy()
-        new["learner"] = learner_state
-        new["update_index"] = i + 1
-        return new, metrics
-
-    units = (
-        Unit(
-            "collect", make_collect(env, actor.apply, dist, config.rollout_chunk), T // config.rollout_chunk
         ),
-        Unit("prepare", prepare, 1),
-        Unit("update", update, config.update_epochs * config.num_minibatches),
+        parts={"loss": loss},
+        counters={"minibatch": 0},
+        scratch=TensorDict({"order": order}, batch_size=[]),
     )
 
-    def policy(params: TensorDictBase, obs: Tensor) -> Tensor:
-        out = actor.apply(params["actor"], obs)
-        return clip_action(env, dist.mode(out))
 
-    return Train(config, env, init, compose(units), units, T * E, policy, make_explore(actor.apply, dist))
+def extend(
+    base: Train,
+    *,
+    networks: Mapping[str, Any],
+    trainable: tuple[str, ...],
+    factory: Callable,
+    loss_term: Callable | None = None,
+    shape_advantages: Callable | None = None,
+    extra: tuple[str, ...] = (),
+    minibatch_keys: tuple[Any, ...] = (),
+) -> Train:
+    """PPO with more: networks added to ``params``, a loss term added to the clipped loss, the
+    advantages reshaped after GAE (``examples/ppo_rnd.py`` adds RND this way).
 
+    Args:
+      base: a PPO agent (:func:`make_train`).
+      networks: ``{name: network}`` with ``init(key)``, added to ``params``.
+      trainable: the params keys the optimizer trains (PPO's ``actor`` and ``critic`` included).
+      factory: ``factory(config, env) -> Train`` that rebuilds the extended agent.
+      loss_term: ``loss_term(hyperparams) -> term(params, minibatch) -> (loss, metrics)``.
+      shape_advantages: ``(state) -> (state, metrics)`` after PPO's GAE (it may rewrite
+        ``data.advantage`` and fill the ``extra`` entries).
+      extra: per-step float entries added to the segment.
+      minibatch_keys: segment entries the minibatches carry beyond PPO's.
+    """
+    config, tx = base.config, base.parts["optimizer"]
 
-def _flat_batch(
-    traj: TensorDictBase, value: Tensor, advantage: Tensor | None = None, target: Tensor | None = None
-):
-    """The ``[T * E]`` training batch in ``frl.losses`` layout."""
-    zeros = torch.zeros_like(value)
-    flat = TensorDict(
-        {
-            "observation": traj["obs"],
-            "action": traj["action"],
-            "action_log_prob": traj["log_prob"],
-            "state_value": value,
-            "advantage": zeros if advantage is None else advantage,
-            "value_target": zeros if target is None else target,
-        },
-        batch_size=traj.batch_size,
-    )
-    return flat.reshape(-1)
+    def loss_of(hp: TensorDictBase) -> Callable:
+        ppo_term, more = clipped_loss(config, base.parts["loss"], hp), loss_term and loss_term(hp)
+
+        def loss(params: TensorDictBase, batch: TensorDictBase, key: Any = None) -> tuple[Any, TensorDict]:
+            value, metrics = ppo_term(params, batch)
+            if more is None:
+                return value, metrics
+            added, added_metrics = more(params, batch)
+            return value + added, metrics.update(added_metrics)
+
+        return loss
+
+    def advantages(state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
+        state, metrics = base.learn[0].fn(state)
+        if shape_advantages is None:
+            return state, metrics
+        state, added = shape_advantages(state)
+        return state, metrics.update(added)
+
+    def build(key: Any, hyperparams: TensorDictBase) -> TensorDict:
+        state = base.build(key, hyperparams)
+        keys = random.split(random.fold_in(key, 1), len(networks))
+        state["params"].update(
+            {name: net.init(k) for (name, net), k in zip(networks.items(), keys, strict=True)}
+        )
+        state["opt_state"] = op.optimizer_state(tx, state["params"].select(*trainable))
+        for name in extra:
+            state["data", name] = torch.zeros_like(state["data", "advantage"])
+        return state
+
+    update = update_unit(config, tx, loss_of, (*MINIBATCH_KEYS, *minibatch_keys), trainable)
+    learn = (Unit("advantages", advantages), base.learn[1]._replace(fn=update))
+    consumes = dataclasses.replace(base.consumes, extra=(*base.consumes.extra, *extra))
+    return dataclasses.replace(base, consumes=consumes, build=build, learn=learn, factory=factory)

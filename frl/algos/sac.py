@@ -6,9 +6,9 @@ One iteration: COLLECT ``train_frequency`` steps per environment into the replay
 (uniform random actions before ``learning_starts``, then samples of the tanh-Gaussian policy),
 then LEARN ``gradient_steps`` minibatch steps of ``frl.losses.sac_loss`` (twin critics, the
 actor and the temperature ``log_alpha`` in one update, each with its own Adam learning rate),
-followed by a Polyak update of the target critics at rate ``tau``. Before ``learning_starts``
-the learning step is computed and discarded, so the state stays a pure function of the
-iteration count.
+each followed by a Polyak update of the target critics at rate ``tau``. Before
+``learning_starts`` the learning step is computed and discarded, so the state stays a pure
+function of the iteration count.
 
 One deliberate difference from CleanRL: the actor and temperature update on every step
 (CleanRL's ``policy_frequency=2`` delays them and then takes two steps, the same count).
@@ -16,129 +16,95 @@ One deliberate difference from CleanRL: the actor and temperature update on ever
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, ClassVar
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
-from frl import buffers, envs, nn, optim, random
-from frl.algos.base import Train, Unit, check_config, compose, init_state, wrapped_optimizer
-from frl.algos.replay import example_transition, make_collect, masked
+from frl import nn, optim, random
+from frl.algos import train as agent
+from frl.algos.collect import make_collect
+from frl.algos.config import AgentConfig, hyper, setting
+from frl.algos.networks import vector_observations
+from frl.algos.replay import make_replay_learn
+from frl.algos.spec import Replay
+from frl.algos.train import Train, Unit, WrapOptimizer
 from frl.distributions import TanhGaussian
 from frl.losses import bind, sac_loss
-from frl.optim import GradientTransformation
-from frl.update import make_update
+from frl.update import update_targets
 
 __all__ = ["Config", "make_train"]
 
+RATES = {"actor": "policy_lr", "critic": "q_lr", "log_alpha": "alpha_lr"}
+"""Each trained parameter group and the hyper-parameter that is its learning rate."""
+
 
 @dataclass(frozen=True)
-class Config:
+class Config(AgentConfig):
     """SAC settings; defaults are CleanRL's (``sac_continuous_action.py``), with a 20k-step budget
     for Pendulum-v1 (the replay buffer holds the whole run)."""
 
-    env_id: str = "Pendulum-v1"
-    total_timesteps: int = 20_000
-    num_envs: int = 1
-    buffer_size: int = 1_000_000
-    gamma: float = 0.99
-    tau: float = 0.005
-    batch_size: int = 256
-    learning_starts: int = 5_000
-    policy_lr: float = 3e-4
-    q_lr: float = 1e-3
-    alpha_lr: float = 1e-3
-    init_log_alpha: float = 0.0
-    autotune: bool = True
-    num_critics: int = 2
-    train_frequency: int = 1
-    gradient_steps: int = 1
-    hidden: tuple[int, ...] = (256, 256)
+    agent: ClassVar[str] = "sac"
 
-    def __post_init__(self) -> None:
-        check_config(self)
-        if self.learning_starts < 0:
-            raise ValueError(f"Config: `learning_starts` must be >= 0, got {self.learning_starts}")
-
-    @classmethod
-    def preset(cls, env_id: str, **overrides: Any) -> Config:
-        """Settings for a built-in environment (MountainCarContinuous: a longer run)."""
-        presets = {"MountainCarContinuous-v0": dict(total_timesteps=50_000, learning_starts=1_000)}
-        return cls(env_id=env_id, **{**presets.get(env_id, {}), **overrides})
+    env_id: str = setting("Pendulum-v1")
+    total_timesteps: int = setting(20_000, low=1)
+    num_envs: int = setting(1, low=1)
+    buffer_size: int = setting(1_000_000, low=1)
+    gamma: float = hyper(0.99, low=0.0, high=1.0)
+    tau: float = hyper(0.005, low=0.0, high=1.0)
+    batch_size: int = setting(256, low=1)
+    learning_starts: int = setting(5_000, low=0)
+    policy_lr: float = hyper(3e-4, low=0.0, low_open=True)
+    q_lr: float = hyper(1e-3, low=0.0, low_open=True)
+    alpha_lr: float = hyper(1e-3, low=0.0, low_open=True)
+    init_log_alpha: float = setting(0.0)
+    autotune: bool = setting(True)
+    num_critics: int = setting(2, low=1)
+    train_frequency: int = setting(1, low=1)
+    gradient_steps: int = setting(1, low=1)
+    hidden: tuple[int, ...] = setting((256, 256))
 
 
-def make_train(
-    config: Config,
-    env: Any = None,
-    *,
-    wrap_optimizer: Callable[[GradientTransformation], GradientTransformation] | None = None,
-) -> Train:
-    """SAC on ``config.env_id`` (continuous actions only), or on ``env`` if given.
-
-    ``wrap_optimizer`` wraps the learner's optimizer (``frl.distributed.all_reduce_gradients`` for
-    data-parallel training).
-    """
-    if not isinstance(config, Config):
-        raise TypeError(f"sac.make_train: expected a sac.Config, got {type(config)!r}")
-    env = envs.make(config.env_id) if env is None else env
-    if getattr(env, "pixels", False):
-        raise ValueError(f"sac: pixel observations are not supported ({config.env_id}); use dqn or ppo")
-    if env.discrete:
-        raise ValueError(f"sac needs continuous actions; {config.env_id} has discrete actions")
-    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer = None) -> Train:
+    """SAC on ``config.env_id`` (continuous actions only), or on ``env`` if given."""
+    env = agent.resolve_env(config, env, Config, discrete=False)
+    obs_dim, action_dim = vector_observations(env, "sac"), env.action_space.shape[0]
     low, high = env.action_space.low, env.action_space.high
     actor = nn.TanhGaussianPolicy(obs_dim, action_dim, hidden=config.hidden, action_low=low, action_high=high)
     critics = nn.Ensemble(
         nn.ContinuousQNetwork(obs_dim, action_dim, hidden=config.hidden), num=config.num_critics
     )
     dist = TanhGaussian(low, high)
-    loss = bind(
-        sac_loss,
-        "actor",
-        "critic",
-        "target_critic",
-        "log_alpha",
-        actor_apply=actor.apply,
-        critic_apply=critics.network.apply,
-        gamma=config.gamma,
-        target_entropy=-float(action_dim),
-        dist=dist,
+    trained = [k for k in RATES if config.autotune or k != "log_alpha"]
+    tx = agent.wrapped_optimizer(optim.partition(**{k: optim.adam(1e-3) for k in trained}), wrap_optimizer)
+    consumes = Replay(
+        config.num_envs,
+        config.train_frequency,
+        capacity=min(config.buffer_size, config.total_timesteps),
+        learning_starts=config.learning_starts,
+        batch_size=config.batch_size,
     )
-    rates = {"actor": optim.adam(config.policy_lr), "critic": optim.adam(config.q_lr)}
-    if config.autotune:
-        rates["log_alpha"] = optim.adam(config.alpha_lr)
-    learner = make_update(
-        loss,
-        wrapped_optimizer(optim.partition(**rates), wrap_optimizer),
-        trainable=list(rates),
-        targets={"target_critic": "critic"},
-        tau=config.tau,
-    )
-    capacity = min(config.buffer_size, config.total_timesteps)
-    E = config.num_envs
 
-    def explore(params: TensorDictBase, obs: Tensor, key: Tensor, env_steps: Tensor) -> tuple[Tensor, Tensor]:
+    def explore(params: TensorDictBase, hp: TensorDictBase, obs: Tensor, key: Tensor, env_steps: Tensor):
         k_policy, k_random = random.split(key)
         action, log_prob = dist.sample_and_log_prob(k_policy, actor.apply(params["actor"], obs))
+        space = env.action_space
         uniform = random.uniform(
             k_random,
             tuple(action.shape),
             action.dtype,
-            env.action_space.low_tensor(obs.device),
-            env.action_space.high_tensor(obs.device),
+            space.low_tensor(obs.device),
+            space.high_tensor(obs.device),
         )
         return torch.where(env_steps < config.learning_starts, uniform, action.detach()), log_prob.detach()
 
-    def act(state: TensorDictBase, obs: Tensor, key: Tensor, env_steps: Tensor) -> Tensor:
-        return explore(state["learner", "params"], obs, key, env_steps)[0]
-
-    def init(key: Tensor) -> TensorDict:
-        k_actor, k_critic, k_env, k_run = random.split(key, 4)
+    def init_params(key: Tensor) -> TensorDict:
+        k_actor, k_critic = random.split(key)
         critic = critics.init(k_critic)
-        params = TensorDict(
+        return TensorDict(
             {
                 "actor": actor.init(k_actor),
                 "critic": critic,
@@ -147,31 +113,40 @@ def make_train(
             },
             batch_size=[],
         )
-        return init_state(
-            env,
-            k_env,
-            k_run,
-            E,
-            learner=learner.init(params),
-            buffer=buffers.init(example_transition(env), capacity),
-        )
 
-    def learn(state: TensorDictBase) -> tuple[TensorDict, TensorDict]:
-        key, k_sample, k_loss = random.split(state["key"], 3)
-        batch = buffers.sample(state["buffer"], k_sample, config.batch_size)
-        updated, metrics = learner.step(state["learner"], batch, k_loss)
-        learning = state["env_steps"] >= config.learning_starts
-        new = state.copy()
-        new["learner"] = masked(learning, updated, state["learner"])
-        new["key"] = key
-        return new, metrics
-
-    units = (
-        Unit("collect", make_collect(env, act, config.train_frequency), 1),
-        Unit("learn", learn, config.gradient_steps),
+    loss = bind(
+        sac_loss,
+        "actor",
+        "critic",
+        "target_critic",
+        "log_alpha",
+        actor_apply=actor.apply,
+        critic_apply=critics.network.apply,
+        target_entropy=-float(action_dim),
+        dist=dist,
     )
+
+    def learn_step(state: TensorDictBase, batch: TensorDictBase, key: Tensor):
+        hp = state["hyperparams"]
+        rates = {k: {"learning_rate": hp[RATES[k]]} for k in trained}
+        step = partial(loss, gamma=hp["gamma"])
+        params, opt_state, metrics = agent.gradient_update(
+            state, step, tx, batch, key, trainable=trained, hyperparams=rates
+        )
+        return update_targets(params, {"target_critic": "critic"}, hp["tau"]), opt_state, metrics
 
     def policy(params: TensorDictBase, obs: Tensor) -> Tensor:
         return actor.mode(params["actor"], obs)
 
-    return Train(config, env, init, compose(units), units, config.train_frequency * E, policy, explore)
+    return Train(
+        name="sac",
+        config=config,
+        env=env,
+        consumes=consumes,
+        build=agent.build_state(env, consumes, init_params, tx, trainable=tuple(trained)),
+        collect=(Unit("collect", make_collect(env, explore, consumes)),),
+        learn=(Unit("learn", make_replay_learn(consumes, learn_step), config.gradient_steps),),
+        policy=policy,
+        explore=explore,
+        factory=make_train,
+    )

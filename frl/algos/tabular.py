@@ -2,14 +2,17 @@
 
 The table is a linear layer on one-hot observations, ``Q(s, .) = onehot(s) @ table``, so the
 losses are frl's own: ``dqn_loss`` (Q-learning, Watkins 1989) and ``soft_q_loss`` (soft
-Q-learning, Haarnoja et al. 2017), with the target "network" a copy of the table taken before
-each update. SGD on the mean squared TD error with step ``learning_rate * num_envs`` is exactly
-the tabular update ``Q(s, a) += learning_rate (y - Q(s, a))`` for each of the ``num_envs``
-transitions of a step (repeated ``(s, a)`` pairs in one step add up). Both are off-policy:
-the behaviour is epsilon-greedy (``exploration="epsilon_greedy"``) or Boltzmann,
-``softmax(Q / temperature)`` (``"boltzmann"``), whichever the algorithm. (Boltzmann behaviour
-with soft Q-learning's own ``alpha`` starves actions whose estimate starts low: measured on a
-3-state corridor, their Q-values stayed 0.6 below the fixed point after 20k steps.)
+Q-learning, Haarnoja et al. 2017), with the target "network" the table as it was before each
+update. SGD on the mean squared TD error with step ``learning_rate * num_envs`` is exactly the
+tabular update ``Q(s, a) += learning_rate (y - Q(s, a))`` for each of the ``num_envs``
+transitions of a step (repeated ``(s, a)`` pairs in one step add up). Both are off-policy: the
+behaviour is epsilon-greedy (``exploration="epsilon_greedy"``) or Boltzmann,
+``softmax(Q / temperature)`` (``"boltzmann"``). (Boltzmann behaviour with soft Q-learning's own
+``alpha`` starves actions whose estimate starts low: measured on a 3-state corridor, their
+Q-values stayed 0.6 below the fixed point after 20k steps.)
+
+One iteration is one step of ``num_envs`` environments (a segment ``[E, 1]``) and one update
+on its transitions: the behaviour always acts on the current table, as the textbook algorithm.
 
 Their fixed points are ``frl.planning``'s: ``value_iteration(mdp).q_values`` and
 ``soft_value_iteration(mdp, alpha).q_values`` (tested on a small MDP).
@@ -17,30 +20,21 @@ Their fixed points are ``frl.planning``'s: ``value_iteration(mdp).q_values`` and
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
-from frl import envs, optim, random
-from frl.algos.base import (
-    Train,
-    Unit,
-    check_config,
-    compose,
-    episode_metrics,
-    episode_stats,
-    init_state,
-    wrapped_optimizer,
-)
-from frl.algos.rollout import STATS
+from frl import optim, random
+from frl.algos.collect import make_collect
+from frl.algos.config import AgentConfig, hyper, setting
+from frl.algos.spec import TRANSITION_KEYS, Segments
+from frl.algos.train import Train, Unit, WrapOptimizer, build_state, resolve_env, wrapped_optimizer
 from frl.distributions import epsilon_greedy
 from frl.losses import bind, dqn_loss, soft_q_loss
-from frl.optim import GradientTransformation
-from frl.update import make_update
+from frl.update import gradient_step, update_targets
 
 __all__ = ["Config", "make_train"]
 
@@ -49,40 +43,24 @@ EXPLORATION = ("epsilon_greedy", "boltzmann")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(AgentConfig):
     """Tabular settings: ``algorithm`` is ``"q_learning"`` or ``"soft_q"`` (entropy temperature
     ``alpha``); ``exploration`` is ``"epsilon_greedy"`` (``epsilon``) or ``"boltzmann"``
     (``temperature``)."""
 
-    env_id: str = "FrozenLake-v1"
-    algorithm: str = "q_learning"
-    total_timesteps: int = 200_000
-    num_envs: int = 8
-    rollout_chunk: int = 16
-    learning_rate: float = 0.1
-    gamma: float = 0.99
-    exploration: str = "epsilon_greedy"
-    epsilon: float = 0.1
-    temperature: float = 0.1
-    alpha: float = 0.05
-    init_q: float = 1.0  # optimistic: unexplored actions look good (FrozenLake's only reward is 1)
+    agent: ClassVar[str] = "tabular"
 
-    def __post_init__(self) -> None:
-        check_config(self)
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"Config: `algorithm` must be one of {ALGORITHMS}, got {self.algorithm!r}")
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise ValueError(f"Config: `epsilon` must lie in [0, 1], got {self.epsilon}")
-        if self.exploration not in EXPLORATION:
-            raise ValueError(f"Config: `exploration` must be one of {EXPLORATION}, got {self.exploration!r}")
-        if self.alpha <= 0 or self.temperature <= 0:
-            raise ValueError(
-                f"Config: `alpha` and `temperature` must be positive, got {self.alpha}, {self.temperature}"
-            )
-
-    @classmethod
-    def preset(cls, env_id: str, **overrides: Any) -> Config:
-        return cls(env_id=env_id, **overrides)
+    env_id: str = setting("FrozenLake-v1")
+    algorithm: str = setting("q_learning", choices=ALGORITHMS)
+    total_timesteps: int = setting(200_000, low=1)
+    num_envs: int = setting(8, low=1)
+    learning_rate: float = hyper(0.1, low=0.0, low_open=True)
+    gamma: float = hyper(0.99, low=0.0, high=1.0)
+    exploration: str = setting("epsilon_greedy", choices=EXPLORATION)
+    epsilon: float = hyper(0.1, low=0.0, high=1.0)
+    temperature: float = hyper(0.1, low=0.0, low_open=True)
+    alpha: float = hyper(0.05, low=0.0, low_open=True)
+    init_q: float = setting(1.0)  # optimistic: unexplored actions look good (FrozenLake's only reward is 1)
 
 
 def q_apply(table: TensorDictBase, obs: Tensor) -> Tensor:
@@ -90,91 +68,65 @@ def q_apply(table: TensorDictBase, obs: Tensor) -> Tensor:
     return obs @ table["q"]
 
 
-def make_train(
-    config: Config,
-    env: Any = None,
-    *,
-    wrap_optimizer: Callable[[GradientTransformation], GradientTransformation] | None = None,
-) -> Train:
-    """Q-learning or soft Q-learning on a tabular environment (``frl.envs.TabularEnv``).
-
-    ``wrap_optimizer`` wraps the learner's optimizer (``frl.distributed.all_reduce_gradients`` for
-    data-parallel training).
-    """
-    if not isinstance(config, Config):
-        raise TypeError(f"tabular.make_train: expected a tabular.Config, got {type(config)!r}")
-    env = envs.make(config.env_id) if env is None else env
+def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer = None) -> Train:
+    """Q-learning or soft Q-learning on a tabular environment (``frl.envs.TabularEnv``)."""
+    env = resolve_env(config, env, Config)
     if not getattr(env, "discrete", False) or not hasattr(env, "num_states"):
         raise ValueError(f"tabular.make_train: {env.id} is not a tabular environment (one-hot states)")
     S, A, E = env.num_states, env.action_space.n, config.num_envs
-    soft = config.algorithm == "soft_q"
-    if soft:
-        loss = bind(soft_q_loss, "online", "target", q_apply=q_apply, gamma=config.gamma, alpha=config.alpha)
-    else:
-        loss = bind(dqn_loss, "online", "target", q_apply=q_apply, gamma=config.gamma)
-    learner = make_update(
-        loss,
-        wrapped_optimizer(optim.sgd(config.learning_rate * E), wrap_optimizer),
-        targets={"target": "online"},
-        target_period=1,
-    )
+    tx = wrapped_optimizer(optim.sgd(config.learning_rate), wrap_optimizer)
+    consumes = Segments(E, 1, 1)
 
-    def init(key: Tensor) -> TensorDict:
-        k_env, k_run = random.split(key)
-        table = TensorDict({"q": torch.full((S, A), config.init_q, dtype=env.dtype)}, batch_size=[])
-        params = TensorDict({"online": table, "target": table.clone()}, batch_size=[])
-        return init_state(env, k_env, k_run, E, learner=learner.init(params))
-
-    def act(table: TensorDictBase, obs: Tensor, key: Tensor) -> Tensor:
-        q = q_apply(table, obs)
+    def explore(params: TensorDictBase, hp: TensorDictBase, obs: Tensor, key: Tensor, env_steps: Tensor):
+        q = q_apply(params["online"], obs)
         if config.exploration == "boltzmann":
-            return random.categorical(key, q / config.temperature)
-        return epsilon_greedy(key, q, config.epsilon)
+            action = random.categorical(key, q / hp["temperature"])
+        else:
+            action = epsilon_greedy(key, q, hp["epsilon"])
+        return action, torch.zeros(action.shape, dtype=env.dtype)
 
-    def act_and_learn(state: TensorDictBase) -> tuple[TensorDict, TensorDict]:
-        key = state["key"]
-        obs = state["env", "obs"]
-        env_state = {k: state["env", "state", k] for k in env.state_names}
-        stats = {k: state["stats", k] for k in STATS}
-        learner_state = state["learner"]
-        metrics = TensorDict({}, batch_size=[])
-        for _ in range(config.rollout_chunk):
-            key, k_act, k_env = random.split(key, 3)
-            action = act(learner_state["params", "online"], obs, k_act)
-            next_obs, env_state, reward, terminated, truncated, info = env.step(k_env, env_state, action)
-            done = terminated | truncated
-            batch = TensorDict(
-                {
-                    "observation": obs,
-                    "action": action,
-                    "next": {
-                        "observation": info["final_observation"],
-                        "reward": reward,
-                        "terminated": terminated,
-                        "truncated": truncated,
-                        "done": done,
-                    },
-                },
-                batch_size=[E],
+    def init_params(key: Tensor) -> TensorDict:
+        table = TensorDict({"q": torch.full((S, A), config.init_q, dtype=env.dtype)}, batch_size=[])
+        return TensorDict({"online": table, "target": table.clone()}, batch_size=[])
+
+    def learn(state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
+        """The tabular update on this step's ``E`` transitions; the target is the table before it."""
+        hp = state["hyperparams"]
+        if config.algorithm == "soft_q":
+            loss = bind(
+                soft_q_loss, "online", "target", q_apply=q_apply, gamma=hp["gamma"], alpha=hp["alpha"]
             )
-            learner_state, metrics = learner.step(learner_state, batch, None)
-            stats = episode_stats(stats, reward, done)
-            obs = next_obs
+        else:
+            loss = bind(dqn_loss, "online", "target", q_apply=q_apply, gamma=hp["gamma"])
+        params, opt_state, metrics = gradient_step(
+            loss,
+            tx,
+            state["params"],
+            state["opt_state"],
+            state["data"].select(*TRANSITION_KEYS)[:, 0],
+            trainable=["online"],
+            hyperparams={"learning_rate": hp["learning_rate"] * E},
+        )
         new = state.copy()
-        new["key"] = key
-        new["learner"] = learner_state
-        new["env"] = TensorDict({"state": env_state, "obs": obs}, batch_size=[])
-        new["stats"] = TensorDict(stats, batch_size=[])
-        new["env_steps"] = state["env_steps"] + config.rollout_chunk * E
-        return new, TensorDict({**metrics.to_dict(), **episode_metrics(stats).to_dict()}, batch_size=[])
-
-    units = (Unit("act_and_learn", act_and_learn, 1),)
+        new["params"] = update_targets(params, {"target": "online"}, 1.0)
+        new["opt_state"] = opt_state
+        new["counters"] = (
+            state["counters"].clone(recurse=False).set("updates", state["counters", "updates"] + 1)
+        )
+        return new, metrics
 
     def policy(params: TensorDictBase, obs: Tensor) -> Tensor:
         return q_apply(params["online"], obs).argmax(-1)
 
-    def explore(params: TensorDictBase, obs: Tensor, key: Tensor, env_steps: Tensor) -> tuple[Tensor, Tensor]:
-        action = act(params["online"], obs, key)
-        return action, torch.zeros(action.shape, dtype=env.dtype)
-
-    return Train(config, env, init, compose(units), units, config.rollout_chunk * E, policy, explore)
+    return Train(
+        name="tabular",
+        config=config,
+        env=env,
+        consumes=consumes,
+        build=build_state(env, consumes, init_params, tx, trainable=("online",)),
+        collect=(Unit("collect", make_collect(env, explore, consumes)),),
+        learn=(Unit("learn", learn),),
+        policy=policy,
+        explore=explore,
+        factory=make_train,
+    )

@@ -2,18 +2,33 @@
 and adapters to and from TorchRL's ``ReplayBuffer``.
 
 ``init``, ``add``, ``sample``, ``update_priorities`` and ``nstep`` are pure, so a buffer per seed
-lives inside a vmapped, compiled training state; the TorchRL adapters run eagerly at the edge.
+lives inside a vmapped, compiled training state; the TorchRL adapters run eagerly at the edge
+(and load TorchRL on first use: ``import frl.buffers`` does not).
 """
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from frl.buffers.nstep import nstep
 from frl.buffers.ring import add, capacity, init, is_prioritized, sample, stored, update_priorities
-from frl.buffers.torchrl_adapters import (
-    ProportionalSampler,
-    from_torchrl,
-    to_torchrl,
-    torchrl_batch,
-    torchrl_prioritized,
-)
+
+if TYPE_CHECKING:
+    from frl.buffers.torchrl_adapters import (
+        ProportionalSampler,
+        from_torchrl,
+        to_torchrl,
+        torchrl_batch,
+        torchrl_prioritized,
+    )
+
+_ADAPTERS = ("ProportionalSampler", "from_torchrl", "to_torchrl", "torchrl_batch", "torchrl_prioritized")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ADAPTERS:
+        return getattr(importlib.import_module("frl.buffers.torchrl_adapters"), name)
+    raise AttributeError(f"module 'frl.buffers' has no attribute {name!r}")
+
 
 __all__ = [
     "ProportionalSampler",

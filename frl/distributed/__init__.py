@@ -7,13 +7,13 @@
 * :mod:`frl.distributed.data_parallel`: ``all_reduce_gradients`` (wrap an optimizer),
   ``data_parallel`` (per-rank data), ``train_data_parallel`` (the driver).
 * :mod:`frl.distributed.collection`: ``make_multi_collector`` (TorchRL ``MultiSyncCollector`` /
-  ``MultiAsyncCollector`` workers running the agent's behaviour policy, weights pushed to them),
-  ``to_frl_batch``.
+  ``MultiAsyncCollector`` workers running the agent's behaviour policy, ``frl.driver.BehaviourPolicy``,
+  weights pushed to them), ``to_frl_batch``.
 * :mod:`frl.distributed.sharding`: ``shard_seeds`` and ``run_sharded`` (each rank trains its
   slice of the seeds vmapped; rank 0 gathers the results).
 """
 
-from frl.distributed.collection import ExplorePolicy, make_multi_collector, policy_weights, to_frl_batch
+from frl.distributed.collection import make_multi_collector, policy_weights, to_frl_batch
 from frl.distributed.collectives import (
     all_reduce_mean,
     all_reduce_mean_per_leaf,
@@ -26,7 +26,6 @@ from frl.distributed.launch import World, free_port, init_from_env, shutdown, sp
 from frl.distributed.sharding import run_sharded, shard_seeds
 
 __all__ = [
-    "ExplorePolicy",
     "World",
     "all_reduce_gradients",
     "all_reduce_mean",

@@ -19,6 +19,7 @@ saved key and its rank).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from tensordict import TensorDictBase
 
 from frl import random
-from frl.algos.base import Train, Unit, compose
+from frl.algos.train import Train, Unit
 from frl.distributed.collectives import all_reduce_mean, assert_in_sync
 from frl.distributed.launch import world
 from frl.optim import GradientTransformation
@@ -37,8 +38,10 @@ __all__ = ["all_reduce_gradients", "data_parallel", "train_data_parallel"]
 def all_reduce_gradients(optimizer: GradientTransformation) -> GradientTransformation:
     """``optimizer`` applied to the gradients averaged over all ranks: ``g <- mean_r g_r``."""
 
-    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
-        return optimizer.update(all_reduce_mean(grads), state, params)
+    def update(
+        grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None, hyperparams=None
+    ):
+        return optimizer.update(all_reduce_mean(grads), state, params, hyperparams)
 
     return GradientTransformation(optimizer.init, update, optimizer.name)
 
@@ -57,8 +60,10 @@ def data_parallel(train: Train, rank: int | None = None) -> Train:
 
         return unit
 
-    units = tuple(Unit(u.name, per_rank(u.fn), u.repeats) for u in train.units)
-    return train._replace(units=units, step=compose(units))
+    def wrap(units: tuple[Unit, ...]) -> tuple[Unit, ...]:
+        return tuple(Unit(u.name, per_rank(u.fn), u.repeats) for u in units)
+
+    return dataclasses.replace(train, collect=wrap(train.collect), learn=wrap(train.learn))
 
 
 def train_data_parallel(
@@ -89,7 +94,7 @@ def train_data_parallel(
         resume=resume,
         write=me.rank == 0,
         log_every=check_every,
-        state_check=lambda state: assert_in_sync(state["learner", "params"]),
+        state_check=lambda state: assert_in_sync(state["params"]),
         progress=run_kwargs.pop("progress", me.rank == 0),
         **run_kwargs,
     )

@@ -95,7 +95,16 @@ def spawn(fn: Callable[..., Any], nprocs: int, *args: Any, threads: int = 1) -> 
 
     if not isinstance(nprocs, int) or nprocs < 1:
         raise ValueError(f"spawn: `nprocs` must be a positive int, got {nprocs!r}")
-    with tempfile.TemporaryDirectory() as tmp:
-        result = str(Path(tmp) / "rank0.pt")
-        mp.spawn(_entry, args=(nprocs, free_port(), result, fn, args, threads), nprocs=nprocs, join=True)
-        return torch.load(result, weights_only=False)
+    import multiprocessing
+
+    # torch's process start fixes this process's default start method to "fork" when it was
+    # unset; a later fork-started worker (TorchRL's collectors take the default) would then
+    # deadlock in its first matmul (OpenMP/MKL state does not survive a fork). Restore it.
+    start_method = multiprocessing.get_start_method(allow_none=True)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = str(Path(tmp) / "rank0.pt")
+            mp.spawn(_entry, args=(nprocs, free_port(), result, fn, args, threads), nprocs=nprocs, join=True)
+            return torch.load(result, weights_only=False)
+    finally:
+        multiprocessing.set_start_method(start_method, force=True)

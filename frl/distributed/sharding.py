@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from frl import checkpoint
-from frl.algos.base import Train
+from frl.algos.train import Train
 from frl.distributed.collectives import gather_objects
 from frl.distributed.launch import world
+from frl.driver import checkpoint
 
 __all__ = ["run_sharded", "shard_seeds"]
 
@@ -54,7 +54,7 @@ def run_sharded(
         result = run(train, seeds=mine, out_dir=rank_dir, **run_kwargs)
         payload.update(
             eval_returns=result.eval_returns,
-            params=result.state["learner", "params"].cpu(),
+            params=result.state["params"].cpu(),
             rate=result.env_steps_per_s,
         )
     gathered = gather_objects(payload)

@@ -1,7 +1,7 @@
 """Sweeps: a grid of configs, each trained on many seeds (vmapped), run on local processes or Ray.
 
 A sweep is a list of jobs, one per point of the grid (``itertools.product`` of the values of
-``space``, in the order given); each job builds ``ALGORITHMS[algo].Config.preset(env_id, **point)``
+``space``, in the order given); each job builds ``frl.algos.get(algo).config.preset(env_id, **point)``
 and trains all its seeds in one vmapped :func:`frl.run`. Jobs are independent:
 
 * ``backend="local"`` (default): ``nproc`` worker processes (spawned; one thread each) take
@@ -16,7 +16,6 @@ Each job returns ``{"point", "seeds", "eval_returns", "mean", "iqm", "env_steps_
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import math
 import os
@@ -24,17 +23,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from frl.driver.members import grid
+
 __all__ = ["format_results", "grid", "run_job", "sweep"]
-
-
-def grid(space: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    """Every combination of ``space``'s values, the first field varying slowest:
-    ``{"a": [1, 2], "b": [3]} -> [{"a": 1, "b": 3}, {"a": 2, "b": 3}]``."""
-    for name, values in space.items():
-        if isinstance(values, str) or not isinstance(values, Sequence) or not values:
-            raise ValueError(f"grid: field {name!r} needs a non-empty list of values, got {values!r}")
-    names = list(space)
-    return [dict(zip(names, combo)) for combo in itertools.product(*(space[n] for n in names))]
 
 
 def run_job(spec: dict[str, Any]) -> dict[str, Any]:
@@ -42,15 +33,15 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     ``compile``, ``eval_episodes`` and ``out_dir`` (or None)."""
     import torch
 
-    from frl.algos import ALGORITHMS
-    from frl.logging import iqm
-    from frl.run import run
+    from frl.algos import get
+    from frl.driver import run
+    from frl.driver.logging import iqm
 
     torch.set_num_threads(1)
-    module = ALGORITHMS[spec["algo"]]
-    config = module.Config.preset(spec["env"], **spec["point"])
+    agent = get(spec["algo"])
+    config = agent.config.preset(spec["env"], **spec["point"])
     result = run(
-        module.make_train(config),
+        agent.make_train(config),
         seeds=spec["seeds"],
         total_steps=spec["total_steps"],
         compile=spec["compile"],
@@ -89,23 +80,22 @@ def sweep(
 ) -> list[dict[str, Any]]:
     """Train every point of ``grid(space)`` on ``seeds`` (see the module docstring); results in
     grid order. ``out_dir`` receives one run folder per point and ``sweep.json``."""
-    from frl.algos import ALGORITHMS
+    from frl.algos import get
 
-    if algo not in ALGORITHMS:
-        raise ValueError(f"sweep: unknown algorithm {algo!r}; choose one of {sorted(ALGORITHMS)}")
+    agent = get(algo)
     if backend not in ("local", "ray"):
         raise ValueError(f"sweep: `backend` must be 'local' or 'ray', got {backend!r}")
     if not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"sweep: `nproc` must be a positive int, got {nproc!r}")
     points = grid(space)
-    fields = {f.name for f in dataclasses.fields(ALGORITHMS[algo].Config)}
+    fields = {f.name for f in dataclasses.fields(agent.config)}
     unknown = sorted(set(space) - fields)
     if unknown:
         raise ValueError(f"sweep: {algo}.Config has no field {unknown[0]!r}; fields: {sorted(fields)}")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     out = None if out_dir is None else Path(out_dir)
     if total_steps is None:
-        total_steps = ALGORITHMS[algo].Config.preset(env_id).total_timesteps
+        total_steps = agent.config.preset(env_id).total_timesteps
     specs = [
         {
             "algo": algo,

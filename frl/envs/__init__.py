@@ -2,13 +2,16 @@
 
 ``make(id)`` returns an environment; ``reset``/``step`` describe one environment and
 ``vmap`` batches them (:func:`reset_batch` and :func:`step_batch` do it for you).
+
+Importing ``frl.envs`` loads neither gymnasium nor TorchRL: ``GymEnvironment`` (``gym:<id>``
+environments), ``TorchRLEnv`` and ``to_torchrl`` load them on first use.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 from torch.func import vmap
@@ -16,10 +19,12 @@ from torch.func import vmap
 from frl import random
 from frl.envs.base import Environment
 from frl.envs.classic_control import Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum
-from frl.envs.gymnasium import GymEnvironment, is_gym_id, make_gym
 from frl.envs.spaces import Box, Discrete
 from frl.envs.tabular import TabularEnv
-from frl.envs.torchrl_env import TorchRLEnv, to_torchrl
+
+if TYPE_CHECKING:
+    from frl.envs.gymnasium import GymEnvironment
+    from frl.envs.torchrl_env import TorchRLEnv, to_torchrl
 
 __all__ = [
     "ENVIRONMENTS",
@@ -39,6 +44,25 @@ __all__ = [
     "step_batch",
     "to_torchrl",
 ]
+
+_LAZY = {
+    "GymEnvironment": "frl.envs.gymnasium",
+    "TorchRLEnv": "frl.envs.torchrl_env",
+    "to_torchrl": "frl.envs.torchrl_env",
+}
+GYM_PREFIX = "gym:"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'frl.envs' has no attribute {name!r}")
+
+
+def is_gym_id(env_id: str) -> bool:
+    """Whether ``env_id`` names a gymnasium environment (``"gym:<id>"``)."""
+    return isinstance(env_id, str) and env_id.startswith(GYM_PREFIX)
+
 
 ENVIRONMENTS: dict[str, type[Environment]] = {
     cls.id: cls for cls in (CartPole, Acrobot, MountainCar, MountainCarContinuous, Pendulum)
@@ -103,6 +127,8 @@ def make(env_id: str, **kwargs: Any) -> Environment | GymEnvironment:
     ``jax`` extra).
     """
     if is_gym_id(env_id):
+        from frl.envs.gymnasium import make_gym
+
         return make_gym(env_id, **kwargs)
     if env_id in TABULAR:
         return _tabular(env_id, **kwargs)

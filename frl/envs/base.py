@@ -43,6 +43,8 @@ class Environment:
     Params: ClassVar[type]
     state_names: ClassVar[tuple[str, ...]] = ("physics", "time")
     """The keys of the state dict (agents carry the state in a TensorDict and rebuild the dict)."""
+    pure: ClassVar[bool] = True
+    """Stepped inside compiled code (``frl.envs.GymEnvironment`` is not: TorchRL collectors step it)."""
 
     dtype: torch.dtype = torch.float32
 

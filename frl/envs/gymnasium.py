@@ -1,9 +1,10 @@
 """Any gymnasium environment, through TorchRL: ``frl.envs.make("gym:<id>")``.
 
-A :class:`GymEnvironment` is not pure (gymnasium keeps the physics in Python objects), so it is
-never stepped inside compiled code: it describes the spaces (what ``make_train`` needs to build
-networks and buffers) and builds TorchRL environments (``GymEnv`` plus transforms) for the
-collectors that ``frl.run`` drives. The learner stays the same pure, compiled update.
+A :class:`GymEnvironment` is not pure (gymnasium keeps the physics in Python objects, so
+``pure`` is False and it has no ``reset``/``step``): it describes the spaces (what
+``make_train`` needs to build networks and buffers) and builds TorchRL environments (``GymEnv``
+plus transforms) for the collectors that ``frl.run`` drives. The learner stays the same pure,
+compiled update.
 
 Transforms, in order (TorchRL's names):
 
@@ -31,18 +32,12 @@ from typing import Any
 
 import gymnasium
 import torch
-from torch import Tensor
 
+from frl.envs import GYM_PREFIX as PREFIX
+from frl.envs import is_gym_id
 from frl.envs.spaces import Box, Discrete
 
 __all__ = ["PREFIX", "GymEnvironment", "is_gym_id", "load_norm_state", "make_gym", "norm_state"]
-
-PREFIX = "gym:"
-
-
-def is_gym_id(env_id: str) -> bool:
-    """Whether ``env_id`` names a gymnasium environment (``"gym:<id>"``)."""
-    return isinstance(env_id, str) and env_id.startswith(PREFIX)
 
 
 def _register_optional() -> None:
@@ -79,6 +74,8 @@ class GymEnvironment:
     max_episode_steps: int = field(init=False, compare=False)
 
     dtype = torch.float32
+    pure = False
+    """Not a pure function: stepped outside compiled code, by TorchRL collectors (``frl.run``)."""
 
     def __post_init__(self) -> None:
         stack = self.frame_stack
@@ -131,17 +128,6 @@ class GymEnvironment:
     @property
     def stack(self) -> int:
         return self.frame_stack or (4 if self.atari else 1)
-
-    def reset(self, key: Tensor, params: Any = None, num_envs: int | None = None) -> tuple[Tensor, dict]:
-        """Zero observations (placeholders in the training state; collectors do the real resets)."""
-        batch = () if num_envs is None else (num_envs,)
-        return torch.zeros(*batch, *self.observation_space.shape, dtype=self.obs_dtype), {}
-
-    def step(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(
-            f"{self.id} is a gymnasium environment and cannot be stepped as a pure function: "
-            "train it with frl.run (TorchRL collectors)"
-        )
 
     # -- TorchRL environments ---------------------------------------------------------------
 

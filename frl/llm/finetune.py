@@ -113,6 +113,31 @@ def make_rl_update(model: Transformer, optimizer: GradientTransformation, loss: 
     return make_update(partial(fn, log_prob_fn=log_prob_fn, **kw), optimizer)
 
 
+def _rewarded_completions(
+    model: Transformer,
+    lm_params: TensorDictBase,
+    tokenizer,
+    prompts: list[str],
+    key: Tensor,
+    max_new_tokens: int,
+    temperature: float,
+    reward_fn: Callable[[Sequence[str], Sequence[str]], Tensor],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One completion per prompt (:func:`sample_completions`) and its reward ``[B]``."""
+    prompt, padding, completion, mask, texts = sample_completions(
+        model, lm_params, tokenizer, prompts, key, max_new_tokens, temperature
+    )
+    return prompt, padding, completion, mask, reward_fn(prompts, texts).to(torch.float32)
+
+
+def _completion_batch(
+    prompt: Tensor, padding: Tensor, completion: Tensor, mask: Tensor, **fields: Tensor
+) -> TensorDict:
+    """The update's batch: the sampled tokens and per-completion ``fields``."""
+    tokens = {"prompt": prompt, "prompt_padding": padding, "completion": completion, "mask": mask}
+    return TensorDict({**tokens, **fields}, batch_size=[prompt.shape[0]])
+
+
 def grpo_iteration(
     model: Transformer,
     update: Update,
@@ -135,10 +160,9 @@ def grpo_iteration(
     ``"rloo"``: leave-one-out baselines of ``reward - rloo_kl_coef * sum_t (log pi - log pi_ref)``.
     """
     repeated = [p for p in prompts for _ in range(group_size)]
-    prompt, padding, completion, mask, texts = sample_completions(
-        model, state["params"], tokenizer, repeated, key, max_new_tokens, temperature
+    prompt, padding, completion, mask, reward = _rewarded_completions(
+        model, state["params"], tokenizer, repeated, key, max_new_tokens, temperature, reward_fn
     )
-    reward = reward_fn(repeated, texts).to(torch.float32)
     with torch.no_grad():
         old = sequence_log_probs(model, state["params"], prompt, padding, completion, mask)
         ref = sequence_log_probs(model, ref_params, prompt, padding, completion, mask)
@@ -149,17 +173,8 @@ def grpo_iteration(
         adv = rl.leave_one_out_advantages(shaped.reshape(len(prompts), group_size))
     else:
         raise ValueError(f"grpo_iteration: `advantages` must be 'grpo' or 'rloo', got {advantages!r}")
-    batch = TensorDict(
-        {
-            "prompt": prompt,
-            "prompt_padding": padding,
-            "completion": completion,
-            "mask": mask,
-            "old_log_prob": old,
-            "ref_log_prob": ref,
-            "advantage": adv.reshape(-1),
-        },
-        batch_size=[len(repeated)],
+    batch = _completion_batch(
+        prompt, padding, completion, mask, old_log_prob=old, ref_log_prob=ref, advantage=adv.reshape(-1)
     )
     state, metrics = update.step(state, batch, None)
     return state, {"reward": float(reward.mean()), **{k: float(v) for k, v in metrics.items()}}
@@ -216,27 +231,23 @@ def ppo_iteration(
     """InstructGPT-style PPO: sample, reward, fold the KL to the reference into per-token rewards,
     GAE with the value head, whitened advantages, ``epochs`` steps of ``ppo_kl_loss``."""
     params = state["params"]
-    prompt, padding, completion, mask, texts = sample_completions(
-        model, params["lm"], tokenizer, prompts, key, max_new_tokens, temperature
+    prompt, padding, completion, mask, reward = _rewarded_completions(
+        model, params["lm"], tokenizer, list(prompts), key, max_new_tokens, temperature, reward_fn
     )
-    reward = reward_fn(list(prompts), texts).to(torch.float32)
     with torch.no_grad():
         old, values = sequence_log_probs_and_values(model, params, prompt, padding, completion, mask)
         ref = sequence_log_probs(model, ref_params, prompt, padding, completion, mask)
         token_rewards = rl.kl_penalized_rewards(reward, old, ref, mask, kl_coef)
         advantage, target = rl.token_advantages(token_rewards, values, mask, gamma=gamma, lmbda=lmbda)
-    batch = TensorDict(
-        {
-            "prompt": prompt,
-            "prompt_padding": padding,
-            "completion": completion,
-            "mask": mask,
-            "old_log_prob": old,
-            "advantage": advantage,
-            "value_target": target,
-            "state_value": values,
-        },
-        batch_size=[len(prompts)],
+    batch = _completion_batch(
+        prompt,
+        padding,
+        completion,
+        mask,
+        old_log_prob=old,
+        advantage=advantage,
+        value_target=target,
+        state_value=values,
     )
     for _ in range(epochs):
         state, metrics = update.step(state, batch, None)

@@ -82,10 +82,10 @@ def dqn_loss(
     target_params: TensorDictBase,
     batch: TensorDictBase,
     *,
-    q_apply: QApply,
     gamma: float | Tensor,
-    double: bool = False,
+    q_apply: QApply,
     loss: str = "mse",
+    double: bool = False,
     huber_delta: float | Tensor = 1.0,
     key: Tensor | None = None,
 ) -> tuple[Tensor, TensorDict]:

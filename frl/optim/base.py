@@ -10,12 +10,22 @@ States are TensorDicts. Unlike optax, every hyper-parameter (learning rate, beta
 decay, clip norm, schedule constants) is a 0-d tensor *in the state*, and the step count is a
 0-d int64 tensor: changing a hyper-parameter between calls (:func:`set_hyperparams`) never
 recompiles a compiled update, and ``torch.func.vmap`` over states sweeps hyper-parameters.
+
+A caller that keeps some hyper-parameters elsewhere (frl's agents keep every Config
+hyper-parameter in the training state's ``hyperparams``) passes them to ``update`` instead::
+
+    state = drop_hyperparams(tx.init(params), "learning_rate", "max_norm")
+    updates, state = tx.update(grads, state, params, {"learning_rate": lr, "max_norm": clip})
+
+A value passed to ``update`` wins over one in the state; :func:`partition` routes a nested
+mapping (``{"actor": {"learning_rate": ...}, ...}``) to its parts, :func:`chain` passes the
+mapping to every link. A hyper-parameter found in neither place is a KeyError naming it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -26,6 +36,8 @@ __all__ = [
     "apply_updates",
     "cast_like",
     "chain",
+    "drop_hyperparams",
+    "hyper",
     "hyperparams",
     "hyperparams_like",
     "identity",
@@ -36,17 +48,35 @@ __all__ = [
 
 InitFn = Callable[[TensorDictBase], TensorDictBase]
 UpdateFn = Callable[..., tuple[TensorDictBase, TensorDictBase]]
+Hyperparams = Mapping[str, Any] | None
+"""Hyper-parameter values passed to ``update`` (0-d tensors or floats, by name; nested by key
+for :func:`partition`)."""
 
 
 class GradientTransformation(NamedTuple):
-    """``init(params) -> state``; ``update(grads, state, params=None) -> (updates, state)``.
+    """``init(params) -> state``;
+    ``update(grads, state, params=None, hyperparams=None) -> (updates, state)``.
 
-    ``name`` keys this transformation's sub-state inside :func:`chain`.
+    ``name`` keys this transformation's sub-state inside :func:`chain`; ``hyperparams`` (see the
+    module docstring) overrides values kept in the state.
     """
 
     init: InitFn
     update: UpdateFn
     name: str = "transform"
+
+
+def hyper(state: TensorDictBase, hyperparams: Hyperparams, name: str) -> Tensor:
+    """The hyper-parameter ``name``: from ``hyperparams`` when given there, else the state's."""
+    if hyperparams is not None and name in hyperparams:
+        return torch.as_tensor(hyperparams[name], dtype=HYPERPARAM_DTYPE)
+    stored = state.get(HYPERPARAMS, None)
+    if stored is None or name not in stored:
+        raise KeyError(
+            f"optimizer: the hyper-parameter `{name}` is neither in the state nor passed to update "
+            f"(passed: {sorted(hyperparams or {})})"
+        )
+    return stored[name]
 
 
 def scalar(value: float | Tensor, name: str, owner: str, *, minimum: float | None = None) -> float | Tensor:
@@ -108,7 +138,9 @@ def identity() -> GradientTransformation:
     def init(params: TensorDictBase) -> TensorDict:
         return TensorDict({}, batch_size=[])
 
-    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
+    def update(
+        grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None, hyperparams=None
+    ):
         return grads, state
 
     return GradientTransformation(init, update, "identity")
@@ -139,10 +171,12 @@ def chain(*transforms: GradientTransformation, **named: GradientTransformation) 
     def init(params: TensorDictBase) -> TensorDict:
         return TensorDict({key: tx.init(params) for key, tx in entries}, batch_size=[])
 
-    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
+    def update(
+        grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None, hyperparams=None
+    ):
         new_state = {}
         for key, tx in entries:
-            grads, new_state[key] = tx.update(grads, state[key], params)
+            grads, new_state[key] = tx.update(grads, state[key], params, hyperparams)
         return grads, TensorDict(new_state, batch_size=[])
 
     return GradientTransformation(init, update, "chain")
@@ -174,13 +208,16 @@ def partition(**transforms: GradientTransformation) -> GradientTransformation:
         check(params)
         return TensorDict({k: tx.init(as_tree(params[k])) for k, tx in transforms.items()}, batch_size=[])
 
-    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
+    def update(
+        grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None, hyperparams=None
+    ):
         check(grads)
         updates, new_state = {}, {}
         for k, tx in transforms.items():
             leaf = not isinstance(grads[k], TensorDictBase)
             sub_params = None if params is None else as_tree(params[k])
-            u, new_state[k] = tx.update(as_tree(grads[k]), state[k], sub_params)
+            sub_hyper = None if hyperparams is None else hyperparams.get(k)
+            u, new_state[k] = tx.update(as_tree(grads[k]), state[k], sub_params, sub_hyper)
             updates[k] = u["value"] if leaf else u
         return TensorDict(updates, batch_size=[]), TensorDict(new_state, batch_size=[])
 
@@ -236,3 +273,15 @@ def set_hyperparams(state: TensorDictBase, **values: float | Tensor) -> TensorDi
                 )
             new.set(key, value_t.expand_as(old).clone())
     return new
+
+
+def drop_hyperparams(state: TensorDictBase, *names: str) -> TensorDictBase:
+    """``state`` without the hyper-parameters ``names`` (wherever they occur): the caller passes
+    them to ``update`` instead (see the module docstring). A name the state lacks is a KeyError."""
+    available = _hyperparam_keys(state)
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise KeyError(
+            f"drop_hyperparams: no hyper-parameter {missing} in the state; have {sorted(available)}"
+        )
+    return state.exclude(*[key for n in names for key in available[n]])

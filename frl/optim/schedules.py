@@ -31,11 +31,12 @@ class Schedule:
     """``value = fn(count, constants)``, with ``constants`` 0-d tensors.
 
     Attributes:
-      fn: a pure function of the step count (0-d int tensor) and a TensorDict of constants.
+      fn: a pure function of the step count (0-d int tensor) and a mapping of constants (a
+        TensorDict or a dict of 0-d tensors, by name).
       constants: the default constants, by name.
     """
 
-    fn: Callable[[Tensor, TensorDictBase], Tensor]
+    fn: Callable[[Tensor, Mapping[str, Tensor]], Tensor]
     constants: Mapping[str, float] = field(default_factory=dict)
 
     def init(self, device: torch.device | None = None) -> TensorDict:

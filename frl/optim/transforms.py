@@ -16,6 +16,7 @@ from frl.optim.base import (
     HYPERPARAMS,
     GradientTransformation,
     cast_like,
+    hyper,
     hyperparams_like,
     scalar,
     zero_count,
@@ -46,8 +47,10 @@ def scale(step_size: float | Tensor) -> GradientTransformation:
     def init(params: TensorDictBase) -> TensorDict:
         return _state(params, {"step_size": step_size})
 
-    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
-        s = cast_like(state[HYPERPARAMS, "step_size"])
+    def update(
+        grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None, hyperparams=None
+    ):
+        s = cast_like(hyper(state, hyperparams, "step_size"))
         return grads.apply(lambda g: s(g) * g), state
 
     return GradientTransformation(init, update, "scale")
@@ -65,8 +68,11 @@ def scale_by_schedule(schedule: Schedule, *, flip_sign: bool = False) -> Gradien
     def init(params: TensorDictBase) -> TensorDict:
         return _state(params, dict(schedule.constants), count=zero_count(params))
 
-    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
-        value = cast_like(sign * schedule.fn(state["count"], state[HYPERPARAMS]))
+    def update(
+        grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None, hyperparams=None
+    ):
+        constants = {k: hyper(state, hyperparams, k) for k in schedule.constants}
+        value = cast_like(sign * schedule.fn(state["count"], constants))
         new_state = TensorDict({"count": state["count"] + 1, HYPERPARAMS: state[HYPERPARAMS]}, batch_size=[])
         return grads.apply(lambda g: value(g) * g), new_state
 
@@ -86,8 +92,10 @@ def scale_by_learning_rate(learning_rate: float | Tensor | Schedule) -> Gradient
     def init(params: TensorDictBase) -> TensorDict:
         return _state(params, {"learning_rate": lr})
 
-    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
-        neg_lr = cast_like(-state[HYPERPARAMS, "learning_rate"])
+    def update(
+        grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None, hyperparams=None
+    ):
+        neg_lr = cast_like(-hyper(state, hyperparams, "learning_rate"))
         return grads.apply(lambda g: neg_lr(g) * g), state
 
     return GradientTransformation(init, update, "scale_by_learning_rate")
@@ -115,8 +123,10 @@ def scale_by_adam(
         hyper = {"b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
         return _state(params, hyper, count=zero_count(params), mu=zeros_like(params), nu=zeros_like(params))
 
-    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
-        h = state[HYPERPARAMS]
+    def update(
+        grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None, hyperparams=None
+    ):
+        h = {k: hyper(state, hyperparams, k) for k in ("b1", "b2", "eps", "eps_root")}
         count = state["count"] + 1
         # m + (1 - b1) (g - m) == b1 m + (1 - b1) g, as torch.optim's lerp_; likewise for v.
         w1, w2 = cast_like(1.0 - h["b1"]), cast_like(1.0 - h["b2"])
@@ -129,7 +139,9 @@ def scale_by_adam(
             return (m / bc1(m)) / (torch.sqrt(v / bc2(v) + eps_root(v)) + eps(v))
 
         updates = mu.apply(direction, nu)
-        new_state = TensorDict({"count": count, "mu": mu, "nu": nu, HYPERPARAMS: h}, batch_size=[])
+        new_state = TensorDict(
+            {"count": count, "mu": mu, "nu": nu, HYPERPARAMS: state[HYPERPARAMS]}, batch_size=[]
+        )
         return updates, new_state
 
     return GradientTransformation(init, update, "scale_by_adam")
@@ -154,11 +166,13 @@ def scale_by_rms(
             moments["mu"] = zeros_like(params)
         return _state(params, {"decay": decay, "eps": eps}, **moments)
 
-    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
-        h = state[HYPERPARAMS]
-        d, e, w = cast_like(h["decay"]), cast_like(h["eps"]), cast_like(1.0 - h["decay"])
+    def update(
+        grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None, hyperparams=None
+    ):
+        decay = hyper(state, hyperparams, "decay")
+        d, e, w = cast_like(decay), cast_like(hyper(state, hyperparams, "eps")), cast_like(1.0 - decay)
         nu = state["nu"].apply(lambda v, g: d(g) * v + w(g) * (g * g), grads)
-        new = {"nu": nu, HYPERPARAMS: h}
+        new = {"nu": nu, HYPERPARAMS: state[HYPERPARAMS]}
         if centered:
             mu = state["mu"].apply(lambda m, g: torch.lerp(m, g, w(g)), grads)
             new["mu"] = mu
@@ -181,8 +195,10 @@ def trace(decay: float | Tensor = 0.9, nesterov: bool = False) -> GradientTransf
     def init(params: TensorDictBase) -> TensorDict:
         return _state(params, {"decay": decay}, trace=zeros_like(params))
 
-    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
-        d = cast_like(state[HYPERPARAMS, "decay"])
+    def update(
+        grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None, hyperparams=None
+    ):
+        d = cast_like(hyper(state, hyperparams, "decay"))
         new_trace = state["trace"].apply(lambda t, g: g + d(g) * t, grads)
         updates = grads.apply(lambda g, t: g + d(g) * t, new_trace) if nesterov else new_trace
         return updates, TensorDict({"trace": new_trace, HYPERPARAMS: state[HYPERPARAMS]}, batch_size=[])
@@ -200,10 +216,12 @@ def add_decayed_weights(weight_decay: float | Tensor = 0.0) -> GradientTransform
     def init(params: TensorDictBase) -> TensorDict:
         return _state(params, {"weight_decay": weight_decay})
 
-    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
+    def update(
+        grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None, hyperparams=None
+    ):
         if params is None:
             raise ValueError("add_decayed_weights: `params` must be passed to update")
-        wd = cast_like(state[HYPERPARAMS, "weight_decay"])
+        wd = cast_like(hyper(state, hyperparams, "weight_decay"))
         return grads.apply(lambda g, p: g + wd(g) * p, params), state
 
     return GradientTransformation(init, update, "add_decayed_weights")
@@ -221,8 +239,10 @@ def clip_by_global_norm(max_norm: float | Tensor) -> GradientTransformation:
     def init(params: TensorDictBase) -> TensorDict:
         return _state(params, {"max_norm": max_norm})
 
-    def update(grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None):
-        m = state[HYPERPARAMS, "max_norm"]
+    def update(
+        grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None, hyperparams=None
+    ):
+        m = hyper(state, hyperparams, "max_norm")
         norm = global_norm(grads)
         factor = cast_like(m / torch.maximum(norm, m.to(norm.dtype)))
         return grads.apply(lambda g: g * factor(g)), state

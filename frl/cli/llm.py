@@ -130,7 +130,7 @@ def _pydoc_perplexity(model, params, tokenizer) -> float:
 def _save_run(out: Path, task: str, model, tokenizer, params, metrics: dict[str, Any]) -> None:
     """``tokenizer.json``, then ``model.pt`` (task, config, params; written atomically), then
     ``metrics.json``: a folder with ``model.pt`` is complete."""
-    from frl import checkpoint
+    from frl.driver import checkpoint
 
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save(out / "tokenizer.json")
@@ -140,7 +140,7 @@ def _save_run(out: Path, task: str, model, tokenizer, params, metrics: dict[str,
 
 
 def _load_run(run_dir: str):
-    from frl import checkpoint
+    from frl.driver import checkpoint
     from frl.llm.model import Transformer, TransformerConfig
     from frl.llm.tokenizer import load
 

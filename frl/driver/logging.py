@@ -1,4 +1,4 @@
-"""Run logs: CSV and JSON lines always, TensorBoard when it is installed."""
+"""Run logs (CSV and JSON lines always, TensorBoard when it is installed) and return summaries."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunLogger", "iqm"]
+__all__ = ["RunLogger", "iqm", "summarize"]
 
 
 def iqm(values: list[float]) -> float:
@@ -22,6 +22,22 @@ def iqm(values: list[float]) -> float:
     cut = len(ordered) // 4
     middle = ordered[cut : len(ordered) - cut]
     return sum(middle) / len(middle)
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    """``mean``, ``std`` (population), ``iqm``, ``min`` and ``max`` of the finite ``values`` (NaN
+    when none is finite)."""
+    finite = [v for v in values if math.isfinite(v)]
+    n = len(finite)
+    mean = sum(finite) / n if n else math.nan
+    std = math.sqrt(sum((v - mean) ** 2 for v in finite) / n) if n else math.nan
+    return {
+        "mean": mean,
+        "std": std,
+        "iqm": iqm(finite),
+        "min": min(finite, default=math.nan),
+        "max": max(finite, default=math.nan),
+    }
 
 
 class RunLogger:

@@ -1,0 +1,146 @@
+"""Collection: one way to store an iteration's data whatever its source, and the pure-env source.
+
+* :func:`init_data` builds ``state["data"]`` for what an agent consumes (a segment or a replay
+  buffer);
+* :func:`store` writes a batch of transitions ``[E, n]`` (TorchRL's keys and layout: environments
+  first, time last) into it and counts the environment steps; every source uses it: the pure
+  environment below, TorchRL collectors and worker processes (``frl.driver``), a user's loop;
+* :func:`make_collect` is the pure-environment source: a unit that steps the agent's environment
+  ``chunk`` times with its behaviour policy, keeps the episode statistics, and stores the chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import Tensor
+
+from frl import buffers, random
+from frl.algos.networks import clip_action
+from frl.algos.spec import EPISODE_KEYS, Replay, Segments, episode_step, example_transition
+
+__all__ = ["episode_metrics", "init_data", "make_collect", "store"]
+
+ExploreFn = Callable[..., tuple[Tensor, Tensor]]
+
+
+def init_data(env: Any, consumes: Segments | Replay) -> TensorDict:
+    """Zeros for ``state["data"]``: a segment ``[E, T]`` (with the agent's ``extra`` float
+    entries) or an empty replay buffer of ``capacity`` transitions."""
+    if consumes.kind == "segments":
+        one = example_transition(env, log_prob=True)
+        for name in consumes.extra:
+            one[name] = torch.zeros((), dtype=env.dtype)
+        shape = (consumes.num_envs, consumes.num_steps)
+        data = one.apply(lambda x: torch.zeros((*shape, *x.shape), dtype=x.dtype))
+        data.batch_size = list(shape)
+        return data
+    return buffers.init(example_transition(env, log_prob=False), consumes.capacity)
+
+
+def store(state: TensorDictBase, batch: TensorDictBase, consumes: Segments | Replay) -> TensorDictBase:
+    """``state`` with ``batch`` (``[E, n]`` transitions) stored and ``counters.env_steps += E n``.
+
+    Segments: the ``n`` steps are written at ``counters.segment_step`` (which advances by ``n``,
+    modulo ``T``); entries of the segment the batch lacks (an agent's ``extra``) are kept.
+    Replay: the transitions are appended step by step (``t`` major, then environment), the order
+    in which they happened.
+    """
+    E, n = batch.batch_size
+    data = state["data"]
+    new = state.copy()
+    counters = state["counters"].copy()
+    if consumes.kind == "segments":
+        t = counters["segment_step"]
+        index = t + torch.arange(n, device=t.device)
+        keys = [k for k in data.keys(include_nested=True, leaves_only=True) if k in batch.keys(True, True)]
+        written = data.copy()
+        for k in keys:
+            written.set(k, torch.index_copy(data.get(k), 1, index, batch.get(k).to(data.get(k).dtype)))
+        new["data"] = written
+        counters["segment_step"] = (t + n) % consumes.num_steps
+    else:
+        stored = data["data"]
+        in_order = batch.select(*stored.keys(include_nested=True, leaves_only=True)).transpose(0, 1)
+        new["data"] = buffers.add(data, in_order.reshape(E * n))
+    counters["env_steps"] = counters["env_steps"] + E * n
+    new["counters"] = counters
+    return new
+
+
+def episode_metrics(episodes: Any) -> TensorDict:
+    """Mean return and length of the last finished episode of each environment."""
+    return TensorDict(
+        {
+            "episode_return": episodes["last_return"].mean(),
+            "episode_length": episodes["last_length"].to(episodes["last_return"].dtype).mean(),
+        },
+        batch_size=[],
+    )
+
+
+def make_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay) -> Callable:
+    """The unit that takes ``consumes.chunk`` steps of the pure environment with ``explore``.
+
+    It reads ``params``, ``hyperparams``, ``env``, ``key``, ``counters.env_steps`` and
+    ``episodes``; :func:`store` writes the chunk. The step loop runs on plain tensors and dicts
+    (dynamo traces TensorDict operations slowly, and the loop is unrolled ``chunk`` times).
+    """
+    chunk = consumes.chunk
+
+    def collect(state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
+        key = state["key"]
+        obs = state["env", "observation"]
+        env_state = {k: state["env", "state", k] for k in env.state_names}
+        params, hyperparams = state["params"], state["hyperparams"]
+        episodes = {k: state["episodes", k] for k in EPISODE_KEYS}
+        env_steps = state["counters", "env_steps"]
+        rows: dict[str, list[Tensor]] = {k: [] for k in _ROW}
+        for _ in range(chunk):
+            key, k_act, k_env = random.split(key, 3)
+            action, log_prob = explore(params, hyperparams, obs, k_act, env_steps)
+            next_obs, env_state, reward, terminated, truncated, info = env.step(
+                k_env, env_state, clip_action(env, action)
+            )
+            done = terminated | truncated
+            step = (obs, action, log_prob, info["final_observation"], reward, terminated, truncated, done)
+            for name, value in zip(_ROW, step, strict=True):
+                rows[name].append(value)
+            episodes = episode_step(episodes, reward, done)
+            env_steps = env_steps + obs.shape[0]
+            obs = next_obs
+        columns = {k: torch.stack(v, dim=1) for k, v in rows.items()}
+        batch = TensorDict(
+            {
+                "observation": columns["observation"],
+                "action": columns["action"],
+                "action_log_prob": columns["action_log_prob"].to(env.dtype),
+                "next": {
+                    "observation": columns["observation_next"],
+                    **{k: columns[k] for k in ("reward", "terminated", "truncated", "done")},
+                },
+            },
+            batch_size=[obs.shape[0], chunk],
+        )
+        new = store(state, batch, consumes)
+        new["key"] = key
+        new["env"] = TensorDict({"observation": obs, "state": env_state}, batch_size=[])
+        new["episodes"] = TensorDict(episodes, batch_size=[])
+        return new, episode_metrics(episodes)
+
+    return collect
+
+
+_ROW = (
+    "observation",
+    "action",
+    "action_log_prob",
+    "observation_next",
+    "reward",
+    "terminated",
+    "truncated",
+    "done",
+)

@@ -1,0 +1,57 @@
+"""The networks agents share: CleanRL's actor-critic pair, and clipping actions into the box."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from frl import nn
+from frl.distributions import Categorical, DiagGaussian, Distribution
+
+__all__ = ["actor_critic", "clip_action", "vector_observations"]
+
+
+def vector_observations(env: Any, algorithm: str) -> int:
+    """The observation size of ``env``, or a ValueError if its observations are not vectors."""
+    shape = tuple(env.observation_space.shape)
+    if len(shape) != 1:
+        raise ValueError(
+            f"{algorithm} takes vector observations; {env.id} has observations of shape {list(shape)} "
+            "(image observations: the Nature CNN path is dqn's)"
+        )
+    return shape[0]
+
+
+def actor_critic(
+    env: Any, hidden: tuple[int, ...], log_std_init: float = 0.0, algorithm: str = "actor-critic"
+) -> tuple[Any, Distribution, nn.ValueNetwork]:
+    """CleanRL's on-policy networks for ``env``: ``(actor, dist, critic)``.
+
+    Discrete actions: a categorical policy (tanh MLP, near-uniform start); continuous: a diagonal
+    Gaussian with a state-independent log-std starting at ``log_std_init``. The critic is a tanh
+    MLP value network.
+    """
+    obs_dim = vector_observations(env, algorithm)
+    if env.discrete:
+        actor: Any = nn.CategoricalPolicy(obs_dim, env.action_space.n, hidden=hidden, activation="tanh")
+        dist: Distribution = Categorical()
+    else:
+        actor = nn.GaussianPolicy(
+            obs_dim, env.action_space.shape[0], hidden=hidden, log_std_init=log_std_init
+        )
+        dist = DiagGaussian()
+    return actor, dist, nn.ValueNetwork(obs_dim, hidden=hidden)
+
+
+def clip_action(env: Any, action: Tensor) -> Tensor:
+    """Clamp continuous actions into the action box (discrete actions pass through)."""
+    if env.discrete:
+        return action
+    space = env.action_space
+    return torch.clamp(
+        action,
+        space.low_tensor(action.device).to(action.dtype),
+        space.high_tensor(action.device).to(action.dtype),
+    )

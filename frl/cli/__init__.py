@@ -1,0 +1,58 @@
+"""The ``frl`` command line: one module per command.
+
+::
+
+    frl train ppo --env CartPole-v1 --seeds 8 --steps 500000 --out runs/ppo   # frl.cli.train
+    frl eval runs/ppo                                                        # frl.cli.evaluate
+    frl list                                                                 # frl.cli.listing
+    frl plot runs/ppo runs/dqn -o curves.png                                 # frl.cli.plot
+    frl sweep ppo --grid learning_rate=1e-3,2.5e-4 --seeds 4 --nproc 2       # frl.cli.sweep
+    frl llm pretrain --task addition --out runs/lm                           # frl.cli.llm
+
+A bad input prints one ``frl: error: ...`` line naming the problem and the valid choices, and
+exits with code 2 (nothing written).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from frl.cli import evaluate, listing, llm, plot, sweep, train
+from frl.cli.common import Parser, UsageError
+
+__all__ = ["main"]
+
+COMMANDS = {
+    "train": train.cmd_train,
+    "eval": evaluate.cmd_eval,
+    "list": listing.cmd_list,
+    "plot": plot.cmd_plot,
+    "sweep": sweep.cmd_sweep,
+    "llm": llm.cmd_llm,
+}
+
+
+def _parser() -> Parser:
+    parser = Parser(prog="frl", description="Functional reinforcement learning on torch.")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser)
+    for module in (train, evaluate, listing, plot, sweep):
+        module.add_parser(sub)
+    llm.add_llm_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args, extra = _parser().parse_known_args(argv)
+        if args.command is None:
+            raise UsageError(f"choose a command: {', '.join(COMMANDS)} (frl COMMAND --help)")
+        if args.command == "train":
+            return train.cmd_train(args, extra)
+        if extra:
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+        return COMMANDS[args.command](args)
+    except (UsageError, llm.LLMUsageError) as err:
+        print(f"frl: error: {err}", file=sys.stderr)
+        return 2

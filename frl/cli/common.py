@@ -1,0 +1,149 @@
+"""What the ``frl`` commands share: the one-line usage error, ``--config.FIELD VALUE``
+overrides, building an agent from the registry, and the results table."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+__all__ = [
+    "Parser",
+    "UsageError",
+    "build_train",
+    "check_positive",
+    "config_overrides",
+    "parse_value",
+    "results_table",
+]
+
+
+class UsageError(Exception):
+    """Bad input: reported on one line (``frl: error: ...``), exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def check_positive(args: argparse.Namespace, *flags: str) -> None:
+    """Each of ``flags`` (``"--seeds"``; ``--steps`` may be None: the config's) a positive count."""
+    for flag in flags:
+        value = getattr(args, flag.removeprefix("--").replace("-", "_"))
+        if value is not None and value <= 0:
+            raise UsageError(f"{flag} must be a positive count, got {value}")
+
+
+def parse_value(name: str, text: str, current: Any, flag: str = "--config.") -> Any:
+    """``text`` as the type of ``current`` (a field's default), or a UsageError naming the flag."""
+    kind = type(current)
+    try:
+        if kind is bool:
+            lowered = text.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return lowered in ("true", "1", "yes")
+        if kind is int:
+            return int(float(text)) if "e" in text.lower() else int(text)
+        if kind is float:
+            return float(text)
+        if kind is tuple:
+            return tuple(int(v) for v in text.replace("(", "").replace(")", "").split(",") if v.strip())
+        return text
+    except ValueError:
+        raise UsageError(
+            f"{flag}{name}: expected a {kind.__name__} (current {current!r}), got {text!r}"
+        ) from None
+
+
+def config_overrides(config_cls: type, pairs: Sequence[str]) -> dict[str, Any]:
+    """``--config.FIELD VALUE`` (or ``--config.FIELD=VALUE``) pairs as ``{field: value}``."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    defaults = config_cls()
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(pairs):
+        flag = pairs[i]
+        if not flag.startswith("--config."):
+            raise UsageError(f"unrecognized argument {flag!r}")
+        name, _, inline = flag[len("--config.") :].partition("=")
+        if name not in fields:
+            raise UsageError(
+                f"--config.{name}: unknown field of {config_cls.agent}.Config; "
+                f"valid fields: {', '.join(fields)}"
+            )
+        if name in ("env_id", "total_timesteps"):
+            raise UsageError(f"--config.{name}: use --env / --steps instead")
+        if inline:
+            value, i = inline, i + 1
+        else:
+            if i + 1 >= len(pairs):
+                raise UsageError(f"--config.{name}: missing value")
+            value, i = pairs[i + 1], i + 2
+        out[name] = parse_value(name, value, getattr(defaults, name))
+    return out
+
+
+def build_train(
+    algo: str,
+    env_id: str,
+    steps: int | None,
+    overrides: dict[str, Any],
+    env_options: dict[str, Any] | None = None,
+):
+    """The agent ``algo`` on ``env_id`` with its preset for the environment and ``overrides``
+    (every field validated); a UsageError naming the problem and the valid choices."""
+    from frl import envs
+    from frl.algos import AGENTS, get
+
+    try:
+        agent = get(algo)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    gym = envs.is_gym_id(env_id)
+    if not gym and env_id not in envs.list_envs() and envs.plugin_prefix(env_id) is None:
+        raise UsageError(
+            f"unknown environment {env_id!r}; choose one of {', '.join(envs.list_envs())}, "
+            "a gymnasium id as gym:<id> (e.g. gym:Pendulum-v1) or a gymnax id as gymnax:<id>"
+        )
+    if not gym and env_options:
+        raise UsageError(
+            f"{', '.join('--' + k.replace('_', '-') for k in env_options)}: only for gym:<id> environments"
+        )
+    try:
+        env = envs.make(env_id, **(env_options or {}))
+    except (ValueError, TypeError) as err:
+        raise UsageError(str(err)) from None
+    if not agent.handles(env):
+        kind = "discrete" if env.discrete else "continuous"
+        need = " or ".join(agent.actions)
+        fits = [e for e in envs.list_envs() if agent.handles(envs.make(e))]
+        others = [a for a in sorted(AGENTS) if AGENTS[a].handles(env)]
+        raise UsageError(
+            f"{algo} needs {need} actions; {env_id} has {kind} actions "
+            f"({need}: {', '.join(fits) or 'none built in'}; algorithms for {env_id}: {', '.join(others)})"
+        )
+    try:
+        if steps is not None:
+            overrides = {**overrides, "total_timesteps": steps}
+        # a gymnasium id gets the tuned settings of the built-in environment of the same name
+        bare = env_id[len(envs.GYM_PREFIX) :] if gym else env_id
+        config = dataclasses.replace(agent.config.preset(bare, **overrides), env_id=env_id)
+        return agent.make_train(config, env)
+    except (ValueError, TypeError) as err:
+        raise UsageError(str(err)) from None
+
+
+def results_table(members: list[dict[str, Any]], returns: list[float]) -> list[str]:
+    """One line per member (seed, final return, its hyper-parameters) and the summary line."""
+    from frl.driver.logging import summarize
+
+    lines = ["seed  final eval return", "----  -----------------"]
+    for member, ret in zip(members, returns, strict=True):
+        extra = "".join(f"  {k}={v:g}" for k, v in member.items() if k != "seed")
+        lines.append(f"{member['seed']:>4}  {ret:17.1f}{extra}")
+    s = summarize(returns)
+    lines.append(f"mean {s['mean']:.1f} +- {s['std']:.1f}   IQM {s['iqm']:.1f}   min {s['min']:.1f}")
+    return lines

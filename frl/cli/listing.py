@@ -1,0 +1,35 @@
+"""``frl list``: the registered algorithms and the environments ``--env`` takes."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_parser", "cmd_list"]
+
+
+def add_parser(sub: Any) -> None:
+    sub.add_parser("list", help="algorithms and environments")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from frl import envs
+    from frl.algos import AGENTS
+
+    print("algorithms:")
+    for name in sorted(AGENTS):
+        agent = AGENTS[name]
+        print(f"  {name:<10} actions: {', '.join(agent.actions):<22} {agent.summary}")
+    print(
+        "environments (pure torch; any gymnasium id also works as gym:<id>, through TorchRL, "
+        "and any gymnax id as gymnax:<id>, in JAX, with the jax extra):"
+    )
+    for env_id in envs.list_envs():
+        env = envs.make(env_id)
+        space = env.action_space
+        actions = f"discrete({space.n})" if env.discrete else f"box{list(space.shape)}"
+        print(
+            f"  {env_id:<26} obs {list(env.observation_space.shape)}  actions {actions}  "
+            f"max steps {env.max_episode_steps}"
+        )
+    return 0

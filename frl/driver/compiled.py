@@ -1,0 +1,171 @@
+"""Units and functions vmapped over members and, optionally, compiled over flat tuples of tensors.
+
+A compiled unit takes and returns the flat leaves of the training state (plus the leaves of any
+extra inputs, e.g. a collector batch): no TensorDict crosses the compiled boundary (a TensorDict
+there measured 30-100 us more per call) and no pytree flattening happens per call. Every unit is
+compiled by ``frl.compile`` through its own named wrapper (``compile(vmap(f))`` objects share
+one code object and hit the recompile limit).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from tensordict import TensorDict
+from torch import Tensor
+from torch.func import vmap
+from torch.utils import _pytree as pytree
+
+import frl
+from frl._compile import named
+
+__all__ = ["CompiledFunction", "CompiledUnit", "boundary"]
+
+
+def _canonical_strides(shape: torch.Size) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
+
+
+def _canonical(x: Tensor) -> Tensor:
+    """``x`` with row-major strides, so compiled units see the same strides on every call.
+
+    Dynamo guards on strides, also of size-1 dims (which ``contiguous()`` leaves as they are) and
+    of expanded dims: without this a unit recompiles whenever a layout drifts. A contiguous
+    tensor gets a free ``as_strided`` view; an expanded one a copy.
+    """
+    strides = _canonical_strides(x.shape)
+    if x.stride() == strides:
+        return x
+    if not x.is_contiguous():
+        x = x.contiguous()
+    return x if x.stride() == strides else x.as_strided(x.shape, strides)
+
+
+def boundary(leaves: Sequence[Tensor]) -> list[Tensor]:
+    """Leaves ready for a compiled call: row-major strides and no two sharing memory.
+
+    Dynamo guards on aliasing (``args[i] is args[j]``), nested compile regions reject aliased
+    inputs, and a compiled graph may return one buffer for two equal outputs (two zero
+    counters) or views of one tensor: a leaf whose storage was seen already is copied.
+    """
+    seen: set[int] = set()
+    out = []
+    for x in leaves:
+        x = _canonical(x)
+        ptr = x.untyped_storage().data_ptr() if x.numel() else -id(x)
+        if ptr in seen:
+            x = _canonical(x.clone())
+            ptr = x.untyped_storage().data_ptr() if x.numel() else -id(x)
+        seen.add(ptr)
+        out.append(x)
+    return out
+
+
+class CompiledUnit:
+    """``fn(state, *inputs) -> (state, metrics)`` over flat leaves, vmapped over members.
+
+    Eager units are called on TensorDicts directly (:meth:`eager`); compiled ones on the state's
+    leaves (:meth:`__call__`), which the driver keeps between calls.
+    """
+
+    def __init__(self, name: str, fn: Callable, batched: bool, compiled: bool) -> None:
+        self.name, self.compiled = name, compiled
+        self.eager = vmap(fn) if batched else fn
+        self.metrics_spec: pytree.TreeSpec | None = None
+        self._callable: Callable | None = None
+        self._needs_fix: list[tuple[int, bool]] | None = None
+        self.first_call_s = 0.0
+
+    def _build(self, state_spec: pytree.TreeSpec, input_specs: list[pytree.TreeSpec]) -> Callable:
+        fn, n = self.eager, state_spec.num_leaves
+
+        def flat(*leaves):
+            inputs, i = [], n
+            for spec in input_specs:
+                inputs.append(pytree.tree_unflatten(list(leaves[i : i + spec.num_leaves]), spec))
+                i += spec.num_leaves
+            state, metrics = fn(pytree.tree_unflatten(list(leaves[:n]), state_spec), *inputs)
+            # row-major outputs: Inductor writes them so directly (gradients of batched matmuls
+            # come out transposed, and Adam's moments would follow) instead of a copy per call
+            return (*[x.contiguous() for x in pytree.tree_leaves(state)], *pytree.tree_leaves(metrics))
+
+        return frl.compile(named(f"frl_{self.name}", flat))
+
+    def __call__(
+        self, leaves: list[Tensor], state_spec: pytree.TreeSpec, *inputs: Any
+    ) -> tuple[list[Tensor], TensorDict]:
+        flat_inputs = [pytree.tree_flatten(x) for x in inputs]
+        input_leaves = [leaf for lv, _ in flat_inputs for leaf in lv]
+        if self._callable is None:
+            state, metrics = self.eager(pytree.tree_unflatten(leaves, state_spec), *inputs)
+            if pytree.tree_structure(state) != state_spec:
+                raise RuntimeError(f"run: unit {self.name!r} changed the structure of the training state")
+            self.metrics_spec = pytree.tree_structure(metrics)
+            self._callable = self._build(state_spec, [spec for _, spec in flat_inputs])
+            start = time.perf_counter()
+            out = self._callable(*leaves, *boundary(input_leaves))
+            self.first_call_s = time.perf_counter() - start
+        else:
+            out = self._callable(*leaves, *boundary(input_leaves))
+        n = len(leaves)
+        return self._fix_layout(list(out[:n])), pytree.tree_unflatten(list(out[n:]), self.metrics_spec)
+
+    def _fix_layout(self, out: list[Tensor]) -> list[Tensor]:
+        """:func:`boundary` on the outputs, learnt once: a compiled graph returns the same
+        strides and the same aliasing on every call, so after the first call only the leaves that
+        needed a fix are fixed (the full check costs ~0.3 ms per call on a 74-leaf PPO state)."""
+        if self._needs_fix is None:
+            fixed = boundary(out)
+            self._needs_fix = [
+                (i, a.untyped_storage().data_ptr() != b.untyped_storage().data_ptr())
+                for i, (a, b) in enumerate(zip(out, fixed, strict=True))
+                if a is not b
+            ]
+            return fixed
+        for i, copied in self._needs_fix:
+            # a copy where the graph aliased outputs; a free strided view where only strides differ
+            out[i] = _canonical(out[i].clone()) if copied else _canonical(out[i])
+        return out
+
+
+class CompiledFunction:
+    """A pure function of pytrees, vmapped over members and optionally compiled (flat I/O)."""
+
+    def __init__(self, name: str, fn: Callable, batched: bool, compiled: bool) -> None:
+        self.name, self.compiled = name, compiled
+        self.fn = vmap(fn) if batched else fn
+        self._callable: Callable | None = None
+        self.out_spec: pytree.TreeSpec | None = None
+        self.first_call_s = 0.0
+
+    def __call__(self, *trees: Any) -> Any:
+        if not self.compiled:
+            return self.fn(*trees)
+        flat_in = [pytree.tree_flatten(t) for t in trees]
+        leaves = boundary([leaf for lv, _ in flat_in for leaf in lv])
+        if self._callable is None:
+            specs = [spec for _, spec in flat_in]
+            self.out_spec = pytree.tree_structure(self.fn(*trees))
+            fn = self.fn
+
+            def flat(*xs):
+                parts, i = [], 0
+                for spec in specs:
+                    parts.append(pytree.tree_unflatten(list(xs[i : i + spec.num_leaves]), spec))
+                    i += spec.num_leaves
+                return tuple(pytree.tree_leaves(fn(*parts)))
+
+            self._callable = frl.compile(named(f"frl_{self.name}", flat))
+            start = time.perf_counter()
+            out = self._callable(*leaves)
+            self.first_call_s = time.perf_counter() - start
+        else:
+            out = self._callable(*leaves)
+        return pytree.tree_unflatten(list(out), self.out_spec)

@@ -1,0 +1,140 @@
+"""Evaluation: the deterministic policy's return, on the pure environment or on a TorchRL one.
+
+* :class:`PureEvaluation`: every member's evaluation environments step inside compiled chunks
+  (vmapped over members); each environment counts its first episode only.
+* :func:`episode_returns`: episodes one after another on a TorchRL environment (gymnasium ids),
+  with the training environment's observation statistics, frozen.
+* :func:`evaluate`: one member, eagerly, whichever the environment.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+from torch import Tensor
+
+from frl import random
+from frl.algos.networks import clip_action
+from frl.algos.train import Train
+from frl.driver.compiled import CompiledFunction
+
+__all__ = ["PureEvaluation", "episode_returns", "evaluate", "evaluation_keys"]
+
+
+def _first_episodes_init(train: Train, key: Tensor, episodes: int) -> dict[str, Any]:
+    obs, env_state = train.env.reset(key, num_envs=episodes)
+    return {
+        "env": {"state": env_state, "obs": obs},
+        "return": torch.zeros(episodes, dtype=train.env.dtype),
+        "done": torch.zeros(episodes, dtype=torch.bool),
+        "key": random.fold_in(key, 1),
+    }
+
+
+def _first_episodes_chunk(
+    train: Train, steps: int
+) -> Callable[[TensorDictBase, Mapping[str, Any]], dict[str, Any]]:
+    def chunk(params: TensorDictBase, ev: Mapping[str, Any]) -> dict[str, Any]:
+        key, obs, env_state = ev["key"], ev["env"]["obs"], ev["env"]["state"]
+        ret, done = ev["return"], ev["done"]
+        for _ in range(steps):
+            key, k_env = random.split(key)
+            action = train.policy(params, obs)
+            obs, env_state, reward, terminated, truncated, _ = train.env.step(k_env, env_state, action)
+            ret = ret + torch.where(done, torch.zeros_like(reward), reward)
+            done = done | terminated | truncated
+        return {"env": {"state": env_state, "obs": obs}, "return": ret, "done": done, "key": key}
+
+    return chunk
+
+
+def evaluation_keys(members: Sequence[Mapping[str, Any]], steps: int) -> Tensor:
+    """Each member's evaluation key at ``steps``: a function of its seed and the step count."""
+    return torch.stack([random.fold_in(random.key(m["seed"]), 2**31 + steps % 2**31) for m in members])
+
+
+class PureEvaluation:
+    """Mean return of ``episodes`` first episodes per member on the pure environment, with the
+    policy stepped ``chunk`` steps per (compiled, vmapped) call."""
+
+    def __init__(
+        self,
+        train: Train,
+        members: Sequence[Mapping[str, Any]],
+        episodes: int,
+        chunk: int,
+        batched: bool,
+        compiled: bool,
+    ) -> None:
+        self.train, self.members, self.batched = train, list(members), batched
+        self.calls = math.ceil(train.env.max_episode_steps / chunk)
+        self._init = CompiledFunction(
+            "eval_init", lambda k: _first_episodes_init(train, k, episodes), batched, False
+        )
+        self._chunk = CompiledFunction("eval_chunk", _first_episodes_chunk(train, chunk), batched, compiled)
+
+    @property
+    def first_call_s(self) -> float:
+        return self._chunk.first_call_s
+
+    def __call__(self, params: TensorDictBase, steps: int) -> list[float]:
+        keys = evaluation_keys(self.members, steps)
+        ev = self._init(keys if self.batched else keys[0])
+        for _ in range(self.calls):
+            ev = self._chunk(params, ev)
+        return ev["return"].reshape(len(self.members), -1).double().mean(-1).tolist()
+
+
+def episode_returns(
+    train: Train, params: TensorDictBase, seed: int, episodes: int, norm: dict | None = None
+) -> Tensor:
+    """Raw returns ``[episodes]`` of the deterministic ``train.policy`` on a fresh TorchRL
+    evaluation environment seeded with ``seed`` (``norm``: the training environment's observation
+    statistics, from ``frl.envs.gymnasium.norm_state``)."""
+    from frl.envs.gymnasium import load_norm_state
+
+    env = train.env.make_env(seed=seed, train=False)
+    load_norm_state(env, norm, freeze=True)
+
+    def act(obs: Tensor) -> Tensor:
+        return clip_action(train.env, train.policy(params, obs))
+
+    try:
+        return torch.tensor([_episode(env, act, train.env.max_episode_steps) for _ in range(episodes)])
+    finally:
+        env.close()
+
+
+def _episode(env: Any, act: Callable[[Tensor], Tensor], max_steps: int) -> float:
+    """The raw return of one episode (at most ``max_steps`` steps)."""
+    td = env.reset()
+    total = 0.0
+    with torch.no_grad():
+        for _ in range(max_steps):
+            td["action"] = act(td["observation"])
+            td = env.step(td)
+            total += float(td["next", "reward"].sum())
+            if bool(td["next", "done"].any()):
+                break
+            td = td["next"].exclude("reward", "done", "terminated", "truncated")
+    return total if math.isfinite(total) else float("nan")
+
+
+def evaluate(
+    train: Train, params: TensorDictBase, key: Tensor, episodes: int = 10, env_state: dict | None = None
+) -> Tensor:
+    """Returns of ``episodes`` episodes with the deterministic policy (eager, one member).
+
+    Pure environments run ``episodes`` environments until each one's first episode ends; an
+    environment stepped outside the graph (a gymnasium id) runs them one after another on an
+    evaluation environment seeded from ``key`` (``env_state``: the normalisation statistics a
+    checkpoint saved).
+    """
+    if not hasattr(train.env, "state_names"):
+        return episode_returns(train, params, int(random.bits(key)) % 2**31, episodes, env_state)
+    ev = _first_episodes_init(train, key, episodes)
+    return _first_episodes_chunk(train, train.env.max_episode_steps)(params, ev)["return"]

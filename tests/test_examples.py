@@ -1,0 +1,48 @@
+"""The examples that extend the agent layer run as written (reduced budgets)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+import frl
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ppo_rnd_adds_a_value_head_and_an_auxiliary_loss_on_ppos_pieces():
+    rnd = _load("ppo_rnd")
+    assert len((EXAMPLES / "ppo_rnd.py").read_text().splitlines()) <= 80
+    config = rnd.Config(
+        env_id="MountainCar-v0", num_envs=4, num_steps=64, num_minibatches=2, update_epochs=2, hidden=(32,)
+    )
+    train = rnd.make_train(config)
+    state = train.init(frl.random.key(0))  # the spec holds: new networks, the segment's new entry
+    assert {"critic_int", "predictor", "random"} <= set(state["params"].keys())
+    assert "value_target_int" in state["data"] and state["data"].batch_size == (4, 64)
+    result = frl.run(
+        train,
+        seeds=2,
+        total_steps=4096,
+        compile=False,
+        progress=False,
+        eval_episodes=1,
+        log_every=256,
+        hparams={"intrinsic_coef": [0.0, 1.0]},  # the example's own hyper-parameter, swept
+    )
+    novelty = [row["novelty"] for row in result.history]
+    assert novelty[-1] < 0.5 * max(novelty[:4])  # the predictor learns the random network
+    # the random network never trains (every member keeps its draw); the intrinsic value head does
+    again = torch.func.vmap(train.init)(torch.stack([frl.random.key(m["seed"]) for m in result.members]))
+    torch.testing.assert_close(result.state["params", "random"], again["params", "random"])
+    moved = result.state["params", "critic_int", "0", "weight"] - again["params", "critic_int", "0", "weight"]
+    assert (moved.flatten(1).abs().amax(-1) > 0).all()
