@@ -32,8 +32,8 @@ calls it on every state it builds.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -83,7 +83,7 @@ class Segments:
     chunk: int
     extra: tuple[str, ...] = ()
 
-    kind = "segments"
+    kind: ClassVar[str] = "segments"
 
     @property
     def steps_per_iteration(self) -> int:
@@ -94,7 +94,8 @@ class Segments:
 class Replay:
     """Off-policy data: each iteration appends ``num_steps`` steps of ``num_envs`` environments to
     the replay buffer ``state["data"]`` (``frl.buffers``, capacity ``capacity``); learning
-    starts once ``learning_starts`` environment steps were taken.
+    starts once ``learning_starts`` environment steps were taken, on minibatches of ``batch_size``
+    (a resumed run that saved no buffer refills one before learning again).
     """
 
     num_envs: int
@@ -102,10 +103,14 @@ class Replay:
     capacity: int
     learning_starts: int = 0
     batch_size: int = 1
-    extra: tuple[str, ...] = field(default=())
+    extra: tuple[str, ...] = ()
 
-    kind = "replay"
-    chunk = property(lambda self: self.num_steps)
+    kind: ClassVar[str] = "replay"
+
+    @property
+    def chunk(self) -> int:
+        """Steps per call of the pure-environment collection unit: the whole iteration."""
+        return self.num_steps
 
     @property
     def steps_per_iteration(self) -> int:
