@@ -1,0 +1,69 @@
+"""The Stable-Baselines3 peer: SB3's ``PPO`` on CartPole-v1 with the settings every peer uses
+(4 envs x 128 steps, 4 epochs of minibatches of 128, Adam 2.5e-4 annealed with eps 1e-5, clip 0.2,
+entropy 0.01, value 0.5, norm 0.5, separate 64x64 tanh actor and critic, orthogonal init).
+
+One seed per process; runs in its own virtual environment (``requirements/sb3.txt``); prints one
+``RESULT {json}`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import stable_baselines3
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    model = PPO(
+        "MlpPolicy",
+        make_vec_env("CartPole-v1", n_envs=4, seed=args.seed),
+        n_steps=128,
+        batch_size=128,
+        n_epochs=4,
+        learning_rate=lambda remaining: 2.5e-4 * remaining,
+        gamma=0.99,
+        gae_lambda=0.95,
+        clip_range=0.2,
+        clip_range_vf=0.2,
+        ent_coef=0.01,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
+        policy_kwargs={
+            "net_arch": {"pi": [64, 64], "vf": [64, 64]},
+            "activation_fn": torch.nn.Tanh,
+            "optimizer_kwargs": {"eps": 1e-5},
+        },
+        device="cpu",
+        seed=args.seed,
+        verbose=0,
+    )
+    model.learn(total_timesteps=args.steps)
+    wall = time.perf_counter() - start
+    episodes = [info["r"] for info in model.ep_info_buffer]
+    row = {
+        "peer": "sb3",
+        "versions": {"stable-baselines3": stable_baselines3.__version__, "torch": torch.__version__},
+        "seeds": 1,
+        "steps_per_seed": int(model.num_timesteps),
+        "env_steps_per_s": model.num_timesteps / wall,
+        "compile_s": 0.0,
+        "wall_s": wall,
+        "final_return": float(np.mean(episodes[-20:])) if episodes else None,
+    }
+    print("RESULT " + json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
