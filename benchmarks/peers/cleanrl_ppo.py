@@ -8,12 +8,12 @@ One seed per process, as CleanRL runs; prints one ``RESULT {json}`` line.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import gymnasium as gym
 import numpy as np
 import torch
+from _result import emit
 from torch import nn
 from torch.distributions import Categorical
 
@@ -96,17 +96,15 @@ def main() -> None:
                 optimizer.step()
     wall = time.perf_counter() - start
     steps = iterations * batch
-    row = {
-        "peer": "cleanrl",
-        "versions": {"torch": torch.__version__, "gymnasium": gym.__version__},
-        "seeds": 1,
-        "steps_per_seed": steps,
-        "env_steps_per_s": steps / wall,
-        "compile_s": 0.0,
-        "wall_s": wall,
-        "final_return": float(np.mean(returns[-20:])) if returns else None,
-    }
-    print("RESULT " + json.dumps(row), flush=True)
+    emit(
+        "cleanrl",
+        ("torch", "gymnasium"),
+        seeds=1,
+        steps_per_seed=steps,
+        run_s=wall,
+        wall_s=wall,
+        returns=returns,
+    )
 
 
 if __name__ == "__main__":

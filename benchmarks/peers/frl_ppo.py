@@ -9,12 +9,12 @@ with other values reuses the compile cache: the warm-start row of ``run.py``. Pr
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 start = time.perf_counter()  # the whole run: imports, compile and training
 
 import torch
+from _result import emit
 
 import frl
 from frl.algos import ppo
@@ -33,17 +33,16 @@ def main() -> None:
         total_timesteps=args.steps, learning_rate=args.learning_rate, clip_coef=args.clip_coef
     )
     result = frl.run(ppo.make_train(config), seeds=args.seeds, compile=not args.eager, progress=False)
-    row = {
-        "peer": "frl" + (" eager" if args.eager else ""),
-        "versions": {"torch": torch.__version__},
-        "seeds": args.seeds,
-        "steps_per_seed": result.env_steps,
-        "env_steps_per_s": result.env_steps_per_s,
-        "compile_s": result.compile_s,
-        "wall_s": time.perf_counter() - start,
-        "final_return": sum(result.eval_returns) / len(result.eval_returns),
-    }
-    print("RESULT " + json.dumps(row), flush=True)
+    emit(
+        "frl" + (" eager" if args.eager else ""),
+        ("torch",),
+        seeds=args.seeds,
+        steps_per_seed=result.env_steps,
+        run_s=result.wall_s - result.compile_s,
+        wall_s=time.perf_counter() - start,
+        compile_s=result.compile_s,
+        returns=[sum(result.eval_returns) / len(result.eval_returns)],
+    )
 
 
 if __name__ == "__main__":

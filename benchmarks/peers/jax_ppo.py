@@ -11,15 +11,14 @@ Runs in its own virtual environment (``requirements/jax.txt``); prints one ``RES
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from importlib import metadata
 
 import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _result import emit
 
 NUM_ENVS, NUM_STEPS, EPOCHS, MINIBATCHES = 4, 128, 4, 4
 LR, GAMMA, LAMBDA, CLIP, ENT, VF, MAX_NORM = 2.5e-4, 0.99, 0.95, 0.2, 0.01, 0.5, 0.5
@@ -153,17 +152,16 @@ def main() -> None:
     run_start = time.perf_counter()
     returns = jax.block_until_ready(compiled(keys))
     run_s = time.perf_counter() - run_start
-    row = {
-        "peer": "jax",
-        "versions": {name: metadata.version(name) for name in ("jax", "gymnax", "optax")},
-        "seeds": args.seeds,
-        "steps_per_seed": steps,
-        "env_steps_per_s": steps * args.seeds / run_s,
-        "compile_s": compile_s,
-        "wall_s": time.perf_counter() - start,
-        "final_return": float(returns.mean()),
-    }
-    print("RESULT " + json.dumps(row), flush=True)
+    emit(
+        "jax",
+        ("jax", "gymnax", "optax"),
+        seeds=args.seeds,
+        steps_per_seed=steps,
+        run_s=run_s,
+        wall_s=time.perf_counter() - start,
+        compile_s=compile_s,
+        returns=[float(returns.mean())],
+    )
 
 
 if __name__ == "__main__":

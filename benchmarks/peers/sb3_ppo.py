@@ -9,12 +9,10 @@ One seed per process; runs in its own virtual environment (``requirements/sb3.tx
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
-import numpy as np
-import stable_baselines3
 import torch
+from _result import emit
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
@@ -52,17 +50,16 @@ def main() -> None:
     model.learn(total_timesteps=args.steps)
     wall = time.perf_counter() - start
     episodes = [info["r"] for info in model.ep_info_buffer]
-    row = {
-        "peer": "sb3",
-        "versions": {"stable-baselines3": stable_baselines3.__version__, "torch": torch.__version__},
-        "seeds": 1,
-        "steps_per_seed": int(model.num_timesteps),
-        "env_steps_per_s": model.num_timesteps / wall,
-        "compile_s": 0.0,
-        "wall_s": wall,
-        "final_return": float(np.mean(episodes[-20:])) if episodes else None,
-    }
-    print("RESULT " + json.dumps(row), flush=True)
+    steps = int(model.num_timesteps)
+    emit(
+        "sb3",
+        ("stable-baselines3", "torch"),
+        seeds=1,
+        steps_per_seed=steps,
+        run_s=wall,
+        wall_s=wall,
+        returns=episodes,
+    )
 
 
 if __name__ == "__main__":

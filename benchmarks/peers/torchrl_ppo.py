@@ -7,7 +7,6 @@ Also the in-process reference of ``benchmarks/bench_seeds.py``; prints one ``RES
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
@@ -71,20 +70,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=51_200)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    import torchrl
+    from _result import emit
 
     result = torchrl_reference(args.steps)
-    row = {
-        "peer": "torchrl",
-        "versions": {"torch": torch.__version__, "torchrl": torchrl.__version__},
-        "seeds": 1,
-        "steps_per_seed": result["steps"],
-        "env_steps_per_s": result["env_steps_per_s"],
-        "compile_s": 0.0,
-        "wall_s": result["wall_s"],
-        "final_return": None,
-    }
-    print("RESULT " + json.dumps(row), flush=True)
+    emit(
+        "torchrl",
+        ("torch", "torchrl"),
+        seeds=1,
+        steps_per_seed=result["steps"],
+        run_s=result["wall_s"],
+        wall_s=result["wall_s"],
+    )
 
 
 if __name__ == "__main__":
