@@ -14,6 +14,8 @@ Two defaults differ from ``torch.compile``:
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -72,7 +74,14 @@ def compile(
 
 
 def named(name: str, fn: Callable) -> Callable:
-    """A wrapper with its own code object: dynamo caches and counts recompiles per code object."""
-    namespace: dict[str, Any] = {"_fn": fn}
-    exec(f"def {name}(*args):\n    return _fn(*args)\n", namespace)
-    return namespace[name]
+    """A wrapper with its own code object: dynamo caches and counts recompiles per code object.
+
+    The wrapper lives in a module of its own (``frl._compiled.<name>``, registered in
+    ``sys.modules``): dynamo's precompile cache (warm starts, :mod:`frl.driver.warm`) installs a
+    loaded graph into the module of the function it was saved for.
+    """
+    module = types.ModuleType(f"frl._compiled.{name}")
+    module.__dict__["_fn"] = fn
+    exec(f"def {name}(*args):\n    return _fn(*args)\n", module.__dict__)
+    sys.modules[module.__name__] = module
+    return module.__dict__[name]

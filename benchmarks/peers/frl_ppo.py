@@ -32,7 +32,8 @@ def main() -> None:
     config = ppo.Config(
         total_timesteps=args.steps, learning_rate=args.learning_rate, clip_coef=args.clip_coef
     )
-    result = frl.run(ppo.make_train(config), seeds=args.seeds, compile=not args.eager, progress=False)
+    train = ppo.make_train(config)
+    result = frl.run(train, seeds=args.seeds, compile=not args.eager, progress=False, warm_start=True)
     emit(
         "frl" + (" eager" if args.eager else ""),
         ("torch",),

@@ -42,6 +42,12 @@ def add_parser(sub: Any) -> None:
         "--steps", type=int, default=None, help="environment steps per seed (default: the config's)"
     )
     train.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    train.add_argument(
+        "--warm-start",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="save the compiled program; reruns of the same settings load it (any hyper-parameter values)",
+    )
     train.add_argument("--out", default=None, help="folder for config, logs, checkpoints and results.json")
     train.add_argument("--eval-every", type=int, default=None, help="steps between evaluations")
     train.add_argument("--eval-episodes", type=int, default=10)
@@ -193,6 +199,7 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
             device=args.device,
             callbacks=_callbacks(args),
             save_buffer=args.save_buffer,
+            warm_start=args.warm_start,
         )
     except ValueError as err:  # a source that cannot serve the environment, a foreign checkpoint
         raise UsageError(str(err)) from None

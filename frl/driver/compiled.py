@@ -21,6 +21,7 @@ from torch.utils import _pytree as pytree
 
 import frl
 from frl._compile import named
+from frl.driver.warm import active_tag, compile_options
 
 __all__ = ["CompiledFunction", "CompiledUnit", "boundary"]
 
@@ -68,6 +69,13 @@ def boundary(leaves: Sequence[Tensor]) -> list[Tensor]:
     return out
 
 
+def _compile(name: str, flat: Callable) -> Callable:
+    """``frl.compile`` of ``flat`` through its own named wrapper (named after the warm start's
+    key too, when one is active: the precompile cache finds a function by its name)."""
+    tag = active_tag()
+    return frl.compile(named(f"frl_{name}" + (f"_{tag}" if tag else ""), flat), options=compile_options())
+
+
 class CompiledUnit:
     """``fn(state, *inputs) -> (state, metrics)`` over flat leaves, vmapped over members.
 
@@ -96,7 +104,7 @@ class CompiledUnit:
             # come out transposed, and Adam's moments would follow) instead of a copy per call
             return (*[x.contiguous() for x in pytree.tree_leaves(state)], *pytree.tree_leaves(metrics))
 
-        return frl.compile(named(f"frl_{self.name}", flat))
+        return _compile(self.name, flat)
 
     def __call__(
         self, leaves: list[Tensor], state_spec: pytree.TreeSpec, *inputs: Any
@@ -162,7 +170,7 @@ class CompiledFunction:
                     i += spec.num_leaves
                 return tuple(pytree.tree_leaves(fn(*parts)))
 
-            self._callable = frl.compile(named(f"frl_{self.name}", flat))
+            self._callable = _compile(self.name, flat)
             start = time.perf_counter()
             out = self._callable(*leaves)
             self.first_call_s = time.perf_counter() - start

@@ -38,6 +38,7 @@ from frl.driver.compiled import CompiledUnit, boundary
 from frl.driver.logging import RunLogger, summarize
 from frl.driver.members import init_states, members_of
 from frl.driver.sources import RunContext, Source, default_source
+from frl.driver.warm import WarmStart, run_key
 
 __all__ = ["RunResult", "run"]
 
@@ -128,6 +129,7 @@ def run(
     state_check: Callable[[TensorDict], Any] | None = None,
     progress: bool = True,
     device: str | torch.device | None = None,
+    warm_start: bool = False,
 ) -> RunResult:
     """Train every member for ``total_steps`` environment steps (per member).
 
@@ -158,6 +160,10 @@ def run(
         compare parameters across ranks there).
       progress: show a progress bar.
       device: where the state lives (default CPU).
+      warm_start: with ``compile``, save the compiled units after the first iteration and the
+        first evaluation, and load them in a later run of the same program (hyper-parameter
+        values may differ): start-up in seconds instead of tracing again
+        (:mod:`frl.driver.warm`; agents from frl's ``make_train`` on their pure environment).
 
     Returns:
       :class:`RunResult`.
@@ -194,6 +200,9 @@ def run(
     collect = [(u, CompiledUnit(u.name, u.fn, batched, compile)) for u in feed.collect]
     learn = [(u, CompiledUnit(u.name, u.fn, batched, compile)) for u in feed.learn]
     program = _Program(state, compile)
+    warm = _warm_start(train, batched, program) if warm_start and compile and source is None else None
+    if warm is not None:
+        warm.load()
     evals, logs, ckpts = (
         _Schedule(eval_every),
         _Schedule(log_every or eval_every),
@@ -207,51 +216,56 @@ def run(
     run_start = time.perf_counter()
     iteration, stopped = start, False
     try:
-        for iteration in range(start, iterations):
-            # After the first iteration every unit has its one graph for these exact layouts (the
-            # driver pins strides and aliasing): skip re-checking guards, ~15 % of a 1-seed step.
-            skip_guards = compile and iteration > start
-            with (
-                torch.compiler.set_stance("default", skip_guard_eval_unsafe=True)
-                if skip_guards
-                else nullcontext()
-            ):
-                _iterate(
-                    program,
-                    feed,
-                    collect,
-                    learn if iteration >= refill_until else [],
-                    iteration,
-                    last_metrics,
-                )
-            steps = (iteration + 1) * per_iteration
-            final = iteration == iterations - 1
-            if logs.due(steps) or evals.due(steps) or final:
-                row = _row(steps, wall_start, last_metrics)
-                if evals.due(steps) or final:
-                    eval_returns = feed.evaluate(program.state["params"], steps)
-                    row.update({f"eval_return_{k}": v for k, v in summarize(eval_returns).items()})
-                    row["eval_return_per_member"] = eval_returns
-                    evals.done(steps)
-                logs.done(steps)
-                history.append(row)
-                logger.log(row)
-                _show(bar, row, (steps - start * per_iteration) * len(members), run_start)
-                if state_check is not None:
-                    state_check(program.state)
-                stopped = any(bool(cb(row)) for cb in callbacks)
-            if bar is not None:
-                bar.update(per_iteration)
-            if write and ckpt_path is not None and (ckpts.due(steps) or final or stopped):
-                state = program.state if save_buffer else _without_buffer(program.state, train)
-                buffer_saved = save_buffer or train.consumes.kind != "replay"
-                payload = dict(state=state, iteration=iteration + 1, history=history, members=members)
-                checkpoint.save(
-                    ckpt_path, {**payload, "env_states": feed.env_states(), "buffer_saved": buffer_saved}
-                )
-                ckpts.done(steps)
-            if stopped:
-                break
+        with warm.active() if warm is not None else nullcontext():
+            for iteration in range(start, iterations):
+                # After the first iteration every unit has its one graph for these exact layouts (the
+                # driver pins strides and aliasing): skip re-checking guards, ~15 % of a 1-seed step.
+                skip_guards = compile and iteration > start
+                with (
+                    torch.compiler.set_stance("default", skip_guard_eval_unsafe=True)
+                    if skip_guards
+                    else nullcontext()
+                ):
+                    _iterate(
+                        program,
+                        feed,
+                        collect,
+                        learn if iteration >= refill_until else [],
+                        iteration,
+                        last_metrics,
+                    )
+                if warm is not None:
+                    warm.save_once("iteration")
+                steps = (iteration + 1) * per_iteration
+                final = iteration == iterations - 1
+                if logs.due(steps) or evals.due(steps) or final:
+                    row = _row(steps, wall_start, last_metrics)
+                    if evals.due(steps) or final:
+                        eval_returns = feed.evaluate(program.state["params"], steps)
+                        if warm is not None:
+                            warm.save_once("evaluation")
+                        row.update({f"eval_return_{k}": v for k, v in summarize(eval_returns).items()})
+                        row["eval_return_per_member"] = eval_returns
+                        evals.done(steps)
+                    logs.done(steps)
+                    history.append(row)
+                    logger.log(row)
+                    _show(bar, row, (steps - start * per_iteration) * len(members), run_start)
+                    if state_check is not None:
+                        state_check(program.state)
+                    stopped = any(bool(cb(row)) for cb in callbacks)
+                if bar is not None:
+                    bar.update(per_iteration)
+                if write and ckpt_path is not None and (ckpts.due(steps) or final or stopped):
+                    state = program.state if save_buffer else _without_buffer(program.state, train)
+                    buffer_saved = save_buffer or train.consumes.kind != "replay"
+                    payload = dict(state=state, iteration=iteration + 1, history=history, members=members)
+                    checkpoint.save(
+                        ckpt_path, {**payload, "env_states": feed.env_states(), "buffer_saved": buffer_saved}
+                    )
+                    ckpts.done(steps)
+                if stopped:
+                    break
     finally:
         if bar is not None:
             bar.close()
@@ -302,6 +316,14 @@ def _iterate(
     for unit, fn in learn:
         for _ in range(unit.repeats):
             metrics.update(program.call(fn).items())
+
+
+def _warm_start(train: Train, batched: bool, program: _Program) -> WarmStart | None:
+    """Warm starts serve the pure-environment source (its units are the whole program)."""
+    if not getattr(train.env, "pure", True):
+        return None
+    key = run_key(train, batched, program.state)
+    return None if key is None else WarmStart(key)
 
 
 def _row(steps: int, wall_start: float, metrics: Mapping[str, Tensor]) -> dict[str, Any]:

@@ -1,0 +1,71 @@
+"""Warm starts (frl.driver.warm): a rerun with other hyper-parameter values loads the saved
+compilation instead of tracing, and trains exactly as a fresh compile of those values would."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.utils import _pytree as pytree
+
+import frl
+from frl.algos import ppo
+from frl.driver.members import init_states, members_of
+from frl.driver.warm import run_key
+
+CONFIG = dict(num_envs=2, num_steps=32, num_minibatches=2, update_epochs=2, total_timesteps=256)
+
+SCRIPT = """
+import sys, torch, frl
+from frl.algos import ppo
+torch.set_num_threads(1)
+config = ppo.Config(**{config!r}, learning_rate=float(sys.argv[1]), clip_coef=float(sys.argv[2]))
+result = frl.run(ppo.make_train(config), seeds=2, progress=False, eval_episodes=2, warm_start=True)
+hits = torch._dynamo.utils.counters["dynamo_cache"]["dynamo_cache_hit"]
+torch.save({{"state": result.state, "compile_s": result.compile_s, "hits": hits}}, sys.argv[3])
+"""
+
+
+def _key(config: ppo.Config, seeds: int = 2) -> str | None:
+    train = ppo.make_train(config)
+    return run_key(train, seeds > 1, init_states(train, members_of(train, seeds, None), seeds > 1))
+
+
+def test_the_key_ignores_hyperparameter_values_and_sees_settings_and_members():
+    base = ppo.Config(**CONFIG)
+    key = _key(base)
+    assert key is not None and key == _key(dataclasses.replace(base, learning_rate=1e-2, gamma=0.9))
+    assert key != _key(dataclasses.replace(base, num_steps=64))  # a setting shapes the program
+    assert key != _key(dataclasses.replace(base, norm_adv=False))
+    assert key != _key(base, seeds=3)
+
+
+def test_a_hand_built_agent_gets_no_key():
+    train = ppo.make_train(ppo.Config(**CONFIG))
+    own = dataclasses.replace(train, factory=lambda config, env: train)
+    state = init_states(own, members_of(own, 1, None), False)
+    assert run_key(own, False, state) is None
+
+
+@pytest.mark.compile
+def test_a_rerun_with_other_hyperparameters_loads_the_compilation_and_trains_the_same(tmp_path):
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}  # a cold cache of its own
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT.format(config=CONFIG))
+    for values, out in ((("1e-3", "0.1"), "first.pt"), (("3e-4", "0.3"), "rerun.pt")):
+        subprocess.run([sys.executable, str(script), *values, str(tmp_path / out)], env=env, check=True)
+    first, rerun = (torch.load(tmp_path / f, weights_only=False) for f in ("first.pt", "rerun.pt"))
+    assert first["hits"] == 0 and first["compile_s"] > 1.0
+    # every unit and the evaluation chunk come from the saved compilation: no tracing
+    assert rerun["hits"] >= 4 and rerun["compile_s"] < 1.0, (rerun["hits"], rerun["compile_s"])
+    config = ppo.Config(**CONFIG, learning_rate=3e-4, clip_coef=0.3)
+    alone = frl.run(ppo.make_train(config), seeds=2, compile=False, progress=False, eval_episodes=2)
+    for a, b in zip(pytree.tree_leaves(rerun["state"]), pytree.tree_leaves(alone.state), strict=True):
+        if a.dtype.is_floating_point:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        else:
+            assert torch.equal(a, b)
