@@ -1,23 +1,26 @@
-"""frl and the libraries people pick instead, side by side on one machine: PPO on CartPole-v1.
+"""frl and the libraries people pick instead, side by side on one machine, one algorithm a run.
 
 Every peer runs in its own virtual environment with pinned versions (``requirements/*.txt``,
 built under ``.cache/peers`` by ``--setup``), in a fresh process, pinned to one CPU
-(``taskset``) with one thread (``OMP_NUM_THREADS``, XLA's single-threaded Eigen), with the same
-settings (CleanRL's: 4 envs x 128 steps, 4 epochs x 4 minibatches, 64x64 tanh networks):
+(``taskset``) with one thread (``OMP_NUM_THREADS``, XLA's single-threaded Eigen), at frl's
+default settings for the algorithm (CleanRL's):
 
-* ``jax``: purejaxrl-style PPO on gymnax, the whole run one ``jit(vmap(train))`` (``jax_ppo.py``);
-* ``sb3``: Stable-Baselines3's ``PPO`` (``sb3_ppo.py``);
-* ``cleanrl``: single-file PyTorch after CleanRL's ``ppo.py`` (``cleanrl_ppo.py``);
-* ``torchrl``: TorchRL's ``Collector`` + ``GAE`` + ``ClipPPOLoss`` (``torchrl_ppo.py``);
-* ``frl``: ``frl.run`` compiled (and eager), plus a rerun with other hyper-parameter values on a
-  warm compile cache (``frl_ppo.py``, in this project's environment).
+* PPO on CartPole-v1 (4 envs x 128 steps, 4 epochs x 4 minibatches, 64x64 tanh): ``jax``, a
+  purejaxrl-style PPO on gymnax written here, the whole run one ``jit(vmap(train))``
+  (``jax_ppo.py``); ``sb3``, Stable-Baselines3's ``PPO``; ``cleanrl``, single-file PyTorch after
+  CleanRL's ``ppo.py``; ``torchrl``, TorchRL's ``Collector`` + ``GAE`` + ``ClipPPOLoss``;
+* DQN on CartPole-v1 and SAC on Pendulum-v1: ``sb3`` (``sb3_dqn.py``, ``sb3_sac.py``);
+* ``frl`` (``frl_agent.py``, this project's environment): ``frl.run`` compiled for each seed count,
+  a rerun with other hyper-parameter values (the warm start), and eager on one seed.
 
-The one-seed-per-process peers (sb3, cleanrl, torchrl) run one seed: on one pinned core N seeds
-run N times as long. The table gives every row's env-steps/s (compile excluded where a peer
-compiles), compile and whole-run wall seconds, and frl's ratio to the row at the same seed count.
+The one-seed-per-process peers run one seed: on one pinned core N seeds run N times as long.
+The table gives every row's env-steps/s (compile excluded where a peer compiles), compile and
+whole-run wall seconds, and frl's ratio to the row at the same seed count.
 
-    python benchmarks/peers/run.py --setup                       # build the environments once
-    python benchmarks/peers/run.py --seeds 1 32 --steps 500000   # ~15 min on 2 cores
+    python benchmarks/peers/run.py --setup                         # build the environments once
+    python benchmarks/peers/run.py --seeds 1 32 --steps 500000     # PPO, ~15 min on 2 cores
+    python benchmarks/peers/run.py --algo dqn --seeds 1 --steps 100000 --torch-steps 100000
+    python benchmarks/peers/run.py --algo sac --seeds 1 --steps 7000 --torch-steps 7000
 """
 
 from __future__ import annotations
@@ -35,19 +38,28 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 VENVS = ROOT / ".cache" / "peers"
-PEERS = {  # name: (virtual environment or None for this project's, script)
-    "jax": ("jax", "jax_ppo.py"),
-    "sb3": ("sb3", "sb3_ppo.py"),
-    "cleanrl": ("torch", "cleanrl_ppo.py"),
-    "torchrl": ("torch", "torchrl_ppo.py"),
-    "frl": (None, "frl_ppo.py"),
+PEERS = {  # algorithm: {peer: (virtual environment or None for this project's, script)}
+    "ppo": {
+        "jax": ("jax", "jax_ppo.py"),
+        "sb3": ("sb3", "sb3_ppo.py"),
+        "cleanrl": ("torch", "cleanrl_ppo.py"),
+        "torchrl": ("torch", "torchrl_ppo.py"),
+    },
+    "dqn": {"sb3": ("sb3", "sb3_dqn.py")},
+    "sac": {"sb3": ("sb3", "sb3_sac.py")},
 }
-SINGLE_SEED = ("sb3", "cleanrl", "torchrl")
+MULTI_SEED = ("jax",)  # peers that vmap seeds in one process; the others run one seed each
+RERUN = {  # other hyper-parameter values for the warm-start row
+    "ppo": ["--hyper", "learning_rate=3e-4", "--hyper", "clip_coef=0.25"],
+    "dqn": ["--hyper", "learning_rate=1e-3", "--hyper", "gamma=0.98"],
+    "sac": ["--hyper", "q_lr=3e-4", "--hyper", "tau=0.01"],
+}
+ENVS = {"ppo": "CartPole-v1", "dqn": "CartPole-v1", "sac": "Pendulum-v1"}
 
 
-def setup(names: list[str]) -> None:
+def setup() -> None:
     """Build each peer's virtual environment from its pinned requirements (skipped when built)."""
-    for venv in sorted({PEERS[n][0] for n in names if PEERS[n][0]}):
+    for venv in sorted({venv for peers in PEERS.values() for venv, _ in peers.values()}):
         path = VENVS / venv
         if (path / ".built").exists():
             continue
@@ -59,17 +71,7 @@ def setup(names: list[str]) -> None:
         print(f"built {path}", flush=True)
 
 
-def python_of(name: str) -> str:
-    venv = PEERS[name][0]
-    if venv is None:
-        return sys.executable
-    python = VENVS / venv / "bin" / "python"
-    if not python.exists():
-        raise SystemExit(f"peers: no environment for {name!r}; run with --setup first")
-    return str(python)
-
-
-def run_peer(name: str, args: list[str], cpu: int | None) -> dict:
+def run_peer(venv: str | None, script: str, args: list[str], cpu: int | None) -> dict:
     """One peer in a fresh pinned, single-threaded process: its ``RESULT`` row."""
     env = {
         **os.environ,
@@ -87,11 +89,14 @@ def run_peer(name: str, args: list[str], cpu: int | None) -> dict:
         ),
     }
     pin = ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
-    command = [*pin, python_of(name), str(HERE / PEERS[name][1]), *args]
+    python = sys.executable if venv is None else str(VENVS / venv / "bin" / "python")
+    if not Path(python).exists():
+        raise SystemExit(f"peers: no environment {venv!r}; run with --setup first")
+    command = [*pin, python, str(HERE / script), *args]
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
-        raise SystemExit(f"peers: {name} failed ({' '.join(command)}):\n{done.stderr[-3000:]}")
+        raise SystemExit(f"peers: {script} failed ({' '.join(command)}):\n{done.stderr[-3000:]}")
     return json.loads(lines[-1][len("RESULT ") :])
 
 
@@ -110,24 +115,31 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--setup", action="store_true", help="build the peers' environments")
-    parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
+    parser.add_argument("--algo", default="ppo", choices=list(PEERS))
+    parser.add_argument("--peers", nargs="*", default=None, help="default: all of the algorithm's and frl")
     parser.add_argument("--seeds", type=int, nargs="*", default=[1, 32])
-    parser.add_argument("--steps", type=int, default=500_000, help="steps per seed (jax, frl)")
+    parser.add_argument("--steps", type=int, default=500_000, help="steps per seed (vmapped peers, frl)")
     parser.add_argument(
-        "--torch-steps", type=int, default=51_200, help="steps of sb3/cleanrl/torchrl/frl eager"
+        "--torch-steps", type=int, default=51_200, help="steps of one-seed-per-process peers and frl eager"
     )
     parser.add_argument("--cpu", type=int, default=1, help="the CPU every run is pinned to")
     args = parser.parse_args()
     if args.setup:
-        setup(args.peers)
+        setup()
         return
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from _common import print_table, write_json
 
+    peers = PEERS[args.algo]
+    chosen = args.peers if args.peers is not None else [*peers, "frl"]
+    for name in chosen:
+        if name != "frl" and name not in peers:
+            parser.error(f"--peers: {args.algo} has peers {', '.join([*peers, 'frl'])}, not {name!r}")
+    frl = (None, "frl_agent.py")
     rows: list[dict] = []
 
-    def record(label: str, name: str, peer_args: list[str]) -> None:
-        row = {"row": label, **run_peer(name, peer_args, args.cpu)}
+    def record(label: str, peer: tuple[str | None, str], peer_args: list[str]) -> None:
+        row = {"row": label, **run_peer(*peer, peer_args, args.cpu)}
         rows.append(row)
         print(
             f"{label}: {row['env_steps_per_s']:,.0f} env-steps/s, compile {row['compile_s']:.1f} s, "
@@ -137,17 +149,22 @@ def main() -> None:
 
     for n in args.seeds:
         scale = ["--seeds", str(n), "--steps", str(args.steps)]
-        if "jax" in args.peers:
-            record("jax", "jax", scale)
-        if "frl" in args.peers:
-            record("frl", "frl", scale)
-    if "frl" in args.peers:
-        rerun = ["--seeds", "1", "--steps", str(args.steps), "--learning-rate", "3e-4", "--clip-coef", "0.25"]
-        record("frl rerun, other lr and clip (warm cache)", "frl", rerun)
-        record("frl eager", "frl", ["--seeds", "1", "--steps", str(args.torch_steps), "--eager"])
-    for name in SINGLE_SEED:
-        if name in args.peers:
-            record(name, name, ["--steps", str(args.torch_steps)])
+        for name in MULTI_SEED:
+            if name in chosen and name in peers:
+                record(name, peers[name], scale)
+        if "frl" in chosen:
+            record("frl", frl, ["--algo", args.algo, *scale])
+    if "frl" in chosen:
+        rerun = ["--algo", args.algo, "--seeds", "1", "--steps", str(args.steps), *RERUN[args.algo]]
+        record("frl rerun, other hyper-parameters (warm start)", frl, rerun)
+        record(
+            "frl eager",
+            frl,
+            ["--algo", args.algo, "--seeds", "1", "--steps", str(args.torch_steps), "--eager"],
+        )
+    for name in peers:
+        if name in chosen and name not in MULTI_SEED:
+            record(name, peers[name], ["--steps", str(args.torch_steps)])
 
     frl_rate = {r["seeds"]: r["env_steps_per_s"] for r in rows if r["row"] == "frl"}
     table = []
@@ -165,10 +182,7 @@ def main() -> None:
                 "-" if ratio is None or r["row"].startswith("frl") else f"{ratio / r['env_steps_per_s']:.2f}",
             ]
         )
-    title = (
-        f"PPO CartPole-v1 (4 envs x 128 steps, 4 x 4 minibatches), one thread pinned to CPU {args.cpu}, "
-        f"{cpu_model()}"
-    )
+    title = f"{args.algo} {ENVS[args.algo]}, defaults, one thread pinned to CPU {args.cpu}, {cpu_model()}"
     columns = [
         "row",
         "seeds",
@@ -180,15 +194,8 @@ def main() -> None:
         "frl / row",
     ]
     print_table(title, columns, table)
-    write_json(
-        "peers",
-        {
-            "cpu": cpu_model(),
-            "pinned_cpu": args.cpu,
-            "rows": rows,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        },
-    )
+    payload = {"algo": args.algo, "cpu": cpu_model(), "pinned_cpu": args.cpu, "rows": rows}
+    write_json(f"peers_{args.algo}", {**payload, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 
 if __name__ == "__main__":
