@@ -9,7 +9,8 @@ default settings for the algorithm (CleanRL's):
   purejaxrl-style PPO on gymnax written here, the whole run one ``jit(vmap(train))``
   (``jax_ppo.py``); ``sb3``, Stable-Baselines3's ``PPO``; ``cleanrl``, single-file PyTorch after
   CleanRL's ``ppo.py``; ``torchrl``, TorchRL's ``Collector`` + ``GAE`` + ``ClipPPOLoss``;
-* DQN on CartPole-v1 and SAC on Pendulum-v1: ``sb3`` (``sb3_dqn.py``, ``sb3_sac.py``);
+* DQN on CartPole-v1: ``jax`` (``jax_dqn.py``, written here the same way) and ``sb3``; SAC on
+  Pendulum-v1: ``sb3`` (``sb3_dqn.py``, ``sb3_sac.py``);
 * ``frl`` (``frl_agent.py``, this project's environment): ``frl.run`` compiled for each seed count,
   a rerun with other hyper-parameter values (the warm start), and eager on one seed.
 
@@ -45,7 +46,7 @@ PEERS = {  # algorithm: {peer: (virtual environment or None for this project's, 
         "cleanrl": ("torch", "cleanrl_ppo.py"),
         "torchrl": ("torch", "torchrl_ppo.py"),
     },
-    "dqn": {"sb3": ("sb3", "sb3_dqn.py")},
+    "dqn": {"jax": ("jax", "jax_dqn.py"), "sb3": ("sb3", "sb3_dqn.py")},
     "sac": {"sb3": ("sb3", "sb3_sac.py")},
 }
 MULTI_SEED = ("jax",)  # peers that vmap seeds in one process; the others run one seed each
