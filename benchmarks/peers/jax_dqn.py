@@ -11,14 +11,11 @@ Runs in its own virtual environment (``requirements/jax.txt``); prints one ``RES
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import gymnax
 import jax
 import jax.numpy as jnp
 import optax
-from _result import emit
+from _result import run_jax
 
 BUFFER, BATCH, TRAIN_EVERY, TARGET_EVERY, LEARNING_STARTS = 10_000, 128, 10, 500, 10_000
 LR, GAMMA, START_E, END_E, FRACTION = 2.5e-4, 0.99, 1.0, 0.05, 0.5
@@ -117,30 +114,5 @@ def make_train(total_steps: int):
     return train, iterations * TRAIN_EVERY
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=500_000, help="steps per seed")
-    args = parser.parse_args()
-    start = time.perf_counter()
-    train, steps = make_train(args.steps)
-    keys = jax.random.split(jax.random.PRNGKey(0), args.seeds)
-    compiled = jax.jit(jax.vmap(train)).lower(keys).compile()
-    compile_s = time.perf_counter() - start
-    run_start = time.perf_counter()
-    returns = jax.block_until_ready(compiled(keys))
-    run_s = time.perf_counter() - run_start
-    emit(
-        "jax",
-        ("jax", "gymnax", "optax"),
-        seeds=args.seeds,
-        steps_per_seed=steps,
-        run_s=run_s,
-        wall_s=time.perf_counter() - start,
-        compile_s=compile_s,
-        returns=[float(returns.mean())],
-    )
-
-
 if __name__ == "__main__":
-    main()
+    run_jax(make_train, __doc__)

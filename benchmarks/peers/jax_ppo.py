@@ -10,15 +10,12 @@ Runs in its own virtual environment (``requirements/jax.txt``); prints one ``RES
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from _result import emit
+from _result import run_jax
 
 NUM_ENVS, NUM_STEPS, EPOCHS, MINIBATCHES = 4, 128, 4, 4
 LR, GAMMA, LAMBDA, CLIP, ENT, VF, MAX_NORM = 2.5e-4, 0.99, 0.95, 0.2, 0.01, 0.5, 0.5
@@ -139,30 +136,5 @@ def make_train(total_steps: int):
     return train, iterations * NUM_ENVS * NUM_STEPS
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=500_000, help="steps per seed")
-    args = parser.parse_args()
-    start = time.perf_counter()
-    train, steps = make_train(args.steps)
-    keys = jax.random.split(jax.random.PRNGKey(0), args.seeds)
-    compiled = jax.jit(jax.vmap(train)).lower(keys).compile()
-    compile_s = time.perf_counter() - start
-    run_start = time.perf_counter()
-    returns = jax.block_until_ready(compiled(keys))
-    run_s = time.perf_counter() - run_start
-    emit(
-        "jax",
-        ("jax", "gymnax", "optax"),
-        seeds=args.seeds,
-        steps_per_seed=steps,
-        run_s=run_s,
-        wall_s=time.perf_counter() - start,
-        compile_s=compile_s,
-        returns=[float(returns.mean())],
-    )
-
-
 if __name__ == "__main__":
-    main()
+    run_jax(make_train, __doc__)

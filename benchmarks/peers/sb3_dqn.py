@@ -8,24 +8,13 @@ One seed per process, in its own virtual environment; prints one ``RESULT {json}
 
 from __future__ import annotations
 
-import argparse
-import time
+from _result import run_sb3
 
-import torch
-from _result import emit
-from stable_baselines3 import DQN
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    start = time.perf_counter()
-    model = DQN(
-        "MlpPolicy",
+if __name__ == "__main__":
+    run_sb3(
+        "DQN",
         "CartPole-v1",
+        __doc__,
         learning_rate=2.5e-4,
         buffer_size=10_000,
         learning_starts=10_000,
@@ -39,22 +28,4 @@ def main() -> None:
         exploration_initial_eps=1.0,
         exploration_final_eps=0.05,
         policy_kwargs={"net_arch": [120, 84]},
-        device="cpu",
-        seed=args.seed,
     )
-    model.learn(total_timesteps=args.steps)
-    wall = time.perf_counter() - start
-    episodes = [info["r"] for info in model.ep_info_buffer]
-    emit(
-        "sb3",
-        ("stable-baselines3", "torch"),
-        seeds=1,
-        steps_per_seed=int(model.num_timesteps),
-        run_s=wall,
-        wall_s=wall,
-        returns=episodes,
-    )
-
-
-if __name__ == "__main__":
-    main()

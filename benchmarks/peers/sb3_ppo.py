@@ -8,25 +8,15 @@ One seed per process; runs in its own virtual environment (``requirements/sb3.tx
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import torch
-from _result import emit
-from stable_baselines3 import PPO
+from _result import run_sb3
 from stable_baselines3.common.env_util import make_vec_env
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    start = time.perf_counter()
-    model = PPO(
-        "MlpPolicy",
-        make_vec_env("CartPole-v1", n_envs=4, seed=args.seed),
+if __name__ == "__main__":
+    run_sb3(
+        "PPO",
+        lambda seed: make_vec_env("CartPole-v1", n_envs=4, seed=seed),
+        __doc__,
         n_steps=128,
         batch_size=128,
         n_epochs=4,
@@ -43,24 +33,4 @@ def main() -> None:
             "activation_fn": torch.nn.Tanh,
             "optimizer_kwargs": {"eps": 1e-5},
         },
-        device="cpu",
-        seed=args.seed,
-        verbose=0,
     )
-    model.learn(total_timesteps=args.steps)
-    wall = time.perf_counter() - start
-    episodes = [info["r"] for info in model.ep_info_buffer]
-    steps = int(model.num_timesteps)
-    emit(
-        "sb3",
-        ("stable-baselines3", "torch"),
-        seeds=1,
-        steps_per_seed=steps,
-        run_s=wall,
-        wall_s=wall,
-        returns=episodes,
-    )
-
-
-if __name__ == "__main__":
-    main()

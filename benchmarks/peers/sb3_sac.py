@@ -8,24 +8,13 @@ One seed per process, in its own virtual environment; prints one ``RESULT {json}
 
 from __future__ import annotations
 
-import argparse
-import time
+from _result import run_sb3
 
-import torch
-from _result import emit
-from stable_baselines3 import SAC
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    start = time.perf_counter()
-    model = SAC(
-        "MlpPolicy",
+if __name__ == "__main__":
+    run_sb3(
+        "SAC",
         "Pendulum-v1",
+        __doc__,
         learning_rate=3e-4,
         buffer_size=1_000_000,
         learning_starts=5_000,
@@ -35,22 +24,4 @@ def main() -> None:
         train_freq=1,
         gradient_steps=1,
         policy_kwargs={"net_arch": [256, 256]},
-        device="cpu",
-        seed=args.seed,
     )
-    model.learn(total_timesteps=args.steps)
-    wall = time.perf_counter() - start
-    episodes = [info["r"] for info in model.ep_info_buffer]
-    emit(
-        "sb3",
-        ("stable-baselines3", "torch"),
-        seeds=1,
-        steps_per_seed=int(model.num_timesteps),
-        run_s=wall,
-        wall_s=wall,
-        returns=episodes,
-    )
-
-
-if __name__ == "__main__":
-    main()
