@@ -4,6 +4,7 @@ compilation instead of tracing, and trains exactly as a fresh compile of those v
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from torch.utils import _pytree as pytree
 
 import frl
 from frl.algos import ppo
+from frl.driver import warm
 from frl.driver.members import init_states, members_of
 from frl.driver.warm import run_key
 
@@ -69,3 +71,31 @@ def test_a_rerun_with_other_hyperparameters_loads_the_compilation_and_trains_the
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
         else:
             assert torch.equal(a, b)
+
+
+def test_pruning_removes_old_compilations_with_their_precompile_entries_only(tmp_path):
+    saved, dynamo = tmp_path / "frl-warm", tmp_path / "dynamo"
+    saved.mkdir()
+    for i, key in enumerate(("old", "mid", "new")):
+        (saved / f"{key}.bin").write_bytes(b"x")
+        (saved / f"{key}.json").write_text(json.dumps({"wrappers": [f"frl_collect_{key}"]}))
+        (dynamo / warm._dynamo_entry(f"frl_collect_{key}")).mkdir(parents=True)
+        os.utime(saved / f"{key}.bin", (1_000 + i, 1_000 + i))
+    (dynamo / "someone-elses").mkdir()
+    warm._prune(saved, keep=2)
+    assert sorted(p.name for p in saved.iterdir()) == ["mid.bin", "mid.json", "new.bin", "new.json"]
+    left = {p.name for p in dynamo.iterdir()}
+    assert left == {
+        "someone-elses",
+        warm._dynamo_entry("frl_collect_mid"),
+        warm._dynamo_entry("frl_collect_new"),
+    }
+
+
+def test_the_precompile_entry_name_is_torchs():
+    from torch._dynamo.package import CompilePackage
+
+    from frl._compile import named
+
+    wrapper = named("frl_unit_abc", lambda x: x)
+    assert warm._dynamo_entry("frl_unit_abc") == CompilePackage.source_id_from_fn(wrapper)

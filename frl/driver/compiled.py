@@ -21,7 +21,7 @@ from torch.utils import _pytree as pytree
 
 import frl
 from frl._compile import named
-from frl.driver.warm import active_tag, compile_options
+from frl.driver.warm import compile_options, wrapper_name
 
 __all__ = ["CompiledFunction", "CompiledUnit", "boundary"]
 
@@ -72,8 +72,7 @@ def boundary(leaves: Sequence[Tensor]) -> list[Tensor]:
 def _compile(name: str, flat: Callable) -> Callable:
     """``frl.compile`` of ``flat`` through its own named wrapper (named after the warm start's
     key too, when one is active: the precompile cache finds a function by its name)."""
-    tag = active_tag()
-    return frl.compile(named(f"frl_{name}" + (f"_{tag}" if tag else ""), flat), options=compile_options())
+    return frl.compile(named(wrapper_name(f"frl_{name}"), flat), options=compile_options())
 
 
 class CompiledUnit:

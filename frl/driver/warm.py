@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
+import shutil
 import warnings
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -29,15 +31,24 @@ from typing import Any
 
 import torch
 
-__all__ = ["WarmStart", "active_tag", "compile_options", "run_key"]
+__all__ = ["WarmStart", "compile_options", "run_key", "wrapper_name"]
 
 _TAG: ContextVar[str | None] = ContextVar("frl_warm_tag", default=None)
 _SOURCE: list[str] = []
 
 
-def active_tag() -> str | None:
-    """The key of the warm start in progress (compiled units add it to their names), or None."""
-    return _TAG.get()
+_WRAPPERS: dict[str, set[str]] = {}
+
+
+def wrapper_name(name: str) -> str:
+    """The name of a compiled unit's wrapper: ``name`` plus the key of the warm start in progress
+    (torch's precompile cache finds a function by its name), recorded so that pruning a saved
+    compilation also removes the precompile entries it made."""
+    tag = _TAG.get()
+    if tag is None:
+        return name
+    _WRAPPERS.setdefault(tag, set()).add(f"{name}_{tag}")
+    return f"{name}_{tag}"
 
 
 def compile_options() -> dict[str, Any]:
@@ -100,9 +111,25 @@ KEEP = 32
 """Saved compilations kept per cache folder (the newest; each is a few to tens of MB)."""
 
 
+def _dynamo_entry(wrapper: str) -> str:
+    """The folder torch's precompile cache keeps a function's entry in (its name and first line)."""
+    return hashlib.sha256(wrapper.encode() + b"1").hexdigest()
+
+
 def _prune(directory: Path, keep: int) -> None:
+    """Keep the ``keep`` newest saved compilations; remove the others with the precompile
+    entries their runs made (listed beside each in ``<key>.json``), and nothing else."""
     saved = sorted(directory.glob("*.bin"), key=lambda p: p.stat().st_mtime, reverse=True)
     for path in saved[keep:]:
+        listing = path.with_suffix(".json")
+        if listing.exists():
+            try:
+                wrappers = json.loads(listing.read_text())["wrappers"]
+            except (OSError, ValueError, KeyError):
+                wrappers = []
+            for wrapper in wrappers:
+                shutil.rmtree(directory.parent / "dynamo" / _dynamo_entry(wrapper), ignore_errors=True)
+            listing.unlink(missing_ok=True)
         path.unlink(missing_ok=True)
 
 
@@ -135,6 +162,8 @@ class WarmStart:
         partial = self.path.with_suffix(f".{os.getpid()}.tmp")
         partial.write_bytes(artifacts[0])
         os.replace(partial, self.path)
+        listing = {"wrappers": sorted(_WRAPPERS.get(self.key, ()))}
+        self.path.with_suffix(".json").write_text(json.dumps(listing) + "\n")
         _prune(self.path.parent, KEEP)
 
     def save_once(self, event: str) -> None:
