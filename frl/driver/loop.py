@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,58 +215,61 @@ def run(
     eval_returns: list[float] = []
     run_start = time.perf_counter()
     iteration, stopped = start, False
+    scope = ExitStack()  # units compiled inside record precompile entries under the warm key
+    if warm is not None:
+        scope.enter_context(warm.active())
     try:
-        with warm.active() if warm is not None else nullcontext():
-            for iteration in range(start, iterations):
-                # After the first iteration every unit has its one graph for these exact layouts (the
-                # driver pins strides and aliasing): skip re-checking guards, ~15 % of a 1-seed step.
-                skip_guards = compile and iteration > start
-                with (
-                    torch.compiler.set_stance("default", skip_guard_eval_unsafe=True)
-                    if skip_guards
-                    else nullcontext()
-                ):
-                    _iterate(
-                        program,
-                        feed,
-                        collect,
-                        learn if iteration >= refill_until else [],
-                        iteration,
-                        last_metrics,
-                    )
-                if warm is not None:
-                    warm.save_once("iteration")
-                steps = (iteration + 1) * per_iteration
-                final = iteration == iterations - 1
-                if logs.due(steps) or evals.due(steps) or final:
-                    row = _row(steps, wall_start, last_metrics)
-                    if evals.due(steps) or final:
-                        eval_returns = feed.evaluate(program.state["params"], steps)
-                        if warm is not None:
-                            warm.save_once("evaluation")
-                        row.update({f"eval_return_{k}": v for k, v in summarize(eval_returns).items()})
-                        row["eval_return_per_member"] = eval_returns
-                        evals.done(steps)
-                    logs.done(steps)
-                    history.append(row)
-                    logger.log(row)
-                    _show(bar, row, (steps - start * per_iteration) * len(members), run_start)
-                    if state_check is not None:
-                        state_check(program.state)
-                    stopped = any(bool(cb(row)) for cb in callbacks)
-                if bar is not None:
-                    bar.update(per_iteration)
-                if write and ckpt_path is not None and (ckpts.due(steps) or final or stopped):
-                    state = program.state if save_buffer else _without_buffer(program.state, train)
-                    buffer_saved = save_buffer or train.consumes.kind != "replay"
-                    payload = dict(state=state, iteration=iteration + 1, history=history, members=members)
-                    checkpoint.save(
-                        ckpt_path, {**payload, "env_states": feed.env_states(), "buffer_saved": buffer_saved}
-                    )
-                    ckpts.done(steps)
-                if stopped:
-                    break
+        for iteration in range(start, iterations):
+            # After the first iteration every unit has its one graph for these exact layouts (the
+            # driver pins strides and aliasing): skip re-checking guards, ~15 % of a 1-seed step.
+            skip_guards = compile and iteration > start
+            with (
+                torch.compiler.set_stance("default", skip_guard_eval_unsafe=True)
+                if skip_guards
+                else nullcontext()
+            ):
+                _iterate(
+                    program,
+                    feed,
+                    collect,
+                    learn if iteration >= refill_until else [],
+                    iteration,
+                    last_metrics,
+                )
+            if warm is not None:
+                warm.save_once("iteration")
+            steps = (iteration + 1) * per_iteration
+            final = iteration == iterations - 1
+            if logs.due(steps) or evals.due(steps) or final:
+                row = _row(steps, wall_start, last_metrics)
+                if evals.due(steps) or final:
+                    eval_returns = feed.evaluate(program.state["params"], steps)
+                    if warm is not None:
+                        warm.save_once("evaluation")
+                    row.update({f"eval_return_{k}": v for k, v in summarize(eval_returns).items()})
+                    row["eval_return_per_member"] = eval_returns
+                    evals.done(steps)
+                logs.done(steps)
+                history.append(row)
+                logger.log(row)
+                _show(bar, row, (steps - start * per_iteration) * len(members), run_start)
+                if state_check is not None:
+                    state_check(program.state)
+                stopped = any(bool(cb(row)) for cb in callbacks)
+            if bar is not None:
+                bar.update(per_iteration)
+            if write and ckpt_path is not None and (ckpts.due(steps) or final or stopped):
+                state = program.state if save_buffer else _without_buffer(program.state, train)
+                buffer_saved = save_buffer or train.consumes.kind != "replay"
+                payload = dict(state=state, iteration=iteration + 1, history=history, members=members)
+                checkpoint.save(
+                    ckpt_path, {**payload, "env_states": feed.env_states(), "buffer_saved": buffer_saved}
+                )
+                ckpts.done(steps)
+            if stopped:
+                break
     finally:
+        scope.close()
         if bar is not None:
             bar.close()
         logger.close()

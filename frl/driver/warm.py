@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from frl._compile import INDUCTOR_OPTIONS
+
 __all__ = ["WarmStart", "compile_options", "run_key", "wrapper_name"]
 
 _TAG: ContextVar[str | None] = ContextVar("frl_warm_tag", default=None)
@@ -85,8 +87,6 @@ def run_key(train: Any, batched: bool, state: Any) -> str | None:
         return None
     config = train.config
     settings = sorted((name, repr(getattr(config, name))) for name in config.setting_names())
-    from frl._compile import INDUCTOR_OPTIONS
-
     digest = hashlib.sha256()
     parts = (torch.__version__, source_digest(), factory.__module__, repr(settings), env, str(batched))
     for part in (*parts, repr(sorted(INDUCTOR_OPTIONS.items()))):
