@@ -8,7 +8,15 @@ and 128 members (each with its own params and data), reported as per-member upda
 * DQN: batch 128, 120x84 ReLU Q-network, hard target copy every 500 steps.
 * SAC: batch 256, 256x256 ReLU actor and twin critics, Pendulum-sized (3 obs, 1 action).
 
-Targets: compiled >= 2x the TorchRL loop per update; 32 members >= 8x one member's throughput.
+A last row per algorithm is the update's matmul floor: every matrix product the eager update
+dispatches (``mm``, ``addmm``, ``bmm``, recorded with a dispatch mode), replayed alone on tensors
+of the same shapes; compiled rows give their time over it ("x floor", measured alternately with
+the floor, the median of three pairs). Compiled steady-state calls skip guard checks, as
+``frl.run`` does after a unit's first call.
+
+Targets: compiled >= 2x the TorchRL loop per update; 32 members >= 8x one member's throughput;
+the SAC update within 1.4x of its matmul floor (on one thread a 256x256 SAC update is
+matmul-bound).
 
     python benchmarks/bench_losses.py [--algos ppo dqn sac] [--members 1 8 32 128]
 """
@@ -26,9 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import print_table, time_call, write_json  # sets threads and cache first
 
 # isort: split
+import statistics
+
 import torch
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
+from torch.utils._python_dispatch import TorchDispatchMode
 from torchrl.data import Categorical as CategoricalSpec
 from torchrl.modules import ProbabilisticActor, QValueActor, TanhNormal, ValueOperator
 from torchrl.objectives import ClipPPOLoss, DQNLoss, HardUpdate, SACLoss, SoftUpdate
@@ -266,34 +277,93 @@ def torchrl_reference(algo: str):
 # ----------------------------------------------------------------------------------------
 
 
-def first_and_steady(fn, repeats: int) -> tuple[float, float]:
+MATMULS = (
+    torch.ops.aten.mm.default,
+    torch.ops.aten.addmm.default,
+    torch.ops.aten.bmm.default,
+    torch.ops.aten.baddbmm.default,
+)
+
+
+class _RecordMatmuls(TorchDispatchMode):
+    """Records every matrix product dispatched inside it: ``(op, argument shapes or values)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in MATMULS:
+            shapes = [tuple(a.shape) if isinstance(a, torch.Tensor) else a for a in args]
+            self.calls.append((func, shapes, kwargs))
+        return func(*args, **kwargs)
+
+
+def matmul_floor(step) -> tuple[callable, int, int]:
+    """``(replay, products, flops)``: a function running the matrix products of one eager
+    ``step()`` alone, on fresh contiguous tensors of the same shapes; their count and their
+    floating-point operations."""
+    with _RecordMatmuls() as recorder:
+        step()
+    calls, flops = [], 0
+    for func, shapes, kwargs in recorder.calls:
+        args = [torch.randn(x) if isinstance(x, tuple) else x for x in shapes]
+        calls.append((func, args, kwargs))
+        a, b = (args[1], args[2]) if func in MATMULS[1::2] else (args[0], args[1])  # addmm, baddbmm
+        flops += 2 * a.numel() * b.shape[-1]
+
+    def replay() -> None:
+        for func, args, kwargs in calls:
+            func(*args, **kwargs)
+
+    return replay, len(calls), flops
+
+
+def first_and_steady(fn, repeats: int, compiled: bool = False) -> tuple[float, float]:
     start = time.perf_counter()
     fn()
     first = time.perf_counter() - start
+    if compiled:  # as frl.run after a unit's first call: one graph, guards not re-checked
+        with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
+            return first, time_call(fn, repeats=repeats, min_seconds=0.3)
     return first, time_call(fn, repeats=repeats, min_seconds=0.3)
+
+
+def over_floor(fn, floor, repeats: int) -> float:
+    """The median over three alternating pairs of ``time(fn) / time(floor)`` (``fn`` compiled)."""
+    ratios = []
+    for _ in range(3):
+        _, seconds = first_and_steady(fn, repeats, compiled=True)
+        ratios.append(seconds / time_call(floor, repeats=repeats, min_seconds=0.3))
+    return statistics.median(ratios)
 
 
 def bench_algo(
     algo: str, member_counts: list[int], repeats: int
-) -> list[tuple[str, float, float | None, int]]:
-    """``(implementation, seconds per call, first-call seconds, members)`` rows for one algorithm."""
+) -> list[tuple[str, float, float | None, int, float | None]]:
+    """``(implementation, seconds per call, first-call seconds, members, time over the matmul
+    floor)`` rows for one algorithm."""
     update, make_params, make_data = PROBLEMS[algo]()
     key = fr.key(0)
     state = update.init(make_params(key))
     batch = make_data(fr.fold_in(key, 1))
     reference_step, torchrl_batch = torchrl_reference(algo), torchrl_layout(batch)
     _, reference = first_and_steady(lambda: reference_step(torchrl_batch), repeats)
-    results = [("TorchRL LossModule + torch.optim (eager)", reference, None, 1)]
+    floor, products, flops = matmul_floor(lambda: update.step(state, batch, key))
+    floor_s = time_call(floor, repeats=repeats, min_seconds=0.3)
+    results = [("TorchRL LossModule + torch.optim (eager)", reference, None, 1, reference / floor_s)]
     _, eager = first_and_steady(lambda: update.step(state, batch, key), repeats)
-    results.append(("frl eager", eager, None, 1))
+    results.append(("frl eager", eager, None, 1, eager / floor_s))
 
     def step_one(state, batch, key):  # a named wrapper per compiled function
         return update.step(state, batch, key)
 
     torch._dynamo.reset()  # each configuration is a fresh compile (one code object, many shapes)
     compiled = frl.compile(step_one)
-    first, steady = first_and_steady(lambda: compiled(state, batch, key), repeats)
-    results.append(("frl compiled", steady, first, 1))
+    first, steady = first_and_steady(lambda: compiled(state, batch, key), repeats, compiled=True)
+    ratio = over_floor(lambda: compiled(state, batch, key), floor, repeats)
+    results.append(("frl compiled", steady, first, 1, ratio))
 
     def step_members(states, batches, keys):
         return torch.func.vmap(update.step)(states, batches, keys)
@@ -304,8 +374,11 @@ def bench_algo(
         batches = torch.func.vmap(make_data)(keys)
         torch._dynamo.reset()
         compiled_members = frl.compile(step_members)
-        first, steady = first_and_steady(lambda: compiled_members(states, batches, keys), repeats)
-        results.append((f"frl compiled, vmap x{members}", steady, first, members))
+        first, steady = first_and_steady(
+            lambda: compiled_members(states, batches, keys), repeats, compiled=True
+        )
+        results.append((f"frl compiled, vmap x{members}", steady, first, members, None))
+    results.append((f"matmul floor ({products} products, {flops / 1e6:.0f} MFLOP)", floor_s, None, 1, 1.0))
     return results
 
 
@@ -320,9 +393,9 @@ def main() -> None:
     for algo in args.algos:
         results = bench_algo(algo, args.members, args.repeats)
         reference = results[0][1]
-        one_member = next((s for name, s, _, _ in results if name.endswith("vmap x1")), None)
+        one_member = next((s for name, s, *_ in results if name.endswith("vmap x1")), None)
         eager_one = results[1][1]
-        for name, seconds, first, members in results:
+        for name, seconds, first, members, floor_ratio in results:
             per_member = members / seconds
             row = {
                 "algo": algo,
@@ -331,6 +404,7 @@ def main() -> None:
                 "member_updates_per_s": per_member,
                 "speedup_vs_torchrl": reference / seconds * members,
                 "first_call_s": first,
+                "over_matmul_floor": floor_ratio,
             }
             if "vmap" in name and one_member is not None:
                 row["throughput_vs_1_member_compiled"] = per_member * one_member
@@ -346,6 +420,7 @@ def main() -> None:
                     row.get("throughput_vs_1_member_compiled", ""),
                     row.get("throughput_vs_1_member_eager", ""),
                     "" if first is None else f"{first:.1f}",
+                    "" if floor_ratio is None else f"{floor_ratio:.2f}",
                 ]
             )
 
@@ -360,6 +435,7 @@ def main() -> None:
             "x 1 member (compiled)",
             "x 1 member (eager)",
             "first call s",
+            "x floor",
         ],
         rows,
     )

@@ -280,3 +280,62 @@ def test_compiled_hyperparameter_grid_one_graph_per_unit_each_member_its_configu
             eval_episodes=2,
         )
         _assert_members_equal(result, alone, i, 0)
+
+
+@pytest.mark.parametrize("algo", ["dqn", "sac"])
+def test_learning_units_before_learning_starts_change_nothing(algo):
+    """The driver skips the learning units until ``learning_starts``: running them there leaves
+    the state bit for bit as it was (key and counters included), and from the first learning
+    iteration on they change the parameters."""
+    from frl.driver.members import init_states
+
+    train = _small(algo)
+    consumes = train.consumes
+    first = consumes.first_learning_iteration
+    assert first > 0
+    assert first * consumes.steps_per_iteration < consumes.learning_starts
+    assert (first + 1) * consumes.steps_per_iteration >= consumes.learning_starts
+    state = init_states(train, [{"seed": 0}], False)
+    (collect,), (learn,) = train.collect, train.learn
+    for _ in range(first):
+        state, _ = collect.fn(state)
+        learned, _ = learn.fn(state)
+        for a, b in zip(_leaves(learned), _leaves(state), strict=True):
+            assert torch.equal(a, b)
+    state, _ = collect.fn(state)
+    learned, _ = learn.fn(state)
+    assert int(learned["counters", "updates"]) == 1
+    assert not torch.equal(learned["key"], state["key"])
+    changed = [not torch.equal(a, b) for a, b in zip(_leaves(learned["params"]), _leaves(state["params"]))]
+    assert any(changed)
+
+
+def test_a_metric_that_starts_later_widens_the_csv_header(tmp_path):
+    """DQN logs no loss before ``learning_starts``: the loss column joins the header when it
+    first appears, and the earlier rows keep their values with the new cells empty."""
+    train = _small("dqn")  # learning from 40 steps, an iteration is 10
+    run(train, seeds=1, total_steps=100, log_every=20, compile=False, progress=False, out_dir=tmp_path)
+    lines = (tmp_path / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    assert "loss" in header and "env_steps" in header
+    rows = [dict(zip(header, line.split(","), strict=True)) for line in lines[1:]]
+    assert [int(r["env_steps"]) for r in rows] == [20, 40, 60, 80, 100]
+    assert rows[0]["loss"] == ""
+    assert all(r["loss"] != "" for r in rows[1:])
+
+
+def test_a_vmapped_run_on_an_explicit_device_keeps_the_state_structure(monkeypatch):
+    """``device=`` moves the state without tagging its TensorDicts with a device, which vmapped
+    units do not return: the compiled path's structure check passed on the first call (it
+    failed with "unit 'collect' changed the structure" before). The compiled path runs here
+    without torch.compile (``_compile`` is the identity), so the test compiles nothing."""
+    from frl.driver import compiled
+
+    monkeypatch.setattr(compiled, "_compile", lambda name, flat: flat)
+    train = _small("dqn")
+    on_device = run(
+        train, seeds=2, total_steps=60, compile=True, device="cpu", progress=False, eval_episodes=1
+    )
+    plain = run(train, seeds=2, total_steps=60, compile=False, progress=False, eval_episodes=1)
+    for a, b in zip(_leaves(on_device.state), _leaves(plain.state), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # flat calls may lay data out anew

@@ -9,8 +9,11 @@ default settings for the algorithm (CleanRL's):
   purejaxrl-style PPO on gymnax written here, the whole run one ``jit(vmap(train))``
   (``jax_ppo.py``); ``sb3``, Stable-Baselines3's ``PPO``; ``cleanrl``, single-file PyTorch after
   CleanRL's ``ppo.py``; ``torchrl``, TorchRL's ``Collector`` + ``GAE`` + ``ClipPPOLoss``;
-* DQN on CartPole-v1: ``jax`` (``jax_dqn.py``, written here the same way) and ``sb3``; SAC on
-  Pendulum-v1: ``sb3`` (``sb3_dqn.py``, ``sb3_sac.py``);
+* DQN on CartPole-v1: ``jax`` (``jax_dqn.py``, written here the same way) and ``sb3``
+  (``sb3_dqn.py``);
+* SAC on Pendulum-v1: ``jax`` (``jax_sac.py``), ``sb3`` (``sb3_sac.py``) and ``torchrl``,
+  TorchRL's ``Collector`` + ``ReplayBuffer`` + ``SACLoss`` (``torchrl_sac.py``); learning starts
+  after 5k random steps, so give SAC runs well past that (every peer skips learning before);
 * ``frl`` (``frl_agent.py``, this project's environment): ``frl.run`` compiled for each seed count,
   a rerun with other hyper-parameter values (the warm start), and eager on one seed.
 
@@ -21,7 +24,7 @@ whole-run wall seconds, and frl's ratio to the row at the same seed count.
     python benchmarks/peers/run.py --setup                         # build the environments once
     python benchmarks/peers/run.py --seeds 1 32 --steps 500000     # PPO, ~15 min on 2 cores
     python benchmarks/peers/run.py --algo dqn --seeds 1 --steps 100000 --torch-steps 100000
-    python benchmarks/peers/run.py --algo sac --seeds 1 --steps 7000 --torch-steps 7000
+    python benchmarks/peers/run.py --algo sac --seeds 1 --steps 15000 --torch-steps 15000
 """
 
 from __future__ import annotations
@@ -47,7 +50,11 @@ PEERS = {  # algorithm: {peer: (virtual environment or None for this project's, 
         "torchrl": ("torch", "torchrl_ppo.py"),
     },
     "dqn": {"jax": ("jax", "jax_dqn.py"), "sb3": ("sb3", "sb3_dqn.py")},
-    "sac": {"sb3": ("sb3", "sb3_sac.py")},
+    "sac": {
+        "jax": ("jax", "jax_sac.py"),
+        "sb3": ("sb3", "sb3_sac.py"),
+        "torchrl": ("torch", "torchrl_sac.py"),
+    },
 }
 MULTI_SEED = ("jax",)  # peers that vmap seeds in one process; the others run one seed each
 RERUN = {  # other hyper-parameter values for the warm-start row

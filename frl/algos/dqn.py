@@ -2,8 +2,8 @@
 
 One iteration: COLLECT ``train_frequency`` epsilon-greedy steps per environment into the replay
 buffer (epsilon decays linearly from ``start_e`` to ``end_e`` over ``exploration_fraction`` of
-the run), then LEARN one minibatch step (from ``learning_starts`` on; before that the step is
-computed and discarded, so the state stays a pure function of the iteration count). Every
+the run), then LEARN one minibatch step (from ``learning_starts`` on; before that the step
+would change nothing and the driver skips it). Every
 ``target_network_frequency`` environment steps the target network moves to
 ``tau * online + (1 - tau) * target`` (CleanRL's soft-or-hard update: ``tau = 1`` copies).
 """

@@ -21,8 +21,12 @@ LearnStep = Callable[
 def make_replay_learn(consumes: Replay, learn_step: LearnStep) -> Callable:
     """The unit: sample ``consumes.batch_size`` transitions, ``learn_step(state, batch, key) ->
     (params, opt_state, metrics)``, keep the result once ``learning_starts`` environment steps
-    were taken (before that it is computed and discarded, so the state stays a pure function of
-    the iteration count) and count the update."""
+    were taken and count the update.
+
+    Before that the step is computed and discarded and the state is returned unchanged, key
+    included: the driver skips the unit in those iterations
+    (``Replay.first_learning_iteration``) and the state stays the same pure function of the
+    iteration count whether the unit ran or not."""
 
     def learn(state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
         key, k_sample, k_loss = random.split(state["key"], 3)
@@ -35,7 +39,7 @@ def make_replay_learn(consumes: Replay, learn_step: LearnStep) -> Callable:
         counters = state["counters"].copy()
         counters["updates"] = counters["updates"] + learning.to(torch.int64)
         new["counters"] = counters
-        new["key"] = key
+        new["key"] = torch.where(learning, key, state["key"])
         return new, metrics
 
     return learn

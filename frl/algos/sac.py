@@ -7,8 +7,7 @@ One iteration: COLLECT ``train_frequency`` steps per environment into the replay
 then LEARN ``gradient_steps`` minibatch steps of ``frl.losses.sac_loss`` (twin critics, the
 actor and the temperature ``log_alpha`` in one update, each with its own Adam learning rate),
 each followed by a Polyak update of the target critics at rate ``tau``. Before
-``learning_starts`` the learning step is computed and discarded, so the state stays a pure
-function of the iteration count.
+``learning_starts`` the learning step would change nothing and the driver skips it.
 
 One deliberate difference from CleanRL: the actor and temperature update on every step
 (CleanRL's ``policy_frequency=2`` delays them and then takes two steps, the same count).

@@ -89,6 +89,11 @@ class Segments:
     def steps_per_iteration(self) -> int:
         return self.num_envs * self.num_steps
 
+    @property
+    def first_learning_iteration(self) -> int:
+        """On-policy agents learn from their first iteration."""
+        return 0
+
 
 @dataclass(frozen=True)
 class Replay:
@@ -115,6 +120,13 @@ class Replay:
     @property
     def steps_per_iteration(self) -> int:
         return self.num_envs * self.num_steps
+
+    @property
+    def first_learning_iteration(self) -> int:
+        """The first iteration (from 0) whose learning step is kept: the first to end with at
+        least ``learning_starts`` environment steps. Before it the learning units change nothing
+        (:func:`frl.algos.replay.make_replay_learn`), so the driver skips them."""
+        return max(0, -(-self.learning_starts // self.steps_per_iteration) - 1)
 
 
 def example_transition(env: Any, *, log_prob: bool) -> TensorDict:

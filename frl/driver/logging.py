@@ -84,6 +84,9 @@ class RunLogger:
             if not path.exists():
                 with path.open("w", newline="") as f:
                     csv.writer(f).writerow(self._csv_keys)
+        new_keys = [k for k in scalars if k not in self._csv_keys]
+        if new_keys:  # a metric that starts later (an off-policy loss): widen the header once
+            self._widen_csv(path, new_keys)
         with path.open("a", newline="") as f:
             csv.writer(f).writerow([scalars.get(k, "") for k in self._csv_keys])
         if self._tb is not None:
@@ -91,6 +94,18 @@ class RunLogger:
             for k, v in scalars.items():
                 if k != "env_steps":
                     self._tb.add_scalar(k, v, step)
+
+    def _widen_csv(self, path: Path, new_keys: list[str]) -> None:
+        """Rewrite ``metrics.csv`` with ``new_keys`` appended to its header (empty in old rows)."""
+        with path.open(newline="") as f:
+            old_rows = list(csv.reader(f))[1:]
+        self._csv_keys = [*self._csv_keys, *new_keys]
+        partial = path.with_suffix(".csv.tmp")
+        with partial.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(self._csv_keys)
+            writer.writerows(r + [""] * len(new_keys) for r in old_rows)
+        partial.replace(path)
 
     def close(self) -> None:
         if self._tb is not None:
