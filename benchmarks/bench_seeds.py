@@ -9,11 +9,16 @@ with the same networks and settings; ratios are frl / TorchRL.
 
     python benchmarks/bench_seeds.py                         # full grid (long)
     python benchmarks/bench_seeds.py --seeds 1 8 --steps 100000 --modes compiled
+
+``--health stop off`` runs every row with the numerical-health checks on (``stop``, the
+default) and off, alternately ``--repeats`` times, and gives the median throughput of each and
+their ratio (the checks' cost).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 
 from _common import print_table, write_json
 from peers.torchrl_ppo import torchrl_reference
@@ -35,6 +40,10 @@ def main() -> None:
     parser.add_argument("--eager-steps", type=int, default=None, help="steps per seed for eager rows")
     parser.add_argument("--ref-steps", type=int, default=51_200, help="steps of the TorchRL reference")
     parser.add_argument("--device", default=None)
+    parser.add_argument(
+        "--health", nargs="*", default=["stop"], choices=["stop", "skip-member", "warn", "off"]
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="runs per row (medians reported)")
     args = parser.parse_args()
 
     ref = torchrl_reference(args.ref_steps)
@@ -51,51 +60,69 @@ def main() -> None:
             if mode == "eager" and args.eager_steps:
                 steps = min(steps, args.eager_steps)
             train = ppo.make_train(ppo.Config(total_timesteps=steps))
-            result = run(
-                train,
-                seeds=n,
-                total_steps=steps,
-                compile=mode == "compiled",
-                progress=False,
-                eval_episodes=10,
-                device=args.device,
-            )
-            mean_return = sum(result.eval_returns) / len(result.eval_returns)
-            ratio = result.env_steps_per_s / ref["env_steps_per_s"]
-            rows.append(
-                [
-                    mode,
-                    n,
-                    steps,
-                    f"{result.env_steps_per_s:,.0f}",
-                    f"{ratio:.1f}",
-                    f"{result.compile_s:.1f}",
-                    f"{result.wall_s:.0f}",
-                    f"{mean_return:.0f}",
-                ]
-            )
-            results.append(
-                {
-                    "mode": mode,
-                    "seeds": n,
-                    "steps_per_seed": steps,
-                    "env_steps_per_s": result.env_steps_per_s,
-                    "ratio_vs_torchrl": ratio,
-                    "compile_s": result.compile_s,
-                    "wall_s": result.wall_s,
-                    "mean_final_eval_return": mean_return,
-                }
-            )
-            print(rows[-1], flush=True)
+            runs: dict[str, list] = {health: [] for health in args.health}
+            for _ in range(args.repeats):  # alternating, so drift on a noisy machine hits each alike
+                for health in args.health:
+                    runs[health].append(
+                        run(
+                            train,
+                            seeds=n,
+                            total_steps=steps,
+                            compile=mode == "compiled",
+                            progress=False,
+                            eval_episodes=10,
+                            device=args.device,
+                            on_nonfinite=health,
+                        )
+                    )
+            rates = {h: statistics.median(r.env_steps_per_s for r in rs) for h, rs in runs.items()}
+            for health, repeats in runs.items():
+                result = repeats[-1]
+                rate = rates[health]
+                mean_return = sum(result.eval_returns) / len(result.eval_returns)
+                ratio = rate / ref["env_steps_per_s"]
+                versus_off = rate / rates["off"] if "off" in rates and health != "off" else None
+                rows.append(
+                    [
+                        mode,
+                        n,
+                        health,
+                        steps,
+                        f"{rate:,.0f}",
+                        f"{ratio:.1f}",
+                        "-" if versus_off is None else f"{versus_off:.3f}",
+                        f"{result.compile_s:.1f}",
+                        f"{result.wall_s:.0f}",
+                        f"{mean_return:.0f}",
+                    ]
+                )
+                results.append(
+                    {
+                        "mode": mode,
+                        "seeds": n,
+                        "health": health,
+                        "steps_per_seed": steps,
+                        "env_steps_per_s": rate,
+                        "env_steps_per_s_runs": [r.env_steps_per_s for r in repeats],
+                        "ratio_vs_torchrl": ratio,
+                        "ratio_vs_health_off": versus_off,
+                        "compile_s": result.compile_s,
+                        "wall_s": result.wall_s,
+                        "mean_final_eval_return": mean_return,
+                    }
+                )
+                print(rows[-1], flush=True)
     print_table(
         f"PPO CartPole-v1 (4 envs x 128 steps, 4 epochs x 4 minibatches), 1 thread; TorchRL reference "
         f"{ref['env_steps_per_s']:,.0f} env-steps/s (1 seed)",
         [
             "mode",
             "seeds",
+            "health",
             "steps/seed",
             "env-steps/s (all seeds)",
             "x TorchRL",
+            "x health off",
             "first calls s",
             "wall s",
             "final return",

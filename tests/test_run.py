@@ -135,7 +135,10 @@ def test_resume_rejects_other_members(tmp_path):
     run(
         train, seeds=2, total_steps=128, compile=False, progress=False, out_dir=tmp_path, checkpoint_every=128
     )
-    with pytest.raises(ValueError, match="checkpoint was written for other members"):
+    with pytest.raises(
+        ValueError,
+        match=r"was written for other members \(seeds/hparams\): \[\{.seed.: 0\}, \{.seed.: 1\}\], not",
+    ):
         run(train, seeds=3, total_steps=256, compile=False, progress=False, out_dir=tmp_path, resume=True)
 
 

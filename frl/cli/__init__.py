@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from frl.cli import evaluate, listing, llm, plot, sweep, train
-from frl.cli.common import Parser, UsageError
+from frl.cli.common import Parser, RunFailed, UsageError
 
 __all__ = ["main"]
 
@@ -56,3 +56,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, llm.LLMUsageError) as err:
         print(f"frl: error: {err}", file=sys.stderr)
         return 2
+    except RunFailed as err:  # the run itself failed (a non-finite value): not a usage error
+        print(f"frl: error: {err}", file=sys.stderr)
+        return 1

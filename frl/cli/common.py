@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 __all__ = [
     "Parser",
+    "RunFailed",
     "UsageError",
     "build_train",
     "check_positive",
@@ -21,6 +22,10 @@ __all__ = [
 
 class UsageError(Exception):
     """Bad input: reported on one line (``frl: error: ...``), exit code 2."""
+
+
+class RunFailed(Exception):
+    """A run that stopped on a fault of its own (a non-finite value): one line, exit code 1."""
 
 
 class Parser(argparse.ArgumentParser):

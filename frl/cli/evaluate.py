@@ -44,7 +44,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from frl import random
     from frl.driver import checkpoint, evaluate
 
-    saved = checkpoint.load(ckpt_path)
+    try:
+        saved = checkpoint.load(ckpt_path)
+    except checkpoint.CheckpointError as err:
+        raise UsageError(str(err)) from None
     params = saved["state"]["params"]
     members = saved["members"]
     if len(members) == 1 and params.batch_dims == 0:

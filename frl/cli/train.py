@@ -14,6 +14,7 @@ anything is written. ``--out DIR`` receives ``config.json``, the logs (``metrics
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -24,7 +25,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from frl.cli.common import UsageError, build_train, check_positive, config_overrides, results_table
+from frl.cli import folder
+from frl.cli.common import (
+    RunFailed,
+    UsageError,
+    build_train,
+    check_positive,
+    config_overrides,
+    results_table,
+)
 
 __all__ = ["add_parser", "cmd_train"]
 
@@ -53,9 +62,27 @@ def add_parser(sub: Any) -> None:
     train.add_argument("--eval-episodes", type=int, default=10)
     train.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
     train.add_argument(
+        "--resume-or-start",
+        action="store_true",
+        help="resume when --out holds a checkpoint, else start (for scripts that rerun themselves)",
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="a fresh run in a folder holding another run's files moves them to <out>/replaced-<time>/",
+    )
+    train.add_argument(
         "--stop-at", type=float, default=None, help="stop once every seed's eval return reaches this"
     )
     train.add_argument("--device", default=None, help="cpu (default) or cuda")
+    train.add_argument(
+        "--on-nonfinite",
+        choices=["stop", "skip-member", "warn"],
+        default="stop",
+        help="on a NaN/inf loss, gradient norm, parameter or episode statistic: stop with an error "
+        "keeping the last good checkpoint (default), freeze the bad seeds and train the others, "
+        "or warn and continue",
+    )
     train.add_argument(
         "--threads", type=int, default=1, help="intra-op threads (1 is fastest for small nets)"
     )
@@ -161,19 +188,110 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
             f"--steps ({args.steps}) is less than one iteration ({train.steps_per_iteration} steps)"
         )
     out = None if args.out is None else Path(args.out)
-    if out is not None and (out / "results.json").exists() and not args.resume:
-        raise UsageError(f"--out {out} already holds a finished run; choose another folder or pass --resume")
+    saved = {"algo": args.algo, "config": dataclasses.asdict(train.config), "env_options": env_options}
+    finished = _check_folder(args, out, saved)
+    if finished is not None:
+        return finished
     _device(args.device)
 
     import torch
 
-    from frl.driver import run
-
     torch.set_num_threads(args.threads)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        saved = {"algo": args.algo, "config": dataclasses.asdict(train.config), "env_options": env_options}
-        (out / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
+    with contextlib.ExitStack() as scope:
+        if out is not None:
+            scope.enter_context(folder.hold(out))
+            if not args.resume:  # a resumed run keeps the config it was started with (checked above)
+                (out / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
+        return _train(args, train, overrides, env_options, out)
+
+
+def _check_folder(args: argparse.Namespace, out: Path | None, saved: dict[str, Any]) -> int | None:
+    """Validate ``--out`` against ``--resume``/``--overwrite`` before anything is written; a
+    resumed run that already finished prints its result (returned: the exit code)."""
+    if args.resume_or_start:
+        args.resume = out is not None and (out / "checkpoint.pt").exists()
+        if out is None:
+            raise UsageError("--resume-or-start needs --out")
+    if out is None:
+        if args.resume:
+            raise UsageError("--resume needs --out (the folder of the run to continue)")
+        return None
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    present = folder.run_files(out) if out.is_dir() else []
+    if args.resume:
+        if not (out / "checkpoint.pt").exists():
+            raise UsageError(
+                f"--resume: {out} holds no checkpoint.pt to continue from "
+                "(drop --resume to start, or use --resume-or-start)"
+            )
+        _check_resumed_config(out, saved)
+        if (out / "results.json").exists():
+            return _print_finished(out)
+        return None
+    if present and args.overwrite:
+        aside = folder.move_aside(out)
+        print(f"moved the previous run's files to {aside}")
+    elif "results.json" in present:
+        raise UsageError(
+            f"--out {out} already holds a finished run; choose another folder, pass --resume, "
+            "or --overwrite to move it aside"
+        )
+    elif present:
+        raise UsageError(
+            f"--out {out} holds another run's files ({', '.join(present)}); pass --resume to "
+            "continue it, --overwrite to move them aside, or choose another folder"
+        )
+    return None
+
+
+RESUME_MAY_CHANGE = ("total_timesteps",)
+"""Config fields a resumed run may change (evaluation and checkpoint cadence are flags)."""
+
+
+def _check_resumed_config(out: Path, saved: dict[str, Any]) -> None:
+    """The command resumes the run in ``out``: same algorithm, environment options and config
+    (but ``RESUME_MAY_CHANGE``), or a UsageError naming what differs."""
+    try:
+        before = json.loads((out / "config.json").read_text())
+        before_config = dict(before["config"])
+    except FileNotFoundError:
+        raise UsageError(f"--resume: {out} has a checkpoint but no config.json") from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UsageError(f"--resume: {out / 'config.json'} is not a readable run config ({err})") from None
+    if before.get("algo") != saved["algo"]:
+        raise UsageError(f"--resume: {out} holds a {before.get('algo')} run, not {saved['algo']}")
+    now = json.loads(json.dumps(saved["config"]))  # tuples as lists, as in the file
+    changed = [
+        f"{name} {before_config.get(name)!r} -> {now.get(name)!r}"
+        for name in sorted(now.keys() | before_config.keys())
+        if name not in RESUME_MAY_CHANGE and before_config.get(name) != now.get(name)
+    ]
+    if before.get("env_options", {}) != saved["env_options"]:
+        changed.append(f"environment options {before.get('env_options', {})} -> {saved['env_options']}")
+    if changed:
+        raise UsageError(
+            f"--resume: the command differs from the run in {out}: {'; '.join(changed)} "
+            f"(a resumed run may change only {', '.join(RESUME_MAY_CHANGE)}, --eval-every and the like)"
+        )
+
+
+def _print_finished(out: Path) -> int:
+    try:
+        results = json.loads((out / "results.json").read_text())
+        seeds, returns = results["seeds"], results["final_eval_return"]
+    except (OSError, ValueError, KeyError) as err:
+        raise UsageError(f"--resume: {out / 'results.json'} is not readable ({err})") from None
+    print(f"{out} holds a finished run ({results.get('total_steps', '?'):,} steps); its result:")
+    for line in results_table([{"seed": s} for s in seeds], [math.nan if r is None else r for r in returns]):
+        print(line)
+    return 0
+
+
+def _train(args: argparse.Namespace, train: Any, overrides: dict, env_options: dict, out: Path | None) -> int:
+    from frl.driver import run
+    from frl.driver.health import NonFiniteError
+
     eval_every = args.eval_every or max(train.steps_per_iteration, args.steps // 20)
     if args.nproc > 1 or args.data_parallel or "WORLD_SIZE" in os.environ:
         return _train_distributed(args, overrides, env_options, eval_every, out)
@@ -200,10 +318,22 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
             callbacks=_callbacks(args),
             save_buffer=args.save_buffer,
             warm_start=args.warm_start,
+            on_nonfinite=args.on_nonfinite,
         )
+    except NonFiniteError as err:
+        where = f"; see {out / 'failure.json'}" if out is not None else ""
+        raise RunFailed(f"{err}{where}") from None
     except ValueError as err:  # a source that cannot serve the environment, a foreign checkpoint
         raise UsageError(str(err)) from None
     wall = time.perf_counter() - start
+    if result.interrupted is not None:
+        saved = (
+            f"checkpoint at {result.env_steps:,} steps saved in {out}" if out is not None else "nothing saved"
+        )
+        again = " ".join(sys.argv[1:]) if out is not None else ""
+        resume = f"; resume with: frl {again}{'' if '--resume' in again else ' --resume'}" if again else ""
+        print(f"frl: interrupted ({result.interrupted}): {saved}{resume}", file=sys.stderr)
+        return 130 if result.interrupted == "SIGINT" else 143
     print(
         f"\n{args.algo} on {args.env}: {args.seeds} seeds x {result.env_steps:,} steps "
         f"({'compiled' if args.compile else 'eager'})"
@@ -226,9 +356,11 @@ def write_results(
     result: Any,
     wall: float,
 ) -> None:
-    """``out/results.json``, written atomically."""
+    """``out/results.json``, written atomically (strict JSON: a non-finite return is null)."""
     if out is None:
         return
+    from frl.driver.health import strict_json
+
     payload = {
         "algo": args.algo,
         "env": args.env,
@@ -243,9 +375,10 @@ def write_results(
         "device": str(args.device or "cpu"),
         "processes": args.nproc,
         "data_parallel": args.data_parallel,
+        "nonfinite_members": getattr(result, "nonfinite", []),
     }
     tmp = out / ".results.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.write_text(json.dumps(strict_json(payload), indent=2, allow_nan=False) + "\n")
     os.replace(tmp, out / "results.json")
     print(f"wrote {out / 'results.json'}")
 

@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from frl.driver.health import strict_json
+
 __all__ = ["RunLogger", "iqm", "summarize"]
 
 
@@ -76,7 +78,7 @@ class RunLogger:
         if self.out_dir is None:
             return
         with (self.out_dir / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(json.dumps(strict_json(row), allow_nan=False) + "\n")
         scalars = {k: v for k, v in row.items() if isinstance(v, (int, float))}
         path = self.out_dir / "metrics.csv"
         if self._csv_keys is None:

@@ -19,7 +19,12 @@ from ``frl.random.key(seed)`` and every hyper-parameter from the member's state.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack, nullcontext
@@ -35,6 +40,7 @@ from torch.utils import _pytree as pytree
 from frl.algos.train import Train
 from frl.driver import checkpoint
 from frl.driver.compiled import CompiledUnit, boundary
+from frl.driver.health import ON_NONFINITE, Health, NonFiniteError, describe, guard, init_health, strict_json
 from frl.driver.logging import RunLogger, summarize
 from frl.driver.members import init_states, members_of
 from frl.driver.sources import RunContext, Source, default_source
@@ -57,6 +63,10 @@ class RunResult:
       wall_s: total seconds; compile_s: seconds spent in first calls of compiled units.
       env_steps_per_s: environment steps of all members per second of the run.
       env_steps: environment steps per member.
+      nonfinite: the members that met a non-finite value (``on_nonfinite`` ``skip-member`` or
+        ``warn``): ``{member, unit, quantity, env_steps, iteration}`` each.
+      interrupted: the signal (``"SIGINT"``, ``"SIGTERM"``) that stopped the run after a final
+        checkpoint, or None.
     """
 
     state: TensorDict
@@ -67,13 +77,40 @@ class RunResult:
     compile_s: float = 0.0
     env_steps_per_s: float = 0.0
     env_steps: int = 0
+    nonfinite: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: str | None = None
+
+
+class _Signals:
+    """SIGINT/SIGTERM ask the loop to stop after the iteration in progress (a final checkpoint
+    is written); a second signal interrupts at once. Installed only in the main thread."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self.received is not None:  # the second one: stop now
+            raise KeyboardInterrupt
+        self.received = signal.Signals(number).name
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 class _Program:
-    """The state between unit calls: flat, boundary-ready leaves when compiled, else a TensorDict."""
+    """The state between unit calls (flat, boundary-ready leaves when compiled, else a
+    TensorDict) and the members' health records (:mod:`frl.driver.health`)."""
 
-    def __init__(self, state: TensorDictBase, compiled: bool) -> None:
-        self.compiled = compiled
+    def __init__(self, state: TensorDictBase, compiled: bool, health: TensorDict) -> None:
+        self.compiled, self.health = compiled, health
         if compiled:
             leaves, self.spec = pytree.tree_flatten(state)
             self.leaves = boundary(leaves)
@@ -86,9 +123,13 @@ class _Program:
 
     def call(self, unit: CompiledUnit, *inputs: Any) -> TensorDictBase:
         if self.compiled:
-            self.leaves, metrics = unit(self.leaves, self.spec, *inputs)
+            self.leaves, metrics = unit(self.leaves, self.spec, self.health, *inputs)
         else:
-            self._state, metrics = unit.eager(self._state, *inputs)
+            self._state, metrics = unit.eager(self._state, self.health, *inputs)
+        record = metrics.get("health", None)  # None: a unit with nothing to check
+        if record is not None:
+            self.health = record
+            del metrics["health"]
         return metrics
 
 
@@ -130,6 +171,7 @@ def run(
     progress: bool = True,
     device: str | torch.device | None = None,
     warm_start: bool = False,
+    on_nonfinite: str = "stop",
 ) -> RunResult:
     """Train every member for ``total_steps`` environment steps (per member).
 
@@ -164,6 +206,14 @@ def run(
         first evaluation, and load them in a later run of the same program (hyper-parameter
         values may differ): start-up in seconds instead of tracing again
         (:mod:`frl.driver.warm`; agents from frl's ``make_train`` on their pure environment).
+      on_nonfinite: every unit checks on the device that its metrics (losses, gradient norms,
+        episode statistics) and the parameters it updates are finite, read where the run syncs
+        anyway (log points, checkpoints). ``"stop"``: raise :class:`NonFiniteError` naming the
+        members, unit, iteration and quantity, write ``failure.json`` to ``out_dir`` and keep
+        the last good checkpoint; ``"skip-member"``: freeze the bad members at their last
+        finite parameters and train the others (stop when none is left); ``"warn"``: print a
+        warning and let the values flow (:mod:`frl.driver.health`); ``"off"``: no checks (to
+        measure what they cost).
 
     Returns:
       :class:`RunResult`.
@@ -175,6 +225,11 @@ def run(
         raise ValueError("run: `checkpoint_every` needs an `out_dir`")
     if resume and out_dir is None:
         raise ValueError("run: `resume` needs an `out_dir`")
+    if on_nonfinite not in (*ON_NONFINITE, "off"):
+        raise ValueError(
+            f"run: `on_nonfinite` must be one of {', '.join(ON_NONFINITE)} (or off: no checks), "
+            f"got {on_nonfinite!r}"
+        )
     per_iteration = train.steps_per_iteration
     iterations = total_steps // per_iteration
     if iterations == 0:
@@ -186,6 +241,8 @@ def run(
     eval_every = eval_every or total_steps
     out = None if out_dir is None else Path(out_dir)
     ckpt_path = None if out is None else out / "checkpoint.pt"
+    if write and out is not None:
+        checkpoint.remove_stale(out, "checkpoint.pt")  # left by a save that was killed
     logger = RunLogger(out if write else None)
     wall_start = time.perf_counter()
 
@@ -199,10 +256,50 @@ def run(
 
     feed = (source or default_source(train)).open(RunContext(train, members, batched, compile, eval_episodes))
     feed.restore(env_states)
-    collect = [(u, CompiledUnit(u.name, u.fn, batched, compile)) for u in feed.collect]
-    learn = [(u, CompiledUnit(u.name, u.fn, batched, compile)) for u in feed.learn]
-    program = _Program(state, compile)
-    warm = _warm_start(train, batched, program) if warm_start and compile and source is None else None
+    health = Health([u.name for u in (*feed.collect, *feed.learn)])
+    freeze = on_nonfinite != "warn"
+
+    def unit(index: int, u: Any, learns: bool) -> CompiledUnit:
+        if on_nonfinite == "off":
+            return CompiledUnit(u.name, lambda state, health, *inputs: u.fn(state, *inputs), batched, compile)
+        fn = guard(u.fn, index, health.names[index], learns=learns, freeze=freeze)
+        return CompiledUnit(u.name, fn, batched, compile)
+
+    collect = [(u, unit(i, u, False)) for i, u in enumerate(feed.collect)]
+    learn = [(u, unit(len(collect) + i, u, True)) for i, u in enumerate(feed.learn)]
+    program = _Program(state, compile, init_health(len(members), batched))
+    nonfinite: list[dict[str, Any]] = []
+
+    def check_health() -> None:
+        """Report members that met a non-finite value since the last check (one host read)."""
+        new = [
+            f for f in health.failures(program.health, per_iteration) if f["member"] not in health.reported
+        ]
+        if not new:
+            return
+        health.reported.update(f["member"] for f in new)
+        nonfinite.extend(new)
+        message = describe(new, members)
+        left = len(members) - len(health.reported)
+        if on_nonfinite == "stop" or (on_nonfinite == "skip-member" and left == 0):
+            failure = {
+                "message": message,
+                "on_nonfinite": on_nonfinite,
+                "failures": nonfinite,
+                "members": members,
+            }
+            if write and out is not None:
+                _write_json(out / "failure.json", failure)
+            kept = "; the last good checkpoint is kept" if ckpt_path is not None and write else ""
+            raise NonFiniteError(f"run: {message}{kept}", failure)
+        action = "frozen, the other members continue" if on_nonfinite == "skip-member" else "continuing"
+        print(f"frl: warning: {message} ({action})", file=sys.stderr, flush=True)
+
+    warm = (
+        _warm_start(train, batched, program, f"health={on_nonfinite != 'off'},freeze={freeze}")
+        if warm_start and compile and source is None
+        else None
+    )
     if warm is not None:
         warm.load()
     evals, logs, ckpts = (
@@ -220,6 +317,7 @@ def run(
     scope = ExitStack()  # units compiled inside record precompile entries under the warm key
     if warm is not None:
         scope.enter_context(warm.active())
+    signals = scope.enter_context(_Signals())
     try:
         for iteration in range(start, iterations):
             # Once a unit ran it has its one graph for these exact layouts (the driver pins strides
@@ -253,6 +351,7 @@ def run(
                     row["eval_return_per_member"] = eval_returns
                     evals.done(steps)
                 logs.done(steps)
+                check_health()
                 history.append(row)
                 logger.log(row)
                 _show(bar, row, (steps - start * per_iteration) * len(members), run_start)
@@ -261,10 +360,13 @@ def run(
                 stopped = any(bool(cb(row)) for cb in callbacks)
             if bar is not None:
                 bar.update(per_iteration)
+            stopped = stopped or signals.received is not None
             if write and ckpt_path is not None and (ckpts.due(steps) or final or stopped):
+                check_health()  # a stopping run never replaces the last good checkpoint
                 state = program.state if save_buffer else _without_buffer(program.state, train)
                 buffer_saved = save_buffer or train.consumes.kind != "replay"
                 payload = dict(state=state, iteration=iteration + 1, history=history, members=members)
+                payload["agent"] = {"algo": train.name, "env": train.env.id}
                 checkpoint.save(
                     ckpt_path, {**payload, "env_states": feed.env_states(), "buffer_saved": buffer_saved}
                 )
@@ -290,7 +392,16 @@ def run(
         compile_s=compile_s,
         env_steps_per_s=done_steps / max(wall - compile_s, 1e-9),
         env_steps=(iteration + 1) * per_iteration,
+        nonfinite=nonfinite,
+        interrupted=signals.received,
     )
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    """``payload`` as strict JSON (non-finite floats as null), written atomically."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(strict_json(payload), indent=2, allow_nan=False) + "\n")
+    os.replace(partial, path)
 
 
 def _start(
@@ -301,14 +412,58 @@ def _start(
     if not (resume and ckpt_path is not None and ckpt_path.exists()):
         return init_states(train, members, batched), 0, [], None, 0
     saved = checkpoint.load(ckpt_path)
+    if not (isinstance(saved, dict) and {"state", "iteration", "members", "history"} <= saved.keys()):
+        raise checkpoint.CheckpointError(f"checkpoint {ckpt_path} is not a training checkpoint of frl.run")
+    who = saved.get("agent")
+    if who is not None and (who["algo"], who["env"]) != (train.name, train.env.id):
+        raise ValueError(
+            f"run: the checkpoint in {ckpt_path.parent} was written by {who['algo']} on {who['env']}; "
+            f"this run is {train.name} on {train.env.id}"
+        )
     if saved["members"] != members:
-        raise ValueError("run: the checkpoint was written for other members (seeds/hparams)")
+        raise ValueError(
+            f"run: the checkpoint in {ckpt_path.parent} was written for other members (seeds/hparams): "
+            f"{saved['members']}, not {members}"
+        )
     state, start = saved["state"], saved["iteration"]
+    fresh = init_states(train, members, batched)
+    _check_layout(state, fresh, ckpt_path)
     refill_until = start
     if not saved.get("buffer_saved", True):
-        state["data"] = init_states(train, members, batched)["data"]
+        state["data"] = fresh["data"]
         refill_until = start + _refill_iterations(train)
     return state, start, saved["history"], saved.get("env_states"), refill_until
+
+
+def _check_layout(saved: TensorDictBase, fresh: TensorDictBase, path: Path) -> None:
+    """The checkpoint's state has every entry of a fresh state with its shape and dtype (a
+    replay buffer left out of the checkpoint excepted), or a ValueError names the first that
+    differs: the configuration's settings (network sizes, buffer size, envs) must be the ones
+    the checkpoint was written with."""
+
+    def layout(state: TensorDictBase) -> dict[str, tuple]:
+        return {
+            ".".join(k) if isinstance(k, tuple) else k: (tuple(v.shape), v.dtype)
+            for k, v in state.items(include_nested=True, leaves_only=True)
+        }
+
+    have, need = layout(saved), layout(fresh)
+    for name in [*need, *(k for k in have if k not in need)]:  # in the state's own order
+        if name.startswith("data.data.") and name not in have:
+            continue  # saved without its replay buffer
+        if name not in have or name not in need:
+            where = "lacks" if name not in have else "has an extra"
+            raise ValueError(
+                f"run: the checkpoint in {path.parent} does not fit this configuration: its state "
+                f"{where} entry {name!r} (resume with the settings it was written with)"
+            )
+        if have[name] != need[name]:
+            (s1, d1), (s2, d2) = have[name], need[name]
+            raise ValueError(
+                f"run: the checkpoint in {path.parent} does not fit this configuration: {name!r} is "
+                f"{list(s1)} {d1} there, this run needs {list(s2)} {d2} (resume with the settings "
+                "it was written with)"
+            )
 
 
 def _iterate(
@@ -324,11 +479,11 @@ def _iterate(
             metrics.update(program.call(fn).items())
 
 
-def _warm_start(train: Train, batched: bool, program: _Program) -> WarmStart | None:
+def _warm_start(train: Train, batched: bool, program: _Program, variant: str) -> WarmStart | None:
     """Warm starts serve the pure-environment source (its units are the whole program)."""
     if not getattr(train.env, "pure", True):
         return None
-    key = run_key(train, batched, program.state)
+    key = run_key(train, batched, program.state, variant)
     return None if key is None else WarmStart(key)
 
 

@@ -75,10 +75,11 @@ def source_digest() -> str:
     return _SOURCE[0]
 
 
-def run_key(train: Any, batched: bool, state: Any) -> str | None:
-    """The warm-start key of a run (``state``: the stacked training state), or None where the
-    agent cannot have one (not built by frl's ``make_train``, or an environment without a stable
-    description)."""
+def run_key(train: Any, batched: bool, state: Any, variant: str = "") -> str | None:
+    """The warm-start key of a run (``state``: the stacked training state; ``variant``: the
+    driver's own choices that shape the units, e.g. whether bad members are frozen), or None
+    where the agent cannot have one (not built by frl's ``make_train``, or an environment
+    without a stable description)."""
     factory = getattr(train, "factory", None)
     if factory is None or not getattr(factory, "__module__", "").startswith("frl.algos."):
         return None
@@ -88,7 +89,15 @@ def run_key(train: Any, batched: bool, state: Any) -> str | None:
     config = train.config
     settings = sorted((name, repr(getattr(config, name))) for name in config.setting_names())
     digest = hashlib.sha256()
-    parts = (torch.__version__, source_digest(), factory.__module__, repr(settings), env, str(batched))
+    parts = (
+        torch.__version__,
+        source_digest(),
+        factory.__module__,
+        repr(settings),
+        env,
+        str(batched),
+        variant,
+    )
     for part in (*parts, repr(sorted(INDUCTOR_OPTIONS.items()))):
         digest.update(part.encode())
         digest.update(b"\0")

@@ -1,0 +1,151 @@
+"""Run folders are owned (frl.cli.folder): a lock per live run, another run's files are never
+mixed with or overwritten, and ``--resume`` is checked before anything is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+
+import pytest
+
+from frl.cli import folder, main
+
+SMALL = ["--no-compile", "--no-progress", "--eval-episodes", "1", "--steps", "64"]
+SMALL += ["--config.num_envs", "2", "--config.num_steps", "16", "--config.rollout_chunk", "16"]
+SMALL += ["--config.num_minibatches", "2", "--config.update_epochs", "1", "--config.hidden", "8"]
+
+
+def _train(out, *flags: str) -> int:
+    return main(["train", "ppo", "--out", str(out), *SMALL, *flags])
+
+
+def _error(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("frl: error: "), lines
+    return lines[0]
+
+
+def test_a_second_run_on_a_held_folder_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    with folder.hold(out):
+        assert _train(out) == 2
+        assert f"--out {out} is in use by another run (pid {os.getpid()} on" in _error(capsys)
+    assert not (out / "config.json").exists()  # the refused run wrote nothing
+    assert not (out / folder.LOCK).exists()  # released
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock = {"pid": dead.pid, "host": socket.gethostname(), "started": 0}
+    (out / folder.LOCK).write_text(json.dumps(lock))
+    assert _train(out) == 0
+    assert (out / "results.json").exists() and not (out / folder.LOCK).exists()
+
+
+def test_a_fresh_run_refuses_another_runs_files_and_overwrite_moves_them_aside(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.csv").write_text("env_steps,loss\n10,0.5\n")
+    (out / "notes.txt").write_text("mine")
+    assert _train(out) == 2
+    assert "holds another run's files (metrics.csv); pass --resume" in _error(capsys)
+    assert (out / "metrics.csv").read_text() == "env_steps,loss\n10,0.5\n"
+    assert _train(out, "--overwrite") == 0
+    (aside,) = out.glob("replaced-*")
+    assert (aside / "metrics.csv").read_text() == "env_steps,loss\n10,0.5\n"
+    assert (out / "notes.txt").read_text() == "mine"  # never touched
+    assert (out / "metrics.csv").read_text().startswith("env_steps,")
+
+
+def test_resume_needs_a_checkpoint_and_resume_or_start_starts(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(out, "--resume") == 2
+    assert "holds no checkpoint.pt to continue from" in _error(capsys)
+    assert not out.exists() or not any(out.iterdir())
+    assert _train(out, "--resume-or-start") == 0
+    assert (out / "results.json").exists()
+
+
+def test_resume_of_a_finished_run_prints_its_result(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(out) == 0
+    capsys.readouterr()
+    before = (out / "metrics.jsonl").read_text()
+    assert _train(out, "--resume") == 0
+    printed = capsys.readouterr().out
+    assert "holds a finished run (64 steps); its result:" in printed and "IQM" in printed
+    assert (out / "metrics.jsonl").read_text() == before
+
+
+def test_resume_with_another_setting_is_refused_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(out) == 0
+    (out / "results.json").unlink()  # as if killed after its last checkpoint
+    config = (out / "config.json").read_text()
+    assert _train(out, "--resume", "--config.gamma", "0.9") == 2
+    assert "the command differs from the run in" in (message := _error(capsys))
+    assert "gamma 0.99 -> 0.9" in message
+    assert (out / "config.json").read_text() == config
+    assert main(["train", "dqn", "--out", str(out), "--resume", "--no-progress"]) == 2
+    assert "holds a ppo run, not dqn" in _error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--resume"], "--resume needs --out"),
+        (["--resume-or-start"], "--resume-or-start needs --out"),
+    ],
+)
+def test_resume_flags_without_out_are_one_line(argv, message, capsys):
+    assert main(["train", "ppo", *SMALL, *argv]) == 2
+    assert message in _error(capsys)
+
+
+def test_out_through_a_file_is_one_line(tmp_path, capsys):
+    path = tmp_path / "file"
+    path.write_text("x")
+    assert _train(path) == 2
+    assert f"--out {path} is a file, not a folder" in _error(capsys)
+
+
+def test_sigterm_writes_a_final_checkpoint_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    """SIGTERM mid-run: exit 143, a checkpoint of the last whole iteration, the resume command
+    printed; resuming finishes bit for bit as a run that was never stopped."""
+    import signal
+    import sys
+    import time
+
+    import torch
+    from torch.utils import _pytree as pytree
+
+    from frl.driver import checkpoint
+
+    flags = [*SMALL[:4], "--steps", "3200", "--eval-every", "320", *SMALL[6:]]  # 100 iterations
+    stopped, whole = tmp_path / "stopped", tmp_path / "whole"
+    command = [sys.executable, "-m", "frl.cli", "train", "ppo", "--out", str(stopped), *flags]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not (stopped / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert proc.returncode == 143, err
+    assert "frl: interrupted (SIGTERM): checkpoint at" in err and "--resume" in err.splitlines()[-1]
+    assert not (stopped / "results.json").exists()
+    assert main(["train", "ppo", "--out", str(stopped), *flags, "--resume"]) == 0
+    assert main(["train", "ppo", "--out", str(whole), *flags]) == 0
+    a, b = (checkpoint.load(path / "checkpoint.pt") for path in (stopped, whole))
+    assert a["iteration"] == b["iteration"] == 100
+    for x, y in zip(pytree.tree_leaves(a["state"]), pytree.tree_leaves(b["state"]), strict=True):
+        assert torch.equal(x, y)
+    rows = [json.loads(line)["env_steps"] for line in (stopped / "metrics.jsonl").read_text().splitlines()]
+    assert rows == list(range(320, 3201, 320))  # no row repeated or missing
