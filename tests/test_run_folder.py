@@ -149,3 +149,70 @@ def test_sigterm_writes_a_final_checkpoint_and_the_resumed_run_matches_an_uninte
         assert torch.equal(x, y)
     rows = [json.loads(line)["env_steps"] for line in (stopped / "metrics.jsonl").read_text().splitlines()]
     assert rows == list(range(320, 3201, 320))  # no row repeated or missing
+
+
+FAULT_FLAGS = [*SMALL[:4], "--steps", "3200", "--eval-every", "320", *SMALL[6:]]  # 100 iterations
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The final checkpoint and log rows of the run the fault-injection tests interrupt."""
+    from frl.driver import checkpoint
+
+    out = tmp_path_factory.mktemp("whole")
+    assert main(["train", "ppo", "--out", str(out), *FAULT_FLAGS]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return checkpoint.load(out / "checkpoint.pt"), rows
+
+
+def _kill_when(out, ready, delay: float) -> subprocess.Popen:
+    """Start the run in a process, SIGKILL it ``delay`` seconds after ``ready(out)``."""
+    import signal
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "frl.cli", "train", "ppo", "--out", str(out), *FAULT_FLAGS]
+    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not ready(out) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return proc
+
+
+@pytest.mark.parametrize(
+    ("moment", "delay"),
+    [
+        ("before the first checkpoint", 0.0),
+        ("after a checkpoint", 0.0),
+        ("at a random later point", 0.37),
+    ],
+)
+def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path, uninterrupted, moment, delay):
+    import torch
+    from torch.utils import _pytree as pytree
+
+    from frl.driver import checkpoint
+
+    out = tmp_path / "run"
+    if moment == "before the first checkpoint":
+        ready = lambda o: (o / "config.json").exists()
+    else:
+        ready = lambda o: (o / "checkpoint.pt").exists()
+    proc = _kill_when(out, ready, delay)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the kill")
+    (out / ".checkpoint.pt.stale.tmp").write_bytes(b"torn")  # as a kill mid-write leaves
+    assert main(["train", "ppo", "--out", str(out), *FAULT_FLAGS, "--resume-or-start"]) == 0
+    assert not list(out.glob(".checkpoint.pt.*.tmp"))
+    want, rows = uninterrupted
+    got = checkpoint.load(out / "checkpoint.pt")
+    assert got["iteration"] == want["iteration"] == 100
+    for a, b in zip(pytree.tree_leaves(got["state"]), pytree.tree_leaves(want["state"]), strict=True):
+        assert torch.equal(a, b)
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["env_steps"] for r in logged] == [r["env_steps"] for r in rows]
+    csv_steps = [line.split(",")[0] for line in (out / "metrics.csv").read_text().splitlines()[1:]]
+    assert csv_steps == [str(r["env_steps"]) for r in rows]

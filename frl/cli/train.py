@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -209,9 +210,15 @@ def _check_folder(args: argparse.Namespace, out: Path | None, saved: dict[str, A
     """Validate ``--out`` against ``--resume``/``--overwrite`` before anything is written; a
     resumed run that already finished prints its result (returned: the exit code)."""
     if args.resume_or_start:
-        args.resume = out is not None and (out / "checkpoint.pt").exists()
         if out is None:
             raise UsageError("--resume-or-start needs --out")
+        args.resume = (out / "checkpoint.pt").exists()
+        if not args.resume and (out / "config.json").exists():
+            # killed before its first checkpoint: the same run starts over, its logs replaced
+            _check_resumed_config(out, saved)
+            for name in ("metrics.csv", "metrics.jsonl", "failure.json", "config.json"):
+                (out / name).unlink(missing_ok=True)
+            shutil.rmtree(out / "tensorboard", ignore_errors=True)
     if out is None:
         if args.resume:
             raise UsageError("--resume needs --out (the folder of the run to continue)")
