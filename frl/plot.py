@@ -8,6 +8,7 @@ or through the interquartile mean with its bootstrap band (``band="iqm"``).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,13 +18,21 @@ __all__ = ["bootstrap_band", "load_curve", "plot_runs"]
 
 
 def load_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(steps [P], returns [P, seeds])`` from ``run_dir/metrics.jsonl`` (evaluation rows)."""
+    """``(steps [P], returns [P, seeds])`` from ``run_dir/metrics.jsonl`` (evaluation rows).
+
+    A line that is not JSON (a run killed mid-write leaves a truncated last line) is skipped
+    with a warning naming the file and line; null returns (a non-finite value) become NaN."""
     steps, returns = [], []
-    for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        if "eval_return_per_member" in row:
+    path = Path(run_dir) / "metrics.jsonl"
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            warnings.warn(f"{path}:{number}: not a JSON line (truncated?); skipped", stacklevel=2)
+            continue
+        if isinstance(row, dict) and "eval_return_per_member" in row:
             steps.append(row["env_steps"])
-            returns.append(row["eval_return_per_member"])
+            returns.append([np.nan if r is None else r for r in row["eval_return_per_member"]])
     if not steps:
         raise ValueError(f"{run_dir}: metrics.jsonl holds no evaluations")
     return np.asarray(steps), np.asarray(returns, dtype=np.float64)
@@ -56,10 +65,11 @@ def bootstrap_band(
 
 def _label(run_dir: Path) -> str:
     results = run_dir / "results.json"
-    if results.exists():
+    try:
         meta = json.loads(results.read_text())
         return f"{run_dir.name}: {meta['algo']} {meta['env']} ({len(meta['seeds'])} seeds)"
-    return run_dir.name
+    except (OSError, ValueError, KeyError, TypeError):  # no results (yet), or not readable
+        return run_dir.name
 
 
 def plot_runs(run_dirs: Sequence[Path], output: Path, band: str = "bootstrap") -> Path:

@@ -216,3 +216,30 @@ def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path, uninterrupted, m
     assert [r["env_steps"] for r in logged] == [r["env_steps"] for r in rows]
     csv_steps = [line.split(",")[0] for line in (out / "metrics.csv").read_text().splitlines()[1:]]
     assert csv_steps == [str(r["env_steps"]) for r in rows]
+
+
+def test_seeds_beyond_memory_are_refused_with_the_estimate(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "dqn", "--out", str(out), "--seeds", "100000000", "--no-progress"]) == 2
+    message = _error(capsys)
+    assert "--seeds 100000000: the training states need about" in message and "GiB are available" in message
+    assert not out.exists()  # refused before anything was written
+
+
+def test_plot_skips_a_truncated_last_line_naming_it(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "run"
+    assert _train(out) == 0
+    with (out / "metrics.jsonl").open("a") as f:
+        f.write('{"env_steps": 96, "eval_ret')
+    with pytest.warns(UserWarning, match=r"metrics.jsonl:\d+: not a JSON line \(truncated\?\); skipped"):
+        assert main(["plot", str(out), "-o", str(tmp_path / "c.png")]) == 0
+
+
+def test_eval_of_a_malformed_config_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(out) == 0
+    (out / "config.json").write_text('{"algo": "ppo", "config": ')
+    capsys.readouterr()
+    assert main(["eval", str(out)]) == 2
+    assert "config.json is not a readable run config (JSONDecodeError" in _error(capsys)

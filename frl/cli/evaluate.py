@@ -27,14 +27,19 @@ def load_run(run_dir: Path):
             raise UsageError(
                 f"{run_dir} is not a run folder: {path.name} is missing (train with --out first)"
             )
-    saved = json.loads(config_path.read_text())
     from frl import envs
     from frl.algos import get
 
-    agent = get(saved["algo"])
-    fields = {f.name for f in dataclasses.fields(agent.config)}
-    config = agent.config(**{k: v for k, v in saved["config"].items() if k in fields})
-    env = envs.make(config.env_id, **saved.get("env_options", {}))
+    try:
+        saved = json.loads(config_path.read_text())
+        agent = get(saved["algo"])
+        fields = {f.name for f in dataclasses.fields(agent.config)}
+        config = agent.config(**{k: v for k, v in saved["config"].items() if k in fields})
+        env = envs.make(config.env_id, **saved.get("env_options", {}))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UsageError(
+            f"{config_path} is not a readable run config ({type(err).__name__}: {err})"
+        ) from None
     return saved["algo"], agent.make_train(config, env), ckpt_path
 
 

@@ -28,5 +28,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
         path = plot_runs([Path(d) for d in args.run_dirs], Path(args.output), band=args.band)
     except ImportError:
         raise UsageError("frl plot needs matplotlib: pip install 'frl[plot]'") from None
+    except ValueError as err:  # a run without evaluations
+        raise UsageError(str(err)) from None
+    except OSError as err:  # the output cannot be written
+        raise UsageError(f"-o {args.output}: {err.strerror or err}") from None
     print(f"wrote {path}")
     return 0

@@ -198,6 +198,7 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    _check_memory(train, args.seeds, args.device)
     with contextlib.ExitStack() as scope:
         if out is not None:
             scope.enter_context(folder.hold(out))
@@ -250,6 +251,38 @@ def _check_folder(args: argparse.Namespace, out: Path | None, saved: dict[str, A
             "continue it, --overwrite to move them aside, or choose another folder"
         )
     return None
+
+
+def _available_bytes() -> int | None:
+    """Memory available to a new allocation (``MemAvailable`` of /proc/meminfo), None if unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_memory(train: Any, seeds: int, device: str | None) -> None:
+    """Refuse ``--seeds`` whose training states cannot fit in memory, with the estimate: one
+    member's state measured, times the seeds, times two (a unit's outputs beside its inputs)."""
+    if device not in (None, "cpu"):
+        return
+    from torch.utils import _pytree as pytree
+
+    from frl import random
+
+    one = train.init(random.key(0))
+    per_seed = sum(x.numel() * x.element_size() for x in pytree.tree_leaves(one))
+    need, available = 2 * per_seed * seeds, _available_bytes()
+    if available is not None and need > available:
+        raise UsageError(
+            f"--seeds {seeds}: the training states need about {need / 2**30:.1f} GiB "
+            f"({per_seed / 2**20:.1f} MiB per seed, twice while a unit runs) and "
+            f"{available / 2**30:.1f} GiB are available; train fewer seeds per run (frl sweep) "
+            "or shrink the replay buffer (--config.buffer_size)"
+        )
 
 
 RESUME_MAY_CHANGE = ("total_timesteps",)
