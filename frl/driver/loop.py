@@ -320,10 +320,14 @@ def run(
     signals = scope.enter_context(_Signals())
     try:
         for iteration in range(start, iterations):
-            # Once a unit ran it has its one graph for these exact layouts (the driver pins strides
-            # and aliasing): skip re-checking guards, ~15 % of a 1-seed step. Units run first in
-            # the first iteration and (the learning units of a replay agent) at `learn_from`.
-            skip_guards = compile and iteration not in (start, learn_from)
+            # After the first iteration every unit has its one graph for these exact layouts (the
+            # driver pins strides and aliasing): skip re-checking guards, ~15 % of a 1-seed step.
+            skip_guards = compile and iteration > start
+            # Before `learn_from` the learning units change nothing and are skipped, but compiled
+            # runs call them once in the first iteration (result kept: it is the state they got;
+            # metrics dropped) so that every unit compiles, and is saved for warm starts, at once.
+            learns = iteration >= learn_from
+            compile_only = compile and iteration == start < train.consumes.first_learning_iteration
             with (
                 torch.compiler.set_stance("default", skip_guard_eval_unsafe=True)
                 if skip_guards
@@ -333,12 +337,13 @@ def run(
                     program,
                     feed,
                     collect,
-                    learn if iteration >= learn_from else [],
+                    learn if learns or compile_only else [],
                     iteration,
                     last_metrics,
+                    learn_metrics=learns,
                 )
-            if warm is not None:  # saved after the first iteration, and the first that learns
-                warm.save_once("iteration" if iteration >= learn_from else "collection")
+            if warm is not None:
+                warm.save_once("iteration")
             steps = (iteration + 1) * per_iteration
             final = iteration == iterations - 1
             if logs.due(steps) or evals.due(steps) or final:
@@ -467,16 +472,25 @@ def _check_layout(saved: TensorDictBase, fresh: TensorDictBase, path: Path) -> N
 
 
 def _iterate(
-    program: _Program, feed: Any, collect: list, learn: list, iteration: int, metrics: dict[str, Tensor]
+    program: _Program,
+    feed: Any,
+    collect: list,
+    learn: list,
+    iteration: int,
+    metrics: dict[str, Tensor],
+    learn_metrics: bool = True,
 ) -> None:
-    """One iteration: the source's units (which store the data), then the learning units."""
+    """One iteration: the source's units (which store the data), then the learning units (their
+    metrics kept with ``learn_metrics``)."""
     inputs = feed.inputs(iteration, lambda: program.state)
     for unit, fn in collect:
         for _ in range(unit.repeats):
             metrics.update(program.call(fn, *inputs).items())
     for unit, fn in learn:
         for _ in range(unit.repeats):
-            metrics.update(program.call(fn).items())
+            out = program.call(fn)
+            if learn_metrics:
+                metrics.update(out.items())
 
 
 def _warm_start(train: Train, batched: bool, program: _Program, variant: str) -> WarmStart | None:
