@@ -15,6 +15,7 @@ One deliberate difference from CleanRL: the actor and temperature update on ever
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
@@ -72,6 +73,11 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
     env = agent.resolve_env(config, env, Config, discrete=False)
     obs_dim, action_dim = vector_observations(env, "sac"), env.action_space.shape[0]
     low, high = env.action_space.low, env.action_space.high
+    if not all(math.isfinite(v) for v in (*low, *high)):
+        raise ValueError(
+            f"sac squashes actions into their bounds; {env.id} has unbounded actions (low {list(low)}, "
+            f"high {list(high)}): give the environment finite bounds (gymnasium.wrappers.RescaleAction)"
+        )
     actor = nn.TanhGaussianPolicy(obs_dim, action_dim, hidden=config.hidden, action_low=low, action_high=high)
     critics = nn.Ensemble(
         nn.ContinuousQNetwork(obs_dim, action_dim, hidden=config.hidden), num=config.num_critics

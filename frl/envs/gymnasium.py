@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium
+import numpy as np
 import torch
 
 from frl.envs import GYM_PREFIX as PREFIX
@@ -81,6 +82,7 @@ class GymEnvironment:
         stack = self.frame_stack
         if isinstance(stack, bool) or not isinstance(stack, int) or stack < 0:
             raise ValueError(f"gym: `frame_stack` must be a non-negative int, got {self.frame_stack!r}")
+        action_bounds = _check_spaces(self.gym_id, self.make_kwargs)
         env = self.make_env(seed=0, train=False)
         try:
             obs_spec = env.observation_spec["observation"]
@@ -88,8 +90,8 @@ class GymEnvironment:
             obs_shape = tuple(obs_spec.shape)
             obs_dtype = obs_spec.dtype
             if action_spec.dtype.is_floating_point:
-                low = tuple(float(x) for x in action_spec.space.low.reshape(-1))
-                high = tuple(float(x) for x in action_spec.space.high.reshape(-1))
+                # gymnasium's own bounds: TorchRL's spec turns an infinite bound into float32's max
+                low, high = action_bounds
                 action: Box | Discrete = Box(low, high, tuple(action_spec.shape))
             else:
                 action = Discrete(int(action_spec.space.n))
@@ -217,6 +219,48 @@ def load_norm_state(env: Any, state: dict[str, dict[str, Any]] | None, *, freeze
                 t.freeze()
         elif freeze:
             t.unfreeze()
+
+
+def _check_spaces(gym_id: str, make_kwargs: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Refuse, naming the space, what frl's agents cannot serve honestly: actions other than
+    ``Discrete`` and ``Box`` (``MultiBinary`` and ``MultiDiscrete`` need factorised policies,
+    not built yet: they were once taken for ``Discrete``), observations other than a ``Box``
+    (``Dict``/``Tuple``), and ``Box`` observations that are neither vectors nor images, or
+    integer vectors (gymnasium's wrappers flatten or cast them). Returns a Box action space's
+    ``(low, high)`` as gymnasium gives them (infinite bounds stay infinite)."""
+    spaces = gymnasium.spaces
+    _register_optional()
+    raw = gymnasium.make(gym_id, **make_kwargs)
+    try:
+        action, obs = raw.action_space, raw.observation_space
+    finally:
+        raw.close()
+    if not isinstance(action, (spaces.Discrete, spaces.Box)):
+        raise ValueError(
+            f"gym: {gym_id} has action space {action}; frl's agents take Discrete or Box actions "
+            "(MultiDiscrete, MultiBinary, Dict and Tuple need factorised policies, not built yet)"
+        )
+    if isinstance(action, spaces.Discrete) and int(action.start) != 0:
+        raise ValueError(f"gym: {gym_id} has action space {action}: Discrete actions must start at 0")
+    if not isinstance(obs, spaces.Box):
+        raise ValueError(
+            f"gym: {gym_id} has observation space {type(obs).__name__}; frl takes one Box "
+            "observation (wrap it with gymnasium.wrappers.FlattenObservation)"
+        )
+    image = len(obs.shape) == 3 and obs.dtype == np.uint8
+    if len(obs.shape) != 1 and not image:
+        raise ValueError(
+            f"gym: {gym_id} has observations of shape {list(obs.shape)} ({obs.dtype}); frl takes "
+            "vectors or uint8 images [H, W, C] (wrap it with gymnasium.wrappers.FlattenObservation)"
+        )
+    if len(obs.shape) == 1 and not np.issubdtype(obs.dtype, np.floating):
+        raise ValueError(
+            f"gym: {gym_id} has {obs.dtype} vector observations; frl's networks take floats (wrap "
+            "it with gymnasium.wrappers.DtypeObservation(env, numpy.float32))"
+        )
+    if not isinstance(action, spaces.Box):
+        return (), ()
+    return tuple(float(x) for x in action.low.reshape(-1)), tuple(float(x) for x in action.high.reshape(-1))
 
 
 def make_gym(env_id: str, **options: Any) -> GymEnvironment:
