@@ -243,3 +243,21 @@ def test_eval_of_a_malformed_config_is_one_line(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(out)]) == 2
     assert "config.json is not a readable run config (JSONDecodeError" in _error(capsys)
+
+
+def test_checkpoint_every_is_independent_of_evaluation(tmp_path, monkeypatch):
+    from frl.driver import checkpoint
+
+    saved_at = []
+    real_save = checkpoint.save
+    monkeypatch.setattr(
+        checkpoint,
+        "save",
+        lambda path, payload: saved_at.append(payload["iteration"]) or real_save(path, payload),
+    )
+    out = tmp_path / "run"
+    flags = [*SMALL[:4], "--steps", "256", "--eval-every", "128", "--checkpoint-every", "32", *SMALL[6:]]
+    assert main(["train", "ppo", "--out", str(out), *flags]) == 0
+    assert saved_at == list(range(1, 9))  # every iteration (32 steps), not every 4th
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["env_steps"] for r in rows if "eval_return_mean" in r] == [128, 256]

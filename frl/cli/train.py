@@ -60,6 +60,12 @@ def add_parser(sub: Any) -> None:
     )
     train.add_argument("--out", default=None, help="folder for config, logs, checkpoints and results.json")
     train.add_argument("--eval-every", type=int, default=None, help="steps between evaluations")
+    train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        help="steps between checkpoints (default: at every evaluation; always at the end)",
+    )
     train.add_argument("--eval-episodes", type=int, default=10)
     train.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
     train.add_argument(
@@ -116,7 +122,17 @@ def add_parser(sub: Any) -> None:
 
 
 def _check_counts(args: argparse.Namespace) -> None:
-    check_positive(args, "--seeds", "--eval-episodes", "--threads", "--nproc", "--steps", "--frame-stack")
+    check_positive(
+        args,
+        "--seeds",
+        "--eval-episodes",
+        "--threads",
+        "--nproc",
+        "--steps",
+        "--frame-stack",
+        "--eval-every",
+        "--checkpoint-every",
+    )
     if args.collector_workers != 1 and not args.env.startswith("gym:"):
         raise UsageError(
             "--collector-workers: only for gym:<id> environments (pure ones step in the compiled units)"
@@ -351,7 +367,7 @@ def _train(args: argparse.Namespace, train: Any, overrides: dict, env_options: d
             eval_every=eval_every,
             eval_episodes=args.eval_episodes,
             out_dir=out,
-            checkpoint_every=eval_every if out is not None else None,
+            checkpoint_every=(args.checkpoint_every or eval_every) if out is not None else None,
             resume=args.resume,
             progress=not args.no_progress,
             device=args.device,
