@@ -205,3 +205,31 @@ def test_the_command_line_stops_with_one_line_and_keeps_the_last_good_checkpoint
     assert checkpoint.load(out / "checkpoint.pt")["iteration"] == 4
     assert not (out / "results.json").exists()
     assert _strict((out / "failure.json").read_text())["failures"][0]["unit"] == "learn"
+
+
+@dataclasses.dataclass(frozen=True)
+class NaNObservationCartPole(CartPole):
+    """CartPole whose observation is NaN once the pole's angle passes ``angle`` radians."""
+
+    angle: float = 0.05
+
+    def observe(self, physics):
+        obs = super().observe(physics)
+        tilted = (physics[..., 2].abs() > self.angle).unsqueeze(-1)
+        return torch.where(tilted, torch.full_like(obs, math.nan), obs)
+
+
+def test_nan_observations_stop_the_run_in_the_learning_units(tmp_path):
+    train = ppo.make_train(SMALL_PPO, NaNObservationCartPole())
+    with pytest.raises(NonFiniteError, match=r"non-finite \w+ in unit '(advantages|update)' at iteration 1"):
+        run(
+            train,
+            seeds=1,
+            compile=False,
+            progress=False,
+            eval_episodes=1,
+            out_dir=tmp_path,
+            checkpoint_every=32,
+        )
+    assert not (tmp_path / "checkpoint.pt").exists()
+    assert _strict((tmp_path / "failure.json").read_text())["failures"][0]["member"] == 0
