@@ -14,16 +14,7 @@ from frl.cli import main
 from frl.driver import checkpoint
 from frl.driver.checkpoint import CheckpointError
 from frl.run import run
-
-SMALL_PPO = ppo.Config(
-    num_envs=2,
-    num_steps=16,
-    rollout_chunk=16,
-    num_minibatches=2,
-    update_epochs=1,
-    hidden=(8,),
-    total_timesteps=64,
-)
+from tests.small_agents import SMALL_PPO
 
 
 def _payload() -> dict:

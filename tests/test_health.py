@@ -16,27 +16,10 @@ from frl.driver import checkpoint
 from frl.driver.health import NonFiniteError, strict_json
 from frl.envs.classic_control import CartPole
 from frl.run import run
+from tests.small_agents import SMALL_DQN, SMALL_PPO
 
-SMALL_PPO = ppo.Config(
-    num_envs=2,
-    num_steps=16,
-    rollout_chunk=16,
-    num_minibatches=2,
-    update_epochs=1,
-    hidden=(8,),
-    total_timesteps=160,
-)
 HUGE = 1e38
 """A learning rate whose first Adam step moves the weights to +-1e38: the next forward overflows."""
-SMALL_DQN = dqn.Config(
-    learning_starts=40,
-    train_frequency=10,
-    target_network_frequency=50,
-    batch_size=8,
-    buffer_size=200,
-    hidden=(8,),
-    total_timesteps=100,
-)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,30 +15,11 @@ import gymnax
 import jax
 import jax.numpy as jnp
 import optax
+from _jax_mlp import init_mlp, relu_mlp
 from _result import run_jax
 
 BUFFER, BATCH, TRAIN_EVERY, TARGET_EVERY, LEARNING_STARTS = 10_000, 128, 10, 500, 10_000
 LR, GAMMA, START_E, END_E, FRACTION = 2.5e-4, 0.99, 1.0, 0.05, 0.5
-
-
-def init_mlp(key, sizes):
-    layers = []
-    for k, n_in, n_out in zip(jax.random.split(key, len(sizes) - 1), sizes[:-1], sizes[1:]):
-        bound = 1.0 / jnp.sqrt(n_in)  # torch.nn.Linear's default, as CleanRL's network
-        k_w, k_b = jax.random.split(k)
-        layers.append(
-            {
-                "w": jax.random.uniform(k_w, (n_in, n_out), minval=-bound, maxval=bound),
-                "b": jax.random.uniform(k_b, (n_out,), minval=-bound, maxval=bound),
-            }
-        )
-    return layers
-
-
-def q_values(layers, x):
-    for layer in layers[:-1]:
-        x = jax.nn.relu(x @ layer["w"] + layer["b"])
-    return x @ layers[-1]["w"] + layers[-1]["b"]
 
 
 def make_train(total_steps: int):
@@ -49,9 +30,9 @@ def make_train(total_steps: int):
 
     def loss_fn(params, target, batch):
         obs, action, reward, next_obs, done = batch
-        next_q = q_values(target, next_obs).max(-1)
+        next_q = relu_mlp(target, next_obs).max(-1)
         td_target = reward + GAMMA * next_q * (1.0 - done)
-        q = jnp.take_along_axis(q_values(params, obs), action[:, None], axis=-1)[:, 0]
+        q = jnp.take_along_axis(relu_mlp(params, obs), action[:, None], axis=-1)[:, 0]
         return ((q - jax.lax.stop_gradient(td_target)) ** 2).mean()
 
     def train(key):
@@ -72,7 +53,7 @@ def make_train(total_steps: int):
             params, obs, env_state, buffer, episodes, step, key = carry
             key, k_eps, k_rand, k_env = jax.random.split(key, 4)
             epsilon = jnp.maximum(END_E, START_E + (END_E - START_E) * step / (FRACTION * total_steps))
-            greedy = jnp.argmax(q_values(params, obs))
+            greedy = jnp.argmax(relu_mlp(params, obs))
             action = jnp.where(
                 jax.random.uniform(k_eps) < epsilon, jax.random.randint(k_rand, (), 0, n_act), greedy
             )

@@ -19,31 +19,12 @@ import gymnax
 import jax
 import jax.numpy as jnp
 import optax
+from _jax_mlp import init_mlp, relu_mlp
 from _result import run_jax
 
 BATCH, LEARNING_STARTS, HIDDEN = 256, 5_000, 256
 POLICY_LR, Q_LR, ALPHA_LR, GAMMA, TAU = 3e-4, 1e-3, 1e-3, 0.99, 0.005
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
-
-
-def init_mlp(key, sizes):
-    layers = []
-    for k, n_in, n_out in zip(jax.random.split(key, len(sizes) - 1), sizes[:-1], sizes[1:]):
-        bound = 1.0 / jnp.sqrt(n_in)  # torch.nn.Linear's default, as CleanRL's networks
-        k_w, k_b = jax.random.split(k)
-        layers.append(
-            {
-                "w": jax.random.uniform(k_w, (n_in, n_out), minval=-bound, maxval=bound),
-                "b": jax.random.uniform(k_b, (n_out,), minval=-bound, maxval=bound),
-            }
-        )
-    return layers
-
-
-def mlp(layers, x):
-    for layer in layers[:-1]:
-        x = jax.nn.relu(x @ layer["w"] + layer["b"])
-    return x @ layers[-1]["w"] + layers[-1]["b"]
 
 
 def make_train(total_steps: int):
@@ -57,7 +38,7 @@ def make_train(total_steps: int):
 
     def sample_action(actor, obs, key):
         """A tanh-Gaussian sample scaled to the action bounds and its log-probability."""
-        out = mlp(actor, obs)
+        out = relu_mlp(actor, obs)
         mean, log_std = out[..., :n_act], jnp.tanh(out[..., n_act:])
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1.0)
         std = jnp.exp(log_std)
@@ -70,7 +51,7 @@ def make_train(total_steps: int):
 
     def q_values(critics, obs, action):
         x = jnp.concatenate([obs, action], -1)
-        return jax.vmap(mlp, in_axes=(0, None))(critics, x)[..., 0]  # [2, B]
+        return jax.vmap(relu_mlp, in_axes=(0, None))(critics, x)[..., 0]  # [2, B]
 
     def critic_loss(critic, params, batch, key):
         obs, action, reward, next_obs, done = batch
