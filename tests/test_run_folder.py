@@ -226,6 +226,19 @@ def test_seeds_beyond_memory_are_refused_with_the_estimate(tmp_path, capsys):
     assert not out.exists()  # refused before anything was written
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--eval-episodes", "10000000000"], "--eval-episodes 10000000000: evaluating 1 seed(s) needs about"),
+        (["--config.hidden", "1000000000000"], "one seed's training state cannot be allocated"),
+    ],
+)
+def test_sizes_beyond_memory_are_one_line(tmp_path, capsys, flags, message):
+    assert main(["train", "ppo", "--out", str(tmp_path / "run"), "--no-progress", *flags]) == 2
+    assert message in _error(capsys)
+    assert not (tmp_path / "run").exists()
+
+
 def test_plot_skips_a_truncated_last_line_naming_it(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     out = tmp_path / "run"

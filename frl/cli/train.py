@@ -214,7 +214,7 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    _check_memory(train, args.seeds, args.device)
+    _check_memory(train, args.seeds, args.eval_episodes, args.device)
     with contextlib.ExitStack() as scope:
         if out is not None:
             scope.enter_context(folder.hold(out))
@@ -280,18 +280,27 @@ def _available_bytes() -> int | None:
     return None
 
 
-def _check_memory(train: Any, seeds: int, device: str | None) -> None:
-    """Refuse ``--seeds`` whose training states cannot fit in memory, with the estimate: one
-    member's state measured, times the seeds, times two (a unit's outputs beside its inputs)."""
+def _check_memory(train: Any, seeds: int, eval_episodes: int, device: str | None) -> None:
+    """Refuse ``--seeds`` and ``--eval-episodes`` whose states cannot fit in memory, with the
+    estimate: one member's training state measured, times the seeds, times two (a unit's outputs
+    beside its inputs); an evaluation's environment states (one per episode of every seed)."""
     if device not in (None, "cpu"):
         return
     from torch.utils import _pytree as pytree
 
     from frl import random
 
-    one = train.init(random.key(0))
+    available = _available_bytes()
+    try:
+        one = train.init(random.key(0))
+    except (RuntimeError, MemoryError) as err:  # a network or buffer too large to allocate once
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UsageError(
+            f"one seed's training state cannot be allocated ({first[:160]}); check the network "
+            "sizes (--config.hidden) and the replay buffer (--config.buffer_size)"
+        ) from None
     per_seed = sum(x.numel() * x.element_size() for x in pytree.tree_leaves(one))
-    need, available = 2 * per_seed * seeds, _available_bytes()
+    need = 2 * per_seed * seeds
     if available is not None and need > available:
         raise UsageError(
             f"--seeds {seeds}: the training states need about {need / 2**30:.1f} GiB "
@@ -299,6 +308,15 @@ def _check_memory(train: Any, seeds: int, device: str | None) -> None:
             f"{available / 2**30:.1f} GiB are available; train fewer seeds per run (frl sweep) "
             "or shrink the replay buffer (--config.buffer_size)"
         )
+    if available is not None and getattr(train.env, "pure", False):
+        obs, env_state = train.env.reset(random.key(0))
+        per_episode = 4 * sum(x.numel() * x.element_size() for x in pytree.tree_leaves((obs, env_state)))
+        if per_episode * eval_episodes * seeds > available:
+            raise UsageError(
+                f"--eval-episodes {eval_episodes}: evaluating {seeds} seed(s) needs about "
+                f"{per_episode * eval_episodes * seeds / 2**30:.1f} GiB and {available / 2**30:.1f} GiB "
+                "are available; evaluate fewer episodes"
+            )
 
 
 RESUME_MAY_CHANGE = ("total_timesteps",)
