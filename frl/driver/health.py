@@ -4,8 +4,9 @@ Each unit of a run is wrapped (:func:`guard`) so that, inside the unit (compiled
 vmapped with it), it computes whether every floating-point metric it returns (losses, gradient
 norms, episode statistics) and every parameter it changed is finite. The first non-finite
 quantity of a member is recorded in the member's health record, a small TensorDict the driver
-carries beside the training state and reads only where it syncs anyway (log points,
-checkpoints, the end)::
+carries in the state under ``"health"`` (saved in checkpoints, so a resumed run keeps its
+frozen members; left out of ``RunResult.state``) and reads only where it syncs anyway (log
+points, checkpoints, the end)::
 
     bad       bool    the member met a non-finite value
     env_steps int64   the member's environment steps when it happened (-1: healthy)
@@ -67,8 +68,10 @@ def _all_finite(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def guard(fn: Callable, index: int, names: list[str], *, learns: bool, freeze: bool) -> Callable:
-    """``fn(state, *inputs) -> (state, metrics)`` as ``unit(state, health, *inputs) -> (state,
-    metrics)`` with the updated health record in ``metrics["health"]`` (the driver pops it).
+    """``fn(state, *inputs) -> (state, metrics)`` as a unit over a state that also carries the
+    health record under ``"health"`` (``fn`` sees the state without it; the record it returns
+    is updated). Carried in the state, the record costs no extra input, output or pytree
+    traversal per call: the checks are a few reductions inside the compiled unit.
 
     Checked, in order: every floating-point metric, then (``learns``: a unit that updates the
     parameters) every floating-point parameter. ``names`` receives the checked quantities'
@@ -77,8 +80,9 @@ def guard(fn: Callable, index: int, names: list[str], *, learns: bool, freeze: b
     ``params`` and ``opt_state`` as it got them.
     """
 
-    def unit(state: TensorDictBase, health: TensorDictBase, *inputs: Any):
-        new, metrics = fn(state, *inputs)
+    def unit(state: TensorDictBase, *inputs: Any):
+        health = state["health"]
+        new, metrics = fn(state.exclude("health"), *inputs)
         checked, flags = [], []
         for name, value in metrics.items(include_nested=True, leaves_only=True):
             if torch.is_tensor(value) and value.is_floating_point():
@@ -91,6 +95,8 @@ def guard(fn: Callable, index: int, names: list[str], *, learns: bool, freeze: b
         if not names:
             names.extend(checked)
         if not flags:
+            new = new.copy()
+            new["health"] = health
             return new, metrics
         ok = torch.stack(flags)
         failed = ~ok.all()
@@ -106,12 +112,11 @@ def guard(fn: Callable, index: int, names: list[str], *, learns: bool, freeze: b
             },
             batch_size=[],
         )
+        new = new.copy()
         if freeze and learns:
-            new = new.copy()
             for key in FROZEN:
                 new[key] = new[key].apply(lambda n, o: torch.where(bad, o, n), state[key])
-        metrics = metrics.copy()
-        metrics["health"] = record
+        new["health"] = record
         return new, metrics
 
     return unit

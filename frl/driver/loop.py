@@ -106,11 +106,11 @@ class _Signals:
 
 
 class _Program:
-    """The state between unit calls (flat, boundary-ready leaves when compiled, else a
-    TensorDict) and the members' health records (:mod:`frl.driver.health`)."""
+    """The state between unit calls: flat, boundary-ready leaves when compiled, else a TensorDict
+    (with the members' health records under ``"health"``, :mod:`frl.driver.health`)."""
 
-    def __init__(self, state: TensorDictBase, compiled: bool, health: TensorDict) -> None:
-        self.compiled, self.health = compiled, health
+    def __init__(self, state: TensorDictBase, compiled: bool) -> None:
+        self.compiled = compiled
         if compiled:
             leaves, self.spec = pytree.tree_flatten(state)
             self.leaves = boundary(leaves)
@@ -123,13 +123,9 @@ class _Program:
 
     def call(self, unit: CompiledUnit, *inputs: Any) -> TensorDictBase:
         if self.compiled:
-            self.leaves, metrics = unit(self.leaves, self.spec, self.health, *inputs)
+            self.leaves, metrics = unit(self.leaves, self.spec, *inputs)
         else:
-            self._state, metrics = unit.eager(self._state, self.health, *inputs)
-        record = metrics.get("health", None)  # None: a unit with nothing to check
-        if record is not None:
-            self.health = record
-            del metrics["health"]
+            self._state, metrics = unit.eager(self._state, *inputs)
         return metrics
 
 
@@ -246,7 +242,11 @@ def run(
     logger = RunLogger(out if write else None)
     wall_start = time.perf_counter()
 
-    state, start, history, env_states, refill_until = _start(train, members, batched, resume, ckpt_path)
+    state, start, history, env_states, refill_until, saved_health = _start(
+        train, members, batched, resume, ckpt_path
+    )
+    if on_nonfinite != "off":  # carried in the state: no extra input or output per unit call
+        state["health"] = init_health(len(members), batched) if saved_health is None else saved_health
     # iterations before the first kept learning step skip the learning units (they change nothing)
     learn_from = max(refill_until, train.consumes.first_learning_iteration)
     if start:  # a resumed run: the logs hold exactly the checkpoint's history
@@ -261,20 +261,21 @@ def run(
 
     def unit(index: int, u: Any, learns: bool) -> CompiledUnit:
         if on_nonfinite == "off":
-            return CompiledUnit(u.name, lambda state, health, *inputs: u.fn(state, *inputs), batched, compile)
+            return CompiledUnit(u.name, u.fn, batched, compile)
         fn = guard(u.fn, index, health.names[index], learns=learns, freeze=freeze)
         return CompiledUnit(u.name, fn, batched, compile)
 
     collect = [(u, unit(i, u, False)) for i, u in enumerate(feed.collect)]
     learn = [(u, unit(len(collect) + i, u, True)) for i, u in enumerate(feed.learn)]
-    program = _Program(state, compile, init_health(len(members), batched))
+    program = _Program(state, compile)
     nonfinite: list[dict[str, Any]] = []
 
     def check_health() -> None:
         """Report members that met a non-finite value since the last check (one host read)."""
-        new = [
-            f for f in health.failures(program.health, per_iteration) if f["member"] not in health.reported
-        ]
+        if on_nonfinite == "off":
+            return
+        record = program.state["health"]
+        new = [f for f in health.failures(record, per_iteration) if f["member"] not in health.reported]
         if not new:
             return
         health.reported.update(f["member"] for f in new)
@@ -387,7 +388,7 @@ def run(
     wall = time.perf_counter() - wall_start
     compile_s = sum(fn.first_call_s for _, fn in collect + learn) + feed.first_call_s if compile else 0.0
     done_steps = (iteration + 1 - start) * per_iteration * len(members)
-    final_state = program.state
+    final_state = program.state.exclude("health")
     return RunResult(
         state=final_state if batched else final_state.unsqueeze(0),
         members=members,
@@ -411,11 +412,12 @@ def _write_json(path: Path, payload: Any) -> None:
 
 def _start(
     train: Train, members: list[dict[str, Any]], batched: bool, resume: bool, ckpt_path: Path | None
-) -> tuple[TensorDict, int, list[dict[str, Any]], list[dict] | None, int]:
-    """``(state, first iteration, history, environment states, refill until)``: a fresh start, or
-    the checkpoint's (a checkpoint saved without its replay buffer refills a fresh one first)."""
+) -> tuple[TensorDict, int, list[dict[str, Any]], list[dict] | None, int, TensorDict | None]:
+    """``(state, first iteration, history, environment states, refill until, health records)``:
+    a fresh start, or the checkpoint's (a checkpoint saved without its replay buffer refills a
+    fresh one first; one written without health records gives None)."""
     if not (resume and ckpt_path is not None and ckpt_path.exists()):
-        return init_states(train, members, batched), 0, [], None, 0
+        return init_states(train, members, batched), 0, [], None, 0, None
     saved = checkpoint.load(ckpt_path)
     if not (isinstance(saved, dict) and {"state", "iteration", "members", "history"} <= saved.keys()):
         raise checkpoint.CheckpointError(f"checkpoint {ckpt_path} is not a training checkpoint of frl.run")
@@ -431,13 +433,16 @@ def _start(
             f"{saved['members']}, not {members}"
         )
     state, start = saved["state"], saved["iteration"]
+    saved_health = state.get("health", None)
+    if saved_health is not None:
+        state = state.exclude("health")
     fresh = init_states(train, members, batched)
     _check_layout(state, fresh, ckpt_path)
     refill_until = start
     if not saved.get("buffer_saved", True):
         state["data"] = fresh["data"]
         refill_until = start + _refill_iterations(train)
-    return state, start, saved["history"], saved.get("env_states"), refill_until
+    return state, start, saved["history"], saved.get("env_states"), refill_until, saved_health
 
 
 def _check_layout(saved: TensorDictBase, fresh: TensorDictBase, path: Path) -> None:
