@@ -8,6 +8,7 @@
     frl plot runs/ppo runs/dqn -o curves.png                                 # frl.cli.plot
     frl sweep ppo --grid learning_rate=1e-3,2.5e-4 --seeds 4 --nproc 2       # frl.cli.sweep
     frl llm pretrain --task addition --out runs/lm                           # frl.cli.llm
+    frl check-env gym:Pendulum-v1                                            # frl.cli.check_env
 
 A bad input prints one ``frl: error: ...`` line naming the problem and the valid choices, and
 exits with code 2 (nothing written).
@@ -18,7 +19,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from frl.cli import evaluate, listing, llm, plot, sweep, train
+from frl.cli import check_env, evaluate, listing, llm, plot, sweep, train
 from frl.cli.common import Parser, RunFailed, UsageError
 
 __all__ = ["main"]
@@ -30,13 +31,14 @@ COMMANDS = {
     "plot": plot.cmd_plot,
     "sweep": sweep.cmd_sweep,
     "llm": llm.cmd_llm,
+    "check-env": check_env.cmd_check_env,
 }
 
 
 def _parser() -> Parser:
     parser = Parser(prog="frl", description="Functional reinforcement learning on torch.")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
-    for module in (train, evaluate, listing, plot, sweep):
+    for module in (train, evaluate, listing, plot, sweep, check_env):
         module.add_parser(sub)
     llm.add_llm_parser(sub)
     return parser

@@ -26,6 +26,7 @@ bootstraps correctly.
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -264,10 +265,17 @@ def _check_spaces(gym_id: str, make_kwargs: dict[str, Any]) -> tuple[tuple[float
 
 
 def make_gym(env_id: str, **options: Any) -> GymEnvironment:
-    """``make("gym:<id>", norm_obs=..., norm_reward=..., frame_stack=...)``."""
+    """``make("gym:<id>", norm_obs=..., norm_reward=..., frame_stack=...)``; ``gym:<module>:<id>``
+    imports ``module`` first (gymnasium's convention: a user's package registers its ids)."""
     if not is_gym_id(env_id):
         raise ValueError(f"gym: expected an id 'gym:<gymnasium id>', got {env_id!r}")
     gym_id = env_id[len(PREFIX) :]
+    if ":" in gym_id:  # gymnasium's "module:EnvId": the module registers the id when imported
+        module, _, gym_id = gym_id.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ValueError(f"gym: cannot import {module!r} for {env_id!r} ({err})") from None
     _register_optional()
     try:
         gymnasium.spec(gym_id)
