@@ -13,11 +13,13 @@ points, checkpoints, the end)::
     unit      int64   the unit's index in the iteration (-1: healthy)
     quantity  int64   which quantity: an index into the unit's checked names (-1: healthy)
 
-With ``freeze`` (``on_nonfinite`` ``stop`` and ``skip-member``) a bad member's ``params`` and
-``opt_state`` keep their last finite values from that call on (the learning units return them
-as they got them): the update that produced the non-finite value is rejected, so the state a
-run stops with, or keeps training beside, is the last good one. ``warn`` records and lets the
-values flow.
+With ``freeze`` (``on_nonfinite="skip-member"``) a bad member's ``params`` and ``opt_state``
+keep their last finite values from that call on (the learning units return them as they got
+them): the update that produced the non-finite value is rejected, and the other members train
+on. ``stop`` needs no freeze (a ``torch.where`` over every parameter and optimizer moment of
+every update, measured 12 % of an 8-seed PPO run): it checks before every checkpoint, so a bad
+state is never saved, and stops at the next log point. ``warn`` records and lets the values
+flow.
 """
 
 from __future__ import annotations

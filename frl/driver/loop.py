@@ -257,7 +257,7 @@ def run(
     feed = (source or default_source(train)).open(RunContext(train, members, batched, compile, eval_episodes))
     feed.restore(env_states)
     health = Health([u.name for u in (*feed.collect, *feed.learn)])
-    freeze = on_nonfinite != "warn"
+    freeze = on_nonfinite == "skip-member"  # stop needs no freeze: it never saves a bad state
 
     def unit(index: int, u: Any, learns: bool) -> CompiledUnit:
         if on_nonfinite == "off":
