@@ -61,8 +61,9 @@ def main() -> None:
                 steps = min(steps, args.eager_steps)
             train = ppo.make_train(ppo.Config(total_timesteps=steps))
             runs: dict[str, list] = {health: [] for health in args.health}
-            for _ in range(args.repeats):  # alternating, so drift on a noisy machine hits each alike
-                for health in args.health:
+            for repeat in range(args.repeats):  # alternating, and the order too (ABBA...): drift
+                # and after-effects of the previous run hit every variant alike
+                for health in args.health if repeat % 2 == 0 else args.health[::-1]:
                     runs[health].append(
                         run(
                             train,
