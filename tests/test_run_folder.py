@@ -274,3 +274,23 @@ def test_checkpoint_every_is_independent_of_evaluation(tmp_path, monkeypatch):
     assert saved_at == list(range(1, 9))  # every iteration (32 steps), not every 4th
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["env_steps"] for r in rows if "eval_return_mean" in r] == [128, 256]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["train", "ppo", "--steps", "99999999999999999999999"],
+            "--steps 99999999999999999999999 is too large",
+        ),
+        (["train", "ppo", "--config.num_envs", "1e30"], "--config.num_envs: 1e30 is too large"),
+        (["train", "ppo", "--config.num_envs", "1e400"], "--config.num_envs: expected a int"),
+        (["sweep", "ppo", "--grid", "learning_rate=1e-3", "--out", "{file}"], "is a file, not a folder"),
+        (["train", "ppo", "--out", "{file}/run"], "cannot be created: "),
+    ],
+)
+def test_overflowing_numbers_and_impossible_folders_are_one_line(tmp_path, capsys, argv, message):
+    path = tmp_path / "file"
+    path.write_text("x")
+    assert main([a.replace("{file}", str(path)) for a in argv]) == 2
+    assert message in _error(capsys)

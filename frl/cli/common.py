@@ -13,6 +13,7 @@ __all__ = [
     "RunFailed",
     "UsageError",
     "build_train",
+    "check_out",
     "check_positive",
     "config_overrides",
     "parse_value",
@@ -33,12 +34,42 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+INT_MAX = 2**62
+"""The largest count a flag or an int field takes (tensors count in int64; headroom for sums)."""
+
+
 def check_positive(args: argparse.Namespace, *flags: str) -> None:
-    """Each of ``flags`` (``"--seeds"``; ``--steps`` may be None: the config's) a positive count."""
+    """Each of ``flags`` (``"--seeds"``; ``--steps`` may be None: the config's) a positive count
+    that fits an int64 tensor."""
     for flag in flags:
         value = getattr(args, flag.removeprefix("--").replace("-", "_"))
         if value is not None and value <= 0:
             raise UsageError(f"{flag} must be a positive count, got {value}")
+        if value is not None and value > INT_MAX:
+            raise UsageError(f"{flag} {value} is too large (at most {INT_MAX}, an int64 count)")
+
+
+def check_out(flag: str, out: Any) -> None:
+    """``out`` is a folder, or one that can be created: its nearest existing parent is a
+    writable folder (checked without creating anything)."""
+    if out is None:
+        return
+    from pathlib import Path
+
+    path = Path(out)
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"{flag} {path} is a file, not a folder")
+        return
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {path} cannot be created: {parent} is a file, not a folder")
+    import os
+
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path} cannot be created: {parent} is not writable")
 
 
 def parse_value(name: str, text: str, current: Any, flag: str = "--config.") -> Any:
@@ -51,13 +82,16 @@ def parse_value(name: str, text: str, current: Any, flag: str = "--config.") -> 
                 raise ValueError
             return lowered in ("true", "1", "yes")
         if kind is int:
-            return int(float(text)) if "e" in text.lower() else int(text)
+            value = int(float(text)) if "e" in text.lower() else int(text)
+            if abs(value) > INT_MAX:
+                raise UsageError(f"{flag}{name}: {text} is too large (at most {INT_MAX}, an int64 count)")
+            return value
         if kind is float:
             return float(text)
         if kind is tuple:
             return tuple(int(v) for v in text.replace("(", "").replace(")", "").split(",") if v.strip())
         return text
-    except ValueError:
+    except (ValueError, OverflowError):
         raise UsageError(
             f"{flag}{name}: expected a {kind.__name__} (current {current!r}), got {text!r}"
         ) from None

@@ -64,8 +64,12 @@ def _alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def hold(folder: Path) -> Iterator[None]:
-    """Hold ``folder``'s lock for the duration (a UsageError when a live run holds it)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Hold ``folder``'s lock for the duration (a UsageError when a live run holds it or the
+    folder cannot be created)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--out {folder} cannot be created ({err.strerror or err})") from None
     path = folder / LOCK
     mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
     for _ in range(2):

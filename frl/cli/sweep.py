@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from frl.cli.common import UsageError, build_train, check_positive, parse_value
+from frl.cli.common import UsageError, build_train, check_out, check_positive, parse_value
 
 __all__ = ["add_parser", "cmd_sweep"]
 
@@ -41,6 +41,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from frl.algos import get
     from frl.distributed.sweep import format_results, sweep
 
+    check_out("--out", args.out)
     try:
         config_cls = get(args.algo).config
     except ValueError as err:

@@ -31,6 +31,7 @@ from frl.cli.common import (
     RunFailed,
     UsageError,
     build_train,
+    check_out,
     check_positive,
     config_overrides,
     results_table,
@@ -240,8 +241,7 @@ def _check_folder(args: argparse.Namespace, out: Path | None, saved: dict[str, A
         if args.resume:
             raise UsageError("--resume needs --out (the folder of the run to continue)")
         return None
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder")
+    check_out("--out", out)
     present = folder.run_files(out) if out.is_dir() else []
     if args.resume:
         if not (out / "checkpoint.pt").exists():
