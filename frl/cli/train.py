@@ -433,7 +433,7 @@ def write_results(
     """``out/results.json``, written atomically (strict JSON: a non-finite return is null)."""
     if out is None:
         return
-    from frl.driver.health import strict_json
+    from frl.driver.logging import write_json
 
     payload = {
         "algo": args.algo,
@@ -451,9 +451,7 @@ def write_results(
         "data_parallel": args.data_parallel,
         "nonfinite_members": getattr(result, "nonfinite", []),
     }
-    tmp = out / ".results.json.tmp"
-    tmp.write_text(json.dumps(strict_json(payload), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, out / "results.json")
+    write_json(out / "results.json", payload)
     print(f"wrote {out / 'results.json'}")
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 from frl.driver.health import strict_json
 
-__all__ = ["RunLogger", "iqm", "summarize"]
+__all__ = ["RunLogger", "iqm", "summarize", "write_json"]
 
 
 def iqm(values: list[float]) -> float:
@@ -40,6 +41,14 @@ def summarize(values: list[float]) -> dict[str, float]:
         "min": min(finite, default=math.nan),
         "max": max(finite, default=math.nan),
     }
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """``payload`` as strict JSON (non-finite floats as null), written atomically (a temporary
+    file in the same folder, then ``os.replace``): ``results.json``, ``failure.json``."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(strict_json(payload), indent=2, allow_nan=False) + "\n")
+    os.replace(partial, path)
 
 
 class RunLogger:

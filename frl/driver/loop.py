@@ -19,9 +19,7 @@ from ``frl.random.key(seed)`` and every hyper-parameter from the member's state.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import signal
 import sys
 import threading
@@ -40,8 +38,8 @@ from torch.utils import _pytree as pytree
 from frl.algos.train import Train
 from frl.driver import checkpoint
 from frl.driver.compiled import CompiledUnit, boundary
-from frl.driver.health import ON_NONFINITE, Health, NonFiniteError, describe, guard, init_health, strict_json
-from frl.driver.logging import RunLogger, summarize
+from frl.driver.health import ON_NONFINITE, Health, NonFiniteError, describe, guard, init_health
+from frl.driver.logging import RunLogger, summarize, write_json
 from frl.driver.members import init_states, members_of
 from frl.driver.sources import RunContext, Source, default_source
 from frl.driver.warm import WarmStart, run_key
@@ -290,7 +288,7 @@ def run(
                 "members": members,
             }
             if write and out is not None:
-                _write_json(out / "failure.json", failure)
+                write_json(out / "failure.json", failure)
             kept = "; the last good checkpoint is kept" if ckpt_path is not None and write else ""
             raise NonFiniteError(f"run: {message}{kept}", failure)
         action = "frozen, the other members continue" if on_nonfinite == "skip-member" else "continuing"
@@ -401,13 +399,6 @@ def run(
         nonfinite=nonfinite,
         interrupted=signals.received,
     )
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    """``payload`` as strict JSON (non-finite floats as null), written atomically."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(strict_json(payload), indent=2, allow_nan=False) + "\n")
-    os.replace(partial, path)
 
 
 def _start(
