@@ -218,6 +218,84 @@ def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path, uninterrupted, m
     assert csv_steps == [str(r["env_steps"]) for r in rows]
 
 
+# Run in the child: wraps one write of the run so that, at its ``after``-th call, it writes half of
+# its data, signals the parent (a marker file) and waits to be killed there (no hook in frl).
+_MID_WRITE = """
+import os, pathlib, sys, time
+marker, where, after, argv = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+calls = [0]
+def stall():
+    pathlib.Path(marker).touch()
+    time.sleep(600)
+if where == "checkpoint":
+    replace = os.replace
+    def torn_replace(src, dst):
+        if str(dst).endswith("checkpoint.pt"):
+            calls[0] += 1
+            if calls[0] == after:  # the temp file is written, the checkpoint not yet replaced
+                with open(src, "r+b") as f:
+                    f.truncate(os.path.getsize(src) // 2)
+                stall()
+        return replace(src, dst)
+    os.replace = torn_replace
+else:
+    from frl.driver import logging as run_logging
+    log = run_logging.RunLogger.log
+    def torn_log(self, row):
+        calls[0] += 1
+        if calls[0] == after:  # half a JSONL line, no newline, no CSV row
+            with (self.out_dir / "metrics.jsonl").open("a") as f:
+                f.write('{"env_steps": ' + str(row["env_steps"]) + ', "ret')
+            stall()
+        return log(self, row)
+    run_logging.RunLogger.log = torn_log
+from frl.cli import main
+sys.exit(main(argv))
+"""
+
+
+@pytest.mark.parametrize("where", ["checkpoint", "log"])
+def test_kill_9_in_the_middle_of_a_write_then_resume_loses_and_repeats_nothing(
+    tmp_path, uninterrupted, where
+):
+    """SIGKILL while the 4th checkpoint's temp file is half written (before its rename), or
+    while the 4th log line is half written: the resumed run ends bit for bit as one that was
+    never killed, with every log row once and the torn temp file removed."""
+    import signal
+    import sys
+    import time
+
+    import torch
+    from torch.utils import _pytree as pytree
+
+    from frl.driver import checkpoint
+
+    out, marker = tmp_path / "run", tmp_path / "stalled"
+    argv = ["train", "ppo", "--out", str(out), *FAULT_FLAGS]
+    command = [sys.executable, "-c", _MID_WRITE, str(marker), where, "4", *argv]
+    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    assert marker.exists(), "the run never reached the write"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if where == "checkpoint":
+        assert len(list(out.glob(".checkpoint.pt.*.tmp"))) == 1  # the torn write, left behind
+        assert checkpoint.load(out / "checkpoint.pt")["iteration"] == 30  # the 3rd, intact
+    else:
+        assert not (out / "metrics.jsonl").read_text().endswith("\n")
+    assert main([*argv, "--resume"]) == 0
+    assert not list(out.glob(".checkpoint.pt.*.tmp"))
+    want, rows = uninterrupted
+    got = checkpoint.load(out / "checkpoint.pt")
+    assert got["iteration"] == want["iteration"] == 100
+    for a, b in zip(pytree.tree_leaves(got["state"]), pytree.tree_leaves(want["state"]), strict=True):
+        assert torch.equal(a, b)
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["env_steps"] for r in logged] == [r["env_steps"] for r in rows]
+
+
 def test_seeds_beyond_memory_are_refused_with_the_estimate(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "dqn", "--out", str(out), "--seeds", "100000000", "--no-progress"]) == 2
