@@ -244,6 +244,27 @@ def test_sac_alpha_gradient_and_redq():
         S.SAC(ten, batch, noise=noise, target_subset=2)
 
 
+@pytest.mark.parametrize("discrete", [False, True])
+def test_sac_critic_loss_weights_each_sample_by_its_replay_weight(discrete):
+    """``_weight`` (prioritized replay) scales each sample's squared TD error of every critic;
+    the actor and temperature losses are unweighted."""
+    params = S.sac_params(2, discrete=discrete)
+    batch = S.transitions(2, continuous=not discrete)
+    noise = (fr.normal(fr.key(1), (S.BATCH, S.ACT_DIM)), fr.normal(fr.key(2), (S.BATCH, S.ACT_DIM)))
+    call = (lambda b: S.DISCRETE_SAC(params, b)) if discrete else (lambda b: S.SAC(params, b, noise=noise))
+    _, plain = call(batch)
+    w = fr.uniform(fr.key(5), (S.BATCH,), minval=0.1, maxval=2.0)
+    _, weighted = call(batch.clone().set("_weight", w))
+    _, ones = call(batch.clone().set("_weight", torch.ones(S.BATCH)))
+    torch.testing.assert_close(ones["critic_loss"], plain["critic_loss"])
+    for name in ("actor_loss", "alpha_loss"):
+        torch.testing.assert_close(weighted[name], plain[name])
+    # by hand: the critic loss is linear in the weights, so w = 2 doubles it
+    _, doubled = call(batch.clone().set("_weight", torch.full((S.BATCH,), 2.0)))
+    torch.testing.assert_close(doubled["critic_loss"], 2 * plain["critic_loss"])
+    assert not torch.allclose(weighted["critic_loss"], plain["critic_loss"])
+
+
 # --------------------------------------------------------------------------------------
 # REINFORCE and soft Q-learning
 # --------------------------------------------------------------------------------------

@@ -57,19 +57,27 @@ def get(batch: TensorDictBase, key: NestedKey, owner: str) -> Tensor:
     return value
 
 
-def check_per_sample(owner: str, batch_shape: torch.Size, **tensors: Tensor) -> None:
-    """Each batch entry must have exactly the batch shape (no trailing singleton, TorchRL's ``[B, 1]``)."""
+_IN_BATCH = {"reward": REWARD, "terminated": TERMINATED, "done": DONE, "truncated": TRUNCATED}
+"""Argument names whose batch key differs (errors name the key the user set)."""
+
+
+def check_per_sample(owner: str, batch_shape: torch.Size, **tensors: Tensor | None) -> None:
+    """Each batch entry must have exactly the batch shape (no trailing singleton, TorchRL's
+    ``[B, 1]``, and nothing that would broadcast); ``None`` (an optional entry the batch does
+    not have) passes."""
     for name, x in tensors.items():
-        if x.shape != batch_shape:
-            hint = (
-                " (TorchRL keeps per-step scalars as [B, 1]: pass the batch through "
-                "frl.losses.squeeze_trailing, which squeezes every per-sample key a loss reads)"
-                if x.shape == (*batch_shape, 1)
-                else ""
-            )
-            raise ValueError(
-                f"{owner}: `{name}` must have the batch shape {list(batch_shape)}, got {list(x.shape)}{hint}"
-            )
+        if x is None or x.shape == batch_shape:
+            continue
+        hint = (
+            " (TorchRL keeps per-step scalars as [B, 1]: pass the batch through "
+            "frl.losses.squeeze_trailing, which squeezes every per-sample key a loss reads)"
+            if x.shape == (*batch_shape, 1)
+            else ""
+        )
+        raise ValueError(
+            f"{owner}: `{_name(_IN_BATCH.get(name, name))}` must have the batch shape "
+            f"{list(batch_shape)}, got {list(x.shape)}{hint}"
+        )
 
 
 def check_output(owner: str, fn: str, batch_shape: torch.Size, x: Tensor) -> None:

@@ -38,9 +38,13 @@ def _target_min(q: Tensor, subset: int | None, key: Tensor | None, owner: str) -
     return q.index_select(0, chosen).min(dim=0).values
 
 
-def _critic_loss(q: Tensor, target: Tensor) -> Tensor:
-    """``sum_i mean((Q_i(s, a) - y)^2)`` over the ensemble dim of ``q`` ``[N, B]``."""
-    return ((q - target) ** 2).mean(dim=-1).sum()
+def _critic_loss(q: Tensor, target: Tensor, weight: Tensor | None) -> Tensor:
+    """``sum_i mean_b w_b (Q_i(s_b, a_b) - y_b)^2`` over the ensemble dim of ``q`` ``[N, B]``
+    (``w``: prioritized-replay importance weights ``[B]``, or 1)."""
+    squared = (q - target) ** 2
+    if weight is not None:
+        squared = squared * weight.to(squared.dtype)
+    return squared.mean(dim=-1).sum()
 
 
 def _metrics(
@@ -82,7 +86,8 @@ def sac_loss(
 
     With ``alpha = exp(log_alpha)``, ``a' ~ pi(.|s')`` and ``a~ ~ pi(.|s)`` reparameterised:
 
-    * critics: ``sum_i mean((Q_i(s, a) - y)^2)`` with
+    * critics: ``sum_i mean(w (Q_i(s, a) - y)^2)`` (``w``: the batch's prioritized-replay
+      weights ``_weight [B]`` when it has them, else 1) with
       ``y = soft_target(r, terminated, min_j Q'_j(s', a'), log pi(a'|s'))``
       (target critics ``Q'``; ``min`` over ``target_subset`` random critics for REDQ);
     * actor: ``soft_policy_loss(log pi(a~|s), min_i Q_i(s, a~), alpha)`` (critics detached);
@@ -93,7 +98,8 @@ def sac_loss(
       critic_params: the critics' params, stacked ``[N]`` (``frl.nn.Ensemble``).
       target_critic_params: the target critics' params ``[N]`` (detached here).
       log_alpha: the temperature's log, 0-d.
-      batch: ``observation``, ``action [B, D]``, ``next.{observation, reward [B], terminated [B]}``.
+      batch: ``observation``, ``action [B, D]``, ``next.{observation, reward [B], terminated [B]}``;
+        optionally ``steps_to_next_obs [B]`` (n-step) and ``_weight [B]``.
       actor_apply: ``(actor_params, obs) -> (mean, log_std)`` of the pre-tanh Gaussian.
       critic_apply: ``(one_critic_params, obs, action) -> [B]``.
       gamma: discount.
@@ -123,13 +129,16 @@ def sac_loss(
         )
     next_action, next_log_prob = dist.sample_and_log_prob_from_noise(next_dist, noise[0])
     new_action, log_prob = dist.sample_and_log_prob_from_noise(now_dist, noise[1])
-    B.check_per_sample(owner, log_prob.shape, reward=reward, terminated=terminated)
+    weight = B.weights(batch)
+    B.check_per_sample(
+        owner, log_prob.shape, reward=reward, terminated=terminated, steps_to_next_obs=steps, _weight=weight
+    )
 
     target_q = _critics(critic_apply, target_critic_params.detach(), next_obs, next_action)
     next_q = _target_min(target_q, target_subset, key, owner)
     target = soft_target(reward, terminated, next_q, next_log_prob, alpha=alpha, gamma=gamma, steps=steps)
     q = _critics(critic_apply, critic_params, obs, action)
-    critic_loss = _critic_loss(q, target)
+    critic_loss = _critic_loss(q, target, weight)
 
     q_new = _critics(critic_apply, critic_params.detach(), obs, new_action).min(dim=0).values
     actor_loss = soft_policy_loss(log_prob, q_new, alpha)
@@ -177,7 +186,16 @@ def discrete_sac_loss(
 
     next_log_p = torch.log_softmax(actor_apply(actor_params.detach(), next_obs), dim=-1)
     target_q = _critics(critic_apply, target_critic_params.detach(), next_obs).min(dim=0).values
-    B.check_per_sample(owner, target_q.shape[:-1], reward=reward, terminated=terminated, action=action)
+    weight = B.weights(batch)
+    B.check_per_sample(
+        owner,
+        target_q.shape[:-1],
+        reward=reward,
+        terminated=terminated,
+        action=action,
+        steps_to_next_obs=steps,
+        _weight=weight,
+    )
     target = soft_target(
         reward,
         terminated,
@@ -190,7 +208,7 @@ def discrete_sac_loss(
     )
     q_all = _critics(critic_apply, critic_params, obs)
     q = torch.gather(q_all, -1, action.long().expand(q_all.shape[0], *action.shape).unsqueeze(-1)).squeeze(-1)
-    critic_loss = _critic_loss(q, target)
+    critic_loss = _critic_loss(q, target, weight)
 
     log_p = torch.log_softmax(actor_apply(actor_params, obs), dim=-1)
     p = torch.exp(log_p)

@@ -31,9 +31,11 @@ Scalar = float | Tensor
 def _discount(gamma: Scalar, steps: Tensor | None, like: Tensor) -> Scalar | Tensor:
     if steps is None:
         return gamma
-    return torch.as_tensor(gamma, dtype=like.dtype, device=like.device) ** steps.reshape(like.shape).to(
-        like.dtype
-    )
+    if steps.shape != like.shape:
+        raise ValueError(
+            f"td_target: `steps` must have the reward's shape {list(like.shape)}, got {list(steps.shape)}"
+        )
+    return torch.as_tensor(gamma, dtype=like.dtype, device=like.device) ** steps.to(like.dtype)
 
 
 def td_target(
