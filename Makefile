@@ -52,6 +52,7 @@ bench: $(DEV)
 	$(PY) benchmarks/bench_returns.py
 	$(PY) benchmarks/bench_losses.py
 	$(PY) benchmarks/bench_seeds.py
+	$(PY) benchmarks/bench_health.py
 	$(PY) benchmarks/bench_learning.py
 	$(PY) benchmarks/bench_gym.py
 	$(PY) benchmarks/bench_interop.py --compile

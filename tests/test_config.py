@@ -124,6 +124,12 @@ def test_a_users_config_gets_the_same_validation():
     assert MyConfig().hyperparam_names() == ("lr",)
     for kwargs, message in (
         ({"lr": 0.0}, "mine.Config: `lr` must be a finite number in (0, inf), got 0.0"),
+        (
+            {"lr": 1e300},  # finite in Python, inf as the float32 it is kept as
+            "mine.Config: `lr` must be a finite number in (0, inf) and within float32's range, "
+            "|x| <= 3.4e+38 (hyper-parameters are float32 data), got 1e+300",
+        ),
+        ({"lr": -1e300}, "mine.Config: `lr` must be a finite number in (0, inf), got -1e+300"),
         ({"layers": 0}, "mine.Config: `layers` must be an int in [1, inf), got 0"),
         ({"mode": "c"}, "mine.Config: `mode` must be one of ['a', 'b'], got 'c'"),
     ):

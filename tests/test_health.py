@@ -91,6 +91,56 @@ def test_stop_keeps_the_last_good_checkpoint(tmp_path):
         _strict(line)
 
 
+def _breaking_params_at(train, steps: int):
+    """``train`` whose last learning unit, at ``steps`` environment steps, returns NaN weights
+    (with a finite loss and gradient: a fault in the update itself)."""
+    *rest, last = train.learn
+
+    def fn(state, *inputs):
+        new, metrics = last.fn(state, *inputs)
+        hit = new["counters", "env_steps"] == steps
+        new["params"] = new["params"].apply(lambda p: torch.where(hit, torch.full_like(p, math.nan), p))
+        return new, metrics
+
+    return dataclasses.replace(train, learn=(*rest, last._replace(fn=fn)))
+
+
+def test_parameters_an_update_breaks_just_before_a_checkpoint_are_caught_before_it_is_saved(tmp_path):
+    """DQN's update of step 40 leaves NaN weights from a finite loss and gradient. The in-unit
+    check would see them on entry to the next update, but the checkpoint of step 40 is due
+    first: the driver's check of the parameters before saving stops the run, and the file on
+    disk stays the checkpoint of step 30."""
+    train = _breaking_params_at(dqn.make_train(SMALL_DQN), 40)
+    with pytest.raises(
+        NonFiniteError, match=r"non-finite params in unit 'learn' at iteration 4 \(env step 40\)"
+    ):
+        run(
+            train,
+            seeds=1,
+            compile=False,
+            progress=False,
+            eval_episodes=1,
+            out_dir=tmp_path,
+            checkpoint_every=10,
+            log_every=20,
+        )
+    saved = checkpoint.load(tmp_path / "checkpoint.pt")
+    assert saved["iteration"] == 3 and _finite(saved["state"]["params"])
+
+
+def test_parameters_broken_mid_run_are_named_on_entry_to_the_next_iteration():
+    """Without a checkpoint due, the NaN weights of step 40 are found on entry to the update of
+    step 50, named as such; ``warn`` reports the member once and lets the run finish."""
+    train = _breaking_params_at(dqn.make_train(SMALL_DQN), 40)
+    result = run(
+        train, seeds=2, compile=False, progress=False, eval_episodes=1, log_every=20, on_nonfinite="warn"
+    )
+    assert [(f["member"], f["unit"], f["quantity"], f["env_steps"]) for f in result.nonfinite] == [
+        (0, "learn", "params on entry", 50),
+        (1, "learn", "params on entry", 50),
+    ]
+
+
 def test_skip_member_freezes_the_bad_member_and_trains_the_others_as_alone():
     train = ppo.make_train(SMALL_PPO)
     grid = run(
@@ -216,3 +266,63 @@ def test_nan_observations_stop_the_run_in_the_learning_units(tmp_path):
         )
     assert not (tmp_path / "checkpoint.pt").exists()
     assert _strict((tmp_path / "failure.json").read_text())["failures"][0]["member"] == 0
+
+
+def _guarded_unit():
+    """A learning unit over 3 members whose injected faults are chosen per member by ``fault``:
+    0 healthy, 1 a non-finite parameter on entry, 2 a non-finite metric, 3 a non-finite update."""
+    from tensordict import TensorDict
+
+    def fn(state, fault):
+        w = state["params", "w"]
+        new_w = torch.where(fault == 3, torch.full_like(w, math.inf), w + 1.0)
+        loss = torch.where(fault == 2, torch.tensor(math.nan), w.sum())
+        new = state.copy()
+        new["params"] = TensorDict({"w": new_w}, batch_size=[])
+        new["opt_state"] = TensorDict({"m": state["opt_state", "m"] + 1.0}, batch_size=[])
+        return new, TensorDict({"loss": loss, "grad_norm": w.abs().sum()}, batch_size=[])
+
+    def state(faults):
+        w = torch.ones(len(faults), 5)
+        w[torch.tensor(faults) == 1, 3] = math.nan
+        return TensorDict(
+            {
+                "params": {"w": w},
+                "opt_state": {"m": torch.zeros(len(faults), 5)},
+                "counters": {"env_steps": torch.full((len(faults),), 64)},
+                "health": __import__("frl.driver.health", fromlist=["x"]).init_health(len(faults), True),
+            },
+            batch_size=[len(faults)],
+        )
+
+    return fn, state
+
+
+@pytest.mark.compile
+def test_the_checks_find_every_fault_compiled_as_eager():
+    """The guard's reductions under torch.compile (Inductor folds ``x * 0`` to 0, so a check
+    written that way passes NaN compiled; ``amax(|x|)`` propagates it): each fault is found in
+    both modes, named by its index, and a frozen member keeps its parameters and moments."""
+    fn, state = _guarded_unit()
+    from frl.driver.health import guard
+
+    faults = [0, 1, 2, 3]
+    for compiled in (False, True):
+        names: list[str] = []
+        unit = torch.func.vmap(guard(fn, 4, names, learns=True, freeze=True, params_on_entry=True))
+        if compiled:
+            unit = torch.compile(unit, fullgraph=True)
+        before = state(faults)
+        new, _ = unit(before, torch.tensor(faults))
+        assert names == ["params on entry", "loss", "grad_norm", "params"]
+        record = new["health"]
+        assert record["bad"].tolist() == [False, True, True, True], compiled
+        assert record["quantity"].tolist() == [-1, 0, 1, 3], compiled
+        assert record["unit"].tolist() == [-1, 4, 4, 4] and record["env_steps"].tolist() == [-1, 64, 64, 64]
+        # frozen: the bad members return what they got; the healthy one is updated
+        assert torch.equal(new["params", "w"][0], before["params", "w"][0] + 1)
+        for member in (1, 2, 3):
+            assert torch.equal(new["opt_state", "m"][member], before["opt_state", "m"][member])
+            torch.testing.assert_close(
+                new["params", "w"][member], before["params", "w"][member], equal_nan=True
+            )

@@ -32,6 +32,10 @@ from tensordict import TensorDict
 __all__ = ["AgentConfig", "Constraint", "check_segments", "hyper", "setting"]
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest finite float32: a hyper-parameter beyond it would become inf in the state."""
+
+
 @dataclass(frozen=True)
 class Constraint:
     """What a field accepts: its type, an optional range (open or closed ends) or choices."""
@@ -42,6 +46,8 @@ class Constraint:
     low_open: bool = False
     high_open: bool = False
     choices: tuple[Any, ...] | None = None
+    float32: bool = False
+    """Kept as float32 data (hyper-parameters): finite there too, ``|x| <= 3.4e38``."""
 
     def describe(self) -> str:
         if self.choices is not None:
@@ -76,6 +82,8 @@ class Constraint:
             return False
         if self.kind == "float" and (not isinstance(value, (int, float)) or not math.isfinite(value)):
             return False
+        if self.float32 and abs(value) > FLOAT32_MAX:
+            return False
         if self.choices is not None:
             return value in self.choices
         if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
@@ -92,7 +100,7 @@ def hyper(
     high_open: bool = False,
 ) -> Any:
     """A float hyper-parameter (kept in the training state; see the module docstring)."""
-    constraint = Constraint("float", low, high, low_open, high_open)
+    constraint = Constraint("float", low, high, low_open, high_open, float32=True)
     return dataclasses.field(default=default, metadata={"hyper": True, "constraint": constraint})
 
 
@@ -145,7 +153,10 @@ class AgentConfig:
                 object.__setattr__(self, f.name, value)
             if not constraint.accepts(value):
                 kind = TypeError if _wrong_type(constraint, value) else ValueError
-                raise kind(f"{owner}: `{f.name}` must be {constraint.describe()}, got {value!r}")
+                what = constraint.describe()
+                if constraint.float32 and dataclasses.replace(constraint, float32=False).accepts(value):
+                    what += " and within float32's range, |x| <= 3.4e+38 (hyper-parameters are float32 data)"
+                raise kind(f"{owner}: `{f.name}` must be {what}, got {value!r}")
         self.check()
 
     def check(self) -> None:

@@ -38,7 +38,15 @@ from torch.utils import _pytree as pytree
 from frl.algos.train import Train
 from frl.driver import checkpoint
 from frl.driver.compiled import CompiledUnit, boundary
-from frl.driver.health import ON_NONFINITE, Health, NonFiniteError, describe, guard, init_health
+from frl.driver.health import (
+    ON_NONFINITE,
+    Health,
+    NonFiniteError,
+    describe,
+    guard,
+    init_health,
+    nonfinite_members,
+)
 from frl.driver.logging import RunLogger, summarize, write_json
 from frl.driver.members import init_states, members_of
 from frl.driver.sources import RunContext, Source, default_source
@@ -254,26 +262,34 @@ def run(
 
     feed = (source or default_source(train)).open(RunContext(train, members, batched, compile, eval_episodes))
     feed.restore(env_states)
-    health = Health([u.name for u in (*feed.collect, *feed.learn)])
-    freeze = on_nonfinite == "skip-member"  # stop needs no freeze: it never saves a bad state
-
-    def unit(index: int, u: Any, learns: bool) -> CompiledUnit:
-        if on_nonfinite == "off":
-            return CompiledUnit(u.name, u.fn, batched, compile)
-        fn = guard(u.fn, index, health.names[index], learns=learns, freeze=freeze)
-        return CompiledUnit(u.name, fn, batched, compile)
-
-    collect = [(u, unit(i, u, False)) for i, u in enumerate(feed.collect)]
-    learn = [(u, unit(len(collect) + i, u, True)) for i, u in enumerate(feed.learn)]
+    health, collect, learn = units(feed, on_nonfinite, batched, compile)
+    freeze = on_nonfinite == "skip-member"
     program = _Program(state, compile)
     nonfinite: list[dict[str, Any]] = []
 
-    def check_health() -> None:
-        """Report members that met a non-finite value since the last check (one host read)."""
+    def check_health(steps: int, params: bool) -> None:
+        """Report members that met a non-finite value since the last check (one host read);
+        with ``params`` also the members whose parameters are non-finite now (before a
+        checkpoint and at the end: the last iteration's updates are checked on entry to the next)."""
         if on_nonfinite == "off":
             return
-        record = program.state["health"]
-        new = [f for f in health.failures(record, per_iteration) if f["member"] not in health.reported]
+        state = program.state
+        new = health.failures(state["health"], per_iteration)
+        new = [f for f in new if f["member"] not in health.reported]
+        if params and not freeze:
+            seen = health.reported | {f["member"] for f in new}
+            new += [
+                {
+                    "member": m,
+                    "unit": learn[-1][0].name,
+                    "quantity": "params",
+                    "env_steps": steps,
+                    "iteration": math.ceil(steps / per_iteration),
+                }
+                for m in nonfinite_members(state["params"], batched)
+                if m not in seen
+            ]
+            new.sort(key=lambda f: f["member"])
         if not new:
             return
         health.reported.update(f["member"] for f in new)
@@ -355,7 +371,7 @@ def run(
                     row["eval_return_per_member"] = eval_returns
                     evals.done(steps)
                 logs.done(steps)
-                check_health()
+                check_health(steps, params=final)
                 history.append(row)
                 logger.log(row)
                 _show(bar, row, (steps - start * per_iteration) * len(members), run_start)
@@ -366,7 +382,7 @@ def run(
                 bar.update(per_iteration)
             stopped = stopped or signals.received is not None
             if write and ckpt_path is not None and (ckpts.due(steps) or final or stopped):
-                check_health()  # a stopping run never replaces the last good checkpoint
+                check_health(steps, params=True)  # a stopping run never replaces the last good checkpoint
                 state = program.state if save_buffer else _without_buffer(program.state, train)
                 buffer_saved = save_buffer or train.consumes.kind != "replay"
                 payload = dict(state=state, iteration=iteration + 1, history=history, members=members)
@@ -399,6 +415,29 @@ def run(
         nonfinite=nonfinite,
         interrupted=signals.received,
     )
+
+
+def units(
+    feed: Any, on_nonfinite: str, batched: bool, compile: bool
+) -> tuple[Health, list[tuple[Any, CompiledUnit]], list[tuple[Any, CompiledUnit]]]:
+    """The source's collecting and learning units as the driver calls them, each paired with its
+    :class:`CompiledUnit` (guarded by the numerical-health checks unless ``on_nonfinite`` is
+    ``"off"``), and the :class:`Health` that names their checked quantities."""
+    health = Health([u.name for u in (*feed.collect, *feed.learn)])
+    freeze = on_nonfinite == "skip-member"  # stop needs no freeze: it never saves a bad state
+
+    def unit(index: int, u: Any, learns: bool) -> CompiledUnit:
+        if on_nonfinite == "off":
+            return CompiledUnit(u.name, u.fn, batched, compile)
+        # the first learning unit checks the parameters once per iteration (freezing units
+        # check theirs after every update anyway)
+        on_entry = not freeze and index == len(feed.collect)
+        fn = guard(u.fn, index, health.names[index], learns=learns, freeze=freeze, params_on_entry=on_entry)
+        return CompiledUnit(u.name, fn, batched, compile)
+
+    collect = [(u, unit(i, u, False)) for i, u in enumerate(feed.collect)]
+    learn = [(u, unit(len(collect) + i, u, True)) for i, u in enumerate(feed.learn)]
+    return health, collect, learn
 
 
 def _start(
