@@ -7,6 +7,7 @@ network head (``frl.nn``):
 family                    parameters                  actions
 ========================  ==========================  =========================================
 :class:`Categorical`      ``logits [..., A]``         ``int64 [...]``
+:class:`MultiCategorical` ``logits [..., sum(nvec)]`` ``int64 [..., K]``
 :class:`DiagGaussian`     ``(mean, log_std)``         ``[..., D]``
 :class:`TanhGaussian`     ``(mean, log_std)``         ``tanh(u) * scale + bias``, ``[..., D]``
 ========================  ==========================  =========================================
@@ -34,6 +35,7 @@ __all__ = [
     "Categorical",
     "DiagGaussian",
     "Distribution",
+    "MultiCategorical",
     "TanhGaussian",
     "epsilon_greedy",
     "greedy",
@@ -98,6 +100,71 @@ class Categorical:
         log_p = torch.log_softmax(p_logits, dim=-1)
         log_q = torch.log_softmax(q_logits, dim=-1)
         return (torch.exp(log_p) * (log_p - log_q)).sum(-1)
+
+
+@dataclass(frozen=True)
+class MultiCategorical:
+    """``K = len(nvec)`` independent categoricals, one per action dim (gymnasium's
+    ``MultiDiscrete``; ``MultiBinary`` is ``nvec = (2,) * K``, a Bernoulli per dim written as two
+    logits). The logits of the dims are concatenated: ``[..., sum(nvec)]``, dim ``i`` owning
+    ``nvec[i]`` of them in order. The policy factorises, so
+    ``log pi(a) = sum_i log softmax(l_i)[a_i]`` and ``H = sum_i H_i``.
+    """
+
+    nvec: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        nvec = tuple(self.nvec)
+        if not nvec or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in nvec):
+            raise ValueError(
+                f"MultiCategorical: `nvec` must be a non-empty tuple of positive ints, got {self.nvec!r}"
+            )
+        object.__setattr__(self, "nvec", nvec)
+
+    def _split(self, logits: Tensor, owner: str) -> tuple[Tensor, ...]:
+        if logits.shape[-1] != sum(self.nvec):
+            raise ValueError(
+                f"{owner}: `logits` must end in sum(nvec) = {sum(self.nvec)} (nvec {list(self.nvec)}), "
+                f"got {list(logits.shape)}"
+            )
+        return torch.split(logits, list(self.nvec), dim=-1)
+
+    def log_prob(self, logits: Tensor, action: Tensor) -> Tensor:
+        """``sum_i log softmax(l_i)[a_i]``: ``[..., sum(nvec)], int [..., K] -> [...]``."""
+        owner = "MultiCategorical.log_prob"
+        parts = self._split(logits, owner)
+        if action.shape[-1:] != (len(self.nvec),):
+            raise ValueError(f"{owner}: `action` must end in K = {len(self.nvec)}, got {list(action.shape)}")
+        terms = [
+            select_actions(torch.log_softmax(part, dim=-1), action[..., i], owner)
+            for i, part in enumerate(parts)
+        ]
+        return torch.stack(terms, -1).sum(-1)
+
+    def entropy(self, logits: Tensor) -> Tensor:
+        """``sum_i H(softmax(l_i))``: ``[...]``."""
+        return torch.stack(
+            [Categorical().entropy(p) for p in self._split(logits, "MultiCategorical")], -1
+        ).sum(-1)
+
+    def sample(self, key: Tensor, logits: Tensor) -> Tensor:
+        """One draw per dim, each from its own key (``split(key, K)``): ``int64 [..., K]``."""
+        parts = self._split(logits, "MultiCategorical.sample")
+        keys = random.split(key, len(parts))
+        return torch.stack([random.categorical(keys[i], p) for i, p in enumerate(parts)], -1)
+
+    def mode(self, logits: Tensor) -> Tensor:
+        """The most likely action of every dim: ``int64 [..., K]``."""
+        return torch.stack(
+            [torch.argmax(p, dim=-1) for p in self._split(logits, "MultiCategorical.mode")], -1
+        )
+
+    def kl(self, p_logits: Tensor, q_logits: Tensor) -> Tensor:
+        """``sum_i KL(p_i || q_i)``: ``[...]``."""
+        pairs = zip(
+            self._split(p_logits, "MultiCategorical"), self._split(q_logits, "MultiCategorical"), strict=True
+        )
+        return torch.stack([Categorical().kl(p, q) for p, q in pairs], -1).sum(-1)
 
 
 def _check_gaussian(owner: str, mean: Tensor, log_std: Tensor) -> None:

@@ -34,6 +34,34 @@ def test_categorical_matches_torch():
     torch.testing.assert_close(freq, ref.probs.double(), atol=0.03, rtol=0)
 
 
+def test_multi_categorical_is_a_product_of_torch_categoricals():
+    """``MultiDiscrete([4, 2, 3])``: log-probabilities, entropies and KLs add over the dims (each
+    a ``torch.distributions.Categorical`` on its slice of the logits); draws follow each dim's
+    probabilities; the mode is each dim's argmax."""
+    nvec = (4, 2, 3)
+    multi, x, y = D.MultiCategorical(nvec), logits(0, (5, 9)), logits(1, (5, 9))
+    refs = [td.Categorical(logits=part) for part in torch.split(x, list(nvec), -1)]
+    others = [td.Categorical(logits=part) for part in torch.split(y, list(nvec), -1)]
+    action = torch.tensor([[0, 1, 2], [3, 0, 0], [1, 1, 1], [2, 0, 2], [3, 1, 0]])
+    torch.testing.assert_close(
+        multi.log_prob(x, action), sum(r.log_prob(action[:, i]) for i, r in enumerate(refs))
+    )
+    torch.testing.assert_close(multi.entropy(x), sum(r.entropy() for r in refs))
+    torch.testing.assert_close(multi.kl(x, y), sum(td.kl_divergence(r, o) for r, o in zip(refs, others)))
+    assert torch.equal(multi.mode(x), torch.stack([r.probs.argmax(-1) for r in refs], -1))
+    draws = torch.stack([multi.sample(k, x) for k in fr.split(fr.key(0), 4000)])
+    assert draws.shape == (4000, 5, 3) and draws.dtype == torch.int64
+    for i, (n, ref) in enumerate(zip(nvec, refs)):
+        freq = torch.stack([(draws[..., i] == a).double().mean(0) for a in range(n)], -1)
+        torch.testing.assert_close(freq, ref.probs.double(), atol=0.03, rtol=0)
+    with pytest.raises(ValueError, match=r"`logits` must end in sum\(nvec\) = 9"):
+        multi.log_prob(logits(0, (5, 8)), action)
+    with pytest.raises(ValueError, match="`action` must end in K = 3"):
+        multi.log_prob(x, action[:, :2])
+    with pytest.raises(ValueError, match="`nvec` must be a non-empty tuple of positive ints"):
+        D.MultiCategorical((3, 0))
+
+
 def test_diag_gaussian_matches_torch():
     g, (mean, log_std), (m2, l2) = D.DiagGaussian(), gaussian(0), gaussian(1)
     ref = td.Independent(td.Normal(mean, log_std.exp()), 1)
@@ -131,6 +159,20 @@ def categorical_all(k, x, y):
     return CAT.log_prob(x, ACTIONS), CAT.entropy(x), CAT.kl(x, y), CAT.sample(k, x), CAT.mode(x)
 
 
+MULTI = D.MultiCategorical((2, 3))
+MULTI_ACTIONS = torch.tensor([[0, 2], [1, 0], [1, 1], [0, 0], [1, 2]])
+
+
+def multi_categorical_all(k, x, y):
+    return (
+        MULTI.log_prob(x, MULTI_ACTIONS),
+        MULTI.entropy(x),
+        MULTI.kl(x, y),
+        MULTI.sample(k, x),
+        MULTI.mode(x),
+    )
+
+
 def gaussian_all(k, mean, log_std, x):
     p = (mean, log_std)
     return (
@@ -155,6 +197,12 @@ CASES = [
         grad_argnums=(1, 2, 3),
         rtol=1e-5,
         atol=1e-5,
+    ),
+    Case(
+        "multi_categorical",
+        multi_categorical_all,
+        lambda i: (fr.key(i), logits(i, (5, 5)), logits(i + 9, (5, 5))),
+        grad_argnums=(1, 2),
     ),
     Case("epsilon_greedy", D.epsilon_greedy, lambda i: (fr.key(i), logits(i), torch.tensor(0.2 * i))),
 ]

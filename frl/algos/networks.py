@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 from frl import nn
-from frl.distributions import Categorical, DiagGaussian, Distribution
+from frl.distributions import Categorical, DiagGaussian, Distribution, MultiCategorical
+from frl.envs.spaces import MultiDiscrete
 
 __all__ = ["actor_critic", "clip_action", "vector_observations"]
 
@@ -29,14 +30,19 @@ def actor_critic(
 ) -> tuple[Any, Distribution, nn.ValueNetwork]:
     """CleanRL's on-policy networks for ``env``: ``(actor, dist, critic)``.
 
-    Discrete actions: a categorical policy (tanh MLP, near-uniform start); continuous: a diagonal
-    Gaussian with a state-independent log-std starting at ``log_std_init``. The critic is a tanh
-    MLP value network.
+    Discrete actions: a categorical policy (tanh MLP, near-uniform start); ``MultiDiscrete`` (and
+    ``MultiBinary``): the same MLP with ``sum(nvec)`` logits, a factorised categorical per action
+    dim; continuous: a diagonal Gaussian with a state-independent log-std starting at
+    ``log_std_init``. The critic is a tanh MLP value network.
     """
     obs_dim = vector_observations(env, algorithm)
-    if env.discrete:
-        actor: Any = nn.CategoricalPolicy(obs_dim, env.action_space.n, hidden=hidden, activation="tanh")
-        dist: Distribution = Categorical()
+    if isinstance(env.action_space, MultiDiscrete):
+        nvec = env.action_space.nvec
+        actor: Any = nn.CategoricalPolicy(obs_dim, sum(nvec), hidden=hidden, activation="tanh")
+        dist: Distribution = MultiCategorical(nvec)
+    elif env.discrete:
+        actor = nn.CategoricalPolicy(obs_dim, env.action_space.n, hidden=hidden, activation="tanh")
+        dist = Categorical()
     else:
         actor = nn.GaussianPolicy(
             obs_dim, env.action_space.shape[0], hidden=hidden, log_std_init=log_std_init
@@ -47,7 +53,7 @@ def actor_critic(
 
 def clip_action(env: Any, action: Tensor) -> Tensor:
     """Clamp continuous actions into the action box (discrete actions pass through)."""
-    if env.discrete:
+    if env.discrete or isinstance(env.action_space, MultiDiscrete):
         return action
     space = env.action_space
     return torch.clamp(

@@ -39,6 +39,8 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
+from frl.envs.spaces import MultiDiscrete
+
 __all__ = [
     "REQUIRED",
     "TRANSITION_KEYS",
@@ -133,11 +135,12 @@ def example_transition(env: Any, *, log_prob: bool) -> TensorDict:
     """One transition of ``env`` in TorchRL's keys (zeros; ``batch_size=[]``)."""
     obs_dtype = getattr(env, "obs_dtype", env.dtype)
     obs = torch.zeros(tuple(env.observation_space.shape), dtype=obs_dtype)
-    action = (
-        torch.zeros((), dtype=torch.int64)
-        if env.discrete
-        else torch.zeros(tuple(env.action_space.shape), dtype=env.dtype)
-    )
+    if env.discrete:
+        action = torch.zeros((), dtype=torch.int64)
+    elif isinstance(env.action_space, MultiDiscrete):
+        action = torch.zeros(env.action_space.shape, dtype=torch.int64)
+    else:
+        action = torch.zeros(tuple(env.action_space.shape), dtype=env.dtype)
     flag = torch.zeros((), dtype=torch.bool)
     out = TensorDict(
         {

@@ -154,6 +154,15 @@ def resolve_env(
     if not isinstance(config, config_type):
         raise TypeError(f"{name}.make_train: expected a {name}.Config, got {type(config)!r}")
     env = envs.make(config.env_id) if env is None else env
+    factorised = getattr(env.action_space, "nvec", None) is not None
+    if discrete is not None and factorised:
+        space = env.action_space
+        kind = f"MultiBinary({len(space.nvec)})" if space.binary else f"MultiDiscrete({list(space.nvec)})"
+        why = "one Q-value per action" if discrete else "continuous Box actions"
+        raise ValueError(
+            f"{name} needs {'Discrete' if discrete else 'Box'} actions ({why}); {env.id} has {kind} "
+            "actions, which need a factorised policy: ppo, a2c and reinforce take them"
+        )
     if discrete is not None and env.discrete != discrete:
         need, has = ("discrete", "continuous") if discrete else ("continuous", "discrete")
         raise ValueError(f"{name} needs {need} actions; {env.id} has {has} actions")

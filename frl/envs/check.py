@@ -31,6 +31,11 @@ def _random_actions(space: Any, key: Tensor, steps: int) -> Tensor:
     if space.discrete:
         u = random.uniform(key, (steps,), torch.float32)
         return (u * space.n).long().clamp(max=space.n - 1)
+    nvec = getattr(space, "nvec", None)
+    if nvec is not None:  # MultiDiscrete / MultiBinary
+        n = torch.tensor(nvec)
+        u = random.uniform(key, (steps, len(nvec)), torch.float32)
+        return (u * n).long().minimum(n - 1)
     shape = (steps, *space.shape)
     low, high = space.low_tensor(), space.high_tensor()
     finite = torch.isfinite(low) & torch.isfinite(high)

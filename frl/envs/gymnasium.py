@@ -37,7 +37,7 @@ import torch
 
 from frl.envs import GYM_PREFIX as PREFIX
 from frl.envs import is_gym_id
-from frl.envs.spaces import Box, Discrete
+from frl.envs.spaces import Box, Discrete, MultiDiscrete
 
 __all__ = ["PREFIX", "GymEnvironment", "is_gym_id", "load_norm_state", "make_gym", "norm_state"]
 
@@ -72,7 +72,7 @@ class GymEnvironment:
 
     # filled in by __post_init__ from a probe environment
     observation_space: Box = field(init=False, compare=False)
-    action_space: Box | Discrete = field(init=False, compare=False)
+    action_space: Box | Discrete | MultiDiscrete = field(init=False, compare=False)
     max_episode_steps: int = field(init=False, compare=False)
 
     dtype = torch.float32
@@ -83,17 +83,22 @@ class GymEnvironment:
         stack = self.frame_stack
         if isinstance(stack, bool) or not isinstance(stack, int) or stack < 0:
             raise ValueError(f"gym: `frame_stack` must be a non-negative int, got {self.frame_stack!r}")
-        action_bounds = _check_spaces(self.gym_id, self.make_kwargs)
+        gym_action = _check_spaces(self.gym_id, self.make_kwargs)
         env = self.make_env(seed=0, train=False)
         try:
             obs_spec = env.observation_spec["observation"]
             action_spec = env.full_action_spec["action"]
             obs_shape = tuple(obs_spec.shape)
             obs_dtype = obs_spec.dtype
-            if action_spec.dtype.is_floating_point:
+            if isinstance(gym_action, gymnasium.spaces.Box):
                 # gymnasium's own bounds: TorchRL's spec turns an infinite bound into float32's max
-                low, high = action_bounds
-                action: Box | Discrete = Box(low, high, tuple(action_spec.shape))
+                low = tuple(float(x) for x in gym_action.low.reshape(-1))
+                high = tuple(float(x) for x in gym_action.high.reshape(-1))
+                action: Box | Discrete | MultiDiscrete = Box(low, high, tuple(action_spec.shape))
+            elif isinstance(gym_action, gymnasium.spaces.MultiBinary):
+                action = MultiDiscrete((2,) * int(gym_action.n), binary=True)
+            elif isinstance(gym_action, gymnasium.spaces.MultiDiscrete):
+                action = MultiDiscrete(tuple(int(n) for n in gym_action.nvec))
             else:
                 action = Discrete(int(action_spec.space.n))
         finally:
@@ -222,13 +227,14 @@ def load_norm_state(env: Any, state: dict[str, dict[str, Any]] | None, *, freeze
             t.unfreeze()
 
 
-def _check_spaces(gym_id: str, make_kwargs: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _check_spaces(gym_id: str, make_kwargs: dict[str, Any]) -> Any:
     """Refuse, naming the space, what frl's agents cannot serve honestly: actions other than
-    ``Discrete`` and ``Box`` (``MultiBinary`` and ``MultiDiscrete`` need factorised policies,
-    not built yet: they were once taken for ``Discrete``), observations other than a ``Box``
+    ``Discrete``, ``Box``, ``MultiDiscrete`` and ``MultiBinary`` (factorised policies; a
+    ``Dict``/``Tuple`` of actions has none), ``Discrete``/``MultiDiscrete`` actions that do not
+    start at 0 or a ``MultiDiscrete`` of more than one dim, observations other than a ``Box``
     (``Dict``/``Tuple``), and ``Box`` observations that are neither vectors nor images, or
-    integer vectors (gymnasium's wrappers flatten or cast them). Returns a Box action space's
-    ``(low, high)`` as gymnasium gives them (infinite bounds stay infinite)."""
+    integer vectors (gymnasium's wrappers flatten or cast them). Returns gymnasium's action
+    space (a Box keeps its infinite bounds there)."""
     spaces = gymnasium.spaces
     _register_optional()
     raw = gymnasium.make(gym_id, **make_kwargs)
@@ -236,13 +242,22 @@ def _check_spaces(gym_id: str, make_kwargs: dict[str, Any]) -> tuple[tuple[float
         action, obs = raw.action_space, raw.observation_space
     finally:
         raw.close()
-    if not isinstance(action, (spaces.Discrete, spaces.Box)):
+    if not isinstance(action, (spaces.Discrete, spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)):
         raise ValueError(
-            f"gym: {gym_id} has action space {action}; frl's agents take Discrete or Box actions "
-            "(MultiDiscrete, MultiBinary, Dict and Tuple need factorised policies, not built yet)"
+            f"gym: {gym_id} has action space {action}; frl's agents take Discrete, Box, MultiDiscrete "
+            "or MultiBinary actions (a Dict or Tuple of actions has no policy here)"
         )
     if isinstance(action, spaces.Discrete) and int(action.start) != 0:
         raise ValueError(f"gym: {gym_id} has action space {action}: Discrete actions must start at 0")
+    if isinstance(action, spaces.MultiDiscrete) and (
+        action.nvec.ndim != 1 or bool((action.start != 0).any())
+    ):
+        raise ValueError(
+            f"gym: {gym_id} has action space {action}: MultiDiscrete actions must be one dim of "
+            "choices that start at 0"
+        )
+    if isinstance(action, spaces.MultiBinary) and len(action.shape) != 1:
+        raise ValueError(f"gym: {gym_id} has action space {action}: MultiBinary actions must be one dim")
     if not isinstance(obs, spaces.Box):
         raise ValueError(
             f"gym: {gym_id} has observation space {type(obs).__name__}; frl takes one Box "
@@ -259,9 +274,7 @@ def _check_spaces(gym_id: str, make_kwargs: dict[str, Any]) -> tuple[tuple[float
             f"gym: {gym_id} has {obs.dtype} vector observations; frl's networks take floats (wrap "
             "it with gymnasium.wrappers.DtypeObservation(env, numpy.float32))"
         )
-    if not isinstance(action, spaces.Box):
-        return (), ()
-    return tuple(float(x) for x in action.low.reshape(-1)), tuple(float(x) for x in action.high.reshape(-1))
+    return action
 
 
 def make_gym(env_id: str, **options: Any) -> GymEnvironment:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Box", "Discrete"]
+__all__ = ["Box", "Discrete", "MultiDiscrete"]
 
 
 @dataclass(frozen=True)
@@ -49,3 +49,32 @@ class Discrete:
     @property
     def discrete(self) -> bool:
         return True
+
+
+@dataclass(frozen=True)
+class MultiDiscrete:
+    """``len(nvec)`` integer actions at once, the ``i``-th in ``0 .. nvec[i] - 1`` (int64
+    ``[len(nvec)]``): gymnasium's ``MultiDiscrete``, and ``MultiBinary(n)`` as ``nvec = (2,) * n``.
+    Policies over it are factorised (:class:`frl.distributions.MultiCategorical`)."""
+
+    nvec: tuple[int, ...]
+    binary: bool = False
+    """Built from a ``MultiBinary`` space (actions 0/1)."""
+
+    dtype: torch.dtype = torch.int64
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.nvec),)
+
+    def contains(self, x: torch.Tensor) -> bool:
+        nvec = torch.tensor(self.nvec, device=x.device)
+        return (
+            not x.dtype.is_floating_point
+            and tuple(x.shape[-1:]) == self.shape
+            and bool(((x >= 0) & (x < nvec)).all())
+        )
+
+    @property
+    def discrete(self) -> bool:
+        return False
