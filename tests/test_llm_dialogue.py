@@ -93,7 +93,23 @@ def test_llm_command_line_pretrain_finetune_sample(tmp_path, capsys):
         (["llm", "sample", str(pre), "1+1=", "--max-new-tokens", "40"], "--max-new-tokens must be in"),
         (["llm", "pretrain", "--task", "poems", *out], "invalid choice"),
         (["llm"], "choose an llm command"),
+        (
+            ["llm", "pretrain", "--out", "/dev/null/x"],
+            "--out /dev/null/x cannot be created: /dev/null is a file",
+        ),
+        (
+            ["llm", "pretrain", "--steps", str(10**30), *out],
+            "--steps 1000000000000000000000000000000 is too large",
+        ),
+        (["llm", "pretrain", "--learning-rate", "nan", *out], "--learning-rate must be a finite number > 0"),
+        (["llm", "finetune", str(pre), "--kl-coef", "-1", *out], "--kl-coef must be a finite number >= 0"),
+        (["llm", "sample", str(pre), "1+1=", "--samples", "0"], "--samples must be >= 1, got 0"),
+        (
+            ["llm", "pretrain", "--d-model", str(2**34), "--heads", "1", "--steps", "1", *out],
+            "cannot be allocated",
+        ),
     ]
     for argv, message in cases:
         assert main(argv) == 2
-        assert message in capsys.readouterr().err
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("frl: error: ") and message in err[0], (argv, err)

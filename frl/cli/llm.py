@@ -327,9 +327,52 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+_COUNTS = ("steps", "iterations", "samples", "d_model", "layers", "heads", "max_new_tokens")
+_RATES = ("learning_rate", "kl_coef", "temperature")
+
+
+def _check_input(args: argparse.Namespace) -> None:
+    """Counts in ``1..INT_MAX``, seeds in ``0..INT_MAX``, finite non-negative rates (a positive
+    learning rate), and an ``--out`` that is or can become a folder: one line each, before
+    anything is built."""
+    import math
+
+    from frl.cli.common import INT_MAX, check_out
+
+    for name in _COUNTS:
+        value = getattr(args, name, None)
+        flag = "--" + name.replace("_", "-")
+        if value is not None and value < 1:
+            raise LLMUsageError(f"{flag} must be >= 1, got {value}")
+        if value is not None and value > INT_MAX:
+            raise LLMUsageError(f"{flag} {value} is too large (at most {INT_MAX}, an int64 count)")
+    seed = getattr(args, "seed", 0)
+    if not 0 <= seed <= INT_MAX:
+        raise LLMUsageError(f"--seed must be in 0..{INT_MAX}, got {seed}")
+    for name in _RATES:
+        value = getattr(args, name, None)
+        flag = "--" + name.replace("_", "-")
+        if value is not None and (
+            not math.isfinite(value) or value < 0 or (name == "learning_rate" and value == 0)
+        ):
+            bound = "> 0" if name == "learning_rate" else ">= 0"
+            raise LLMUsageError(f"{flag} must be a finite number {bound}, got {value}")
+    check_out("--out", getattr(args, "out", None))
+
+
 def cmd_llm(args: argparse.Namespace) -> int:
     """Dispatch ``frl llm``; :class:`LLMUsageError` for bad input."""
     commands = {"pretrain": cmd_pretrain, "finetune": cmd_finetune, "sample": cmd_sample}
     if args.llm_command is None:
         raise LLMUsageError("choose an llm command: pretrain, finetune, sample (frl llm COMMAND --help)")
-    return commands[args.llm_command](args)
+    _check_input(args)
+    try:
+        return commands[args.llm_command](args)
+    except (RuntimeError, MemoryError) as err:
+        if not isinstance(err, MemoryError) and "allocate" not in str(err):
+            raise
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise LLMUsageError(
+            f"the model or its batch cannot be allocated ({first[:160]}); check --d-model, --layers, "
+            "--heads and --samples"
+        ) from None

@@ -80,6 +80,26 @@ def check_per_sample(owner: str, batch_shape: torch.Size, **tensors: Tensor | No
         )
 
 
+def check_transition(
+    owner: str,
+    batch_shape: torch.Size,
+    batch: TensorDictBase,
+    reward: Tensor,
+    terminated: Tensor,
+    steps: Tensor | None,
+) -> None:
+    """:func:`check_per_sample` on a transition batch's per-sample entries: ``next.reward``,
+    ``next.terminated``, and ``steps_to_next_obs`` and ``_weight`` where the batch has them."""
+    check_per_sample(
+        owner,
+        batch_shape,
+        reward=reward,
+        terminated=terminated,
+        steps_to_next_obs=steps,
+        _weight=weights(batch),
+    )
+
+
 def check_output(owner: str, fn: str, batch_shape: torch.Size, x: Tensor) -> None:
     """A network output that must be one value per sample: ``fn`` returned ``x``."""
     if x.shape != batch_shape:

@@ -67,14 +67,7 @@ def dqn_td_error(
     owner = "dqn_loss"
     obs, action, next_obs, reward, terminated, steps = B.transition(batch, owner)
     q_sa = select_actions(q_apply(online_params, obs), action, owner)
-    B.check_per_sample(
-        owner,
-        q_sa.shape,
-        reward=reward,
-        terminated=terminated,
-        steps_to_next_obs=steps,
-        _weight=B.weights(batch),
-    )
+    B.check_transition(owner, q_sa.shape, batch, reward, terminated, steps)
     next_q = q_apply(target_params.detach(), next_obs)
     if double:
         next_online = q_apply(online_params.detach(), next_obs)

@@ -129,10 +129,8 @@ def sac_loss(
         )
     next_action, next_log_prob = dist.sample_and_log_prob_from_noise(next_dist, noise[0])
     new_action, log_prob = dist.sample_and_log_prob_from_noise(now_dist, noise[1])
+    B.check_transition(owner, log_prob.shape, batch, reward, terminated, steps)
     weight = B.weights(batch)
-    B.check_per_sample(
-        owner, log_prob.shape, reward=reward, terminated=terminated, steps_to_next_obs=steps, _weight=weight
-    )
 
     target_q = _critics(critic_apply, target_critic_params.detach(), next_obs, next_action)
     next_q = _target_min(target_q, target_subset, key, owner)
@@ -186,16 +184,9 @@ def discrete_sac_loss(
 
     next_log_p = torch.log_softmax(actor_apply(actor_params.detach(), next_obs), dim=-1)
     target_q = _critics(critic_apply, target_critic_params.detach(), next_obs).min(dim=0).values
+    B.check_transition(owner, target_q.shape[:-1], batch, reward, terminated, steps)
+    B.check_per_sample(owner, target_q.shape[:-1], action=action)
     weight = B.weights(batch)
-    B.check_per_sample(
-        owner,
-        target_q.shape[:-1],
-        reward=reward,
-        terminated=terminated,
-        action=action,
-        steps_to_next_obs=steps,
-        _weight=weight,
-    )
     target = soft_target(
         reward,
         terminated,

@@ -53,14 +53,7 @@ def soft_q_loss(
         raise ValueError(f"{owner}: `alpha` must be positive, got {alpha}")
     obs, action, next_obs, reward, terminated, steps = B.transition(batch, owner)
     q_sa = select_actions(q_apply(online_params, obs), action, owner)
-    B.check_per_sample(
-        owner,
-        q_sa.shape,
-        reward=reward,
-        terminated=terminated,
-        steps_to_next_obs=steps,
-        _weight=B.weights(batch),
-    )
+    B.check_transition(owner, q_sa.shape, batch, reward, terminated, steps)
     next_value = soft_value(q_apply(target_params.detach(), next_obs), alpha)
     target = td_target(reward, terminated, next_value, gamma=gamma, steps=steps)
     return q_regression(q_sa, target, batch, loss, huber_delta)
