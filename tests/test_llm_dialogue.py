@@ -103,7 +103,7 @@ def test_llm_command_line_pretrain_finetune_sample(tmp_path, capsys):
         ),
         (["llm", "pretrain", "--learning-rate", "nan", *out], "--learning-rate must be a finite number > 0"),
         (["llm", "finetune", str(pre), "--kl-coef", "-1", *out], "--kl-coef must be a finite number >= 0"),
-        (["llm", "sample", str(pre), "1+1=", "--samples", "0"], "--samples must be >= 1, got 0"),
+        (["llm", "sample", str(pre), "1+1=", "--samples", "0"], "--samples must be a positive count, got 0"),
         (
             ["llm", "pretrain", "--d-model", str(2**34), "--heads", "1", "--steps", "1", *out],
             "cannot be allocated",

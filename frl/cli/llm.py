@@ -167,8 +167,6 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     default_steps = {"addition": 600, "dialogue": 1000, "pydoc": 300}
     steps = args.steps if args.steps is not None else default_steps[args.task]
-    if steps < 1:
-        raise LLMUsageError(f"--steps must be >= 1, got {steps}")
     k_init, k_train = random.split(random.key(args.seed))
     start = time.perf_counter()
     if args.task == "addition":
@@ -308,8 +306,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from frl.llm.finetune import sample_completions
 
     _, model, tokenizer, params = _load_run(args.run_dir)
-    if args.samples < 1:
-        raise LLMUsageError(f"--samples must be >= 1, got {args.samples}")
     prompt_len = len(tokenizer.encode(args.prompt, bos=True))
     budget = model.config.max_len - prompt_len
     max_new = args.max_new_tokens if args.max_new_tokens is not None else min(budget, 16)
@@ -327,36 +323,28 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-_COUNTS = ("steps", "iterations", "samples", "d_model", "layers", "heads", "max_new_tokens")
+_COUNTS = ("--steps", "--iterations", "--samples", "--d-model", "--layers", "--heads", "--max-new-tokens")
 _RATES = ("learning_rate", "kl_coef", "temperature")
 
 
 def _check_input(args: argparse.Namespace) -> None:
-    """Counts in ``1..INT_MAX``, seeds in ``0..INT_MAX``, finite non-negative rates (a positive
-    learning rate), and an ``--out`` that is or can become a folder: one line each, before
-    anything is built."""
+    """Counts positive and within int64 (``check_positive``, as ``frl train``), seeds in
+    ``0..INT_MAX``, finite non-negative rates (a positive learning rate), and an ``--out`` that
+    is or can become a folder: one line each, before anything is built."""
     import math
 
-    from frl.cli.common import INT_MAX, check_out
+    from frl.cli.common import INT_MAX, check_out, check_positive
 
-    for name in _COUNTS:
-        value = getattr(args, name, None)
-        flag = "--" + name.replace("_", "-")
-        if value is not None and value < 1:
-            raise LLMUsageError(f"{flag} must be >= 1, got {value}")
-        if value is not None and value > INT_MAX:
-            raise LLMUsageError(f"{flag} {value} is too large (at most {INT_MAX}, an int64 count)")
+    check_positive(args, *(flag for flag in _COUNTS if hasattr(args, flag[2:].replace("-", "_"))))
     seed = getattr(args, "seed", 0)
     if not 0 <= seed <= INT_MAX:
         raise LLMUsageError(f"--seed must be in 0..{INT_MAX}, got {seed}")
     for name in _RATES:
         value = getattr(args, name, None)
-        flag = "--" + name.replace("_", "-")
-        if value is not None and (
-            not math.isfinite(value) or value < 0 or (name == "learning_rate" and value == 0)
-        ):
-            bound = "> 0" if name == "learning_rate" else ">= 0"
-            raise LLMUsageError(f"{flag} must be a finite number {bound}, got {value}")
+        if value is None or (math.isfinite(value) and value >= 0 and (value > 0 or name != "learning_rate")):
+            continue
+        bound = "> 0" if name == "learning_rate" else ">= 0"
+        raise LLMUsageError(f"--{name.replace('_', '-')} must be a finite number {bound}, got {value}")
     check_out("--out", getattr(args, "out", None))
 
 
