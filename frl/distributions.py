@@ -8,6 +8,7 @@ family                    parameters                  actions
 ========================  ==========================  =========================================
 :class:`Categorical`      ``logits [..., A]``         ``int64 [...]``
 :class:`MultiCategorical` ``logits [..., sum(nvec)]`` ``int64 [..., K]``
+:class:`PlackettLuce`     ``scores [..., N]``         ``int64 [..., k]`` (a slate)
 :class:`DiagGaussian`     ``(mean, log_std)``         ``[..., D]``
 :class:`TanhGaussian`     ``(mean, log_std)``         ``tanh(u) * scale + bias``, ``[..., D]``
 ========================  ==========================  =========================================
@@ -36,6 +37,7 @@ __all__ = [
     "DiagGaussian",
     "Distribution",
     "MultiCategorical",
+    "PlackettLuce",
     "TanhGaussian",
     "epsilon_greedy",
     "greedy",
@@ -165,6 +167,85 @@ class MultiCategorical:
             self._split(p_logits, "MultiCategorical"), self._split(q_logits, "MultiCategorical"), strict=True
         )
         return torch.stack([Categorical().kl(p, q) for p, q in pairs], -1).sum(-1)
+
+
+def _one_hot(index: Tensor, like: Tensor) -> Tensor:
+    """``index [...]`` one-hot over ``like``'s last dim, in its dtype (``F.one_hot`` reads the
+    max index, which ``vmap`` cannot): ``[..., N]``."""
+    items = torch.arange(like.shape[-1], device=like.device)
+    return (index.long().unsqueeze(-1) == items).to(like.dtype)
+
+
+def _without(scores: Tensor, taken: Tensor) -> Tensor:
+    """``scores [..., N]`` once per position ``[..., k, N]``, the items ``taken`` earlier set to
+    a finite floor far below any score (``-inf`` would make ``0 * log 0`` and its gradient NaN)."""
+    floor = torch.finfo(scores.dtype).min / 4
+    return scores.unsqueeze(-2).masked_fill(taken > 0, floor)
+
+
+@dataclass(frozen=True)
+class PlackettLuce:
+    """Ordered slates of ``k`` distinct items out of ``N``, drawn by the Plackett-Luce model:
+    item after item without replacement, each with probability ``softmax`` of the scores of the
+    items left (Plackett 1975; Luce 1959). For a slate ``a = (a_1, ..., a_k)``::
+
+        log pi(a) = sum_i [ s_{a_i} - log sum_{j not in a_<i} exp(s_j) ]
+
+    Sampling perturbs the scores with Gumbel noise and takes the top ``k`` in order (exactly
+    Plackett-Luce: Yellott 1977; Kool et al. 2019), one draw per slate. Shapes: scores
+    ``[..., N]``, slates ``int64 [..., k]``, ``log_prob``/``entropy`` ``[...]``.
+    """
+
+    k: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"PlackettLuce: the slate size `k` must be a positive int, got {self.k!r}")
+
+    def _check(self, scores: Tensor, owner: str) -> None:
+        if scores.dim() == 0 or scores.shape[-1] < self.k:
+            raise ValueError(
+                f"{owner}: `scores` must end in N >= k = {self.k} items, got {list(scores.shape)}"
+            )
+
+    def log_prob(self, scores: Tensor, slate: Tensor) -> Tensor:
+        """The slate's log-probability (formula above): ``[..., N], int [..., k] -> [...]``."""
+        owner = "PlackettLuce.log_prob"
+        self._check(scores, owner)
+        if slate.dtype.is_floating_point or tuple(slate.shape) != (*scores.shape[:-1], self.k):
+            raise ValueError(
+                f"{owner}: `slate` must be integer indices of shape {[*scores.shape[:-1], self.k]}, "
+                f"got dtype {slate.dtype} and shape {list(slate.shape)}"
+            )
+        chosen = _one_hot(slate, scores)  # [..., k, N]
+        before = torch.cumsum(chosen, dim=-2) - chosen  # items taken at earlier positions
+        left = _without(scores, before)
+        picked = torch.gather(scores, -1, slate.long())
+        return (picked - torch.logsumexp(left, dim=-1)).sum(-1)
+
+    def entropy(self, scores: Tensor) -> Tensor:
+        """Sum over positions of the entropy of the next pick, following the most likely prefix:
+        ``sum_i H(softmax(s without top_<i))``: ``[...]``. Exact for ``k = 1`` and for equal
+        scores; otherwise a deterministic stand-in for the exact entropy (a sum over all ``N! /
+        (N-k)!`` prefixes), used as the entropy bonus."""
+        self._check(scores, "PlackettLuce.entropy")
+        top = torch.topk(scores, self.k, dim=-1).indices
+        taken = _one_hot(top, scores)
+        before = torch.cumsum(taken, dim=-2) - taken
+        left = _without(scores, before)
+        log_p = torch.log_softmax(left, dim=-1)
+        p_log_p = torch.where(before > 0, torch.zeros_like(log_p), torch.exp(log_p) * log_p)
+        return -p_log_p.sum((-1, -2))
+
+    def sample(self, key: Tensor, scores: Tensor) -> Tensor:
+        """A slate per batch element, ``topk(scores + gumbel, k)`` in order: ``int64 [..., k]``."""
+        self._check(scores, "PlackettLuce.sample")
+        noise = random.gumbel(key, tuple(scores.shape), scores.dtype)
+        return torch.topk(scores + noise, self.k, dim=-1).indices
+
+    def mode(self, scores: Tensor) -> Tensor:
+        """The most likely slate, the ``k`` highest scores in order: ``int64 [..., k]``."""
+        return torch.topk(scores, self.k, dim=-1).indices
 
 
 def _check_gaussian(owner: str, mean: Tensor, log_std: Tensor) -> None:

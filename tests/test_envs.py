@@ -14,7 +14,8 @@ import frl
 import frl.envs as envs
 from frl import random
 
-ENV_IDS = sorted(envs.ENVIRONMENTS)  # the physics environments (tabular ones: test_planning)
+# gymnasium's classic-control environments (tabular ones: test_planning; RecSim: test_recsim)
+ENV_IDS = sorted(i for i, cls in envs.ENVIRONMENTS.items() if cls.__module__.endswith("classic_control"))
 
 
 def _random_state(env_id: str, rng: np.random.Generator) -> np.ndarray:

@@ -87,6 +87,26 @@ def test_heads_shapes_and_semantics():
 # --------------------------------------------------------------------------------------
 
 
+def test_candidate_scorer_scores_each_candidate_with_one_network():
+    """Scores follow their candidates: permuting the candidates permutes the scores, and each
+    score is the shared MLP on ``concat(user, item)``."""
+    net = nn.CandidateScorer(user_dim=2, item_dim=3, num_candidates=4, hidden=(8,))
+    params = net.init(fr.key(0))
+    g = torch.Generator().manual_seed(0)
+    user, items = torch.randn(5, 2, generator=g), torch.randn(5, 4, 3, generator=g)
+    scores = net.apply(params, torch.cat([user, items.flatten(1)], -1))
+    assert scores.shape == (5, 4)
+    alone = net.mlp.apply(params, torch.cat([user, items[:, 2]], -1)).squeeze(-1)
+    torch.testing.assert_close(scores[:, 2], alone)
+    perm = torch.tensor([3, 0, 2, 1])
+    permuted = net.apply(params, torch.cat([user, items[:, perm].flatten(1)], -1))
+    torch.testing.assert_close(permuted, scores[:, perm])
+    no_user = nn.CandidateScorer(user_dim=0, item_dim=3, num_candidates=4)
+    assert no_user.apply(no_user.init(fr.key(1)), items.flatten(1)).shape == (5, 4)
+    with pytest.raises(ValueError, match="observations must end with 14 features"):
+        net.apply(params, torch.zeros(5, 13))
+
+
 @pytest.mark.parametrize(
     "name,initializer,variance",
     [

@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from frl import nn
-from frl.distributions import Categorical, DiagGaussian, Distribution, MultiCategorical
-from frl.envs.spaces import MultiDiscrete
+from frl.distributions import Categorical, DiagGaussian, Distribution, MultiCategorical, PlackettLuce
+from frl.envs.spaces import MultiDiscrete, Slate
 
 __all__ = ["actor_critic", "clip_action", "vector_observations"]
 
@@ -30,16 +30,27 @@ def actor_critic(
 ) -> tuple[Any, Distribution, nn.ValueNetwork]:
     """CleanRL's on-policy networks for ``env``: ``(actor, dist, critic)``.
 
-    Discrete actions: a categorical policy (tanh MLP, near-uniform start); ``MultiDiscrete`` (and
+    Discrete actions: a categorical policy (tanh MLP, near-uniform start); a ``Slate``: a
+    Plackett-Luce policy over per-candidate scores (:class:`frl.nn.CandidateScorer` when the
+    environment lays candidates out as ``document_dim`` features each, else an MLP); ``MultiDiscrete`` (and
     ``MultiBinary``): the same MLP with ``sum(nvec)`` logits, a factorised categorical per action
     dim; continuous: a diagonal Gaussian with a state-independent log-std starting at
     ``log_std_init``. The critic is a tanh MLP value network.
     """
     obs_dim = vector_observations(env, algorithm)
-    if isinstance(env.action_space, MultiDiscrete):
+    if isinstance(env.action_space, Slate):
+        space = env.action_space
+        item_dim = getattr(env, "document_dim", None)
+        if item_dim is None:  # no per-candidate layout: score the candidates from the whole observation
+            actor: Any = nn.CategoricalPolicy(obs_dim, space.n, hidden=hidden, activation="tanh")
+        else:
+            user_dim = obs_dim - space.n * item_dim
+            actor = nn.CandidateScorer(user_dim, item_dim, space.n, hidden=hidden, activation="tanh")
+        dist: Distribution = PlackettLuce(space.k)
+    elif isinstance(env.action_space, MultiDiscrete):
         nvec = env.action_space.nvec
-        actor: Any = nn.CategoricalPolicy(obs_dim, sum(nvec), hidden=hidden, activation="tanh")
-        dist: Distribution = MultiCategorical(nvec)
+        actor = nn.CategoricalPolicy(obs_dim, sum(nvec), hidden=hidden, activation="tanh")
+        dist = MultiCategorical(nvec)
     elif env.discrete:
         actor = nn.CategoricalPolicy(obs_dim, env.action_space.n, hidden=hidden, activation="tanh")
         dist = Categorical()

@@ -30,6 +30,7 @@ from frl import envs, optim, random
 from frl.algos.collect import init_data
 from frl.algos.config import AgentConfig
 from frl.algos.spec import Replay, Segments, check_state, new_state
+from frl.envs.spaces import Slate
 from frl.optim import GradientTransformation
 from frl.update import gradient_step
 
@@ -157,11 +158,17 @@ def resolve_env(
     factorised = getattr(env.action_space, "nvec", None) is not None
     if discrete is not None and factorised:
         space = env.action_space
-        kind = f"MultiBinary({len(space.nvec)})" if space.binary else f"MultiDiscrete({list(space.nvec)})"
+        policy = "a factorised policy"
+        if isinstance(space, Slate):
+            kind, policy = f"Slate({space.k} of {space.n})", "a ranking (Plackett-Luce) policy"
+        elif space.binary:
+            kind = f"MultiBinary({len(space.nvec)})"
+        else:
+            kind = f"MultiDiscrete({list(space.nvec)})"
         why = "one Q-value per action" if discrete else "continuous Box actions"
         raise ValueError(
             f"{name} needs {'Discrete' if discrete else 'Box'} actions ({why}); {env.id} has {kind} "
-            "actions, which need a factorised policy: ppo, a2c and reinforce take them"
+            f"actions, which need {policy}: ppo, a2c and reinforce take them"
         )
     if discrete is not None and env.discrete != discrete:
         need, has = ("discrete", "continuous") if discrete else ("continuous", "discrete")

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from frl import random
 from frl.envs.spaces import Box, Discrete
 
 __all__ = ["Environment"]
@@ -43,6 +44,9 @@ class Environment:
     Params: ClassVar[type]
     state_names: ClassVar[tuple[str, ...]] = ("physics", "time")
     """The keys of the state dict (agents carry the state in a TensorDict and rebuild the dict)."""
+    random_transition: ClassVar[bool] = False
+    """``transition`` takes a fourth argument, a key (a stochastic environment): :meth:`step`
+    splits its key into the reset's and the transition's."""
     pure: ClassVar[bool] = True
     """Stepped inside compiled code (``frl.envs.GymEnvironment`` is not: TorchRL collectors step it)."""
 
@@ -60,7 +64,8 @@ class Environment:
         raise NotImplementedError
 
     def transition(self, physics: Tensor, action: Tensor, params: Any) -> tuple[Tensor, Tensor, Tensor]:
-        """``(next_physics, reward, terminated)`` for one step (no time limit, no reset)."""
+        """``(next_physics, reward, terminated)`` for one step (no time limit, no reset); with
+        :attr:`random_transition`, ``transition(physics, action, params, key)``."""
         raise NotImplementedError
 
     def observe(self, physics: Tensor) -> Tensor:
@@ -95,7 +100,8 @@ class Environment:
         """One step with time limit and same-step auto-reset.
 
         Args:
-          key: draws the next episode's initial state (used only where the episode ended).
+          key: draws the next episode's initial state (used only where the episode ended) and,
+            for a :attr:`random_transition` environment, the step's own randomness.
           state: the current state.
           action: an int64 scalar (discrete) or a float tensor ``action_space.shape``.
           params: physical constants (default: :meth:`default_params`).
@@ -107,7 +113,11 @@ class Environment:
         params = self.default_params() if params is None else params
         batch = tuple(state["time"].shape)
         self._check_action(action, batch)
-        physics, reward, terminated = self.transition(state["physics"], action, params)
+        if self.random_transition:
+            key, k_transition = random.split(key)
+            physics, reward, terminated = self.transition(state["physics"], action, params, k_transition)
+        else:
+            physics, reward, terminated = self.transition(state["physics"], action, params)
         time = state["time"] + 1
         truncated = time >= self.max_episode_steps
         done = terminated | truncated

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from frl import random
+from frl.envs.spaces import Slate
 
 __all__ = ["check"]
 
@@ -31,6 +32,9 @@ def _random_actions(space: Any, key: Tensor, steps: int) -> Tensor:
     if space.discrete:
         u = random.uniform(key, (steps,), torch.float32)
         return (u * space.n).long().clamp(max=space.n - 1)
+    if isinstance(space, Slate):  # k distinct items: the top k of uniform draws
+        u = random.uniform(key, (steps, space.n), torch.float32)
+        return torch.topk(u, space.k, dim=-1).indices
     nvec = getattr(space, "nvec", None)
     if nvec is not None:  # MultiDiscrete / MultiBinary
         n = torch.tensor(nvec)

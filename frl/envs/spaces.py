@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Box", "Discrete", "MultiDiscrete"]
+__all__ = ["Box", "Discrete", "MultiDiscrete", "Slate"]
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,34 @@ class MultiDiscrete:
     @property
     def discrete(self) -> bool:
         return False
+
+
+@dataclass(frozen=True)
+class Slate(MultiDiscrete):
+    """An ordered slate of ``k`` distinct items out of ``n`` (``int64 [k]``, position 0 first):
+    a recommender's action (:mod:`frl.envs.recsim`). Policies over it rank the items
+    (:class:`frl.distributions.PlackettLuce`); ``nvec`` is ``(n,) * k``."""
+
+    @classmethod
+    def of(cls, n: int, k: int) -> Slate:
+        if isinstance(n, bool) or isinstance(k, bool) or not (isinstance(n, int) and isinstance(k, int)):
+            raise ValueError(f"Slate: `n` and `k` must be ints, got {n!r} and {k!r}")
+        if not 1 <= k <= n:
+            raise ValueError(f"Slate: the slate size `k` must lie in [1, n] = [1, {n}], got {k}")
+        return cls((n,) * k)
+
+    @property
+    def n(self) -> int:
+        """The number of items to choose from."""
+        return self.nvec[0]
+
+    @property
+    def k(self) -> int:
+        """The slate size."""
+        return len(self.nvec)
+
+    def contains(self, x: torch.Tensor) -> bool:
+        if not super().contains(x):
+            return False
+        ordered = torch.sort(x, dim=-1).values
+        return bool((ordered[..., 1:] != ordered[..., :-1]).all())

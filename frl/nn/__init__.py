@@ -9,6 +9,7 @@ from frl.nn import initializers
 from frl.nn.cnn import ConvQNetwork, NatureCNN
 from frl.nn.ensemble import Ensemble, ensemble_apply, ensemble_init, stack
 from frl.nn.heads import (
+    CandidateScorer,
     CategoricalPolicy,
     ContinuousQNetwork,
     GaussianPolicy,
@@ -23,6 +24,7 @@ from frl.nn.module import FunctionalModule, from_module
 __all__ = [
     "ACTIVATIONS",
     "MLP",
+    "CandidateScorer",
     "CategoricalPolicy",
     "ContinuousQNetwork",
     "ConvQNetwork",

@@ -22,6 +22,7 @@ from frl.nn.layers import Activation, get_activation, linear, linear_init
 from frl.nn.mlp import MLP, check_features
 
 __all__ = [
+    "CandidateScorer",
     "CategoricalPolicy",
     "ContinuousQNetwork",
     "GaussianPolicy",
@@ -150,6 +151,53 @@ class CategoricalPolicy:
 
     def apply(self, params: TensorDictBase, obs: Tensor) -> Tensor:
         return self.mlp.apply(params, obs)
+
+
+@dataclass(frozen=True)
+class CandidateScorer:
+    """One score per candidate from a shared network: ``[..., user_dim + M * item_dim] -> [..., M]``.
+
+    The observation is the user's features followed by ``M`` candidates' features (the layout of
+    :mod:`frl.envs.recsim`); every candidate is scored by the same MLP on
+    ``concat(user, item_j)``, so the scores follow the candidates wherever they sit. The
+    logits of a slate policy (:class:`frl.distributions.PlackettLuce`) or per-item values.
+    """
+
+    user_dim: int
+    item_dim: int
+    num_candidates: int
+    hidden: Sequence[int] = (64, 64)
+    activation: str | Activation = "tanh"
+    output_scale: float = 0.01
+    dtype: torch.dtype = torch.float32
+
+    def __post_init__(self) -> None:
+        _check_dims("CandidateScorer", item_dim=self.item_dim, num_candidates=self.num_candidates)
+        if not isinstance(self.user_dim, int) or self.user_dim < 0:
+            raise ValueError(f"CandidateScorer: `user_dim` must be an int >= 0, got {self.user_dim!r}")
+
+    @property
+    def obs_dim(self) -> int:
+        return self.user_dim + self.num_candidates * self.item_dim
+
+    @cached_property
+    def mlp(self) -> MLP:
+        sizes = (self.user_dim + self.item_dim, *self.hidden, 1)
+        return MLP(sizes, self.activation, output_scale=self.output_scale, dtype=self.dtype)
+
+    def init(self, key: Tensor) -> TensorDict:
+        return self.mlp.init(key)
+
+    def apply(self, params: TensorDictBase, obs: Tensor) -> Tensor:
+        if obs.shape[-1] != self.obs_dim:
+            raise ValueError(
+                f"CandidateScorer: observations must end with {self.obs_dim} features "
+                f"(user {self.user_dim} + {self.num_candidates} x {self.item_dim}), got {obs.shape[-1]}"
+            )
+        user = obs[..., : self.user_dim]
+        items = obs[..., self.user_dim :].unflatten(-1, (self.num_candidates, self.item_dim))
+        user = user.unsqueeze(-2).expand(*items.shape[:-1], self.user_dim)
+        return self.mlp.apply(params, torch.cat([user, items], dim=-1)).squeeze(-1)
 
 
 @dataclass(frozen=True)
