@@ -46,3 +46,11 @@ def test_ppo_rnd_adds_a_value_head_and_an_auxiliary_loss_on_ppos_pieces():
     torch.testing.assert_close(result.state["params", "random"], again["params", "random"])
     moved = result.state["params", "critic_int", "0", "weight"] - again["params", "critic_int", "0", "weight"]
     assert (moved.flatten(1).abs().amax(-1) > 0).all()
+
+
+def test_the_recommender_example_reads_top_to_bottom_and_runs():
+    example = _load("recommender")
+    watch = example.main(steps=4096, seeds=1, sessions=50)
+    assert watch["quality oracle"] > 2.5 * watch["greedy (click probability)"]
+    assert watch["learned from the logs"] > watch["logger (softmax greedy)"]
+    assert {"PPO, seed 0", "logs, then fine-tuned"} <= set(watch)

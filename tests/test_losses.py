@@ -294,6 +294,50 @@ def test_reinforce_gradient_is_the_score_function_estimate():
     assert float(m["value_loss"]) == 0.0 and abs(float(m["return"])) < 1e-6
 
 
+def test_off_policy_reinforce_weights_by_the_clipped_importance_ratio():
+    """With ``max_importance_weight = c`` the gradient is ``-mean(min(pi / mu, c) grad log pi (G -
+    b))`` by hand; when the behaviour is the policy itself (mu = pi) it equals on-policy REINFORCE."""
+    params, batch = S.actor_critic_params(3), S.on_policy(3)
+    obs, action, g = batch["observation"], batch["action"], batch["value_target"]
+    baseline = S.VALUE.apply(params["critic"], obs).detach()
+    logp_now = D.Categorical().log_prob(S.POLICY.apply(params["actor"], obs), action).detach()
+    behaviour = logp_now + torch.linspace(-2.0, 2.0, logp_now.shape[0])  # ratios e^2 .. e^-2
+    off = batch.clone().set("action_log_prob", behaviour)
+    c = 3.0
+
+    def loss(p, data, weight=c):
+        return losses.reinforce_loss(
+            p["actor"],
+            p["critic"],
+            data,
+            policy_apply=S.POLICY.apply,
+            dist=D.Categorical(),
+            value_apply=S.VALUE.apply,
+            max_importance_weight=weight,
+        )
+
+    def expected(actor):
+        logp = D.Categorical().log_prob(S.POLICY.apply(actor, obs), action)
+        w = torch.clamp(torch.exp(logp_now - behaviour), max=c)
+        return -(w * logp * (g - baseline)).mean()
+
+    ours = torch.func.grad(lambda p: loss(p, off)[0])(params)["actor"]
+    ref = torch.func.grad(expected)(params["actor"])
+    for k in ref.keys(True, True):
+        torch.testing.assert_close(ours.get(k), ref.get(k))
+    _, metrics = loss(params, off)
+    weights = torch.clamp(torch.exp(logp_now - behaviour), max=c)
+    assert float(weights.max()) == c and float(metrics["importance_weight"]) == pytest.approx(
+        float(weights.mean())
+    )
+    on = torch.func.grad(lambda p: S.REINFORCE(p, batch)[0])(params)["actor"]
+    same = torch.func.grad(lambda p: loss(p, batch.clone().set("action_log_prob", logp_now), 1e9)[0])(params)
+    for k in on.keys(True, True):
+        torch.testing.assert_close(same["actor"].get(k), on.get(k))
+    with pytest.raises(KeyError, match="the batch has no `action_log_prob`"):
+        loss(params, batch.exclude("action_log_prob"))
+
+
 def soft_value_iteration(P, R, gamma, alpha, iters=2000):
     """Soft-optimal Q for a tabular MDP: Q = R + gamma P V, V = alpha logsumexp(Q / alpha)."""
     q = torch.zeros_like(R)

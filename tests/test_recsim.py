@@ -240,3 +240,69 @@ def test_ppo_learns_slates_that_beat_the_myopic_recommender():
     config = ppo.Config.preset(ENV_ID, total_timesteps=49_152)
     result = frl.run(ppo.make_train(config), seeds=2, compile=False, eval_episodes=20, progress=False)
     assert min(result.eval_returns) >= 2.0 * greedy, (result.eval_returns, greedy)
+
+
+def test_log_sessions_records_propensities_and_discounted_returns():
+    env = envs.make(ENV_ID, num_candidates=8, slate_size=2, num_topics=4)
+    behaviour = R.softmax_greedy(0.5)
+    logs = R.log_sessions(env, behaviour, random.key(3), 6, gamma=0.9)
+    summary = R.rollout_sessions(env, behaviour, random.key(3), 6)  # the same sessions
+    assert logs.batch_size == (int(summary["length"].sum()),)
+    assert logs["observation"].shape[-1] == 32 and logs["action"].shape[-1] == 2
+    assert bool((logs["action_log_prob"] < 0).all()) and bool(torch.isfinite(logs["action_log_prob"]).all())
+    first = int(summary["length"][0])
+    reward = logs["next", "reward"][:first]
+    expected = [sum(0.9**j * float(r) for j, r in enumerate(reward[t:])) for t in range(first)]
+    torch.testing.assert_close(logs["value_target"][:first], torch.tensor(expected), rtol=1e-5, atol=1e-4)
+    assert float(reward.sum()) == pytest.approx(float(summary["watch_time"][0]), rel=1e-5)
+    with pytest.raises(ValueError, match="`temperature` must be a number > 0"):
+        R.softmax_greedy(0.0)
+    with pytest.raises(ValueError, match="`sessions` must be a positive int"):
+        R.log_sessions(env, behaviour, random.key(3), 0)
+
+
+def test_learning_from_logged_feedback_beats_the_logger():
+    """Off-policy REINFORCE with clipped importance weights on 500 sessions a stochastic greedy
+    recommender logged, no online step: the learned slate policy watches longer than the logger
+    (measured: 49.8 against 39.5 minutes per session)."""
+    from frl.algos import ppo
+    from frl.algos.logged import pretrain_from_logs
+
+    env = envs.make(ENV_ID)
+    behaviour = R.softmax_greedy(0.5)
+    logs = R.log_sessions(env, behaviour, random.key(0), 500)
+    train = ppo.make_train(ppo.Config.preset(ENV_ID))
+    params, history = pretrain_from_logs(train, logs, key=random.key(1))
+    assert history[-1]["policy_loss"] < history[0]["policy_loss"]
+    assert 0 < history[-1]["importance_weight"] <= 10.0
+
+    def learned(env, physics, p, key):
+        return train.policy(params, env.observe(physics))
+
+    watch = {
+        name: float(R.rollout_sessions(env, policy, random.key(9), 400)["watch_time"].mean())
+        for name, policy in (("learned", learned), ("logger", behaviour))
+    }
+    assert watch["learned"] >= 1.15 * watch["logger"], watch
+
+
+def test_starting_from_starts_every_member_from_the_given_params():
+    from frl.algos import ppo
+    from frl.algos.logged import pretrain_from_logs, starting_from
+
+    train = ppo.make_train(ppo.Config.preset(ENV_ID, total_timesteps=2048))
+    params = train.init(random.key(42))["params"].apply(lambda x: x + 0.5)
+    warm = starting_from(train, params)
+    for seed in (0, 1):
+        state = warm.init(random.key(seed))
+        for name, value in params.items(include_nested=True, leaves_only=True):
+            assert torch.equal(state["params", name], value)
+    result = frl.run(warm, seeds=2, compile=False, progress=False, eval_episodes=2)
+    assert result.state["params", "actor"].batch_size[0] == 2
+    with pytest.raises(ValueError, match=r"params entry .* must be torch.float32"):
+        starting_from(train, params.exclude(("actor", "0")))
+    logs = R.log_sessions(envs.make(ENV_ID), R.softmax_greedy(), random.key(0), 2)
+    with pytest.raises(ValueError, match="`logs` must be a TensorDict of batch \\[N\\] with"):
+        pretrain_from_logs(train, logs.exclude("value_target"), key=random.key(0))
+    with pytest.raises(ValueError, match="`max_importance_weight` must be a positive float"):
+        pretrain_from_logs(train, logs, key=random.key(0), max_importance_weight=0.0)

@@ -35,7 +35,9 @@ episode length.
 
 The physical state is one vector ``[u (T), B (1), topics (M), qualities (M)]`` (topics stored as
 floats). :func:`greedy_slate`, :func:`quality_slate` and :func:`random_slate` are the baselines;
-:func:`rollout_sessions` runs any slate policy for whole sessions.
+:func:`rollout_sessions` runs any slate policy for whole sessions;
+:func:`log_sessions` records a behaviour policy's sessions with its propensities, for learning
+from logged feedback (:mod:`frl.algos.logged`).
 """
 
 from __future__ import annotations
@@ -46,9 +48,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from tensordict import TensorDict
 from torch import Tensor
 
 from frl import random
+from frl.distributions import PlackettLuce
 from frl.envs.base import Environment
 from frl.envs.spaces import Box, Slate
 
@@ -57,9 +61,11 @@ __all__ = [
     "InterestEvolution",
     "InterestEvolutionParams",
     "greedy_slate",
+    "log_sessions",
     "quality_slate",
     "random_slate",
     "rollout_sessions",
+    "softmax_greedy",
 ]
 
 CHOICE_MODELS = ("mnl", "cascade")
@@ -338,7 +344,64 @@ def random_slate(
     return torch.topk(scores, env.slate_size, dim=-1).indices
 
 
-SlatePolicy = Callable[[InterestEvolution, Tensor, InterestEvolutionParams, Tensor], Tensor]
+SlatePolicy = Callable[[InterestEvolution, Tensor, InterestEvolutionParams, Tensor], Any]
+"""``policy(env, physics, params, key) -> slate [S, k]`` (or ``(slate, log_prob [S])``)."""
+
+
+def softmax_greedy(temperature: float = 0.5) -> SlatePolicy:
+    """A stochastic greedy recommender, for logging feedback with known propensities: slates
+    drawn by Plackett-Luce from the click scores over ``temperature`` (greedy as it goes to 0);
+    returns ``(slate, log_prob)``."""
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature > 0:
+        raise ValueError(f"softmax_greedy: `temperature` must be a number > 0, got {temperature!r}")
+
+    def behaviour(env: InterestEvolution, physics: Tensor, params: InterestEvolutionParams, key: Tensor):
+        ranking = PlackettLuce(env.slate_size)
+        scores = env.scores(physics, params) / temperature
+        slate = ranking.sample(key, scores)
+        return slate, ranking.log_prob(scores, slate)
+
+    return behaviour
+
+
+def _check_sessions(owner: str, sessions: Any) -> None:
+    if isinstance(sessions, bool) or not isinstance(sessions, int) or sessions < 1:
+        raise ValueError(f"{owner}: `sessions` must be a positive int, got {sessions!r}")
+
+
+def _run_sessions(
+    env: InterestEvolution,
+    policy: SlatePolicy,
+    key: Tensor,
+    sessions: int,
+    params: InterestEvolutionParams,
+    record: bool,
+) -> dict[str, Tensor]:
+    """Step ``sessions`` sessions until each has ended once; per step ``[T, S]``: ``reward``,
+    ``live`` (the step belongs to the first session) and, with ``record``, ``observation``,
+    ``action`` and the policy's ``action_log_prob`` (zeros for a policy that returns none)."""
+    k_reset, key = random.split(key)
+    _, state = env.reset(k_reset, params, num_envs=sessions)
+    live = torch.ones(sessions, dtype=torch.bool)
+    steps: dict[str, list[Tensor]] = {"reward": [], "live": []}
+    if record:
+        steps.update(observation=[], action=[], action_log_prob=[])
+    for _ in range(env.max_episode_steps):
+        key, k_policy, k_step = random.split(key, 3)
+        physics = state["physics"]
+        out = policy(env, physics, params, k_policy)
+        slate, log_prob = out if isinstance(out, tuple) else (out, torch.zeros(sessions, dtype=env.dtype))
+        _, state, reward, terminated, truncated, _ = env.step(k_step, state, slate, params)
+        steps["reward"].append(reward)
+        steps["live"].append(live)
+        if record:
+            steps["observation"].append(env.observe(physics))
+            steps["action"].append(slate)
+            steps["action_log_prob"].append(log_prob)
+        live = live & ~(terminated | truncated)
+        if not bool(live.any()):
+            break
+    return {name: torch.stack(values) for name, values in steps.items()}
 
 
 def rollout_sessions(
@@ -348,27 +411,57 @@ def rollout_sessions(
     sessions: int,
     params: InterestEvolutionParams | None = None,
 ) -> dict[str, Tensor]:
-    """Run ``sessions`` whole sessions side by side with ``policy(env, physics, params, key) ->
-    slate [sessions, k]`` and return per-session ``watch_time``, ``clicks``, ``length`` and
-    ``ctr`` (clicks / length), each ``[sessions]``. A session ends at its first terminal or
-    truncated step; finished sessions are stepped on but no longer counted."""
-    if isinstance(sessions, bool) or not isinstance(sessions, int) or sessions < 1:
-        raise ValueError(f"rollout_sessions: `sessions` must be a positive int, got {sessions!r}")
+    """Run ``sessions`` whole sessions side by side with ``policy`` and return per-session
+    ``watch_time``, ``clicks``, ``length`` and ``ctr`` (clicks / length), each ``[sessions]``.
+    A session ends at its first terminal or truncated step; finished sessions are stepped on but
+    no longer counted."""
+    _check_sessions("rollout_sessions", sessions)
     params = env.default_params() if params is None else params
-    k_reset, key = random.split(key)
-    _, state = env.reset(k_reset, params, num_envs=sessions)
-    live = torch.ones(sessions, dtype=torch.bool)
-    watch = torch.zeros(sessions, dtype=env.dtype)
-    clicks = torch.zeros(sessions, dtype=torch.int64)
-    length = torch.zeros(sessions, dtype=torch.int64)
-    for _ in range(env.max_episode_steps):
-        key, k_policy, k_step = random.split(key, 3)
-        slate = policy(env, state["physics"], params, k_policy)
-        _, state, reward, terminated, truncated, _ = env.step(k_step, state, slate, params)
-        watch += torch.where(live, reward, 0.0)
-        clicks += (live & (reward > 0)).long()
-        length += live.long()
-        live = live & ~(terminated | truncated)
-        if not bool(live.any()):
-            break
+    steps = _run_sessions(env, policy, key, sessions, params, record=False)
+    live, reward = steps["live"], steps["reward"]
+    watch = torch.where(live, reward, 0.0).sum(0)
+    clicks = (live & (reward > 0)).long().sum(0)
+    length = live.long().sum(0)
     return {"watch_time": watch, "clicks": clicks, "length": length, "ctr": clicks / length}
+
+
+def log_sessions(
+    env: InterestEvolution,
+    behaviour: SlatePolicy,
+    key: Tensor,
+    sessions: int,
+    *,
+    gamma: float = 0.99,
+    params: InterestEvolutionParams | None = None,
+) -> TensorDict:
+    """Logged feedback: ``sessions`` whole sessions of ``behaviour`` (which returns ``(slate,
+    log_prob)``, e.g. :func:`softmax_greedy`), one row per step of every session ``[N]``:
+    ``observation``, ``action`` (the slate), ``action_log_prob`` (the behaviour's propensity),
+    ``next.reward`` (watch time) and ``value_target``, the discounted watch time from that step to
+    the session's end, ``G_t = r_t + gamma G_{t+1}``."""
+    _check_sessions("log_sessions", sessions)
+    if not isinstance(gamma, (int, float)) or not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"log_sessions: `gamma` must lie in [0, 1], got {gamma!r}")
+    params = env.default_params() if params is None else params
+    steps = _run_sessions(env, behaviour, key, sessions, params, record=True)
+    live, reward = steps["live"], torch.where(steps["live"], steps["reward"], 0.0)
+    returns = torch.zeros_like(reward)
+    following = torch.zeros_like(reward[0])
+    for t in range(reward.shape[0] - 1, -1, -1):  # a session's steps are a prefix of its column
+        following = reward[t] + gamma * following
+        returns[t] = following
+    rows = live.transpose(0, 1).reshape(-1)  # session-major
+
+    def flat(x: Tensor) -> Tensor:
+        return x.transpose(0, 1).reshape(-1, *x.shape[2:])[rows]
+
+    return TensorDict(
+        {
+            "observation": flat(steps["observation"]),
+            "action": flat(steps["action"]),
+            "action_log_prob": flat(steps["action_log_prob"]),
+            "next": {"reward": flat(reward)},
+            "value_target": flat(returns),
+        },
+        batch_size=[int(rows.sum())],
+    )

@@ -28,6 +28,7 @@ def reinforce_loss(
     value_apply: Callable[[TensorDictBase, Tensor], Tensor] | None = None,
     value_coef: float | Tensor = 0.5,
     normalize_returns: bool = False,
+    max_importance_weight: float | Tensor | None = None,
     key: Tensor | None = None,
 ) -> tuple[Tensor, TensorDict]:
     """The score-function policy-gradient loss with an optional state-value baseline.
@@ -38,6 +39,13 @@ def reinforce_loss(
     (``b = 0`` without one). Its gradient is the Monte-Carlo policy-gradient estimate
     ``-mean(grad log pi(a|s) (G - b(s)))``.
 
+    Off-policy (``max_importance_weight = c``), for data a behaviour policy ``mu`` logged with
+    its propensities (``action_log_prob``): each sample's term is weighted by the clipped
+    importance ratio ``w = min(pi(a|s) / mu(a|s), c)`` (detached), so the gradient is
+    ``-mean(w grad log pi(a|s) (G - b(s)))``, the per-step corrected estimator of Chen et al.
+    2019 ("Top-K off-policy correction for a REINFORCE recommender system",
+    https://arxiv.org/abs/1812.02353); clipping trades its bias for bounded variance.
+
     Args:
       actor_params: the policy's params.
       critic_params: the baseline's params, or None for no baseline.
@@ -47,11 +55,13 @@ def reinforce_loss(
       value_apply: ``(critic_params, obs) -> [B]`` (with ``critic_params``).
       value_coef: weight of the baseline's regression loss.
       normalize_returns: standardise ``G`` within the batch first.
+      max_importance_weight: ``c``: learn off-policy from ``action_log_prob`` (the behaviour
+        policy's log-probabilities, ``[B]``); None: on-policy.
       key: unused; accepted for a uniform signature.
 
     Returns:
       ``(loss, metrics)``; metrics ``loss``, ``policy_loss``, ``value_loss``, ``entropy``,
-      ``return``.
+      ``return`` (and ``importance_weight``, the mean clipped ratio, off-policy).
     """
     owner = "reinforce_loss"
     if (critic_params is None) != (value_apply is None):
@@ -71,7 +81,12 @@ def reinforce_loss(
         B.check_output(owner, "value_apply", log_prob.shape, baseline)
         advantage = returns - baseline
         v_loss = value_loss(baseline, returns)
-    policy_loss = policy_gradient_term(log_prob, advantage)
+    weight = None
+    if max_importance_weight is not None:
+        behaviour = B.get(batch, B.LOG_PROB, owner)
+        B.check_per_sample(owner, log_prob.shape, action_log_prob=behaviour)
+        weight = torch.clamp(torch.exp(log_prob.detach() - behaviour), max=max_importance_weight)
+    policy_loss = policy_gradient_term(log_prob, advantage, weight)
     loss = policy_loss + value_coef * v_loss
     metrics = TensorDict(
         {
@@ -80,6 +95,7 @@ def reinforce_loss(
             "value_loss": v_loss.detach(),
             "entropy": dist.entropy(dist_params).detach().mean(),
             "return": returns.detach().mean(),
+            **({} if weight is None else {"importance_weight": weight.mean()}),
         },
         batch_size=[],
     )
