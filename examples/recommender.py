@@ -49,7 +49,10 @@ def main(steps: int = 100_000, seeds: int = 4, sessions: int = 300) -> dict[str,
     # 3. Learning from logged feedback: the logger's sessions with its propensities, no online step.
     logger = recsim.softmax_greedy(temperature=0.5)
     logs = recsim.log_sessions(env, logger, random.key(7), 500)
-    params, _ = pretrain_from_logs(train, logs, key=random.key(8), max_importance_weight=10.0)
+    # (an entropy bonus keeps the learned policy soft enough to go on exploring online)
+    params, _ = pretrain_from_logs(
+        train, logs, key=random.key(8), max_importance_weight=10.0, entropy_coef=2.0
+    )
     report("logger (softmax greedy)", logger)
     report("learned from the logs", of(train, params))
 

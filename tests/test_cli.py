@@ -24,7 +24,10 @@ BAD = [
     (["train", "ppo", "--steps", "-5"], "--steps must be a positive count, got -5"),
     (["train", "ppo", "--steps", "0"], "--steps must be a positive count"),
     (["train", "ppo", "--seeds", "0"], "--seeds must be a positive count"),
-    (["train", "a3c"], "unknown algorithm 'a3c'; choose one of a2c, dqn, ppo, reinforce, sac, tabular"),
+    (
+        ["train", "a3c"],
+        "unknown algorithm 'a3c'; choose one of a2c, dqn, ppo, reinforce, sac, slateq, tabular",
+    ),
     (
         ["train", "ppo", "--config.lr", "3"],
         "--config.lr: unknown field of ppo.Config; valid fields:",

@@ -336,6 +336,18 @@ def test_off_policy_reinforce_weights_by_the_clipped_importance_ratio():
         torch.testing.assert_close(same["actor"].get(k), on.get(k))
     with pytest.raises(KeyError, match="the batch has no `action_log_prob`"):
         loss(params, batch.exclude("action_log_prob"))
+    # the entropy bonus: L(entropy_coef = 0.3) = L(0) - 0.3 mean(H)
+    plain, m = S.REINFORCE(params, batch)
+    bonus, _ = losses.reinforce_loss(
+        params["actor"],
+        params["critic"],
+        batch,
+        policy_apply=S.POLICY.apply,
+        dist=D.Categorical(),
+        value_apply=S.VALUE.apply,
+        entropy_coef=0.3,
+    )
+    torch.testing.assert_close(bonus, plain - 0.3 * m["entropy"])
 
 
 def soft_value_iteration(P, R, gamma, alpha, iters=2000):

@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from tensordict import TensorDict
 from torch.func import vmap
 
 import frl
@@ -306,3 +307,60 @@ def test_starting_from_starts_every_member_from_the_given_params():
         pretrain_from_logs(train, logs.exclude("value_target"), key=random.key(0))
     with pytest.raises(ValueError, match="`max_importance_weight` must be a positive float"):
         pretrain_from_logs(train, logs, key=random.key(0), max_importance_weight=0.0)
+
+
+def test_slate_value_decomposes_through_the_choice_model_by_hand():
+    from frl.algos.slateq import slate_value, top_k_slate
+
+    item_q = torch.tensor([[1.0, 4.0, 2.0, 8.0]])
+    probs = torch.tensor([[0.5, 0.2]])
+    slate = torch.tensor([[3, 0]])
+    expected = 0.5 * 8.0 + 0.2 * 1.0 + 0.3 * 5.0
+    torch.testing.assert_close(
+        slate_value(item_q, torch.tensor([5.0]), probs, slate), torch.tensor([expected])
+    )
+    scores = torch.tensor([[0.0, 0.0, math.log(3.0), -10.0]])  # v * Qbar = 1, 4, 6, ~0
+    assert top_k_slate(item_q, scores, 2).tolist() == [[2, 1]]
+
+
+def test_slateq_loss_is_the_slate_level_td_error_with_a_frozen_target():
+    """The loss equals ``mean((Q(s, A) - y)^2) / 2`` written out with the networks and the
+    environment's choice model, ``y`` from the target params' top-k slate; no gradient reaches
+    the target."""
+    from frl.algos import slateq
+
+    train = slateq.make_train(slateq.Config(num_envs=2, learning_starts=0, buffer_size=64, batch_size=4))
+    env, parts = train.env, train.parts
+    items, null, scores_of, choice = parts["items"], parts["null"], parts["scores_of"], parts["choice"]
+    params = train.init(random.key(0))["params"]
+    params["target"] = params["target"].apply(lambda x: x * 1.5)
+    obs, state = env.reset(random.key(1), num_envs=4)
+    slate = torch.tensor([[0, 1, 2], [5, 4, 3], [7, 9, 8], [1, 0, 19]])
+    next_obs, _, reward, terminated, _, _ = env.step(random.key(2), state, slate)
+    next_part = {"observation": next_obs, "reward": reward, "terminated": terminated}
+    batch = TensorDict({"observation": obs, "action": slate, "next": next_part}, batch_size=[4])
+
+    def slate_q(p, o, s):
+        q_items, q_null = items.apply(p["items"], o), null.apply(p["null"], o)
+        return slateq.slate_value(q_items, q_null, choice(scores_of(o), s), s)
+
+    online, target_params = params["online"], params["target"]
+    next_slate = slateq.top_k_slate(items.apply(target_params["items"], next_obs), scores_of(next_obs), 3)
+    y = reward + 0.9 * (~terminated).float() * slate_q(target_params, next_obs, next_slate)
+    expected = 0.5 * ((slate_q(online, obs, slate) - y) ** 2).mean()
+    loss, metrics = parts["loss"](params, batch, gamma=torch.tensor(0.9))
+    torch.testing.assert_close(loss, expected)
+    grads = torch.func.grad(lambda p: parts["loss"](p, batch, gamma=torch.tensor(0.9))[0])(params)
+    assert all(float(g.abs().max()) == 0 for g in grads["target"].values(True, True))
+    assert float(metrics["td_error"]) > 0
+
+
+def test_slateq_refuses_what_it_cannot_learn():
+    from frl.algos import slateq
+
+    with pytest.raises(ValueError, match="hides them: use RecSim-InterestEvolution-Observed-v0"):
+        slateq.make_train(slateq.Config(env_id=ENV_ID))
+    with pytest.raises(ValueError, match="slateq needs a recommender environment"):
+        slateq.make_train(slateq.Config(env_id="CartPole-v1"))
+    with pytest.raises(ValueError, match="not observable with latent interests"):
+        envs.make(ENV_ID).observed_scores(torch.zeros(200), R.InterestEvolutionParams())

@@ -19,6 +19,7 @@ SMALL = {
     "ppo": dict(hidden=(8,), num_envs=2, num_steps=16, total_timesteps=64),
     "reinforce": dict(hidden=(8,), num_envs=2, num_steps=16, total_timesteps=64),
     "sac": dict(hidden=(8,), buffer_size=64),
+    "slateq": dict(hidden=(8,), buffer_size=64, learning_starts=0, total_timesteps=640),
     "tabular": dict(num_envs=2),
 }
 

@@ -6,24 +6,33 @@ hyper-parameters (kept in the state) and settings (:mod:`frl.algos.config`), and
 adding one (A2C is the worked example).
 """
 
-from frl.algos import a2c, dqn, ppo, reinforce, sac, tabular
+from frl.algos import a2c, dqn, ppo, reinforce, sac, slateq, tabular
 from frl.algos.config import AgentConfig, hyper, setting
 from frl.algos.registry import AGENTS, AgentSpec, get, register
 from frl.algos.spec import Replay, Segments, check_state
 from frl.algos.train import Train, Unit, compose
 
 for _spec in (
-    AgentSpec("a2c", a2c.Config, a2c.make_train, ("discrete", "continuous"), "A2C (Mnih et al. 2016)"),
+    AgentSpec(
+        "a2c", a2c.Config, a2c.make_train, ("discrete", "continuous", "slate"), "A2C (Mnih et al. 2016)"
+    ),
     AgentSpec("dqn", dqn.Config, dqn.make_train, ("discrete",), "DQN (Mnih et al. 2015), double DQN"),
     AgentSpec(
-        "ppo", ppo.Config, ppo.make_train, ("discrete", "continuous"), "PPO-clip (Schulman et al. 2017)"
+        "ppo",
+        ppo.Config,
+        ppo.make_train,
+        ("discrete", "continuous", "slate"),
+        "PPO-clip (Schulman et al. 2017)",
     ),
     AgentSpec(
         "reinforce",
         reinforce.Config,
         reinforce.make_train,
-        ("discrete", "continuous"),
+        ("discrete", "continuous", "slate"),
         "REINFORCE with a baseline",
+    ),
+    AgentSpec(
+        "slateq", slateq.Config, slateq.make_train, ("slate",), "SlateQ (Ie et al. 2019), recommendation"
     ),
     AgentSpec("sac", sac.Config, sac.make_train, ("continuous",), "SAC (Haarnoja et al. 2018), twin critics"),
     AgentSpec(

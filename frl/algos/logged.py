@@ -50,13 +50,15 @@ def pretrain_from_logs(
     learning_rate: float = 1e-3,
     max_importance_weight: float = 10.0,
     value_coef: float = 0.5,
+    entropy_coef: float = 0.0,
     max_grad_norm: float = 10.0,
 ) -> tuple[TensorDict, list[dict[str, float]]]:
     """Train ``train``'s actor and critic off-policy on ``logs`` (no environment step).
 
     Every epoch visits the rows ``[N]`` of ``logs`` in a fresh random order, in minibatches; each
     step minimises ``reinforce_loss`` with the critic as baseline and the clipped importance
-    weight ``min(pi(a|s) / mu(a|s), max_importance_weight)`` (Adam, gradient norm clipped).
+    weight ``min(pi(a|s) / mu(a|s), max_importance_weight)`` (Adam, gradient norm clipped), and
+    an entropy bonus ``entropy_coef``: a policy left soft keeps exploring when fine-tuned online.
 
     Args:
       train: an actor-critic agent (``parts`` ``actor``, ``critic``, ``dist``: PPO, A2C).
@@ -90,6 +92,7 @@ def pretrain_from_logs(
         dist=dist,
         value_apply=critic.apply,
         value_coef=value_coef,
+        entropy_coef=entropy_coef,
         max_importance_weight=max_importance_weight,
     )
     update = make_update(

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from frl.algos.config import AgentConfig
+from frl.envs.spaces import Slate
 
 __all__ = ["AGENTS", "AgentSpec", "get", "register"]
 
@@ -26,7 +27,7 @@ class AgentSpec:
       name: the registry key (``frl train NAME``).
       config: its ``Config`` class (an :class:`~frl.algos.config.AgentConfig`).
       make_train: ``make_train(config, env=None, *, wrap_optimizer=None) -> Train``.
-      actions: the action types it handles: ``"discrete"``, ``"continuous"``.
+      actions: the action types it handles: ``"discrete"``, ``"continuous"``, ``"slate"``.
       summary: one line for ``frl list``.
     """
 
@@ -38,6 +39,8 @@ class AgentSpec:
 
     def handles(self, env: object) -> bool:
         """Whether the agent handles ``env``'s action type."""
+        if isinstance(getattr(env, "action_space", None), Slate):
+            return "slate" in self.actions
         return ("discrete" if getattr(env, "discrete", False) else "continuous") in self.actions
 
 

@@ -136,6 +136,7 @@ def build_train(
     (every field validated); a UsageError naming the problem and the valid choices."""
     from frl import envs
     from frl.algos import AGENTS, get
+    from frl.envs.spaces import Slate
 
     try:
         agent = get(algo)
@@ -157,6 +158,7 @@ def build_train(
         raise UsageError(str(err)) from None
     if not agent.handles(env):
         kind = "discrete" if env.discrete else "continuous"
+        kind = "slate" if isinstance(env.action_space, Slate) else kind
         need = " or ".join(agent.actions)
         fits = [e for e in envs.list_envs() if agent.handles(envs.make(e))]
         others = [a for a in sorted(AGENTS) if AGENTS[a].handles(env)]

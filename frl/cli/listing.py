@@ -15,11 +15,12 @@ def add_parser(sub: Any) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     from frl import envs
     from frl.algos import AGENTS
+    from frl.envs.spaces import Slate
 
     print("algorithms:")
     for name in sorted(AGENTS):
         agent = AGENTS[name]
-        print(f"  {name:<10} actions: {', '.join(agent.actions):<22} {agent.summary}")
+        print(f"  {name:<10} actions: {', '.join(agent.actions):<27} {agent.summary}")
     print(
         "environments (pure torch; any gymnasium id also works as gym:<id>, through TorchRL, "
         "and any gymnax id as gymnax:<id>, in JAX, with the jax extra):"
@@ -27,9 +28,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     for env_id in envs.list_envs():
         env = envs.make(env_id)
         space = env.action_space
-        actions = f"discrete({space.n})" if env.discrete else f"box{list(space.shape)}"
+        if isinstance(space, Slate):
+            actions = f"slate({space.k} of {space.n})"
+        else:
+            actions = f"discrete({space.n})" if env.discrete else f"box{list(space.shape)}"
         print(
-            f"  {env_id:<26} obs {list(env.observation_space.shape)}  actions {actions}  "
+            f"  {env_id:<36} obs {list(env.observation_space.shape)}  actions {actions}  "
             f"max steps {env.max_episode_steps}"
         )
     return 0

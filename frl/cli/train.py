@@ -46,7 +46,9 @@ def add_parser(sub: Any) -> None:
         help="train an agent on many seeds at once",
         description="extra options --config.FIELD VALUE override the algorithm's Config",
     )
-    train.add_argument("algo", help="an algorithm of `frl list` (a2c, dqn, ppo, reinforce, sac, tabular)")
+    train.add_argument(
+        "algo", help="an algorithm of `frl list` (a2c, dqn, ppo, reinforce, sac, slateq, tabular)"
+    )
     train.add_argument("--env", default="CartPole-v1", help="environment id (see `frl list`)")
     train.add_argument("--seeds", type=int, default=1, help="number of seeds trained together (0..N-1)")
     train.add_argument(

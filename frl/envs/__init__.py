@@ -19,7 +19,7 @@ from torch.func import vmap
 from frl import random
 from frl.envs.base import Environment
 from frl.envs.classic_control import Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum
-from frl.envs.recsim import InterestEvolution
+from frl.envs.recsim import InterestEvolution, InterestEvolutionObserved
 from frl.envs.spaces import Box, Discrete
 from frl.envs.tabular import TabularEnv
 
@@ -67,7 +67,15 @@ def is_gym_id(env_id: str) -> bool:
 
 ENVIRONMENTS: dict[str, type[Environment]] = {
     cls.id: cls
-    for cls in (CartPole, Acrobot, MountainCar, MountainCarContinuous, Pendulum, InterestEvolution)
+    for cls in (
+        CartPole,
+        Acrobot,
+        MountainCar,
+        MountainCarContinuous,
+        Pendulum,
+        InterestEvolution,
+        InterestEvolutionObserved,
+    )
 }
 
 

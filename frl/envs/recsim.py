@@ -59,6 +59,7 @@ from frl.envs.spaces import Box, Slate
 __all__ = [
     "CHOICE_MODELS",
     "InterestEvolution",
+    "InterestEvolutionObserved",
     "InterestEvolutionParams",
     "greedy_slate",
     "log_sessions",
@@ -148,23 +149,19 @@ class InterestEvolution(Environment):
         _check_count("num_topics", self.num_topics, 2)
         if self.slate_size > self.num_candidates:
             raise ValueError(
-                f"RecSim-InterestEvolution-v0: `slate_size` ({self.slate_size}) must not exceed "
+                f"{self.id}: `slate_size` ({self.slate_size}) must not exceed "
                 f"`num_candidates` ({self.num_candidates}): a slate shows distinct candidates"
             )
         if not isinstance(self.trashy_fraction, (int, float)) or not 0.0 < self.trashy_fraction < 1.0:
-            raise ValueError(
-                "RecSim-InterestEvolution-v0: `trashy_fraction` must lie in (0, 1), "
-                f"got {self.trashy_fraction!r}"
-            )
+            raise ValueError(f"{self.id}: `trashy_fraction` must lie in (0, 1), got {self.trashy_fraction!r}")
         if self.choice_model not in CHOICE_MODELS:
             raise ValueError(
-                f"RecSim-InterestEvolution-v0: `choice_model` must be one of {', '.join(CHOICE_MODELS)}, "
+                f"{self.id}: `choice_model` must be one of {', '.join(CHOICE_MODELS)}, "
                 f"got {self.choice_model!r}"
             )
         if not isinstance(self.observable_interests, bool):
             raise ValueError(
-                "RecSim-InterestEvolution-v0: `observable_interests` must be a bool, "
-                f"got {self.observable_interests!r}"
+                f"{self.id}: `observable_interests` must be a bool, got {self.observable_interests!r}"
             )
 
     # -- spaces ----------------------------------------------------------------------------
@@ -259,9 +256,14 @@ class InterestEvolution(Environment):
 
     def click_probabilities(self, physics: Tensor, slate: Tensor, params: InterestEvolutionParams) -> Tensor:
         """``P(click slate position j)`` under the choice model: ``[*, k]`` (no click: 1 - sum)."""
-        score = torch.gather(self.scores(physics, params), -1, slate)
+        return self.choice(self.scores(physics, params), slate, params)
+
+    def choice(self, scores: Tensor, slate: Tensor, params: InterestEvolutionParams) -> Tensor:
+        """The choice model on candidate scores ``[*, M]`` (:meth:`scores`): ``P(click slate
+        position j)``, ``[*, k]``, position bias included (no click: 1 - sum)."""
+        score = torch.gather(scores, -1, slate)
         score = score - params.position_bias * torch.arange(
-            self.slate_size, device=physics.device, dtype=score.dtype
+            self.slate_size, device=scores.device, dtype=score.dtype
         )
         if self.choice_model == "mnl":
             no_click = torch.full_like(score[..., :1], params.no_click_score)
@@ -269,6 +271,20 @@ class InterestEvolution(Environment):
         p = torch.sigmoid(score - params.no_click_score)
         reach = torch.cumprod(torch.cat([torch.ones_like(p[..., :1]), 1.0 - p[..., :-1]], dim=-1), dim=-1)
         return reach * p
+
+    def observed_scores(self, obs: Tensor, params: InterestEvolutionParams) -> Tensor:
+        """The candidates' click scores ``u[c] + a[c]`` read from observations ``[*, T + M T]``
+        (``observable_interests`` only: with latent interests the choice model is not observed):
+        ``[*, M]``."""
+        if not self.observable_interests:
+            raise ValueError(
+                f"{self.id}: the click scores are not observable with latent interests; use "
+                "RecSim-InterestEvolution-Observed-v0 (or observable_interests=True)"
+            )
+        T = self.num_topics
+        docs = obs[..., T:].unflatten(-1, (self.num_candidates, T))
+        per_topic = obs[..., :T] + self.appeal(params, obs.device)
+        return (docs * per_topic.unsqueeze(-2)).sum(-1)
 
     def transition(self, physics: Tensor, action: Tensor, params: InterestEvolutionParams, key: Tensor):
         interests, budget, topics, quality = self.unpack(physics)
@@ -316,6 +332,16 @@ class InterestEvolution(Environment):
     @property
     def discrete(self) -> bool:
         return False
+
+
+@dataclass(frozen=True)
+class InterestEvolutionObserved(InterestEvolution):
+    """:class:`InterestEvolution` with the user's interests in the observation (RecSim's
+    "observable" user model): the variant whose choice model an agent can compute (SlateQ)."""
+
+    id: ClassVar[str] = "RecSim-InterestEvolution-Observed-v0"
+
+    observable_interests: bool = True
 
 
 # -- baselines -------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from frl.distributions import Distribution
 from frl.losses import _batch as B
-from frl.losses.policy_terms import policy_gradient_term
+from frl.losses.policy_terms import entropy_bonus, policy_gradient_term
 from frl.losses.ppo import normalize
 from frl.losses.value_terms import value_loss
 
@@ -29,6 +29,7 @@ def reinforce_loss(
     value_coef: float | Tensor = 0.5,
     normalize_returns: bool = False,
     max_importance_weight: float | Tensor | None = None,
+    entropy_coef: float | Tensor = 0.0,
     key: Tensor | None = None,
 ) -> tuple[Tensor, TensorDict]:
     """The score-function policy-gradient loss with an optional state-value baseline.
@@ -55,6 +56,8 @@ def reinforce_loss(
       value_apply: ``(critic_params, obs) -> [B]`` (with ``critic_params``).
       value_coef: weight of the baseline's regression loss.
       normalize_returns: standardise ``G`` within the batch first.
+      entropy_coef: weight of the entropy bonus ``entropy_bonus(H(pi(.|s)))`` added to the loss
+        (keeps the policy from collapsing, e.g. while learning from logs).
       max_importance_weight: ``c``: learn off-policy from ``action_log_prob`` (the behaviour
         policy's log-probabilities, ``[B]``); None: on-policy.
       key: unused; accepted for a uniform signature.
@@ -87,13 +90,14 @@ def reinforce_loss(
         B.check_per_sample(owner, log_prob.shape, action_log_prob=behaviour)
         weight = torch.clamp(torch.exp(log_prob.detach() - behaviour), max=max_importance_weight)
     policy_loss = policy_gradient_term(log_prob, advantage, weight)
-    loss = policy_loss + value_coef * v_loss
+    entropy = dist.entropy(dist_params)
+    loss = policy_loss + value_coef * v_loss + entropy_coef * entropy_bonus(entropy)
     metrics = TensorDict(
         {
             "loss": loss.detach(),
             "policy_loss": policy_loss.detach(),
             "value_loss": v_loss.detach(),
-            "entropy": dist.entropy(dist_params).detach().mean(),
+            "entropy": entropy.detach().mean(),
             "return": returns.detach().mean(),
             **({} if weight is None else {"importance_weight": weight.mean()}),
         },
