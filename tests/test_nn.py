@@ -87,6 +87,27 @@ def test_heads_shapes_and_semantics():
 # --------------------------------------------------------------------------------------
 
 
+def test_minatar_cnn_equals_torch_layers_on_channels_last_frames():
+    """MinAtarCNN on ``[B, 10, 10, 4]`` frames equals Conv2d(4, 16, 3) -> ReLU -> Linear(1024, 128)
+    -> ReLU on the channels-first frames; ConvNetwork adds a linear head (squeezed for values)."""
+    net = nn.MinAtarCNN()
+    params = net.init(fr.key(0))
+    conv, fc = torch.nn.Conv2d(4, 16, 3), torch.nn.Linear(1024, 128)
+    conv.weight.data.copy_(params["conv", "weight"])
+    conv.bias.data.copy_(params["conv", "bias"])
+    fc.weight.data.copy_(params["fc", "weight"])  # torch layout [out, in]
+    fc.bias.data.copy_(params["fc", "bias"])
+    frames = (torch.rand(2, 3, 10, 10, 4, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    reference = torch.relu(fc(torch.relu(conv(frames.flatten(0, 1).permute(0, 3, 1, 2))).flatten(1)))
+    torch.testing.assert_close(net.apply(params, frames), reference.reshape(2, 3, 128))
+    value = nn.ConvNetwork((10, 10, 4), 1, "minatar", squeeze=True)
+    assert value.apply(value.init(fr.key(1)), frames).shape == (2, 3)
+    with pytest.raises(ValueError, match=r"`x` must be \[..., 10, 10, 4\]"):
+        net.apply(params, frames.permute(0, 1, 4, 2, 3))
+    with pytest.raises(ValueError, match="`kind` must be 'nature' or 'minatar'"):
+        nn.image_torso((10, 10, 4), "resnet")
+
+
 def test_candidate_scorer_scores_each_candidate_with_one_network():
     """Scores follow their candidates: permuting the candidates permutes the scores, and each
     score is the shared MLP on ``concat(user, item)``."""

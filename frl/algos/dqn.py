@@ -69,8 +69,10 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
     """DQN on ``config.env_id`` (discrete actions only), or on ``env`` if given (e.g. a
     ``frl.envs.make("gym:<id>", ...)`` with options). Pixel observations get the Nature CNN."""
     env = agent.resolve_env(config, env, Config, discrete=True)
-    if getattr(env, "pixels", False):
-        q: Any = nn.ConvQNetwork(tuple(env.observation_space.shape), env.action_space.n)
+    if getattr(env, "pixels", False) and getattr(env, "torso", "nature") == "minatar":
+        q: Any = nn.ConvNetwork(tuple(env.observation_space.shape), env.action_space.n, "minatar")
+    elif getattr(env, "pixels", False):
+        q = nn.ConvQNetwork(tuple(env.observation_space.shape), env.action_space.n)
     else:
         q = nn.QNetwork(env.observation_space.shape[0], env.action_space.n, hidden=config.hidden)
     period = config.target_network_frequency // config.train_frequency  # in updates

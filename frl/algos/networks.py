@@ -30,13 +30,19 @@ def actor_critic(
 ) -> tuple[Any, Distribution, nn.ValueNetwork]:
     """CleanRL's on-policy networks for ``env``: ``(actor, dist, critic)``.
 
-    Discrete actions: a categorical policy (tanh MLP, near-uniform start); a ``Slate``: a
+    Discrete actions: a categorical policy (tanh MLP, near-uniform start; on image frames
+    (``env.pixels``) a convolutional torso per network, ``env.torso`` ``"nature"`` or
+    ``"minatar"``); a ``Slate``: a
     Plackett-Luce policy over per-candidate scores (:class:`frl.nn.CandidateScorer` when the
     environment lays candidates out as ``document_dim`` features each, else an MLP); ``MultiDiscrete`` (and
     ``MultiBinary``): the same MLP with ``sum(nvec)`` logits, a factorised categorical per action
     dim; continuous: a diagonal Gaussian with a state-independent log-std starting at
     ``log_std_init``. The critic is a tanh MLP value network.
     """
+    if getattr(env, "pixels", False) and env.discrete:  # image frames: a convolutional torso each
+        shape, kind = tuple(env.observation_space.shape), getattr(env, "torso", "nature")
+        actor_net = nn.ConvNetwork(shape, env.action_space.n, kind, output_scale=0.01)
+        return actor_net, Categorical(), nn.ConvNetwork(shape, 1, kind, squeeze=True)
     obs_dim = vector_observations(env, algorithm)
     if isinstance(env.action_space, Slate):
         space = env.action_space

@@ -64,6 +64,7 @@ class Config(AgentConfig):
     exploration_fraction: float = hyper(0.3, low=0.0, high=1.0)
     learning_starts: int = setting(2_000, low=0)
     train_frequency: int = setting(1, low=1)
+    updates_per_iteration: int = setting(1, low=1)
     hidden: tuple[int, ...] = setting((64, 64))
 
     def check(self) -> None:
@@ -185,7 +186,7 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
     def choice(scores: Tensor, slate: Tensor) -> Tensor:
         return env.choice(scores, slate, params_env)
 
-    period = config.target_network_frequency // config.train_frequency
+    period = config.target_network_frequency // config.train_frequency * config.updates_per_iteration
     tx = agent.wrapped_optimizer(optim.adam(config.learning_rate), wrap_optimizer)
     consumes = Replay(
         config.num_envs,
@@ -249,7 +250,7 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         consumes=consumes,
         build=agent.build_state(env, consumes, init_params, tx, trainable=("online",)),
         collect=(Unit("collect", make_collect(env, explore, consumes)),),
-        learn=(Unit("learn", make_replay_learn(consumes, learn_step)),),
+        learn=(Unit("learn", make_replay_learn(consumes, learn_step), config.updates_per_iteration),),
         policy=policy,
         explore=explore,
         factory=make_train,

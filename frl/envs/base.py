@@ -128,7 +128,8 @@ class Environment:
             "physics": torch.where(done_, reset_state["physics"], physics),
             "time": torch.where(done, torch.zeros_like(time), time),
         }
-        obs = torch.where(done_, reset_obs, final_obs)
+        done_obs = done.reshape(*done.shape, *(1,) * (final_obs.dim() - done.dim()))  # image observations too
+        obs = torch.where(done_obs, reset_obs, final_obs)
         return obs, next_state, reward.to(self.dtype), terminated, truncated, {"final_observation": final_obs}
 
     def _check_action(self, action: Tensor, batch: tuple[int, ...]) -> None:

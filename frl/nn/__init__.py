@@ -6,7 +6,7 @@ params TensorDict, so a network is a plain function that ``torch.func.grad``, ``
 """
 
 from frl.nn import initializers
-from frl.nn.cnn import ConvQNetwork, NatureCNN
+from frl.nn.cnn import ConvNetwork, ConvQNetwork, MinAtarCNN, NatureCNN, image_torso
 from frl.nn.ensemble import Ensemble, ensemble_apply, ensemble_init, stack
 from frl.nn.heads import (
     CandidateScorer,
@@ -27,10 +27,12 @@ __all__ = [
     "CandidateScorer",
     "CategoricalPolicy",
     "ContinuousQNetwork",
+    "ConvNetwork",
     "ConvQNetwork",
     "Ensemble",
     "FunctionalModule",
     "GaussianPolicy",
+    "MinAtarCNN",
     "NatureCNN",
     "Network",
     "QNetwork",
@@ -40,6 +42,7 @@ __all__ = [
     "ensemble_init",
     "from_module",
     "get_activation",
+    "image_torso",
     "initializers",
     "linear",
     "linear_init",

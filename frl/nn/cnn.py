@@ -1,9 +1,11 @@
-"""The Nature CNN (Mnih et al. 2015) for pixel observations, and a Q-network on top of it."""
+"""Convolutional torsos for image observations and heads on top of them: the Nature CNN (Mnih
+et al. 2015) for Atari frames, and MinAtar's network (Young & Tian 2019) for its 10 x 10 frames."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +16,7 @@ from frl import random
 from frl.nn.initializers import orthogonal, zeros
 from frl.nn.layers import linear, linear_init
 
-__all__ = ["ConvQNetwork", "NatureCNN"]
+__all__ = ["ConvNetwork", "ConvQNetwork", "MinAtarCNN", "NatureCNN"]
 
 # (out_channels, kernel, stride) of the three convolutions
 _CONVS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
@@ -87,6 +89,109 @@ class NatureCNN:
             h = F.relu(F.conv2d(h, conv["weight"], conv["bias"], stride=stride))
         h = F.relu(linear(params["fc"], h.flatten(1)))
         return h.reshape(*lead, self.features)
+
+
+@dataclass(frozen=True)
+class MinAtarCNN:
+    """``[..., H, W, C]`` frames (channels last, as MinAtar gives them) -> ``[..., features]``.
+
+    MinAtar's reference network: ``conv 16x3x3 /1 -> ReLU -> flatten -> linear features -> ReLU``
+    (Young & Tian 2019, https://arxiv.org/abs/1903.03176; CleanRL/purejaxrl use the same
+    size). Orthogonal weights with gain sqrt(2), zero biases.
+
+    Params: ``{"conv": {"weight" [16, C, 3, 3], "bias"}, "fc": {...}}``.
+    """
+
+    height: int = 10
+    width: int = 10
+    in_channels: int = 4
+    features: int = 128
+    filters: int = 16
+    dtype: torch.dtype = torch.float32
+
+    def __post_init__(self) -> None:
+        for name in ("height", "width", "in_channels", "features", "filters"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"MinAtarCNN: `{name}` must be a positive int, got {value!r}")
+        if self.height < 3 or self.width < 3:
+            raise ValueError(f"MinAtarCNN: frames of {self.height}x{self.width} are too small (need >= 3x3)")
+
+    @property
+    def flat_size(self) -> int:
+        return self.filters * (self.height - 2) * (self.width - 2)
+
+    def init(self, key: Tensor) -> TensorDict:
+        k_conv, k_bias, k_fc = random.split(key, 3)
+        w_init, b_init = orthogonal(math.sqrt(2.0)), zeros()
+        conv = TensorDict(
+            {
+                "weight": w_init(k_conv, (self.filters, self.in_channels, 3, 3), self.dtype),
+                "bias": b_init(k_bias, (self.filters,), self.dtype),
+            },
+            batch_size=[],
+        )
+        fc = linear_init(k_fc, self.flat_size, self.features, w_init=w_init, b_init=b_init, dtype=self.dtype)
+        return TensorDict({"conv": conv, "fc": fc}, batch_size=[])
+
+    def apply(self, params: TensorDictBase, x: Tensor) -> Tensor:
+        expected = (self.height, self.width, self.in_channels)
+        if x.dim() < 3 or tuple(x.shape[-3:]) != expected:
+            raise ValueError(
+                f"MinAtarCNN.apply: `x` must be [..., {', '.join(map(str, expected))}], got {list(x.shape)}"
+            )
+        lead = x.shape[:-3]
+        h = x.reshape(-1, *expected).to(self.dtype).permute(0, 3, 1, 2)
+        h = F.relu(F.conv2d(h, params["conv", "weight"], params["conv", "bias"]))
+        h = F.relu(linear(params["fc"], h.flatten(1)))
+        return h.reshape(*lead, self.features)
+
+
+def image_torso(obs_shape: tuple[int, ...], kind: str = "nature", dtype: torch.dtype = torch.float32) -> Any:
+    """The torso for images of ``obs_shape``: ``"nature"`` (``[C, H, W]``, :class:`NatureCNN`) or
+    ``"minatar"`` (``[H, W, C]``, :class:`MinAtarCNN`)."""
+    if kind == "nature":
+        c, h, w = obs_shape
+        return NatureCNN(c, h, w, dtype=dtype)
+    if kind == "minatar":
+        h, w, c = obs_shape
+        return MinAtarCNN(h, w, c, dtype=dtype)
+    raise ValueError(f"image_torso: `kind` must be 'nature' or 'minatar', got {kind!r}")
+
+
+@dataclass(frozen=True)
+class ConvNetwork:
+    """A linear head on an image torso: ``[..., *obs_shape] -> [..., outputs]`` (``[...]`` with
+    ``squeeze`` and one output): the actor's logits (``output_scale = 0.01``), the critic's value
+    or Q-values of a pixel agent."""
+
+    obs_shape: tuple[int, ...]
+    outputs: int
+    torso_kind: str = "nature"
+    output_scale: float = 1.0
+    squeeze: bool = False
+    dtype: torch.dtype = torch.float32
+
+    @property
+    def torso(self) -> Any:
+        return image_torso(tuple(self.obs_shape), self.torso_kind, self.dtype)
+
+    def init(self, key: Tensor) -> TensorDict:
+        k_torso, k_head = random.split(key)
+        torso = self.torso
+        head = linear_init(
+            k_head,
+            torso.features,
+            self.outputs,
+            w_init=orthogonal(self.output_scale),
+            b_init=zeros(),
+            dtype=self.dtype,
+        )
+        return TensorDict({"torso": torso.init(k_torso), "head": head}, batch_size=[])
+
+    def apply(self, params: TensorDictBase, obs: Tensor) -> Tensor:
+        out = linear(params["head"], self.torso.apply(params["torso"], obs))
+        return out.squeeze(-1) if self.squeeze else out
 
 
 @dataclass(frozen=True)

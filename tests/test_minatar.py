@@ -1,0 +1,132 @@
+"""MinAtar games (frl.envs.minatar) against the ``minatar`` package, frame by frame."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch.func import vmap
+
+import frl
+from frl import envs, random
+from frl.envs.minatar import Breakout
+
+minatar = pytest.importorskip("minatar")  # a dev dependency: installed by `make test`
+
+
+def _physics_of(game) -> torch.Tensor:
+    """frl's Breakout physics for the package's game state (previous action: no-op)."""
+    scalars = [
+        game.ball_x,
+        game.ball_y,
+        game.ball_dir,
+        game.pos,
+        float(game.strike),
+        game.last_x,
+        game.last_y,
+        0,
+    ]
+    return torch.cat(
+        [
+            torch.tensor(scalars, dtype=torch.float32),
+            torch.tensor(game.brick_map, dtype=torch.float32).flatten(),
+        ]
+    )
+
+
+def test_breakout_matches_the_minatar_package_frame_by_frame():
+    """6,000 random steps over many episodes (no sticky actions on either side: the package's
+    own stream draws them): every frame, reward and termination equal; each episode starts from
+    the package's reset."""
+    package = minatar.Environment("breakout", sticky_action_prob=0.0)
+    package.seed(0)
+    minimal = package.minimal_action_set()  # [no-op, left, right] in the package's numbering
+    env = Breakout()
+    params = dataclasses.replace(env.default_params(), sticky_action_prob=0.0)
+    rng = np.random.default_rng(0)
+    package.reset()
+    physics = _physics_of(package.env)
+    episodes, rewards, key = 1, 0, random.key(0)
+    for step in range(6000):
+        action = int(rng.integers(3))
+        reward, terminal = package.act(minimal[action])
+        key, k = random.split(key)
+        physics, r, term = env.transition(physics, torch.tensor(action), params, k)
+        frame = torch.from_numpy(package.state().astype(np.float32))
+        assert torch.equal(env.observe(physics), frame), f"frame differs at step {step}"
+        assert float(r) == reward and bool(term) == terminal, f"step {step}"
+        rewards += reward
+        if terminal:
+            package.reset()
+            physics = _physics_of(package.env)
+            episodes += 1
+    assert episodes > 50 and rewards > 100  # the sample covers bounces, bricks and misses
+
+
+def test_breakout_reset_and_sticky_actions():
+    env = envs.make("Breakout-MinAtar")
+    obs, state = env.reset(random.key(0), num_envs=400)
+    assert obs.shape == (400, 10, 10, 4) and obs[:, 1:4, :, 3].eq(1).all()
+    starts = obs[:, 3, :, 1].argmax(-1)  # the ball starts in row 3 at the left or right wall
+    assert set(starts.tolist()) == {0, 9} and 120 < int((starts == 9).sum()) < 280
+    assert obs[:, 9, 4, 0].eq(1).all()  # the paddle in the middle of the bottom row
+    # sticky_action_prob = 1: the paddle never moves (the previous action starts as no-op)
+    stuck = dataclasses.replace(env.default_params(), sticky_action_prob=1.0)
+    physics = state["physics"][:5]
+    for i in range(5):
+        physics, _, _ = env.transition(physics, torch.full((5,), 1), stuck, random.key(i))
+    assert physics[:, 3].eq(4).all()
+    with pytest.raises(ValueError, match="`sticky_action_prob` must lie in"):
+        env.Params(sticky_action_prob=1.5)
+
+
+def test_breakout_vmapped_matches_a_loop_and_compiles():
+    env = envs.make("Breakout-MinAtar")
+    n = 3
+    _, state_b = envs.reset_batch(env, random.key(1), n)
+    states = [env.reset(k)[1] for k in random.split(random.key(1), n)]
+    key = random.key(2)
+    for _ in range(40):
+        key, ka, ks = random.split(key, 3)
+        actions = random.randint(ka, (n,), 0, 3)
+        out_b = envs.step_batch(env, ks, state_b, actions)
+        keys = random.split(ks, n)
+        outs = [env.step(keys[i], states[i], actions[i]) for i in range(n)]
+        for j in (0, 2, 3, 4):
+            assert torch.equal(out_b[j], torch.stack([o[j] for o in outs]))
+        state_b, states = out_b[1], [o[1] for o in outs]
+
+
+@pytest.mark.compile
+def test_breakout_compiled_step_matches_eager():
+    env = envs.make("Breakout-MinAtar")
+    _, state = envs.reset_batch(env, random.key(0), 2)
+    keys, action = random.split(random.key(1), 2), torch.tensor([1, 2])
+    step = vmap(env.step)
+    eager, compiled = step(keys, state, action), frl.compile(step)(keys, state, action)
+    for a, b in zip(eager, compiled, strict=True):
+        for x, y in zip(a.values(), b.values(), strict=True) if isinstance(a, dict) else [(a, b)]:
+            assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn", "a2c"])
+def test_agents_take_minatar_frames_with_its_cnn(algo):
+    """The agents build MinAtar's CNN for its frames and one training iteration keeps the spec."""
+    from frl.algos import get
+
+    agent = get(algo)
+    small = {
+        "ppo": dict(num_envs=2, num_steps=8, rollout_chunk=8),
+        "a2c": dict(num_envs=2),
+        "dqn": dict(buffer_size=64, learning_starts=0),
+    }
+    train = agent.make_train(agent.config(env_id="Breakout-MinAtar", **small[algo]))
+    state = train.init(random.key(0))
+    nets = state["params"]
+    first = nets["actor"] if "actor" in set(nets.keys()) else nets["online"]
+    assert first["torso", "conv", "weight"].shape == (16, 4, 3, 3)
+    stepped, metrics = train.step(state)
+    train.check(stepped)
+    assert all(bool(torch.isfinite(v).all()) for v in metrics.values())
