@@ -6,11 +6,15 @@ seed's deterministic policy and the baselines (random, greedy = highest immediat
 probability, the quality oracle) run ``--sessions`` whole sessions each. Per policy: session
 watch time (the return), click-through rate and session length, the mean over seeds with a 95%
 percentile bootstrap interval (seeds resampled); and PPO's watch time over greedy's, with its
-interval. A learning curve with a band over seeds, the baselines drawn as lines, goes next to
-the JSON.
+interval. Beside them: SlateQ (observed interests, the known choice model) and a policy learned
+offline from sessions a softmax-greedy recommender logged, against that logger.
 
-    python benchmarks/bench_applications.py                      # 8 seeds x 200k steps
-    python benchmarks/bench_applications.py --seeds 2 --steps 50000 --no-compile
+Atari-like (``Breakout-MinAtar``): PPO with MinAtar's CNN over N seeds beside a random policy.
+
+Learning curves with bands over seeds (baselines as lines) go next to the JSON.
+
+    python benchmarks/bench_applications.py                      # everything, 8 seeds
+    python benchmarks/bench_applications.py --only recsim --seeds 2 --steps 50000 --no-compile
 """
 
 from __future__ import annotations
@@ -20,15 +24,18 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from _common import RESULTS, print_table, write_json
 
 from frl import envs, random
-from frl.algos import ppo
+from frl.algos import ppo, slateq
+from frl.algos.logged import pretrain_from_logs
 from frl.envs import recsim
 from frl.plot import bootstrap_band, load_curve
 from frl.run import run
 
 ENV_ID = "RecSim-InterestEvolution-v0"
+OBSERVED_ID = "RecSim-InterestEvolution-Observed-v0"
 BASELINES = {
     "random": recsim.random_slate,
     "greedy": recsim.greedy_slate,
@@ -70,7 +77,7 @@ def session_stats(env, policy, seeds: int, sessions: int, salt: int) -> dict[str
     return {k: np.asarray(v) for k, v in rows.items()}
 
 
-def plot(run_dir: Path, baselines: dict[str, float], output: Path) -> Path:
+def plot(run_dir: Path, baselines: dict[str, float], output: Path, title: str, ylabel: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,13 +86,13 @@ def plot(run_dir: Path, baselines: dict[str, float], output: Path) -> Path:
     steps, returns = load_curve(run_dir)
     center, low, high = bootstrap_band(returns)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    ax.plot(steps, center, color="C0", label=f"PPO slate policy ({returns.shape[1]} seeds, 95% band)")
+    ax.plot(steps, center, color="C0", label=f"PPO ({returns.shape[1]} seeds, 95% band)")
     ax.fill_between(steps, low, high, color="C0", alpha=0.25, linewidth=0)
     for i, (name, value) in enumerate(baselines.items()):
         ax.axhline(value, color=f"C{i + 1}", linestyle="--", label=name)
     ax.set_xlabel("environment steps (per seed)")
-    ax.set_ylabel("session watch time (evaluation)")
-    ax.set_title(ENV_ID)
+    ax.set_ylabel(f"{ylabel} (evaluation)")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
@@ -94,17 +101,9 @@ def plot(run_dir: Path, baselines: dict[str, float], output: Path) -> Path:
     return output
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=200_000)
-    parser.add_argument("--sessions", type=int, default=500, help="evaluation sessions per seed and policy")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--out", type=Path, default=RESULTS / "applications")
-    args = parser.parse_args()
-
+def recsim_rows(args: argparse.Namespace) -> dict:
+    """PPO (latent interests), SlateQ (observed interests, known choice model), the policy learned
+    from logged sessions, and the baselines, on the same sessions."""
     env = envs.make(ENV_ID)
     train = ppo.make_train(ppo.Config.preset(ENV_ID, total_timesteps=args.steps))
     run_dir = args.out / "recsim-ppo"
@@ -119,13 +118,32 @@ def main() -> None:
         progress=False,
     )
     wall = time.perf_counter() - start
-    params = result.state["params"]
 
-    def trained(s: int):
-        member = params[s]
-        return lambda env, physics, p, key: train.policy(member, env.observe(physics))
+    def of(agent, params):
+        return lambda s: lambda env, physics, p, key: agent.policy(params[s], env.observe(physics))
 
-    stats = {"PPO slate policy": session_stats(env, trained, args.seeds, args.sessions, salt=100)}
+    stats = {
+        "PPO slate policy": session_stats(
+            env, of(train, result.state["params"]), args.seeds, args.sessions, 100
+        )
+    }
+    if args.slateq_steps:
+        observed = envs.make(OBSERVED_ID)
+        q_train = slateq.make_train(slateq.Config(total_timesteps=args.slateq_steps))
+        q_result = run(q_train, seeds=args.seeds, compile=args.compile, progress=False, eval_episodes=20)
+        stats["SlateQ"] = session_stats(
+            observed, of(q_train, q_result.state["params"]), args.seeds, args.sessions, 100
+        )
+    logger = recsim.softmax_greedy(0.5)
+    learned = []
+    for s in range(args.seeds):
+        logs = recsim.log_sessions(env, logger, random.fold_in(random.key(200), s), args.logged_sessions)
+        params, _ = pretrain_from_logs(train, logs, key=random.fold_in(random.key(300), s), entropy_coef=2.0)
+        learned.append(params)
+    stats["learned from logs (offline)"] = session_stats(
+        env, of(train, learned), args.seeds, args.sessions, 100
+    )
+    stats["logger (softmax greedy)"] = session_stats(env, lambda s: logger, args.seeds, args.sessions, 100)
     for name, policy in BASELINES.items():
         stats[name] = session_stats(env, lambda s, policy=policy: policy, args.seeds, args.sessions, salt=100)
 
@@ -149,25 +167,113 @@ def main() -> None:
         "(mean [95% bootstrap])"
     )
     print_table(title, ["policy", "watch time", "click-through", "session length"], rows)
-    ppo_watch, greedy = stats["PPO slate policy"]["watch_time"], stats["greedy"]["watch_time"]
-    r, lo, hi = ratio_interval(ppo_watch, greedy)
+    greedy = stats["greedy"]["watch_time"]
+    for name in [n for n in ("PPO slate policy", "SlateQ") if n in stats]:
+        r, lo, hi = ratio_interval(stats[name]["watch_time"], greedy)
+        print(f"{name} / greedy watch time: {cell((r, lo, hi), '.2f')}")
+        payload[f"{name} over greedy watch time"] = {"ratio": r, "ci95": [lo, hi]}
     ctr_gap = interval(stats["greedy"]["ctr"] - stats["PPO slate policy"]["ctr"])
-    print(f"PPO / greedy watch time: {cell((r, lo, hi), '.2f')}")
     print(f"greedy - PPO click-through: {cell(ctr_gap, '+.3f')}")
+    offline = ratio_interval(
+        stats["learned from logs (offline)"]["watch_time"], stats["logger (softmax greedy)"]["watch_time"]
+    )
+    print(f"learned from logs / logger watch time: {cell(offline, '.2f')}")
     print(
-        f"training: wall {wall:.0f} s, compile {result.compile_s:.0f} s, "
+        f"PPO training: wall {wall:.0f} s, compile {result.compile_s:.0f} s, "
         f"{result.env_steps_per_s:,.0f} env-steps/s"
     )
-    payload["ppo_over_greedy_watch_time"] = {"ratio": r, "ci95": [lo, hi]}
     payload["greedy_minus_ppo_ctr"] = {"mean": ctr_gap[0], "ci95": [ctr_gap[1], ctr_gap[2]]}
+    payload["logs_over_logger_watch_time"] = {"ratio": offline[0], "ci95": [offline[1], offline[2]]}
     payload["training"] = {
         "wall_s": wall,
         "compile_s": result.compile_s,
         "env_steps_per_s": result.env_steps_per_s,
     }
     baselines = {name: float(stats[name]["watch_time"].mean()) for name in BASELINES}
-    figure = plot(run_dir, baselines, args.out / "recsim.png")
+    print(f"curve: {plot(run_dir, baselines, args.out / 'recsim.png', ENV_ID, 'session watch time')}")
+    return payload
+
+
+def minatar_rows(args: argparse.Namespace) -> dict:
+    """PPO on MinAtar Breakout with MinAtar's CNN, beside a uniformly random policy."""
+    env_id = "Breakout-MinAtar"
+    train = ppo.make_train(ppo.Config.preset(env_id, total_timesteps=args.minatar_steps))
+    run_dir = args.out / "minatar-breakout-ppo"
+    start = time.perf_counter()
+    result = run(
+        train,
+        seeds=args.seeds,
+        compile=args.compile,
+        eval_every=max(args.minatar_steps // 8, 1),
+        eval_episodes=20,
+        out_dir=run_dir,
+        progress=False,
+    )
+    wall = time.perf_counter() - start
+    final = np.asarray(result.eval_returns)
+    env = envs.make(env_id)
+    rand = []
+    for s in range(args.seeds):  # 20 episodes of uniformly random actions per seed
+        key = random.fold_in(random.key(400), s)
+        _, state = env.reset(key, num_envs=20)
+        total, live = torch.zeros(20), torch.ones(20, dtype=torch.bool)
+        for _ in range(env.max_episode_steps):
+            key, k_a, k_s = random.split(key, 3)
+            _, state, reward, term, trunc, _ = env.step(k_s, state, random.randint(k_a, (20,), 0, 3))
+            total += torch.where(live, reward, 0.0)
+            live = live & ~(term | trunc)
+            if not bool(live.any()):
+                break
+        rand.append(float(total.mean()))
+    rand = np.asarray(rand)
+    rows = [
+        ["PPO (MinAtar CNN)", cell(interval(final), ".2f")],
+        ["random", cell(interval(rand), ".2f")],
+    ]
+    print_table(
+        f"{env_id}: {args.seeds} seeds x {args.minatar_steps:,} steps "
+        "(final evaluation, mean [95% bootstrap])",
+        ["policy", "return"],
+        rows,
+    )
+    print(
+        f"PPO training: wall {wall:.0f} s, compile {result.compile_s:.0f} s, "
+        f"{result.env_steps_per_s:,.0f} env-steps/s"
+    )
+    figure = plot(run_dir, {"random": float(rand.mean())}, args.out / "minatar.png", env_id, "return")
     print(f"curve: {figure}")
+    return {
+        "env": env_id,
+        "steps": args.minatar_steps,
+        "ppo": {"per_seed": final.tolist(), "mean_ci95": interval(final)},
+        "random": {"per_seed": rand.tolist(), "mean_ci95": interval(rand)},
+        "training": {
+            "wall_s": wall,
+            "compile_s": result.compile_s,
+            "env_steps_per_s": result.env_steps_per_s,
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--only", nargs="*", choices=("recsim", "minatar"), default=("recsim", "minatar"))
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=200_000, help="PPO steps per seed on RecSim")
+    parser.add_argument("--slateq-steps", type=int, default=40_000, help="SlateQ steps per seed (0: skip)")
+    parser.add_argument("--logged-sessions", type=int, default=500, help="sessions logged per seed")
+    parser.add_argument("--minatar-steps", type=int, default=500_000, help="PPO steps per seed on Breakout")
+    parser.add_argument("--sessions", type=int, default=500, help="evaluation sessions per seed and policy")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--out", type=Path, default=RESULTS / "applications")
+    args = parser.parse_args()
+    payload = {}
+    if "recsim" in args.only:
+        payload["recsim"] = recsim_rows(args)
+    if "minatar" in args.only:
+        payload["minatar"] = minatar_rows(args)
     print(f"wrote {write_json('bench_applications', payload)}")
 
 

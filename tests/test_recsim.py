@@ -319,8 +319,10 @@ def test_slate_value_decomposes_through_the_choice_model_by_hand():
     torch.testing.assert_close(
         slate_value(item_q, torch.tensor([5.0]), probs, slate), torch.tensor([expected])
     )
-    scores = torch.tensor([[0.0, 0.0, math.log(3.0), -10.0]])  # v * Qbar = 1, 4, 6, ~0
-    assert top_k_slate(item_q, scores, 2).tolist() == [[2, 1]]
+    scores = torch.tensor([[0.0, 0.0, math.log(3.0), -10.0]])  # v (Qbar - 0.5) = 0.5, 3.5, 4.5, ~0
+    assert top_k_slate(item_q, torch.tensor([0.5]), scores, 2).tolist() == [[2, 1]]
+    # against a no-click value of 3, item 1 (4) adds more than item 2 (v 3, gain -1 x 3)
+    assert top_k_slate(item_q, torch.tensor([3.0]), scores, 2).tolist() == [[1, 3]]
 
 
 def test_slateq_loss_is_the_slate_level_td_error_with_a_frozen_target():
@@ -345,7 +347,11 @@ def test_slateq_loss_is_the_slate_level_td_error_with_a_frozen_target():
         return slateq.slate_value(q_items, q_null, choice(scores_of(o), s), s)
 
     online, target_params = params["online"], params["target"]
-    next_slate = slateq.top_k_slate(items.apply(target_params["items"], next_obs), scores_of(next_obs), 3)
+    next_items, next_null = (
+        items.apply(target_params["items"], next_obs),
+        null.apply(target_params["null"], next_obs),
+    )
+    next_slate = slateq.top_k_slate(next_items, next_null, scores_of(next_obs), 3)
     y = reward + 0.9 * (~terminated).float() * slate_q(target_params, next_obs, next_slate)
     expected = 0.5 * ((slate_q(online, obs, slate) - y) ** 2).mean()
     loss, metrics = parts["loss"](params, batch, gamma=torch.tensor(0.9))

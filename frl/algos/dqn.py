@@ -11,7 +11,6 @@ would change nothing and the driver skips it). Every
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -22,12 +21,11 @@ from frl import nn, optim
 from frl.algos import train as agent
 from frl.algos.collect import make_collect
 from frl.algos.config import AgentConfig, hyper, setting
-from frl.algos.replay import make_replay_learn
+from frl.algos.replay import linear_epsilon, make_replay_learn, q_learning_step
 from frl.algos.spec import Replay
 from frl.algos.train import Train, Unit, WrapOptimizer
 from frl.distributions import epsilon_greedy, greedy
 from frl.losses import bind, dqn_loss
-from frl.update import update_targets
 
 __all__ = ["Config", "make_train"]
 
@@ -85,10 +83,7 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         batch_size=config.batch_size,
     )
 
-    def epsilon(hp: TensorDictBase, env_steps: Tensor) -> Tensor:
-        decay_steps = torch.clamp(hp["exploration_fraction"] * config.total_timesteps, min=1.0)
-        frac = torch.clamp(env_steps / decay_steps, max=1.0)
-        return hp["start_e"] + frac * (hp["end_e"] - hp["start_e"])
+    epsilon = linear_epsilon(config.total_timesteps)
 
     def explore(params: TensorDictBase, hp: TensorDictBase, obs: Tensor, key: Tensor, env_steps: Tensor):
         action = epsilon_greedy(key, q.apply(params["online"], obs), epsilon(hp, env_steps))
@@ -100,18 +95,6 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
 
     loss = bind(dqn_loss, "online", "target", q_apply=q.apply, double=config.double, loss=config.loss)
 
-    def learn_step(state: TensorDictBase, batch: TensorDictBase, key: Tensor):
-        hp = state["hyperparams"]
-        rate = {"learning_rate": hp["learning_rate"]}
-        step = agent.gradient_update(
-            state, partial(loss, gamma=hp["gamma"]), tx, batch, trainable=["online"], hyperparams=rate
-        )
-        params, opt_state, metrics = step
-        due = (state["counters", "updates"] + 1) % period == 0  # every target_network_frequency steps
-        rate = torch.where(due, hp["tau"], torch.zeros_like(hp["tau"]))
-        metrics["epsilon"] = epsilon(hp, state["counters", "env_steps"])
-        return update_targets(params, {"target": "online"}, rate), opt_state, metrics
-
     def policy(params: TensorDictBase, obs: Tensor) -> Tensor:
         return greedy(q.apply(params["online"], obs))
 
@@ -122,7 +105,7 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         consumes=consumes,
         build=agent.build_state(env, consumes, init_params, tx, trainable=("online",)),
         collect=(Unit("collect", make_collect(env, explore, consumes)),),
-        learn=(Unit("learn", make_replay_learn(consumes, learn_step)),),
+        learn=(Unit("learn", make_replay_learn(consumes, q_learning_step(loss, tx, period, epsilon))),),
         policy=policy,
         explore=explore,
         factory=make_train,

@@ -9,8 +9,9 @@ The value of a slate decomposes through the user's choice model into item values
 the value of a step without a click (a value network). The choice model is known, as in the
 paper: the environment's (:meth:`frl.envs.recsim.InterestEvolution.choice`) on click scores read
 from the observation, so the environment must show the user's interests
-(``RecSim-InterestEvolution-Observed-v0``). Slates are chosen by SlateQ's top-k rule, the ``k`` candidates
-of highest ``v(s, j) Qbar(s, j)`` with ``v = exp(click score)``, epsilon-greedy while collecting.
+(``RecSim-InterestEvolution-Observed-v0``). Slates are chosen by SlateQ's top-k rule on the
+value a click adds, the ``k`` candidates of highest ``v(s, j) (Qbar(s, j) - Qbar_0(s))`` with
+``v = exp(click score)``, epsilon-greedy while collecting.
 
 Learning is DQN's loop (replay, target network, one minibatch step every ``train_frequency``
 steps) with the slate-level TD error ``Q(s, A) - (r + gamma (1 - terminated) Q_target(s', A'))``,
@@ -21,7 +22,6 @@ paper's item-level update on the clicked item, so no click label is needed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -32,13 +32,12 @@ from frl import nn, optim, random
 from frl.algos import train as agent
 from frl.algos.collect import make_collect
 from frl.algos.config import AgentConfig, hyper, setting
-from frl.algos.replay import make_replay_learn
+from frl.algos.replay import linear_epsilon, make_replay_learn, q_learning_step
 from frl.algos.spec import Replay
 from frl.algos.train import Train, Unit, WrapOptimizer
 from frl.envs.spaces import Slate
 from frl.losses import _batch as B
 from frl.losses.value_terms import value_loss
-from frl.update import update_targets
 
 __all__ = ["Config", "make_train", "slate_value", "slateq_loss"]
 
@@ -91,9 +90,13 @@ def slate_value(item_q: Tensor, null_q: Tensor, probs: Tensor, slate: Tensor) ->
     return (probs * picked).sum(-1) + (1.0 - probs.sum(-1)) * null_q
 
 
-def top_k_slate(item_q: Tensor, scores: Tensor, k: int) -> Tensor:
-    """SlateQ's top-k rule: the ``k`` candidates of highest ``exp(score) Qbar``, best first."""
-    return torch.topk(torch.exp(scores) * item_q, k, dim=-1).indices
+def top_k_slate(item_q: Tensor, null_q: Tensor, scores: Tensor, k: int) -> Tensor:
+    """The ``k`` candidates of highest ``exp(score) (Qbar - Qbar_0)``, best first: SlateQ's top-k
+    rule on the value an item adds over no click (under a logit choice model, showing ``j``
+    raises ``Q(s, A)`` exactly when ``Qbar(s, j)`` exceeds the value of the rest; against
+    ``Qbar_0`` it ranks what a click on ``j`` gains over none). ``[..., M], [...], [..., M] ->
+    int64 [..., k]``."""
+    return torch.topk(torch.exp(scores) * (item_q - null_q.unsqueeze(-1)), k, dim=-1).indices
 
 
 def slateq_loss(
@@ -138,13 +141,9 @@ def slateq_loss(
     with torch.no_grad():
         next_scores = scores_of(next_obs)
         next_items = item_apply(target_params["items"], next_obs)
-        next_slate = top_k_slate(next_items, next_scores, k)
-        next_q = slate_value(
-            next_items,
-            null_apply(target_params["null"], next_obs),
-            choice(next_scores, next_slate),
-            next_slate,
-        )
+        next_null = null_apply(target_params["null"], next_obs)
+        next_slate = top_k_slate(next_items, next_null, next_scores, k)
+        next_q = slate_value(next_items, next_null, choice(next_scores, next_slate), next_slate)
         target = reward + gamma * (1.0 - terminated.to(reward.dtype)) * next_q
     loss = value_loss(q, target.detach())
     metrics = TensorDict(
@@ -196,13 +195,13 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         batch_size=config.batch_size,
     )
 
-    def epsilon(hp: TensorDictBase, env_steps: Tensor) -> Tensor:
-        decay_steps = torch.clamp(hp["exploration_fraction"] * config.total_timesteps, min=1.0)
-        frac = torch.clamp(env_steps / decay_steps, max=1.0)
-        return hp["start_e"] + frac * (hp["end_e"] - hp["start_e"])
+    epsilon = linear_epsilon(config.total_timesteps)
 
     def policy(params: TensorDictBase, obs: Tensor) -> Tensor:
-        return top_k_slate(items.apply(params["online", "items"], obs), scores_of(obs), k)
+        online = params["online"]
+        return top_k_slate(
+            items.apply(online["items"], obs), null.apply(online["null"], obs), scores_of(obs), k
+        )
 
     def explore(params: TensorDictBase, hp: TensorDictBase, obs: Tensor, key: Tensor, env_steps: Tensor):
         k_explore, k_slate = random.split(key)
@@ -231,18 +230,6 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
             gamma=gamma,
         )
 
-    def learn_step(state: TensorDictBase, batch: TensorDictBase, key: Tensor):
-        hp = state["hyperparams"]
-        rate = {"learning_rate": hp["learning_rate"]}
-        step = agent.gradient_update(
-            state, partial(loss, gamma=hp["gamma"]), tx, batch, trainable=["online"], hyperparams=rate
-        )
-        params, opt_state, metrics = step
-        due = (state["counters", "updates"] + 1) % period == 0
-        rate = torch.where(due, hp["tau"], torch.zeros_like(hp["tau"]))
-        metrics["epsilon"] = epsilon(hp, state["counters", "env_steps"])
-        return update_targets(params, {"target": "online"}, rate), opt_state, metrics
-
     return Train(
         name="slateq",
         config=config,
@@ -250,7 +237,13 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         consumes=consumes,
         build=agent.build_state(env, consumes, init_params, tx, trainable=("online",)),
         collect=(Unit("collect", make_collect(env, explore, consumes)),),
-        learn=(Unit("learn", make_replay_learn(consumes, learn_step), config.updates_per_iteration),),
+        learn=(
+            Unit(
+                "learn",
+                make_replay_learn(consumes, q_learning_step(loss, tx, period, epsilon)),
+                config.updates_per_iteration,
+            ),
+        ),
         policy=policy,
         explore=explore,
         factory=make_train,
