@@ -203,7 +203,8 @@ def minatar_rows(args: argparse.Namespace) -> dict:
     result = run(
         train,
         seeds=args.seeds,
-        compile=args.compile,
+        compile=True,  # the CNN eagerly runs ~200 env-steps/s here
+        warm_start=True,
         eval_every=max(args.minatar_steps // 8, 1),
         eval_episodes=20,
         out_dir=run_dir,
@@ -266,7 +267,9 @@ def main() -> None:
     parser.add_argument("--logged-sessions", type=int, default=500, help="sessions logged per seed")
     parser.add_argument("--minatar-steps", type=int, default=500_000, help="PPO steps per seed on Breakout")
     parser.add_argument("--sessions", type=int, default=500, help="evaluation sessions per seed and policy")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=True, help="RecSim's agents"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "applications")
     args = parser.parse_args()
     payload = {}
