@@ -11,7 +11,7 @@ from torch.func import vmap
 
 import frl
 from frl import envs, random
-from frl.envs.minatar import Breakout
+from frl.envs.minatar import Breakout, SpaceInvaders
 
 minatar = pytest.importorskip("minatar")  # a dev dependency: installed by `make test`
 
@@ -65,6 +65,62 @@ def test_breakout_matches_the_minatar_package_frame_by_frame():
     assert episodes > 50 and rewards > 100  # the sample covers bounces, bricks and misses
 
 
+def _invaders_physics_of(game) -> torch.Tensor:
+    scalars = [
+        game.pos,
+        game.alien_dir,
+        game.enemy_move_interval,
+        game.alien_move_timer,
+        game.alien_shot_timer,
+        game.shot_timer,
+        game.ramp_index,
+        0,
+    ]
+    grids = [game.alien_map, game.f_bullet_map, game.e_bullet_map]
+    flat = [torch.tensor(g, dtype=torch.float32).flatten() for g in grids]
+    return torch.cat([torch.tensor(scalars, dtype=torch.float32), *flat])
+
+
+@pytest.mark.parametrize("policy", ["uniform", "fire-heavy"])
+def test_space_invaders_matches_the_minatar_package_frame_by_frame(policy):
+    """3,000 steps of random actions (uniform; and mostly firing from waves thinned to two
+    aliens, so waves are cleared and the ramp advances): every frame, reward and termination
+    equal the package's."""
+    package = minatar.Environment("space_invaders", sticky_action_prob=0.0)
+    package.seed(0)
+    minimal = package.minimal_action_set()  # [no-op, left, right, fire]
+    env = SpaceInvaders()
+    params = dataclasses.replace(env.default_params(), sticky_action_prob=0.0)
+    rng = np.random.default_rng(1)
+    p = [0.25] * 4 if policy == "uniform" else [0.1, 0.2, 0.2, 0.5]
+
+    def start():
+        package.reset()
+        if policy == "fire-heavy":  # two aliens left: the wave falls fast and respawns faster
+            package.env.alien_map[:] = 0
+            package.env.alien_map[3, 4:6] = 1
+        return _invaders_physics_of(package.env)
+
+    physics = start()
+    episodes, rewards, ramps, key = 1, 0, 0, random.key(0)
+    for step in range(3000):
+        action = int(rng.choice(4, p=p))
+        reward, terminal = package.act(minimal[action])
+        key, k = random.split(key)
+        physics, r, term = env.transition(physics, torch.tensor(action), params, k)
+        frame = torch.from_numpy(package.state().astype(np.float32))
+        assert torch.equal(env.observe(physics), frame), f"frame differs at step {step}"
+        assert float(r) == reward and bool(term) == terminal, f"step {step}"
+        rewards += reward
+        ramps = max(ramps, package.env.ramp_index)
+        if terminal:
+            physics = start()
+            episodes += 1
+    assert episodes > 5 and rewards > 100
+    if policy == "fire-heavy":
+        assert ramps >= 1  # a cleared wave sped the next one up
+
+
 def test_breakout_reset_and_sticky_actions():
     env = envs.make("Breakout-MinAtar")
     obs, state = env.reset(random.key(0), num_envs=400)
@@ -82,15 +138,16 @@ def test_breakout_reset_and_sticky_actions():
         env.Params(sticky_action_prob=1.5)
 
 
-def test_breakout_vmapped_matches_a_loop_and_compiles():
-    env = envs.make("Breakout-MinAtar")
+@pytest.mark.parametrize("env_id", ["Breakout-MinAtar", "SpaceInvaders-MinAtar"])
+def test_vmapped_games_match_a_loop(env_id):
+    env = envs.make(env_id)
     n = 3
     _, state_b = envs.reset_batch(env, random.key(1), n)
     states = [env.reset(k)[1] for k in random.split(random.key(1), n)]
     key = random.key(2)
     for _ in range(40):
         key, ka, ks = random.split(key, 3)
-        actions = random.randint(ka, (n,), 0, 3)
+        actions = random.randint(ka, (n,), 0, env.action_space.n)
         out_b = envs.step_batch(env, ks, state_b, actions)
         keys = random.split(ks, n)
         outs = [env.step(keys[i], states[i], actions[i]) for i in range(n)]
@@ -100,8 +157,9 @@ def test_breakout_vmapped_matches_a_loop_and_compiles():
 
 
 @pytest.mark.compile
-def test_breakout_compiled_step_matches_eager():
-    env = envs.make("Breakout-MinAtar")
+@pytest.mark.parametrize("env_id", ["Breakout-MinAtar", "SpaceInvaders-MinAtar"])
+def test_compiled_steps_match_eager(env_id):
+    env = envs.make(env_id)
     _, state = envs.reset_batch(env, random.key(0), 2)
     keys, action = random.split(random.key(1), 2), torch.tensor([1, 2])
     step = vmap(env.step)

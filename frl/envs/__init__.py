@@ -19,7 +19,7 @@ from torch.func import vmap
 from frl import random
 from frl.envs.base import Environment
 from frl.envs.classic_control import Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum
-from frl.envs.minatar import Breakout
+from frl.envs.minatar import Breakout, SpaceInvaders
 from frl.envs.recsim import InterestEvolution, InterestEvolutionObserved
 from frl.envs.spaces import Box, Discrete
 from frl.envs.tabular import TabularEnv
@@ -75,6 +75,7 @@ ENVIRONMENTS: dict[str, type[Environment]] = {
         MountainCarContinuous,
         Pendulum,
         Breakout,
+        SpaceInvaders,
         InterestEvolution,
         InterestEvolutionObserved,
     )

@@ -50,6 +50,12 @@ def _register_optional() -> None:
         gymnasium.register_envs(ale_py)
     except ImportError:
         pass
+    if "MinAtar/Breakout-v1" not in gymnasium.registry:
+        try:
+            from minatar.gym import register_envs  # MinAtar/<Game>-v0 (all actions), -v1 (minimal)
+        except ImportError:
+            return
+        register_envs()
 
 
 @dataclass(frozen=True)
