@@ -44,16 +44,16 @@ __all__ = ["Config", "make_train", "slate_value", "slateq_loss"]
 
 @dataclass(frozen=True)
 class Config(AgentConfig):
-    """SlateQ settings (DQN's loop; defaults tuned here on ``RecSim-InterestEvolution-v0`` with
-    observable interests)."""
+    """SlateQ settings (DQN's loop; defaults chosen here on ``RecSim-InterestEvolution-Observed-v0``:
+    4 environments, 2 updates per iteration of 4 steps, a 10k buffer)."""
 
     agent: ClassVar[str] = "slateq"
 
     env_id: str = setting("RecSim-InterestEvolution-Observed-v0")
     total_timesteps: int = setting(100_000, low=1)
     learning_rate: float = hyper(1e-3, low=0.0, low_open=True)
-    num_envs: int = setting(8, low=1)
-    buffer_size: int = setting(50_000, low=1)
+    num_envs: int = setting(4, low=1)
+    buffer_size: int = setting(10_000, low=1)
     gamma: float = hyper(0.99, low=0.0, high=1.0)
     tau: float = hyper(1.0, low=0.0, high=1.0)
     target_network_frequency: int = setting(1_000, low=1)
@@ -63,7 +63,7 @@ class Config(AgentConfig):
     exploration_fraction: float = hyper(0.3, low=0.0, high=1.0)
     learning_starts: int = setting(2_000, low=0)
     train_frequency: int = setting(1, low=1)
-    updates_per_iteration: int = setting(1, low=1)
+    updates_per_iteration: int = setting(2, low=1)
     hidden: tuple[int, ...] = setting((64, 64))
 
     def check(self) -> None:
