@@ -65,7 +65,8 @@ class Config(AgentConfig):
 
 def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer = None) -> Train:
     """DQN on ``config.env_id`` (discrete actions only), or on ``env`` if given (e.g. a
-    ``frl.envs.make("gym:<id>", ...)`` with options). Pixel observations get the Nature CNN."""
+    ``frl.envs.make("gym:<id>", ...)`` with options). Pixel observations get the Nature CNN, MinAtar
+    frames MinAtar's CNN."""
     env = agent.resolve_env(config, env, Config, discrete=True)
     if getattr(env, "pixels", False) and getattr(env, "torso", "nature") == "minatar":
         q: Any = nn.ConvNetwork(tuple(env.observation_space.shape), env.action_space.n, "minatar")
