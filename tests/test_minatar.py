@@ -16,7 +16,12 @@ from frl.envs.minatar import Breakout, SpaceInvaders
 minatar = pytest.importorskip("minatar")  # a dev dependency: installed by `make test`
 
 
-def _physics_of(game) -> torch.Tensor:
+def _flat(scalars, *grids) -> torch.Tensor:
+    parts = [torch.tensor(scalars, dtype=torch.float32)]
+    return torch.cat(parts + [torch.tensor(g, dtype=torch.float32).flatten() for g in grids])
+
+
+def _breakout_physics(game) -> torch.Tensor:
     """frl's Breakout physics for the package's game state (previous action: no-op)."""
     scalars = [
         game.ball_x,
@@ -28,97 +33,69 @@ def _physics_of(game) -> torch.Tensor:
         game.last_y,
         0,
     ]
-    return torch.cat(
-        [
-            torch.tensor(scalars, dtype=torch.float32),
-            torch.tensor(game.brick_map, dtype=torch.float32).flatten(),
-        ]
-    )
+    return _flat(scalars, game.brick_map)
 
 
-def test_breakout_matches_the_minatar_package_frame_by_frame():
-    """6,000 random steps over many episodes (no sticky actions on either side: the package's
-    own stream draws them): every frame, reward and termination equal; each episode starts from
-    the package's reset."""
-    package = minatar.Environment("breakout", sticky_action_prob=0.0)
+def _invaders_physics(game) -> torch.Tensor:
+    timers = [game.enemy_move_interval, game.alien_move_timer, game.alien_shot_timer, game.shot_timer]
+    scalars = [game.pos, game.alien_dir, *timers, game.ramp_index, 0]
+    return _flat(scalars, game.alien_map, game.f_bullet_map, game.e_bullet_map)
+
+
+def _side_by_side(name, env, physics_of, probs, steps, thin=None) -> dict[str, int]:
+    """Step the package (no sticky actions: its own stream would draw them) and ``env`` with the
+    same random actions for ``steps`` steps; every frame, reward and termination must be equal.
+    Each episode starts from the package's reset (``thin(game)`` may edit it first)."""
+    package = minatar.Environment(name, sticky_action_prob=0.0)
     package.seed(0)
-    minimal = package.minimal_action_set()  # [no-op, left, right] in the package's numbering
-    env = Breakout()
+    minimal = package.minimal_action_set()  # frl's action i is the package's minimal[i]
     params = dataclasses.replace(env.default_params(), sticky_action_prob=0.0)
-    rng = np.random.default_rng(0)
-    package.reset()
-    physics = _physics_of(package.env)
-    episodes, rewards, key = 1, 0, random.key(0)
-    for step in range(6000):
-        action = int(rng.integers(3))
+    rng = np.random.default_rng(1)
+
+    def start():
+        package.reset()
+        if thin is not None:
+            thin(package.env)
+        return physics_of(package.env)
+
+    physics, key = start(), random.key(0)
+    seen = {"episodes": 1, "rewards": 0, "ramps": 0}
+    for step in range(steps):
+        action = int(rng.choice(len(minimal), p=probs))
         reward, terminal = package.act(minimal[action])
         key, k = random.split(key)
         physics, r, term = env.transition(physics, torch.tensor(action), params, k)
         frame = torch.from_numpy(package.state().astype(np.float32))
-        assert torch.equal(env.observe(physics), frame), f"frame differs at step {step}"
-        assert float(r) == reward and bool(term) == terminal, f"step {step}"
-        rewards += reward
+        assert torch.equal(env.observe(physics), frame), f"{name}: frame differs at step {step}"
+        assert float(r) == reward and bool(term) == terminal, f"{name}: step {step}"
+        seen["rewards"] += reward
+        seen["ramps"] = max(seen["ramps"], package.env.difficulty_ramp() or 0)
         if terminal:
-            package.reset()
-            physics = _physics_of(package.env)
-            episodes += 1
-    assert episodes > 50 and rewards > 100  # the sample covers bounces, bricks and misses
+            physics = start()
+            seen["episodes"] += 1
+    return seen
 
 
-def _invaders_physics_of(game) -> torch.Tensor:
-    scalars = [
-        game.pos,
-        game.alien_dir,
-        game.enemy_move_interval,
-        game.alien_move_timer,
-        game.alien_shot_timer,
-        game.shot_timer,
-        game.ramp_index,
-        0,
-    ]
-    grids = [game.alien_map, game.f_bullet_map, game.e_bullet_map]
-    flat = [torch.tensor(g, dtype=torch.float32).flatten() for g in grids]
-    return torch.cat([torch.tensor(scalars, dtype=torch.float32), *flat])
+def test_breakout_matches_the_minatar_package_frame_by_frame():
+    """6,000 uniformly random steps over many episodes."""
+    seen = _side_by_side("breakout", Breakout(), _breakout_physics, [1 / 3] * 3, 6000)
+    assert seen["episodes"] > 50 and seen["rewards"] > 100  # bounces, bricks and misses
+
+
+def _two_aliens_left(game) -> None:
+    game.alien_map[:] = 0
+    game.alien_map[3, 4:6] = 1
 
 
 @pytest.mark.parametrize("policy", ["uniform", "fire-heavy"])
 def test_space_invaders_matches_the_minatar_package_frame_by_frame(policy):
-    """3,000 steps of random actions (uniform; and mostly firing from waves thinned to two
-    aliens, so waves are cleared and the ramp advances): every frame, reward and termination
-    equal the package's."""
-    package = minatar.Environment("space_invaders", sticky_action_prob=0.0)
-    package.seed(0)
-    minimal = package.minimal_action_set()  # [no-op, left, right, fire]
-    env = SpaceInvaders()
-    params = dataclasses.replace(env.default_params(), sticky_action_prob=0.0)
-    rng = np.random.default_rng(1)
-    p = [0.25] * 4 if policy == "uniform" else [0.1, 0.2, 0.2, 0.5]
-
-    def start():
-        package.reset()
-        if policy == "fire-heavy":  # two aliens left: the wave falls fast and respawns faster
-            package.env.alien_map[:] = 0
-            package.env.alien_map[3, 4:6] = 1
-        return _invaders_physics_of(package.env)
-
-    physics = start()
-    episodes, rewards, ramps, key = 1, 0, 0, random.key(0)
-    for step in range(3000):
-        action = int(rng.choice(4, p=p))
-        reward, terminal = package.act(minimal[action])
-        key, k = random.split(key)
-        physics, r, term = env.transition(physics, torch.tensor(action), params, k)
-        frame = torch.from_numpy(package.state().astype(np.float32))
-        assert torch.equal(env.observe(physics), frame), f"frame differs at step {step}"
-        assert float(r) == reward and bool(term) == terminal, f"step {step}"
-        rewards += reward
-        ramps = max(ramps, package.env.ramp_index)
-        if terminal:
-            physics = start()
-            episodes += 1
-    assert episodes > 5 and rewards > 100
+    """3,000 steps of random actions: uniform, and mostly firing at waves thinned to two aliens,
+    so waves are cleared, respawn and ramp up."""
+    probs, thin = ([0.25] * 4, None) if policy == "uniform" else ([0.1, 0.2, 0.2, 0.5], _two_aliens_left)
+    seen = _side_by_side("space_invaders", SpaceInvaders(), _invaders_physics, probs, 3000, thin)
+    assert seen["episodes"] > 5 and seen["rewards"] > 100
     if policy == "fire-heavy":
-        assert ramps >= 1  # a cleared wave sped the next one up
+        assert seen["ramps"] >= 1  # a cleared wave sped the next one up
 
 
 def test_breakout_reset_and_sticky_actions():
