@@ -30,14 +30,14 @@ def actor_critic(
 ) -> tuple[Any, Distribution, nn.ValueNetwork]:
     """CleanRL's on-policy networks for ``env``: ``(actor, dist, critic)``.
 
-    Discrete actions: a categorical policy (tanh MLP, near-uniform start; on image frames
-    (``env.pixels``) a convolutional torso per network, ``env.torso`` ``"nature"`` or
-    ``"minatar"``); a ``Slate``: a
-    Plackett-Luce policy over per-candidate scores (:class:`frl.nn.CandidateScorer` when the
-    environment lays candidates out as ``document_dim`` features each, else an MLP); ``MultiDiscrete`` (and
-    ``MultiBinary``): the same MLP with ``sum(nvec)`` logits, a factorised categorical per action
-    dim; continuous: a diagonal Gaussian with a state-independent log-std starting at
-    ``log_std_init``. The critic is a tanh MLP value network.
+    Discrete actions: a categorical policy (tanh MLP, near-uniform start); on image frames
+    (``env.pixels``) a convolutional torso per network (``env.torso``: ``"nature"`` or
+    ``"minatar"``). A ``Slate``: a Plackett-Luce policy over per-candidate scores
+    (:class:`frl.nn.CandidateScorer` when the environment lays candidates out as ``document_dim``
+    features each, else an MLP). ``MultiDiscrete`` (and ``MultiBinary``): the same MLP with
+    ``sum(nvec)`` logits, a factorised categorical per action dim. Continuous: a diagonal Gaussian
+    with a state-independent log-std starting at ``log_std_init``. The critic is a tanh MLP value
+    network (a CNN one on frames).
     """
     if getattr(env, "pixels", False) and env.discrete:  # image frames: a convolutional torso each
         shape, kind = tuple(env.observation_space.shape), getattr(env, "torso", "nature")
