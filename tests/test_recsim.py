@@ -325,10 +325,11 @@ def test_slate_value_decomposes_through_the_choice_model_by_hand():
     assert top_k_slate(item_q, torch.tensor([3.0]), scores, 2).tolist() == [[1, 3]]
 
 
-def test_slateq_loss_is_the_slate_level_td_error_with_a_frozen_target():
-    """The loss equals ``mean((Q(s, A) - y)^2) / 2`` written out with the networks and the
-    environment's choice model, ``y`` from the target params' top-k slate; no gradient reaches
-    the target."""
+def test_slateq_loss_is_the_item_level_td_error_by_hand():
+    """Written out per transition with the networks and the environment's choice model: a click
+    regresses every shown item toward ``y`` weighted by the posterior that it was the clicked one,
+    no click regresses the no-click value; ``y`` from the target params' top-k slate; no gradient
+    reaches the target."""
     from frl.algos import slateq
 
     train = slateq.make_train(slateq.Config(num_envs=2, learning_starts=0, buffer_size=64, batch_size=4))
@@ -336,24 +337,32 @@ def test_slateq_loss_is_the_slate_level_td_error_with_a_frozen_target():
     items, null, scores_of, choice = parts["items"], parts["null"], parts["scores_of"], parts["choice"]
     params = train.init(random.key(0))["params"]
     params["target"] = params["target"].apply(lambda x: x * 1.5)
-    obs, state = env.reset(random.key(1), num_envs=4)
-    slate = torch.tensor([[0, 1, 2], [5, 4, 3], [7, 9, 8], [1, 0, 19]])
+    n = 16
+    obs, state = env.reset(random.key(1), num_envs=n)
+    slate = torch.topk(random.uniform(random.key(3), (n, 20)), 3, dim=-1).indices
     next_obs, _, reward, terminated, _, _ = env.step(random.key(2), state, slate)
+    assert bool((reward > 0).any()) and bool((reward == 0).any())  # both kinds of step
     next_part = {"observation": next_obs, "reward": reward, "terminated": terminated}
-    batch = TensorDict({"observation": obs, "action": slate, "next": next_part}, batch_size=[4])
+    batch = TensorDict({"observation": obs, "action": slate, "next": next_part}, batch_size=[n])
 
-    def slate_q(p, o, s):
-        q_items, q_null = items.apply(p["items"], o), null.apply(p["null"], o)
-        return slateq.slate_value(q_items, q_null, choice(scores_of(o), s), s)
-
-    online, target_params = params["online"], params["target"]
-    next_items, next_null = (
-        items.apply(target_params["items"], next_obs),
-        null.apply(target_params["null"], next_obs),
-    )
+    online, tgt = params["online"], params["target"]
+    next_items, next_null = items.apply(tgt["items"], next_obs), null.apply(tgt["null"], next_obs)
     next_slate = slateq.top_k_slate(next_items, next_null, scores_of(next_obs), 3)
-    y = reward + 0.9 * (~terminated).float() * slate_q(target_params, next_obs, next_slate)
-    expected = 0.5 * ((slate_q(online, obs, slate) - y) ** 2).mean()
+    next_q = slateq.slate_value(next_items, next_null, choice(scores_of(next_obs), next_slate), next_slate)
+    y = reward + 0.9 * (~terminated).float() * next_q
+    q_items, q_null, probs = (
+        items.apply(online["items"], obs),
+        null.apply(online["null"], obs),
+        choice(scores_of(obs), slate),
+    )
+    terms = []
+    for i in range(n):
+        if reward[i] > 0:
+            post = probs[i] / probs[i].sum()
+            terms.append(sum(post[j] * (q_items[i, slate[i, j]] - y[i]) ** 2 for j in range(3)))
+        else:
+            terms.append((q_null[i] - y[i]) ** 2)
+    expected = 0.5 * torch.stack(terms).mean()
     loss, metrics = parts["loss"](params, batch, gamma=torch.tensor(0.9))
     torch.testing.assert_close(loss, expected)
     grads = torch.func.grad(lambda p: parts["loss"](p, batch, gamma=torch.tensor(0.9))[0])(params)

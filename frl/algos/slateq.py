@@ -13,10 +13,11 @@ from the observation, so the environment must show the user's interests
 value a click adds, the ``k`` candidates of highest ``v(s, j) (Qbar(s, j) - Qbar_0(s))`` with
 ``v = exp(click score)``, epsilon-greedy while collecting.
 
-Learning is DQN's loop (replay, target network, one minibatch step every ``train_frequency``
-steps) with the slate-level TD error ``Q(s, A) - (r + gamma (1 - terminated) Q_target(s', A'))``,
-``A'`` the target network's top-k slate at ``s'``: the expectation over the click replaces the
-paper's item-level update on the clicked item, so no click label is needed.
+Learning is DQN's loop (replay, target network, ``updates_per_iteration`` minibatch steps per
+iteration) with the paper's item-level TD update toward ``r + gamma Q_target(s', A')``, ``A'``
+the target network's top-k slate at ``s'``: the clicked item's value moves (the no-click value on
+a step without a click); as the stored transition does not name the clicked item, every shown
+item moves in proportion to the choice model's posterior that it was the one (:func:`slateq_loss`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from frl.algos.spec import Replay
 from frl.algos.train import Train, Unit, WrapOptimizer
 from frl.envs.spaces import Slate
 from frl.losses import _batch as B
-from frl.losses.value_terms import value_loss
 
 __all__ = ["Config", "make_train", "slate_value", "slateq_loss"]
 
@@ -45,18 +45,19 @@ __all__ = ["Config", "make_train", "slate_value", "slateq_loss"]
 @dataclass(frozen=True)
 class Config(AgentConfig):
     """SlateQ settings (DQN's loop; defaults chosen here on ``RecSim-InterestEvolution-Observed-v0``:
-    4 environments, 2 updates per iteration of 4 steps, a 10k buffer)."""
+    16 environments, 2 updates per iteration of 16 steps, the target synced every 250 updates, a
+    10k buffer)."""
 
     agent: ClassVar[str] = "slateq"
 
     env_id: str = setting("RecSim-InterestEvolution-Observed-v0")
     total_timesteps: int = setting(100_000, low=1)
     learning_rate: float = hyper(1e-3, low=0.0, low_open=True)
-    num_envs: int = setting(4, low=1)
+    num_envs: int = setting(16, low=1)
     buffer_size: int = setting(10_000, low=1)
     gamma: float = hyper(0.99, low=0.0, high=1.0)
     tau: float = hyper(1.0, low=0.0, high=1.0)
-    target_network_frequency: int = setting(1_000, low=1)
+    target_network_frequency: int = setting(125, low=1)
     batch_size: int = setting(128, low=1)
     start_e: float = hyper(1.0, low=0.0, high=1.0)
     end_e: float = hyper(0.05, low=0.0, high=1.0)
@@ -112,32 +113,35 @@ def slateq_loss(
     gamma: float | Tensor,
     key: Tensor | None = None,
 ) -> tuple[Tensor, TensorDict]:
-    """The slate-level TD loss ``mean((Q(s, A) - sg(y))^2) / 2`` with
-    ``y = r + gamma (1 - terminated) Q_target(s', topk(s'))`` (module docstring).
+    """SlateQ's item-level TD loss with the clicked item inferred from the choice model.
+
+    The target is ``y = r + gamma (1 - terminated) Q_target(s', topk(s'))`` (:func:`slate_value`
+    on the target params' top-k slate). A step without a click (``r = 0``) regresses the no-click
+    value, ``(Qbar_0(s) - y)^2``; a step with one regresses the item that was clicked, which the
+    stored transition does not name: each shown item ``j`` in proportion to the choice model's
+    posterior ``P(j | s, A, click) = P(j|s,A) / sum_i P(i|s,A)``,
+    ``sum_j P(j | click) (Qbar(s, a_j) - y)^2``. Loss: half the batch mean.
 
     Args:
       online_params, target_params: ``{"items", "null"}`` each.
       batch: ``observation``, ``action`` (slates ``[B, k]``), ``next.observation``,
-        ``next.reward``, ``next.terminated``.
+        ``next.reward`` (positive exactly on a click), ``next.terminated``.
       item_apply: ``(params, obs) -> Qbar [B, M]``; null_apply: ``(params, obs) -> [B]``.
       choice: ``(scores [B, M], slate [B, k]) -> P [B, k]``; scores_of: ``obs -> [B, M]``.
       k: the slate size.
 
     Returns:
-      ``(loss, metrics)``: ``loss``, ``q_value``, ``td_error`` (mean absolute).
+      ``(loss, metrics)``: ``loss``, ``q_value`` (the slate value ``Q(s, A)``), ``td_error``
+      (mean absolute ``Q(s, A) - y``).
     """
     owner = "slateq_loss"
     obs, slate = B.get(batch, B.OBS, owner), B.get(batch, B.ACTION, owner)
     next_obs, reward = B.get(batch, B.NEXT_OBS, owner), B.get(batch, B.REWARD, owner)
     terminated = B.get(batch, B.TERMINATED, owner)
-    scores = scores_of(obs)
-    q = slate_value(
-        item_apply(online_params["items"], obs),
-        null_apply(online_params["null"], obs),
-        choice(scores, slate),
-        slate,
-    )
-    B.check_per_sample(owner, q.shape, next_reward=reward, next_terminated=terminated)
+    probs = choice(scores_of(obs), slate)
+    item_q = item_apply(online_params["items"], obs)
+    null_q = null_apply(online_params["null"], obs)
+    B.check_per_sample(owner, null_q.shape, next_reward=reward, next_terminated=terminated)
     with torch.no_grad():
         next_scores = scores_of(next_obs)
         next_items = item_apply(target_params["items"], next_obs)
@@ -145,9 +149,14 @@ def slateq_loss(
         next_slate = top_k_slate(next_items, next_null, next_scores, k)
         next_q = slate_value(next_items, next_null, choice(next_scores, next_slate), next_slate)
         target = reward + gamma * (1.0 - terminated.to(reward.dtype)) * next_q
-    loss = value_loss(q, target.detach())
+        posterior = probs / probs.sum(-1, keepdim=True).clamp(min=torch.finfo(probs.dtype).tiny)
+    shown = torch.gather(item_q, -1, slate)
+    item_error = (posterior * (shown - target.unsqueeze(-1)) ** 2).sum(-1)
+    null_error = (null_q - target) ** 2
+    loss = 0.5 * torch.where(reward > 0, item_error, null_error).mean()
+    q = slate_value(item_q, null_q, probs, slate).detach()
     metrics = TensorDict(
-        {"loss": loss.detach(), "q_value": q.detach().mean(), "td_error": (q - target).abs().detach().mean()},
+        {"loss": loss.detach(), "q_value": q.mean(), "td_error": (q - target).abs().mean()},
         batch_size=[],
     )
     return loss, metrics
