@@ -116,9 +116,9 @@ class InterestEvolutionParams:
         _check_number(owner, "trashy_appeal", self.trashy_appeal)
 
 
-def _check_count(name: str, value: Any, low: int) -> None:
+def _check_count(owner: str, name: str, value: Any, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"RecSim-InterestEvolution-v0: `{name}` must be an int >= {low}, got {value!r}")
+        raise ValueError(f"{owner}: `{name}` must be an int >= {low}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -144,9 +144,9 @@ class InterestEvolution(Environment):
     choice_model: str = "mnl"
 
     def __post_init__(self) -> None:
-        _check_count("num_candidates", self.num_candidates, 1)
-        _check_count("slate_size", self.slate_size, 1)
-        _check_count("num_topics", self.num_topics, 2)
+        _check_count(self.id, "num_candidates", self.num_candidates, 1)
+        _check_count(self.id, "slate_size", self.slate_size, 1)
+        _check_count(self.id, "num_topics", self.num_topics, 2)
         if self.slate_size > self.num_candidates:
             raise ValueError(
                 f"{self.id}: `slate_size` ({self.slate_size}) must not exceed "
