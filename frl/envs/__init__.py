@@ -19,6 +19,7 @@ from torch.func import vmap
 from frl import random
 from frl.envs.base import Environment
 from frl.envs.classic_control import Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum
+from frl.envs.highway import Highway
 from frl.envs.minatar import Breakout, SpaceInvaders
 from frl.envs.recsim import InterestEvolution, InterestEvolutionObserved
 from frl.envs.spaces import Box, Discrete
@@ -78,6 +79,7 @@ ENVIRONMENTS: dict[str, type[Environment]] = {
         SpaceInvaders,
         InterestEvolution,
         InterestEvolutionObserved,
+        Highway,
     )
 }
 
