@@ -11,7 +11,7 @@ from torch.func import vmap
 
 import frl
 from frl import envs, random
-from frl.envs.minatar import Breakout, SpaceInvaders
+from frl.envs.minatar import Asterix, Breakout, Freeway, SpaceInvaders
 
 minatar = pytest.importorskip("minatar")  # a dev dependency: installed by `make test`
 
@@ -42,10 +42,12 @@ def _invaders_physics(game) -> torch.Tensor:
     return _flat(scalars, game.alien_map, game.f_bullet_map, game.e_bullet_map)
 
 
-def _side_by_side(name, env, physics_of, probs, steps, thin=None) -> dict[str, int]:
-    """Step the package (no sticky actions: its own stream would draw them) and ``env`` with the
-    same random actions for ``steps`` steps; every frame, reward and termination must be equal.
-    Each episode starts from the package's reset (``thin(game)`` may edit it first)."""
+def _side_by_side(name, env, physics_of, probs, steps, thin=None, draws_of=None) -> dict[str, int]:
+    """Step the package's game (no sticky actions: the wrapper's stream would draw them) and
+    ``env`` with the same random actions for ``steps`` steps; every frame, reward and termination
+    must be equal. Each episode starts from the package's reset (``thin(game)`` may edit it first).
+    Games that draw during play get the package's next draws, ``draws_of(game)`` (its random
+    stream replayed), through ``env.advance``."""
     package = minatar.Environment(name, sticky_action_prob=0.0)
     package.seed(0)
     minimal = package.minimal_action_set()  # frl's action i is the package's minimal[i]
@@ -62,9 +64,12 @@ def _side_by_side(name, env, physics_of, probs, steps, thin=None) -> dict[str, i
     seen = {"episodes": 1, "rewards": 0, "ramps": 0}
     for step in range(steps):
         action = int(rng.choice(len(minimal), p=probs))
-        reward, terminal = package.act(minimal[action])
-        key, k = random.split(key)
-        physics, r, term = env.transition(physics, torch.tensor(action), params, k)
+        if draws_of is None:
+            key, k = random.split(key)
+            physics, r, term = env.transition(physics, torch.tensor(action), params, k)
+        else:
+            physics, r, term = env.advance(physics, torch.tensor(action), draws_of(package.env))
+        reward, terminal = package.env.act(minimal[action])
         frame = torch.from_numpy(package.state().astype(np.float32))
         assert torch.equal(env.observe(physics), frame), f"{name}: frame differs at step {step}"
         assert float(r) == reward and bool(term) == terminal, f"{name}: step {step}"
@@ -98,6 +103,74 @@ def test_space_invaders_matches_the_minatar_package_frame_by_frame(policy):
         assert seen["ramps"] >= 1  # a cleared wave sped the next one up
 
 
+def _replay(game) -> np.random.RandomState:
+    """A copy of the game's random stream, to read its next draws without consuming them."""
+    stream = np.random.RandomState()
+    stream.set_state(game.random.get_state())
+    return stream
+
+
+def _freeway_physics(game) -> torch.Tensor:
+    cars = np.asarray(game.cars, dtype=np.float32)  # rows [x, y, timer, speed]
+    scalars = [game.pos, game.move_timer, game.terminate_timer, 0]
+    return torch.cat(
+        [
+            _flat(scalars),
+            torch.from_numpy(cars[:, 0]),
+            torch.from_numpy(cars[:, 2]),
+            torch.from_numpy(cars[:, 3]),
+        ]
+    )
+
+
+def _freeway_draws(game) -> torch.Tensor:
+    """The speeds the package would give the cars on a crossing this step."""
+    stream = _replay(game)
+    speeds = stream.randint(1, 6, 8)
+    return torch.tensor(speeds * np.sign(stream.rand(8) - 0.5), dtype=torch.float32)
+
+
+def test_freeway_matches_the_minatar_package_frame_by_frame():
+    """6,000 steps of mostly "up" (crossings re-draw the speeds) through 2 whole 2,500-step games."""
+    seen = _side_by_side(
+        "freeway", Freeway(), _freeway_physics, [0.1, 0.8, 0.1], 6000, draws_of=_freeway_draws
+    )
+    assert seen["episodes"] >= 3 and seen["rewards"] > 40
+
+
+def _asterix_physics(game) -> torch.Tensor:
+    scalars = [
+        game.player_x,
+        game.player_y,
+        game.spawn_speed,
+        game.spawn_timer,
+        game.move_speed,
+        game.move_timer,
+        game.ramp_timer,
+        game.ramp_index,
+        0,
+    ]
+    slots = [
+        [0.0, 0.0, 0.0, 0.0] if e is None else [1.0, e[0], float(e[2]), float(e[3])] for e in game.entities
+    ]
+    return _flat(scalars, slots)
+
+
+def _asterix_draws(game) -> torch.Tensor:
+    """The side, kind and row the package would give a spawn this step."""
+    stream = _replay(game)
+    side, kind = stream.rand(), stream.rand()
+    free = sum(e is None for e in game.entities)
+    row = (stream.randint(free) + 0.5) / free if free else 0.0
+    return torch.tensor([side, kind, row], dtype=torch.float32)
+
+
+def test_asterix_matches_the_minatar_package_frame_by_frame():
+    """6,000 uniformly random steps: many games, gold and enemies, ramped difficulty."""
+    seen = _side_by_side("asterix", Asterix(), _asterix_physics, [0.2] * 5, 6000, draws_of=_asterix_draws)
+    assert seen["episodes"] > 20 and seen["rewards"] > 20 and seen["ramps"] >= 1
+
+
 def test_breakout_reset_and_sticky_actions():
     env = envs.make("Breakout-MinAtar")
     obs, state = env.reset(random.key(0), num_envs=400)
@@ -115,7 +188,9 @@ def test_breakout_reset_and_sticky_actions():
         env.Params(sticky_action_prob=1.5)
 
 
-@pytest.mark.parametrize("env_id", ["Breakout-MinAtar", "SpaceInvaders-MinAtar"])
+@pytest.mark.parametrize(
+    "env_id", ["Breakout-MinAtar", "SpaceInvaders-MinAtar", "Freeway-MinAtar", "Asterix-MinAtar"]
+)
 def test_vmapped_games_match_a_loop(env_id):
     env = envs.make(env_id)
     n = 3
@@ -165,3 +240,29 @@ def test_agents_take_minatar_frames_with_its_cnn(algo):
     stepped, metrics = train.step(state)
     train.check(stepped)
     assert all(bool(torch.isfinite(v).all()) for v in metrics.values())
+
+
+def test_freeway_and_asterix_draw_what_the_package_draws():
+    """Freeway: speeds 1-5 of either sign, each about equally often; Asterix: a spawn goes into a
+    free row at the edge its side names, and nowhere when every row is taken."""
+    speeds = Freeway().draws(random.key(0), (4000,)).flatten()
+    counts = torch.stack([(speeds == s).sum() for s in (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5)])
+    assert int(counts.sum()) == len(speeds) and counts.min() > 0.08 * len(speeds)
+    env = Asterix()
+    _, state = env.reset(random.key(1))
+    physics = state["physics"].clone()
+    physics[3] = 0.0  # a spawn is due
+    slots = physics[9:].view(8, 4)
+    slots[:] = torch.tensor([1.0, 3.0, 1.0, 0.0])  # rows 1-8 taken at x = 3 ...
+    slots[5] = 0.0  # ... but row 6
+    draws = env.draws(random.key(2), (200,))
+    after, _, _ = vmap(env.advance, in_dims=(None, None, 0))(physics, torch.tensor(0), draws)
+    new = after[:, 9:].unflatten(-1, (8, 4))[:, 5]
+    assert new[:, 0].eq(1).all() and after[:, 3].eq(9).all()  # spawned in row 6; the timer restarted
+    left = draws[:, 0] < 0.5  # from the left edge moving right, else from the right moving left
+    assert torch.equal(new[:, 1], torch.where(left, 0.0, 9.0)) and torch.equal(new[:, 2], left.float())
+    assert torch.equal(new[:, 3], (draws[:, 1] < 1 / 3).float())
+    full = physics.clone()
+    full[9:].view(8, 4)[5] = torch.tensor([1.0, 3.0, 1.0, 0.0])
+    after, _, _ = env.advance(full, torch.tensor(0), draws[0])
+    assert torch.equal(after[9:], full[9:]) and float(after[3]) == 9.0

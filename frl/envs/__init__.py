@@ -20,7 +20,7 @@ from frl import random
 from frl.envs.base import Environment
 from frl.envs.classic_control import Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum
 from frl.envs.highway import Highway
-from frl.envs.minatar import Breakout, SpaceInvaders
+from frl.envs.minatar import Asterix, Breakout, Freeway, SpaceInvaders
 from frl.envs.recsim import InterestEvolution, InterestEvolutionObserved
 from frl.envs.spaces import Box, Discrete
 from frl.envs.tabular import TabularEnv
@@ -77,6 +77,8 @@ ENVIRONMENTS: dict[str, type[Environment]] = {
         Pendulum,
         Breakout,
         SpaceInvaders,
+        Asterix,
+        Freeway,
         InterestEvolution,
         InterestEvolutionObserved,
         Highway,

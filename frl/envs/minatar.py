@@ -11,7 +11,10 @@ differences from the package, both for a pure, batched environment: the previous
 sticky actions starts at "no-op" with every episode (the package keeps it across resets), and
 episodes are truncated at ``max_episode_steps`` (the package has no limit; gymnax uses 1000 too).
 
-Built: Breakout, SpaceInvaders. Asterix, Freeway and Seaquest are still to write.
+Asterix and Freeway draw during play (spawns; car speeds): their ``transition`` draws the
+uniforms from the key (``draws``) and hands them to ``advance(physics, action, draws)``, the game
+step proper, which the parity tests drive with the package's own next draws (its random stream
+replayed). Built: Asterix, Breakout, Freeway, SpaceInvaders. Seaquest is still to write.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from frl import random
 from frl.envs.base import Environment
 from frl.envs.spaces import Box, Discrete
 
-__all__ = ["Breakout", "MinAtarParams", "SpaceInvaders"]
+__all__ = ["Asterix", "Breakout", "Freeway", "MinAtarParams", "SpaceInvaders"]
 
 
 @dataclass(frozen=True)
@@ -281,3 +284,222 @@ class SpaceInvaders(_MinAtar):
         scalars = [pos, direction, interval, move_timer, alien_shot_timer, shot_timer, ramp, action]
         grids = [aliens.flatten(-2), shots.flatten(-2), enemy.flatten(-2)]
         return torch.cat([torch.stack(scalars, -1), *grids], -1), reward, terminal
+
+
+_PLAYER_SPEED, _FREEWAY_TIME = 3, 2500
+
+
+@dataclass(frozen=True)
+class Freeway(_MinAtar):
+    """MinAtar Freeway: a chicken crosses eight lanes of traffic from the bottom row to the top.
+
+    +1 per crossing (the chicken is then put back on the bottom row and every car gets a new speed
+    and direction); the chicken moves at most every 3 steps; a car that reaches the chicken's cell
+    sends it back to the bottom. Car ``i`` drives along row ``i + 1``, one cell every ``|speed|``
+    steps (1-5) in the direction of the speed's sign, wrapping around the screen. The game ends
+    after 2,500 steps (``max_episode_steps`` truncates there, as gymnax does; the package reports
+    the step after as terminal, which :meth:`transition` reproduces). Channels: chicken, car, then
+    the car's trail in one of five channels by its speed. Actions: 0 no-op, 1 up, 2 down.
+
+    Physics ``[pos, move_timer, terminate_timer, last_action, car x (8), car timer (8), car speed
+    (8, signed)]`` as floats. Randomness: the cars' speeds and directions, drawn at the start and
+    after each crossing (:meth:`draws`).
+    """
+
+    id: ClassVar[str] = "Freeway-MinAtar"
+    max_episode_steps: ClassVar[int] = _FREEWAY_TIME
+    observation_space: ClassVar[Box] = Box((0.0,) * 700, (1.0,) * 700, (10, 10, 7))
+    action_space: ClassVar[Discrete] = Discrete(3)
+
+    def draws(self, key: Tensor, batch: tuple[int, ...]) -> Tensor:
+        """Eight signed car speeds ``[*batch, 8]``: ``|s|`` uniform in 1..5, the sign a fair coin."""
+        k_speed, k_sign = random.split(key)
+        speed = random.randint(k_speed, (*batch, 8), 1, 6).to(self.dtype)
+        sign = torch.where(random.uniform(k_sign, (*batch, 8), self.dtype) < 0.5, -1.0, 1.0)
+        return speed * sign
+
+    def init_physics(self, key: Tensor, params: MinAtarParams, batch: tuple[int, ...] = ()) -> Tensor:
+        speed = self.draws(key, batch)
+        one = torch.ones(batch, dtype=self.dtype, device=key.device)
+        scalars = torch.stack([9.0 * one, _PLAYER_SPEED * one, _FREEWAY_TIME * one, 0.0 * one], -1)
+        return torch.cat([scalars, torch.zeros_like(speed), speed.abs(), speed], -1)
+
+    def observe(self, physics: Tensor) -> Tensor:
+        pos = physics[..., 0].long()
+        x, speed = physics[..., 4:12].long(), physics[..., 20:28]
+        cells = torch.arange(100, device=physics.device)
+        rows = torch.arange(1, 9, device=physics.device)
+        chicken = cells == (pos * 10 + 4).unsqueeze(-1)
+        car_cells = rows * 10 + x  # [*, 8]
+        back = torch.remainder(x - torch.sign(speed).long(), 10)
+        trail_cells = rows * 10 + back
+        car = (cells == car_cells.unsqueeze(-1)).any(-2)
+        level = speed.abs().long() - 1  # [*, 8] in 0..4
+        trails = [
+            ((cells == trail_cells.unsqueeze(-1)) & (level == s).unsqueeze(-1)).any(-2) for s in range(5)
+        ]
+        return torch.stack([chicken, car, *trails], -1).to(self.dtype).unflatten(-2, (10, 10))
+
+    def transition(self, physics: Tensor, action: Tensor, params: MinAtarParams, key: Tensor):
+        k_sticky, k_draws = random.split(key)
+        action = _sticky(k_sticky, action, physics[..., 3], params)
+        return self.advance(physics, action, self.draws(k_draws, tuple(action.shape)))
+
+    def advance(self, physics: Tensor, action: Tensor, speeds: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One step of the game for the applied ``action`` (after sticky actions), with ``speeds``
+        ``[*, 8]`` the new signed car speeds should the chicken cross this step (:meth:`draws`)."""
+        pos, move_timer, terminate_timer = physics[..., 0], physics[..., 1], physics[..., 2]
+        x, timer, speed = physics[..., 4:12], physics[..., 12:20], physics[..., 20:28]
+        ready = move_timer == 0
+        up, down = ready & (action == 1), ready & (action == 2)
+        move_timer = torch.where(up | down, torch.full_like(move_timer, _PLAYER_SPEED), move_timer)
+        pos = torch.where(up, torch.clamp(pos - 1, min=0), pos)
+        pos = torch.where(down, torch.clamp(pos + 1, max=9), pos)
+        crossed = pos == 0
+        pos = torch.where(crossed, torch.full_like(pos, 9.0), pos)
+        new = crossed.unsqueeze(-1)
+        speed = torch.where(new, speeds.to(speed.dtype), speed)
+        timer = torch.where(new, speed.abs(), timer)
+        # only the car in the chicken's row can reach it, so the package's car-by-car loop is parallel
+        in_row = torch.arange(1, 9, device=physics.device) == pos.unsqueeze(-1)
+        hit = in_row & (x == 4)
+        moves = timer == 0
+        x = torch.where(moves, torch.remainder(x + torch.sign(speed), 10), x)
+        timer = torch.where(moves, speed.abs(), timer - 1)
+        hit = (hit | (in_row & moves & (x == 4))).any(-1)
+        pos = torch.where(hit, torch.full_like(pos, 9.0), pos)
+        move_timer = move_timer - (move_timer > 0).to(self.dtype)
+        terminate_timer = terminate_timer - 1
+        scalars = torch.stack([pos, move_timer, terminate_timer, action.to(self.dtype)], -1)
+        next_physics = torch.cat([scalars, x, timer, speed], -1)
+        return next_physics, crossed.to(self.dtype), terminate_timer < 0
+
+
+_RAMP_INTERVAL, _SPAWN_SPEED, _MOVE_INTERVAL = 100, 10, 5
+
+
+@dataclass(frozen=True)
+class Asterix(_MinAtar):
+    """MinAtar Asterix: collect gold and dodge enemies that cross rows 1-8 of the screen.
+
+    Every ``spawn_speed`` steps an enemy (or, one time in three, gold) appears at the left or
+    right edge of a random free row and crosses it one cell every ``move_speed`` steps; +1 per
+    gold touched; touching an enemy ends the game. With ramping, every 100 steps the spawns come
+    one step sooner (down to every step) and every other ramp the entities move one step sooner.
+    Channels: player, enemy, trail, gold. Actions: 0 no-op, 1 left, 2 up, 3 right, 4 down.
+
+    Physics ``[player_x, player_y, spawn_speed, spawn_timer, move_speed, move_timer, ramp_timer,
+    ramp_index, last_action, then per row slot (8): present, x, moving right, gold]`` as floats.
+    Randomness: each spawn's side, kind and row (:meth:`draws`).
+    """
+
+    id: ClassVar[str] = "Asterix-MinAtar"
+    observation_space: ClassVar[Box] = Box((0.0,) * 400, (1.0,) * 400, (10, 10, 4))
+    action_space: ClassVar[Discrete] = Discrete(5)
+
+    ramping: bool = True
+    """Spawns and moves speed up over time (MinAtar's ``difficulty_ramping``)."""
+
+    def draws(self, key: Tensor, batch: tuple[int, ...]) -> Tensor:
+        """Three uniforms ``[*batch, 3]`` for a spawn: its side (< 1/2: the left edge, moving
+        right), its kind (< 1/3: gold) and which free row (the ``floor(u n_free)``-th)."""
+        return random.uniform(key, (*batch, 3), self.dtype)
+
+    def init_physics(self, key: Tensor, params: MinAtarParams, batch: tuple[int, ...] = ()) -> Tensor:
+        one = torch.ones(batch, dtype=self.dtype, device=key.device)
+        scalars = [
+            5.0,
+            5.0,
+            _SPAWN_SPEED,
+            _SPAWN_SPEED,
+            _MOVE_INTERVAL,
+            _MOVE_INTERVAL,
+            _RAMP_INTERVAL,
+            0.0,
+            0.0,
+        ]
+        return torch.cat([torch.stack([v * one for v in scalars], -1), torch.zeros((*batch, 32)).to(one)], -1)
+
+    def observe(self, physics: Tensor) -> Tensor:
+        px, py = physics[..., 0].long(), physics[..., 1].long()
+        slots = physics[..., 9:].unflatten(-1, (8, 4))
+        present, x = slots[..., 0] > 0.5, slots[..., 1].long()
+        right, gold = slots[..., 2] > 0.5, slots[..., 3] > 0.5
+        cells = torch.arange(100, device=physics.device)
+        rows = torch.arange(1, 9, device=physics.device)
+        at = cells == (rows * 10 + x).unsqueeze(-1)  # [*, 8, 100]
+        back = torch.where(right, x - 1, x + 1)
+        trail = (cells == (rows * 10 + back).unsqueeze(-1)) & ((back >= 0) & (back <= 9)).unsqueeze(-1)
+        player = cells == (py * 10 + px).unsqueeze(-1)
+        enemy = (at & (present & ~gold).unsqueeze(-1)).any(-2)
+        treasure = (at & (present & gold).unsqueeze(-1)).any(-2)
+        trails = (trail & present.unsqueeze(-1)).any(-2)
+        return torch.stack([player, enemy, trails, treasure], -1).to(self.dtype).unflatten(-2, (10, 10))
+
+    def transition(self, physics: Tensor, action: Tensor, params: MinAtarParams, key: Tensor):
+        k_sticky, k_draws = random.split(key)
+        action = _sticky(k_sticky, action, physics[..., 8], params)
+        return self.advance(physics, action, self.draws(k_draws, tuple(action.shape)))
+
+    def advance(self, physics: Tensor, action: Tensor, draws: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One step of the game for the applied ``action`` (after sticky actions), with ``draws``
+        ``[*, 3]`` the uniforms of a spawn should one be due this step (:meth:`draws`)."""
+        px, py, spawn_speed, spawn_timer, move_speed, move_timer, ramp_timer, ramp_index = physics[
+            ..., :8
+        ].unbind(-1)
+        slots = physics[..., 9:].unflatten(-1, (8, 4))
+        present, x, right, gold = slots.unbind(-1)
+        # spawn into the floor(u * n_free)-th free row
+        due = spawn_timer == 0
+        free = present < 0.5
+        n_free = free.sum(-1)
+        pick = torch.floor(draws[..., 2] * n_free).clamp(max=7)
+        rank = torch.cumsum(free.to(self.dtype), -1) - 1  # each free slot's rank among the free ones
+        chosen = free & (rank == pick.unsqueeze(-1)) & (due & (n_free > 0)).unsqueeze(-1)
+        side = (draws[..., 0] < 0.5).to(self.dtype).unsqueeze(-1)
+        kind = (draws[..., 1] < 1.0 / 3.0).to(self.dtype).unsqueeze(-1)
+        present = torch.where(chosen, torch.ones_like(present), present)
+        x = torch.where(chosen, 9.0 * (1.0 - side), x)
+        right = torch.where(chosen, side.expand_as(right), right)
+        gold = torch.where(chosen, kind.expand_as(gold), gold)
+        spawn_timer = torch.where(due, spawn_speed, spawn_timer)
+        # the player
+        px = torch.where(action == 1, torch.clamp(px - 1, min=0), px)
+        px = torch.where(action == 3, torch.clamp(px + 1, max=9), px)
+        py = torch.where(action == 2, torch.clamp(py - 1, min=1), py)
+        py = torch.where(action == 4, torch.clamp(py + 1, max=8), py)
+        row_of = torch.arange(1, 9, device=physics.device).to(self.dtype)
+        alive = present > 0.5
+        touch = alive & (x == px.unsqueeze(-1)) & (row_of == py.unsqueeze(-1))
+        is_gold = gold > 0.5
+        reward = (touch & is_gold).sum(-1).to(self.dtype)
+        terminal = (touch & ~is_gold).any(-1)
+        alive = alive & ~(touch & is_gold)
+        # the entities move
+        move = (move_timer == 0).unsqueeze(-1)
+        move_timer = torch.where(move.squeeze(-1), move_speed, move_timer)
+        x = torch.where(move & alive, x + torch.where(right > 0.5, 1.0, -1.0), x)
+        alive = alive & ~(move & ((x < 0) | (x > 9)))
+        touch = move & alive & (x == px.unsqueeze(-1)) & (row_of == py.unsqueeze(-1))
+        reward = reward + (touch & is_gold).sum(-1).to(self.dtype)
+        terminal = terminal | (touch & ~is_gold).any(-1)
+        alive = alive & ~(touch & is_gold)
+        spawn_timer, move_timer = spawn_timer - 1, move_timer - 1
+        # the difficulty ramp
+        if self.ramping:
+            active = (spawn_speed > 1) | (move_speed > 1)
+            wait = active & (ramp_timer >= 0)
+            bump = active & ~wait
+            move_speed = move_speed - (bump & (move_speed > 1) & (torch.remainder(ramp_index, 2) == 1)).to(
+                self.dtype
+            )
+            spawn_speed = spawn_speed - (bump & (spawn_speed > 1)).to(self.dtype)
+            ramp_index = ramp_index + bump.to(self.dtype)
+            ramp_timer = torch.where(
+                bump, torch.full_like(ramp_timer, _RAMP_INTERVAL), ramp_timer - wait.to(self.dtype)
+            )
+        scalars = [px, py, spawn_speed, spawn_timer, move_speed, move_timer, ramp_timer, ramp_index]
+        slots = torch.stack([alive.to(self.dtype), x, right, gold], -1)
+        scalars_t = torch.stack([*scalars, action.to(self.dtype)], -1)
+        next_physics = torch.cat([scalars_t, slots.flatten(-2)], -1)
+        return next_physics, reward, terminal
