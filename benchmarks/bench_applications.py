@@ -9,12 +9,18 @@ percentile bootstrap interval (seeds resampled); and PPO's watch time over greed
 interval. Beside them: SlateQ (observed interests, the known choice model) and a policy learned
 offline from sessions a softmax-greedy recommender logged, against that logger.
 
+Driving (``Highway-v0``, :mod:`frl.envs.highway`): SAC and PPO over N seeds each, then every seed's
+deterministic policy and the hand-tuned controller (PD lane keeping + IDM) drive ``--episodes``
+evaluation episodes per seed: return, collisions (every termination is a crash or leaving the
+road) and mean speed; SAC's return over the controller's with its interval.
+
 Atari-like (``Breakout-MinAtar``): PPO with MinAtar's CNN over N seeds beside a random policy.
 
 Learning curves with bands over seeds (baselines as lines) go next to the JSON.
 
     python benchmarks/bench_applications.py                      # everything, 8 seeds
     python benchmarks/bench_applications.py --only recsim --seeds 2 --steps 50000 --no-compile
+    python benchmarks/bench_applications.py --only driving --seeds 8
 """
 
 from __future__ import annotations
@@ -28,9 +34,9 @@ import torch
 from _common import RESULTS, print_table, write_json
 
 from frl import envs, random
-from frl.algos import ppo, slateq
+from frl.algos import ppo, sac, slateq
 from frl.algos.logged import pretrain_from_logs
-from frl.envs import recsim
+from frl.envs import highway, recsim
 from frl.plot import bootstrap_band, load_curve
 from frl.run import run
 
@@ -77,7 +83,9 @@ def session_stats(env, policy, seeds: int, sessions: int, salt: int) -> dict[str
     return {k: np.asarray(v) for k, v in rows.items()}
 
 
-def plot(run_dir: Path, baselines: dict[str, float], output: Path, title: str, ylabel: str) -> Path:
+def plot(
+    run_dir: Path, baselines: dict[str, float], output: Path, title: str, ylabel: str, label: str = "PPO"
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,7 +94,7 @@ def plot(run_dir: Path, baselines: dict[str, float], output: Path, title: str, y
     steps, returns = load_curve(run_dir)
     center, low, high = bootstrap_band(returns)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    ax.plot(steps, center, color="C0", label=f"PPO ({returns.shape[1]} seeds, 95% band)")
+    ax.plot(steps, center, color="C0", label=f"{label} ({returns.shape[1]} seeds, 95% band)")
     ax.fill_between(steps, low, high, color="C0", alpha=0.25, linewidth=0)
     for i, (name, value) in enumerate(baselines.items()):
         ax.axhline(value, color=f"C{i + 1}", linestyle="--", label=name)
@@ -194,6 +202,104 @@ def recsim_rows(args: argparse.Namespace) -> dict:
     return payload
 
 
+def driving_stats(env, policy, seeds: int, episodes: int, salt: int) -> dict[str, np.ndarray]:
+    """Per seed: mean return, collisions (count) and mean speed over ``episodes`` episodes."""
+    rows = {"return": [], "collisions": [], "speed": []}
+    for s in range(seeds):
+        out = highway.rollout_episodes(env, policy(s), random.fold_in(random.key(salt), s), episodes)
+        rows["return"].append(float(out["return"].mean()))
+        rows["collisions"].append(int(out["collision"].sum()))
+        rows["speed"].append(float(out["mean_speed"].mean()))
+    return {k: np.asarray(v) for k, v in rows.items()}
+
+
+def driving_rows(args: argparse.Namespace) -> dict:
+    """SAC and PPO on the highway beside the hand-tuned controller, on the same episodes."""
+    env_id = "Highway-v0"
+    env = envs.make(env_id)
+    agents = {
+        "SAC": (sac.make_train(sac.Config.preset(env_id, total_timesteps=args.sac_steps)), args.sac_steps),
+        "PPO": (ppo.make_train(ppo.Config.preset(env_id, total_timesteps=args.ppo_steps)), args.ppo_steps),
+    }
+    stats, training, run_dirs = {}, {}, {}
+    for name, (train, steps) in agents.items():
+        run_dirs[name] = args.out / f"highway-{name.lower()}"
+        start = time.perf_counter()
+        result = run(
+            train,
+            seeds=args.seeds,
+            compile=args.compile,
+            eval_every=max(steps // 8, 1),
+            eval_episodes=10,
+            out_dir=run_dirs[name],
+            progress=False,
+        )
+        training[name] = {
+            "steps": steps,
+            "wall_s": time.perf_counter() - start,
+            "compile_s": result.compile_s,
+            "env_steps_per_s": result.env_steps_per_s,
+        }
+        params = result.state["params"]
+        stats[name] = driving_stats(
+            env,
+            lambda s, train=train, params=params: (
+                lambda e, physics, p, key: train.policy(params[s], e.observe(physics))
+            ),
+            args.seeds,
+            args.episodes,
+            500,
+        )
+    stats["hand-tuned controller"] = driving_stats(
+        env, lambda s: highway.hand_tuned, args.seeds, args.episodes, 500
+    )
+    payload = {"env": env_id, "seeds": args.seeds, "episodes_per_seed": args.episodes, "training": training}
+    rows = []
+    for name, per_seed in stats.items():
+        payload[name] = {
+            "return": {"mean_ci95": interval(per_seed["return"]), "per_seed": per_seed["return"].tolist()},
+            "collisions_per_seed": per_seed["collisions"].tolist(),
+            "mean_speed": float(per_seed["speed"].mean()),
+        }
+        steps = f"{training[name]['steps']:,}" if name in training else "-"
+        rows.append(
+            [
+                name,
+                steps,
+                cell(interval(per_seed["return"]), ".1f"),
+                f"{int(per_seed['collisions'].sum())} / {args.seeds * args.episodes}",
+                f"{per_seed['speed'].mean():.1f}",
+            ]
+        )
+    print_table(
+        f"{env_id}: {args.seeds} seeds, {args.episodes} evaluation episodes per seed (mean [95% bootstrap])",
+        ["policy", "steps per seed", "return", "collisions", "speed m/s"],
+        rows,
+    )
+    controller = stats["hand-tuned controller"]["return"]
+    for name in agents:
+        r, lo, hi = ratio_interval(stats[name]["return"], controller)
+        print(f"{name} / hand-tuned return: {cell((r, lo, hi), '.3f')}")
+        payload[f"{name} over controller return"] = {"ratio": r, "ci95": [lo, hi]}
+        t = training[name]
+        print(
+            f"{name} training: wall {t['wall_s']:.0f} s, compile {t['compile_s']:.0f} s, "
+            f"{t['env_steps_per_s']:,.0f} env-steps/s"
+        )
+    lines = {"hand-tuned controller": float(controller.mean())}
+    for name in agents:
+        figure = plot(
+            run_dirs[name],
+            lines,
+            args.out / f"highway-{name.lower()}.png",
+            f"{env_id} ({name})",
+            "return",
+            label=name,
+        )
+        print(f"curve: {figure}")
+    return payload
+
+
 def minatar_rows(args: argparse.Namespace) -> dict:
     """PPO on MinAtar Breakout with MinAtar's CNN, beside a uniformly random policy."""
     env_id = "Breakout-MinAtar"
@@ -260,21 +366,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--only", nargs="*", choices=("recsim", "minatar"), default=("recsim", "minatar"))
+    parts = ("recsim", "driving", "minatar")
+    parser.add_argument("--only", nargs="*", choices=parts, default=parts)
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=200_000, help="PPO steps per seed on RecSim")
     parser.add_argument("--slateq-steps", type=int, default=40_000, help="SlateQ steps per seed (0: skip)")
     parser.add_argument("--logged-sessions", type=int, default=500, help="sessions logged per seed")
     parser.add_argument("--minatar-steps", type=int, default=500_000, help="PPO steps per seed on Breakout")
+    parser.add_argument("--sac-steps", type=int, default=30_000, help="SAC steps per seed on Highway-v0")
+    parser.add_argument("--ppo-steps", type=int, default=200_000, help="PPO steps per seed on Highway-v0")
+    parser.add_argument("--episodes", type=int, default=100, help="driving evaluation episodes per seed")
     parser.add_argument("--sessions", type=int, default=500, help="evaluation sessions per seed and policy")
     parser.add_argument(
-        "--compile", action=argparse.BooleanOptionalAction, default=True, help="RecSim's agents"
+        "--compile", action=argparse.BooleanOptionalAction, default=True, help="RecSim's and driving's agents"
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "applications")
     args = parser.parse_args()
     payload = {}
     if "recsim" in args.only:
         payload["recsim"] = recsim_rows(args)
+    if "driving" in args.only:
+        payload["driving"] = driving_rows(args)
     if "minatar" in args.only:
         payload["minatar"] = minatar_rows(args)
     print(f"wrote {write_json('bench_applications', payload)}")

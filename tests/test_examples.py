@@ -54,3 +54,10 @@ def test_the_recommender_example_reads_top_to_bottom_and_runs():
     assert watch["quality oracle"] > 2.5 * watch["greedy (click probability)"]
     assert watch["learned from the logs"] > watch["logger (softmax greedy)"]
     assert {"PPO, seed 0", "logs, then fine-tuned"} <= set(watch)
+
+
+def test_the_driving_example_reads_top_to_bottom_and_runs():
+    example = _load("driving")
+    returns = example.main(sac_steps=600, ppo_steps=2048, seeds=1, episodes=8)
+    assert returns["hand-tuned controller"] > returns["straight, 25 m/s"] > 0
+    assert {"SAC, seed 0", "PPO, seed 0"} <= set(returns)

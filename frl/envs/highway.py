@@ -78,7 +78,7 @@ class HighwayParams:
     """Seconds per step."""
     max_acceleration: float = 4.0
     """The ego's acceleration at action ``a = +-1`` (m/s^2)."""
-    max_steering: float = 0.07
+    max_steering: float = 0.03
     """The ego's steering angle at action ``delta = +-1`` (rad)."""
     wheelbase: float = 2.5
     vehicle_length: float = 5.0
@@ -108,7 +108,7 @@ class HighwayParams:
     """How fast a car changing lanes moves across (m/s)."""
     lane_weight: float = 0.3
     jerk_weight: float = 0.05
-    collision_penalty: float = 10.0
+    collision_penalty: float = 20.0
 
     def __post_init__(self) -> None:
         owner = "HighwayParams"
