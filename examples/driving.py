@@ -27,7 +27,9 @@ def main(sac_steps: int = 30_000, ppo_steps: int = 200_000, seeds: int = 2, epis
         out = highway.rollout_episodes(env, policy, random.key(2026), episodes)
         returns[name] = float(out["return"].mean())
         crashes, speed = int(out["collision"].sum()), float(out["mean_speed"].mean())
-        print(f"{name:22s} return {returns[name]:6.1f}   collisions {crashes:3d} / {episodes}   {speed:4.1f} m/s")
+        print(
+            f"{name:22s} return {returns[name]:6.1f}  collisions {crashes:3d} / {episodes}  {speed:.1f} m/s"
+        )
 
     def of(train, params):  # a trained agent's deterministic policy, on the observations
         return lambda env, physics, p, key: train.policy(params, env.observe(physics))
