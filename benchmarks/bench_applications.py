@@ -14,7 +14,7 @@ deterministic policy and the hand-tuned controller (PD lane keeping + IDM) drive
 evaluation episodes per seed: return, collisions (every termination is a crash or leaving the
 road) and mean speed; SAC's return over the controller's with its interval.
 
-Atari-like (``Breakout-MinAtar``): PPO with MinAtar's CNN over N seeds beside a random policy.
+Atari-like (MinAtar, ``--games``): PPO with MinAtar's CNN over N seeds beside a random policy.
 
 Learning curves with bands over seeds (baselines as lines) go next to the JSON.
 
@@ -301,65 +301,75 @@ def driving_rows(args: argparse.Namespace) -> dict:
 
 
 def minatar_rows(args: argparse.Namespace) -> dict:
-    """PPO on MinAtar Breakout with MinAtar's CNN, beside a uniformly random policy."""
-    env_id = "Breakout-MinAtar"
-    train = ppo.make_train(ppo.Config.preset(env_id, total_timesteps=args.minatar_steps))
-    run_dir = args.out / "minatar-breakout-ppo"
-    start = time.perf_counter()
-    result = run(
-        train,
-        seeds=args.seeds,
-        compile=True,  # the CNN eagerly runs ~200 env-steps/s here
-        warm_start=True,
-        eval_every=max(args.minatar_steps // 8, 1),
-        eval_episodes=20,
-        out_dir=run_dir,
-        progress=False,
-    )
-    wall = time.perf_counter() - start
-    final = np.asarray(result.eval_returns)
-    env = envs.make(env_id)
-    rand = []
-    for s in range(args.seeds):  # 20 episodes of uniformly random actions per seed
-        key = random.fold_in(random.key(400), s)
-        _, state = env.reset(key, num_envs=20)
-        total, live = torch.zeros(20), torch.ones(20, dtype=torch.bool)
-        for _ in range(env.max_episode_steps):
-            key, k_a, k_s = random.split(key, 3)
-            _, state, reward, term, trunc, _ = env.step(k_s, state, random.randint(k_a, (20,), 0, 3))
-            total += torch.where(live, reward, 0.0)
-            live = live & ~(term | trunc)
-            if not bool(live.any()):
-                break
-        rand.append(float(total.mean()))
-    rand = np.asarray(rand)
-    rows = [
-        ["PPO (MinAtar CNN)", cell(interval(final), ".2f")],
-        ["random", cell(interval(rand), ".2f")],
-    ]
-    print_table(
-        f"{env_id}: {args.seeds} seeds x {args.minatar_steps:,} steps "
-        "(final evaluation, mean [95% bootstrap])",
-        ["policy", "return"],
-        rows,
-    )
-    print(
-        f"PPO training: wall {wall:.0f} s, compile {result.compile_s:.0f} s, "
-        f"{result.env_steps_per_s:,.0f} env-steps/s"
-    )
-    figure = plot(run_dir, {"random": float(rand.mean())}, args.out / "minatar.png", env_id, "return")
-    print(f"curve: {figure}")
-    return {
-        "env": env_id,
-        "steps": args.minatar_steps,
-        "ppo": {"per_seed": final.tolist(), "mean_ci95": interval(final)},
-        "random": {"per_seed": rand.tolist(), "mean_ci95": interval(rand)},
-        "training": {
-            "wall_s": wall,
-            "compile_s": result.compile_s,
-            "env_steps_per_s": result.env_steps_per_s,
-        },
-    }
+    """PPO with MinAtar's CNN on each of ``--games``, beside a uniformly random policy."""
+    payload = {}
+    for game in args.games:
+        env_id = f"{game}-MinAtar"
+        train = ppo.make_train(ppo.Config.preset(env_id, total_timesteps=args.minatar_steps))
+        run_dir = args.out / f"minatar-{game.lower()}-ppo"
+        start = time.perf_counter()
+        result = run(
+            train,
+            seeds=args.seeds,
+            compile=True,  # the CNN eagerly runs ~200 env-steps/s here
+            warm_start=True,
+            eval_every=max(args.minatar_steps // 8, 1),
+            eval_episodes=20,
+            out_dir=run_dir,
+            progress=False,
+        )
+        wall = time.perf_counter() - start
+        final = np.asarray(result.eval_returns)
+        rand = np.asarray([random_return(envs.make(env_id), s) for s in range(args.seeds)])
+        rows = [
+            ["PPO (MinAtar CNN)", cell(interval(final), ".2f")],
+            ["random", cell(interval(rand), ".2f")],
+        ]
+        print_table(
+            f"{env_id}: {args.seeds} seeds x {args.minatar_steps:,} steps "
+            "(final evaluation, mean [95% bootstrap])",
+            ["policy", "return"],
+            rows,
+        )
+        print(
+            f"PPO training: wall {wall:.0f} s, compile {result.compile_s:.0f} s, "
+            f"{result.env_steps_per_s:,.0f} env-steps/s"
+        )
+        figure = plot(
+            run_dir,
+            {"random": float(rand.mean())},
+            args.out / f"minatar-{game.lower()}.png",
+            env_id,
+            "return",
+        )
+        print(f"curve: {figure}")
+        payload[env_id] = {
+            "steps": args.minatar_steps,
+            "ppo": {"per_seed": final.tolist(), "mean_ci95": interval(final)},
+            "random": {"per_seed": rand.tolist(), "mean_ci95": interval(rand)},
+            "training": {
+                "wall_s": wall,
+                "compile_s": result.compile_s,
+                "env_steps_per_s": result.env_steps_per_s,
+            },
+        }
+    return payload
+
+
+def random_return(env, seed: int, episodes: int = 20) -> float:
+    """The mean return of uniformly random actions over ``episodes`` episodes."""
+    key = random.fold_in(random.key(400), seed)
+    _, state = env.reset(key, num_envs=episodes)
+    total, live = torch.zeros(episodes), torch.ones(episodes, dtype=torch.bool)
+    for _ in range(env.max_episode_steps):
+        key, k_a, k_s = random.split(key, 3)
+        action = random.randint(k_a, (episodes,), 0, env.action_space.n)
+        _, state, reward, term, trunc, _ = env.step(k_s, state, action)
+        total += torch.where(live, reward, 0.0)
+        live = live & ~(term | trunc)
+        if not bool(live.any()):
+            break
+    return float(total.mean())
 
 
 def main() -> None:
@@ -372,7 +382,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200_000, help="PPO steps per seed on RecSim")
     parser.add_argument("--slateq-steps", type=int, default=40_000, help="SlateQ steps per seed (0: skip)")
     parser.add_argument("--logged-sessions", type=int, default=500, help="sessions logged per seed")
-    parser.add_argument("--minatar-steps", type=int, default=500_000, help="PPO steps per seed on Breakout")
+    parser.add_argument("--minatar-steps", type=int, default=300_000, help="PPO steps per seed and game")
+    parser.add_argument(
+        "--games",
+        nargs="*",
+        default=("Breakout", "SpaceInvaders"),
+        choices=("Asterix", "Breakout", "Freeway", "SpaceInvaders"),
+        help="MinAtar games",
+    )
     parser.add_argument("--sac-steps", type=int, default=30_000, help="SAC steps per seed on Highway-v0")
     parser.add_argument("--ppo-steps", type=int, default=200_000, help="PPO steps per seed on Highway-v0")
     parser.add_argument("--episodes", type=int, default=100, help="driving evaluation episodes per seed")

@@ -266,3 +266,25 @@ def test_freeway_and_asterix_draw_what_the_package_draws():
     full[9:].view(8, 4)[5] = torch.tensor([1.0, 3.0, 1.0, 0.0])
     after, _, _ = env.advance(full, torch.tensor(0), draws[0])
     assert torch.equal(after[9:], full[9:]) and float(after[3]) == 9.0
+
+
+def test_the_package_through_gym_reads_as_float_frames_with_minatars_cnn():
+    """``gym:MinAtar/<Game>-v1`` (the package's own gymnasium ids, stepped by TorchRL): its bool
+    frames arrive as float 0/1 channels last, the agents pick MinAtar's CNN, and PPO runs on it."""
+    from frl.algos import ppo
+
+    env = envs.make("gym:MinAtar/Breakout-v1")
+    assert env.observation_space.shape == (10, 10, 4) and env.observation_space.dtype == torch.float32
+    assert env.pixels and env.torso == "minatar" and env.action_space.n == 3
+    rollout = env.make_env(seed=0).rollout(20)
+    frames = rollout["observation"]
+    assert frames.dtype == torch.float32 and set(frames.unique().tolist()) <= {0.0, 1.0}
+    assert frames[0, 9, :, 0].sum() == 1 and frames[0, 1:4, :, 3].eq(1).all()  # a paddle; 3 brick rows
+    config = ppo.Config(env_id="gym:MinAtar/Breakout-v1", total_timesteps=256, num_envs=2, num_steps=64)
+    train = ppo.make_train(config)
+    assert any(
+        "conv" in str(k)
+        for k in train.init(random.key(0))["params"].keys(include_nested=True, leaves_only=True)
+    )
+    result = frl.run(train, seeds=1, compile=False, progress=False, eval_episodes=1)
+    assert result.env_steps == 256

@@ -132,6 +132,12 @@ class GymEnvironment:
         return len(self.observation_space.shape) == 3
 
     @property
+    def torso(self) -> str:
+        """The convolutional torso for its frames: MinAtar's small CNN for ``MinAtar/`` games (their
+        bool frames arrive as float32 0/1, channels last), else the Nature CNN."""
+        return "minatar" if _minatar(self.gym_id) else "nature"
+
+    @property
     def obs_dtype(self) -> torch.dtype:
         return self.observation_space.dtype
 
@@ -171,6 +177,10 @@ class GymEnvironment:
             raw = AtariPreprocessing(gymnasium.make(self.gym_id, **kwargs), frame_skip=4, screen_size=84)
         else:
             raw = gymnasium.make(self.gym_id, **self.make_kwargs)
+            if _minatar(self.gym_id):  # bool frames, as the 0/1 floats frl's MinAtar games give
+                from gymnasium.wrappers import DtypeObservation
+
+                raw = DtypeObservation(raw, np.float32)
         base = GymWrapper(raw, categorical_action_encoding=True)
         keys = list(base.observation_spec.keys())
         if keys != ["observation"]:
@@ -269,11 +279,12 @@ def _check_spaces(gym_id: str, make_kwargs: dict[str, Any]) -> Any:
             f"gym: {gym_id} has observation space {type(obs).__name__}; frl takes one Box "
             "observation (wrap it with gymnasium.wrappers.FlattenObservation)"
         )
-    image = len(obs.shape) == 3 and obs.dtype == np.uint8
+    image = len(obs.shape) == 3 and (obs.dtype == np.uint8 or (obs.dtype == np.bool_ and _minatar(gym_id)))
     if len(obs.shape) != 1 and not image:
         raise ValueError(
             f"gym: {gym_id} has observations of shape {list(obs.shape)} ({obs.dtype}); frl takes "
-            "vectors or uint8 images [H, W, C] (wrap it with gymnasium.wrappers.FlattenObservation)"
+            "vectors, uint8 images [H, W, C] or MinAtar's bool frames (wrap it with "
+            "gymnasium.wrappers.FlattenObservation)"
         )
     if len(obs.shape) == 1 and not np.issubdtype(obs.dtype, np.floating):
         raise ValueError(
@@ -281,6 +292,11 @@ def _check_spaces(gym_id: str, make_kwargs: dict[str, Any]) -> Any:
             "it with gymnasium.wrappers.DtypeObservation(env, numpy.float32))"
         )
     return action
+
+
+def _minatar(gym_id: str) -> bool:
+    """The ``minatar`` package's games (``MinAtar/<Game>-v0|v1``): bool ``[10, 10, C]`` frames."""
+    return gym_id.startswith("MinAtar/")
 
 
 def make_gym(env_id: str, **options: Any) -> GymEnvironment:
