@@ -19,6 +19,24 @@ from _result import emit
 
 import frl
 from frl import algos
+from frl.envs.minatar import Breakout, MinAtarParams
+
+
+def final_return(algo: str, result: frl.driver.RunResult) -> float:
+    """The evaluation's mean return; on MinAtar, like the JAX peer's, the training episodes' (the
+    last log point's mean episode return over seeds, a stochastic policy's)."""
+    if algo == "ppo-minatar":
+        return float(
+            next(row["episode_return"] for row in reversed(result.history) if "episode_return" in row)
+        )
+    return sum(result.eval_returns) / len(result.eval_returns)
+
+
+class NoStickyBreakout(Breakout):
+    """MinAtar Breakout with ``sticky_action_prob = 0`` (gymnax's Breakout has no sticky actions)."""
+
+    def default_params(self) -> MinAtarParams:
+        return MinAtarParams(sticky_action_prob=0.0)
 
 
 def main() -> None:
@@ -30,11 +48,19 @@ def main() -> None:
     parser.add_argument("--hyper", action="append", default=[], help="name=value, repeatable")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    agent = algos.get(args.algo)
     values = {name: float(value) for name, value in (item.split("=", 1) for item in args.hyper)}
-    config = agent.config(total_timesteps=args.steps, **values)
+    if args.algo == "ppo-minatar":  # MinAtar Breakout without sticky actions, as gymnax's
+        agent, env = algos.get("ppo"), NoStickyBreakout()
+        config = agent.config.preset(env.id, total_timesteps=args.steps, **values)
+    else:
+        agent, env = algos.get(args.algo), None
+        config = agent.config(total_timesteps=args.steps, **values)
     result = frl.run(
-        agent.make_train(config), seeds=args.seeds, compile=not args.eager, progress=False, warm_start=True
+        agent.make_train(config, env),
+        seeds=args.seeds,
+        compile=not args.eager,
+        progress=False,
+        warm_start=True,
     )
     emit(
         "frl" + (" eager" if args.eager else ""),
@@ -44,7 +70,7 @@ def main() -> None:
         run_s=result.wall_s - result.compile_s,
         wall_s=time.perf_counter() - start,
         compile_s=result.compile_s,
-        returns=[sum(result.eval_returns) / len(result.eval_returns)],
+        returns=[final_return(args.algo, result)],
     )
 
 

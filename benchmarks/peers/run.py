@@ -11,6 +11,8 @@ default settings for the algorithm (CleanRL's):
   CleanRL's ``ppo.py``; ``torchrl``, TorchRL's ``Collector`` + ``GAE`` + ``ClipPPOLoss``;
 * DQN on CartPole-v1: ``jax`` (``jax_dqn.py``, written here the same way) and ``sb3``
   (``sb3_dqn.py``);
+* PPO on MinAtar Breakout (``--algo ppo-minatar``, frl's MinAtar preset and CNN, no sticky
+  actions: gymnax has none): ``jax`` (``jax_ppo_minatar.py``, written here the same way);
 * SAC on Pendulum-v1: ``jax`` (``jax_sac.py``), ``sb3`` (``sb3_sac.py``) and ``torchrl``,
   TorchRL's ``Collector`` + ``ReplayBuffer`` + ``SACLoss`` (``torchrl_sac.py``); learning starts
   after 5k random steps, so give SAC runs well past that (every peer skips learning before);
@@ -25,6 +27,7 @@ whole-run wall seconds, and frl's ratio to the row at the same seed count.
     python benchmarks/peers/run.py --seeds 1 32 --steps 500000     # PPO, ~15 min on 2 cores
     python benchmarks/peers/run.py --algo dqn --seeds 1 --steps 100000 --torch-steps 100000
     python benchmarks/peers/run.py --algo sac --seeds 1 --steps 15000 --torch-steps 15000
+    python benchmarks/peers/run.py --algo ppo-minatar --seeds 8 --steps 300000
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ PEERS = {  # algorithm: {peer: (virtual environment or None for this project's, 
         "torchrl": ("torch", "torchrl_ppo.py"),
     },
     "dqn": {"jax": ("jax", "jax_dqn.py"), "sb3": ("sb3", "sb3_dqn.py")},
+    "ppo-minatar": {"jax": ("jax", "jax_ppo_minatar.py")},
     "sac": {
         "jax": ("jax", "jax_sac.py"),
         "sb3": ("sb3", "sb3_sac.py"),
@@ -62,7 +66,12 @@ RERUN = {  # other hyper-parameter values for the warm-start row
     "dqn": ["--hyper", "learning_rate=1e-3", "--hyper", "gamma=0.98"],
     "sac": ["--hyper", "q_lr=3e-4", "--hyper", "tau=0.01"],
 }
-ENVS = {"ppo": "CartPole-v1", "dqn": "CartPole-v1", "sac": "Pendulum-v1"}
+ENVS = {
+    "ppo": "CartPole-v1",
+    "dqn": "CartPole-v1",
+    "sac": "Pendulum-v1",
+    "ppo-minatar": "Breakout-MinAtar (no sticky actions)",
+}
 
 
 def setup() -> None:
@@ -162,7 +171,7 @@ def main() -> None:
                 record(name, peers[name], scale)
         if "frl" in chosen:
             record("frl", frl, ["--algo", args.algo, *scale])
-    if "frl" in chosen:
+    if "frl" in chosen and args.algo in RERUN:
         rerun = ["--algo", args.algo, "--seeds", "1", "--steps", str(args.steps), *RERUN[args.algo]]
         record("frl rerun, other hyper-parameters (warm start)", frl, rerun)
         record(
