@@ -12,15 +12,13 @@ last completed training episode of every environment.
 
 from __future__ import annotations
 
-import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from _result import run_jax
+from jax_ppo import CLEANRL, ppo_program
 
-NUM_ENVS, NUM_STEPS, EPOCHS, MINIBATCHES = 16, 128, 4, 8
-LR, GAMMA, LAMBDA, CLIP, ENT, VF, MAX_NORM = 5e-4, 0.99, 0.95, 0.2, 0.01, 0.5, 0.5
+SETTINGS = {**CLEANRL, "num_envs": 16, "minibatches": 8, "lr": 5e-4}
 ENV_ID = "Breakout-MinAtar"
 
 
@@ -44,101 +42,16 @@ def cnn(params, frames):
     return x @ params["head"]["w"] + params["head"]["b"]
 
 
+def cnn_networks(key, obs_shape, n_act):
+    k_actor, k_critic = jax.random.split(key)
+    return {
+        "actor": cnn_init(k_actor, obs_shape[-1], n_act, 0.01),
+        "critic": cnn_init(k_critic, obs_shape[-1], 1, 1.0),
+    }
+
+
 def make_train(total_steps: int):
-    env, env_params = gymnax.make(ENV_ID)
-    shape, n_act = env.observation_space(env_params).shape, env.num_actions
-    iterations = total_steps // (NUM_ENVS * NUM_STEPS)
-    minibatch = NUM_ENVS * NUM_STEPS // MINIBATCHES
-    schedule = optax.linear_schedule(LR, 0.0, iterations * EPOCHS * MINIBATCHES)
-    tx = optax.chain(optax.clip_by_global_norm(MAX_NORM), optax.adam(schedule, eps=1e-5))
-
-    def env_step(key, state, action):
-        out = env.step(key, state, action, env_params)
-        return out[0], out[1], out[2], out[3]
-
-    def loss_fn(params, batch):
-        obs, action, old_logp, adv, target, old_value = batch
-        logp_all = jax.nn.log_softmax(cnn(params["actor"], obs))
-        logp = jnp.take_along_axis(logp_all, action[:, None], axis=-1)[:, 0]
-        ratio = jnp.exp(logp - old_logp)
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        pg = jnp.maximum(-adv * ratio, -adv * jnp.clip(ratio, 1 - CLIP, 1 + CLIP)).mean()
-        value = cnn(params["critic"], obs)[:, 0]
-        clipped = old_value + jnp.clip(value - old_value, -CLIP, CLIP)
-        v_loss = 0.5 * jnp.maximum((value - target) ** 2, (clipped - target) ** 2).mean()
-        entropy = -(jnp.exp(logp_all) * logp_all).sum(-1).mean()
-        return pg - ENT * entropy + VF * v_loss
-
-    def train(key):
-        key, k_actor, k_critic, k_reset = jax.random.split(key, 4)
-        params = {
-            "actor": cnn_init(k_actor, shape[-1], n_act, 0.01),
-            "critic": cnn_init(k_critic, shape[-1], 1, 1.0),
-        }
-        opt_state = tx.init(params)
-        obs, env_state = jax.vmap(env.reset, (0, None))(jax.random.split(k_reset, NUM_ENVS), env_params)
-        episodes = (jnp.zeros(NUM_ENVS), jnp.zeros(NUM_ENVS))  # running return, last return
-
-        def rollout_step(carry, _):
-            params, obs, env_state, episodes, key = carry
-            key, k_act, k_env = jax.random.split(key, 3)
-            logits = cnn(params["actor"], obs)
-            action = jax.random.categorical(k_act, logits)
-            logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
-            value = cnn(params["critic"], obs)[:, 0]
-            next_obs, env_state, reward, done = jax.vmap(env_step)(
-                jax.random.split(k_env, NUM_ENVS), env_state, action
-            )
-            running = episodes[0] + reward
-            episodes = (jnp.where(done, 0.0, running), jnp.where(done, running, episodes[1]))
-            return (params, next_obs, env_state, episodes, key), (obs, action, logp, value, reward, done)
-
-        def iteration(carry, _):
-            params, opt_state, obs, env_state, episodes, key = carry
-            (params, obs, env_state, episodes, key), traj = jax.lax.scan(
-                rollout_step, (params, obs, env_state, episodes, key), None, NUM_STEPS
-            )
-            t_obs, t_act, t_logp, t_value, t_reward, t_done = traj
-            last_value = cnn(params["critic"], obs)[:, 0]
-
-            def gae_step(carry, step):
-                next_adv, next_value = carry
-                value, reward, done = step
-                delta = reward + GAMMA * next_value * (1 - done) - value
-                adv = delta + GAMMA * LAMBDA * (1 - done) * next_adv
-                return (adv, value), adv
-
-            _, adv = jax.lax.scan(
-                gae_step, (jnp.zeros(NUM_ENVS), last_value), (t_value, t_reward, t_done), reverse=True
-            )
-            flat = tuple(
-                x.reshape(NUM_ENVS * NUM_STEPS, *x.shape[2:])
-                for x in (t_obs, t_act, t_logp, adv, adv + t_value, t_value)
-            )
-
-            def epoch(carry, _):
-                params, opt_state, key = carry
-                key, k_perm = jax.random.split(key)
-                perm = jax.random.permutation(k_perm, NUM_ENVS * NUM_STEPS)
-                shuffled = tuple(x[perm].reshape(MINIBATCHES, minibatch, *x.shape[1:]) for x in flat)
-
-                def minibatch_step(carry, batch):
-                    params, opt_state = carry
-                    grads = jax.grad(loss_fn)(params, batch)
-                    updates, opt_state = tx.update(grads, opt_state, params)
-                    return (optax.apply_updates(params, updates), opt_state), None
-
-                (params, opt_state), _ = jax.lax.scan(minibatch_step, (params, opt_state), shuffled)
-                return (params, opt_state, key), None
-
-            (params, opt_state, key), _ = jax.lax.scan(epoch, (params, opt_state, key), None, EPOCHS)
-            return (params, opt_state, obs, env_state, episodes, key), None
-
-        carry = (params, opt_state, obs, env_state, episodes, key)
-        carry, _ = jax.lax.scan(iteration, carry, None, iterations)
-        return carry[4][1].mean()
-
-    return train, iterations * NUM_ENVS * NUM_STEPS
+    return ppo_program(total_steps, ENV_ID, cnn_networks, cnn, SETTINGS)
 
 
 if __name__ == "__main__":

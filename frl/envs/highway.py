@@ -43,12 +43,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from frl import random
+from frl.envs._checks import check_count as _check_count
+from frl.envs._checks import check_number as _check_number
 from frl.envs.base import Environment
 from frl.envs.spaces import Box
 
@@ -60,14 +62,6 @@ CAR = 5
 """Entries of a traffic car's state: ``[x, y, v, v0, target_lane]``."""
 SLOT = 25.0
 """Metres between the grid points cars start on (at least a car length plus IDM's s0)."""
-
-
-def _check_number(owner: str, name: str, value: Any, *, low: float = 0.0, strict: bool = True) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < low or (strict and value == low):
-        raise ValueError(
-            f"{owner}: `{name}` must be a finite number {'>' if strict else '>='} {low}, got {value!r}"
-        )
 
 
 @dataclass(frozen=True)
@@ -125,7 +119,7 @@ class HighwayParams:
             "max_braking",
             "lateral_speed",
         ):
-            _check_number(owner, name, getattr(self, name))
+            _check_number(owner, name, getattr(self, name), low=0.0, strict=True)
         for name in (
             "initial_speed",
             "idm_gap",
@@ -137,17 +131,12 @@ class HighwayParams:
             "jerk_weight",
             "collision_penalty",
         ):
-            _check_number(owner, name, getattr(self, name), strict=False)
+            _check_number(owner, name, getattr(self, name), low=0.0)
         _check_number(
             owner, "traffic_speed_high", self.traffic_speed_high, low=self.traffic_speed_low, strict=False
         )
         if self.max_steering >= math.pi / 2:
             raise ValueError(f"{owner}: `max_steering` must be below pi/2 rad, got {self.max_steering!r}")
-
-
-def _check_count(owner: str, name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{owner}: `{name}` must be an int >= {low}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -178,10 +167,10 @@ class Highway(Environment):
         _check_count(self.id, "num_lanes", self.num_lanes, 1)
         _check_count(self.id, "num_vehicles", self.num_vehicles, 1)
         _check_count(self.id, "observed_vehicles", self.observed_vehicles, 1)
-        _check_number(self.id, "lane_width", self.lane_width)
-        _check_number(self.id, "road_length", self.road_length, low=100.0, strict=False)
-        _check_number(self.id, "speed_limit", self.speed_limit)
-        _check_number(self.id, "observation_range", self.observation_range)
+        _check_number(self.id, "lane_width", self.lane_width, low=0.0, strict=True)
+        _check_number(self.id, "road_length", self.road_length, low=100.0)
+        _check_number(self.id, "speed_limit", self.speed_limit, low=0.0, strict=True)
+        _check_number(self.id, "observation_range", self.observation_range, low=0.0, strict=True)
         if self.observed_vehicles > self.num_vehicles:
             raise ValueError(
                 f"{self.id}: `observed_vehicles` ({self.observed_vehicles}) must not exceed "

@@ -286,11 +286,31 @@ class SpaceInvaders(_MinAtar):
         return torch.cat([torch.stack(scalars, -1), *grids], -1), reward, terminal
 
 
+@dataclass(frozen=True)
+class _DrawsDuringPlay(_MinAtar):
+    """A game with randomness inside its steps: ``transition`` splits the key between sticky
+    actions and the game's :meth:`draws`, then runs :meth:`advance`, the game step proper."""
+
+    last_action: ClassVar[int]
+    """Where the physics keeps the previous applied action."""
+
+    def draws(self, key: Tensor, batch: tuple[int, ...]) -> Tensor:
+        raise NotImplementedError
+
+    def advance(self, physics: Tensor, action: Tensor, draws: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        raise NotImplementedError
+
+    def transition(self, physics: Tensor, action: Tensor, params: MinAtarParams, key: Tensor):
+        k_sticky, k_draws = random.split(key)
+        action = _sticky(k_sticky, action, physics[..., self.last_action], params)
+        return self.advance(physics, action, self.draws(k_draws, tuple(action.shape)))
+
+
 _PLAYER_SPEED, _FREEWAY_TIME = 3, 2500
 
 
 @dataclass(frozen=True)
-class Freeway(_MinAtar):
+class Freeway(_DrawsDuringPlay):
     """MinAtar Freeway: a chicken crosses eight lanes of traffic from the bottom row to the top.
 
     +1 per crossing (the chicken is then put back on the bottom row and every car gets a new speed
@@ -307,6 +327,7 @@ class Freeway(_MinAtar):
     """
 
     id: ClassVar[str] = "Freeway-MinAtar"
+    last_action: ClassVar[int] = 3
     max_episode_steps: ClassVar[int] = _FREEWAY_TIME
     observation_space: ClassVar[Box] = Box((0.0,) * 700, (1.0,) * 700, (10, 10, 7))
     action_space: ClassVar[Discrete] = Discrete(3)
@@ -339,11 +360,6 @@ class Freeway(_MinAtar):
             ((cells == trail_cells.unsqueeze(-1)) & (level == s).unsqueeze(-1)).any(-2) for s in range(5)
         ]
         return torch.stack([chicken, car, *trails], -1).to(self.dtype).unflatten(-2, (10, 10))
-
-    def transition(self, physics: Tensor, action: Tensor, params: MinAtarParams, key: Tensor):
-        k_sticky, k_draws = random.split(key)
-        action = _sticky(k_sticky, action, physics[..., 3], params)
-        return self.advance(physics, action, self.draws(k_draws, tuple(action.shape)))
 
     def advance(self, physics: Tensor, action: Tensor, speeds: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One step of the game for the applied ``action`` (after sticky actions), with ``speeds``
@@ -379,7 +395,7 @@ _RAMP_INTERVAL, _SPAWN_SPEED, _MOVE_INTERVAL = 100, 10, 5
 
 
 @dataclass(frozen=True)
-class Asterix(_MinAtar):
+class Asterix(_DrawsDuringPlay):
     """MinAtar Asterix: collect gold and dodge enemies that cross rows 1-8 of the screen.
 
     Every ``spawn_speed`` steps an enemy (or, one time in three, gold) appears at the left or
@@ -394,6 +410,7 @@ class Asterix(_MinAtar):
     """
 
     id: ClassVar[str] = "Asterix-MinAtar"
+    last_action: ClassVar[int] = 8
     observation_space: ClassVar[Box] = Box((0.0,) * 400, (1.0,) * 400, (10, 10, 4))
     action_space: ClassVar[Discrete] = Discrete(5)
 
@@ -435,11 +452,6 @@ class Asterix(_MinAtar):
         treasure = (at & (present & gold).unsqueeze(-1)).any(-2)
         trails = (trail & present.unsqueeze(-1)).any(-2)
         return torch.stack([player, enemy, trails, treasure], -1).to(self.dtype).unflatten(-2, (10, 10))
-
-    def transition(self, physics: Tensor, action: Tensor, params: MinAtarParams, key: Tensor):
-        k_sticky, k_draws = random.split(key)
-        action = _sticky(k_sticky, action, physics[..., 8], params)
-        return self.advance(physics, action, self.draws(k_draws, tuple(action.shape)))
 
     def advance(self, physics: Tensor, action: Tensor, draws: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One step of the game for the applied ``action`` (after sticky actions), with ``draws``

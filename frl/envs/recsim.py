@@ -42,7 +42,6 @@ from logged feedback (:mod:`frl.algos.logged`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -53,6 +52,8 @@ from torch import Tensor
 
 from frl import random
 from frl.distributions import PlackettLuce
+from frl.envs._checks import check_count as _check_count
+from frl.envs._checks import check_number as _check_number
 from frl.envs.base import Environment
 from frl.envs.spaces import Box, Slate
 
@@ -70,14 +71,6 @@ __all__ = [
 ]
 
 CHOICE_MODELS = ("mnl", "cascade")
-
-
-def _check_number(owner: str, name: str, value: Any, *, low: float = -math.inf, strict: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < low or (strict and value == low):
-        bound = f"> {low}" if strict else f">= {low}"
-        what = "a finite number" if low == -math.inf else f"a finite number {bound}"
-        raise ValueError(f"{owner}: `{name}` must be {what}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -114,11 +107,6 @@ class InterestEvolutionParams:
             raise ValueError(f"{owner}: `interest_rate` must lie in [0, 1], got {self.interest_rate!r}")
         _check_number(owner, "no_click_score", self.no_click_score)
         _check_number(owner, "trashy_appeal", self.trashy_appeal)
-
-
-def _check_count(owner: str, name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{owner}: `{name}` must be an int >= {low}, got {value!r}")
 
 
 @dataclass(frozen=True)
