@@ -218,8 +218,9 @@ def driving_rows(args: argparse.Namespace) -> dict:
     env_id = "Highway-v0"
     env = envs.make(env_id)
     agents = {
-        "SAC": (sac.make_train(sac.Config.preset(env_id, total_timesteps=args.sac_steps)), args.sac_steps),
-        "PPO": (ppo.make_train(ppo.Config.preset(env_id, total_timesteps=args.ppo_steps)), args.ppo_steps),
+        name: (algo.make_train(algo.Config.preset(env_id, total_timesteps=steps)), steps)
+        for name, algo, steps in (("SAC", sac, args.sac_steps), ("PPO", ppo, args.ppo_steps))
+        if steps > 0  # 0 leaves the agent out
     }
     stats, training, run_dirs = {}, {}, {}
     for name, (train, steps) in agents.items():
@@ -390,8 +391,12 @@ def main() -> None:
         choices=("Asterix", "Breakout", "Freeway", "SpaceInvaders"),
         help="MinAtar games",
     )
-    parser.add_argument("--sac-steps", type=int, default=30_000, help="SAC steps per seed on Highway-v0")
-    parser.add_argument("--ppo-steps", type=int, default=200_000, help="PPO steps per seed on Highway-v0")
+    parser.add_argument(
+        "--sac-steps", type=int, default=60_000, help="SAC steps per seed on Highway-v0 (0: skip)"
+    )
+    parser.add_argument(
+        "--ppo-steps", type=int, default=200_000, help="PPO steps per seed on Highway-v0 (0: skip)"
+    )
     parser.add_argument("--episodes", type=int, default=100, help="driving evaluation episodes per seed")
     parser.add_argument("--sessions", type=int, default=500, help="evaluation sessions per seed and policy")
     parser.add_argument(
