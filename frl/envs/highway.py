@@ -200,6 +200,11 @@ class Highway(Environment):
         return self.num_lanes * self.lane_width
 
     @property
+    def road_centre(self) -> float:
+        """The lateral position of the road's middle (lane 0's centre is at 0)."""
+        return (self.num_lanes - 1) * self.lane_width / 2
+
+    @property
     def observation_space(self) -> Box:  # type: ignore[override]
         n = EGO + 4 * self.observed_vehicles
         return Box((-math.inf,) * n, (math.inf,) * n, (n,))
@@ -257,10 +262,9 @@ class Highway(Environment):
     def observe(self, physics: Tensor) -> Tensor:
         ego, cars = self.unpack(physics)
         x, y, psi, v = ego[..., 0], ego[..., 1], ego[..., 2], ego[..., 3]
-        y_mid = (self.num_lanes - 1) * self.lane_width / 2
         own = torch.stack(
             [
-                (y - y_mid) / (self.road_width / 2),
+                (y - self.road_centre) / (self.road_width / 2),
                 psi,
                 v / self.speed_limit,
                 ego[..., 4],
@@ -300,18 +304,29 @@ class Highway(Environment):
         free = 1.0 - (torch.clamp(v, min=0.0) / v0) ** 4
         return torch.clamp(p.idm_acceleration * (free - interaction), -p.max_braking, p.idm_acceleration)
 
-    def _road(self, physics: Tensor) -> dict[str, Tensor]:
-        """Every vehicle (ego first) as arrays over the last dim ``N + 1``: position, lateral
-        position, longitudinal speed, desired speed, target lane (the ego's: its nearest) and the
-        pairwise ring differences ``dx[i, j] = x_j - x_i`` ``[*, N+1, N+1]``."""
+    def _road(self, physics: Tensor, params: HighwayParams) -> dict[str, Tensor]:
+        """Every vehicle (ego first) as arrays over the last dim ``N + 1``: position ``x``, lateral
+        position ``y``, longitudinal speed ``v``, desired speed ``v0``, target ``lane`` (the ego's:
+        its nearest), the ring differences ``dx[i, j] = x_j - x_i``, lane occupancy ``occ[i, l]``
+        (:meth:`_occupancy`), ``share[i, j]`` (``i`` and ``j`` occupy a common lane), and each one's
+        nearest sharer ahead (``lead_d``, ``lead``) and behind (``back_d``, ``back``): distances
+        (``inf``: none) and indices."""
         ego, cars = self.unpack(physics)
         x = torch.cat([ego[..., :1], cars[..., 0]], dim=-1)
-        y = torch.cat([ego[..., 1:2], cars[..., 1]], dim=-1)
-        v = torch.cat([(ego[..., 3] * torch.cos(ego[..., 2])).unsqueeze(-1), cars[..., 2]], dim=-1)
-        v0 = torch.cat([torch.full_like(ego[..., :1], self.speed_limit), cars[..., 3]], dim=-1)
-        lane = torch.cat([self.nearest_lane(ego[..., 1:2]), cars[..., 4].long()], dim=-1)
-        dx = self._wrap(x.unsqueeze(-2) - x.unsqueeze(-1))
-        return {"x": x, "y": y, "v": v, "v0": v0, "lane": lane, "dx": dx}
+        road = {
+            "x": x,
+            "y": torch.cat([ego[..., 1:2], cars[..., 1]], dim=-1),
+            "v": torch.cat([(ego[..., 3] * torch.cos(ego[..., 2])).unsqueeze(-1), cars[..., 2]], dim=-1),
+            "v0": torch.cat([torch.full_like(ego[..., :1], self.speed_limit), cars[..., 3]], dim=-1),
+            "lane": torch.cat([self.nearest_lane(ego[..., 1:2]), cars[..., 4].long()], dim=-1),
+            "dx": self._wrap(x.unsqueeze(-2) - x.unsqueeze(-1)),
+        }
+        road["occ"] = self._occupancy(road, params)
+        occ = road["occ"].to(x.dtype)
+        road["share"] = (occ @ occ.transpose(-1, -2)) > 0
+        road["lead_d"], road["lead"] = self._nearest(road["dx"], road["share"], ahead=True)
+        road["back_d"], road["back"] = self._nearest(road["dx"], road["share"], ahead=False)
+        return road
 
     def _occupancy(self, road: dict[str, Tensor], params: HighwayParams) -> Tensor:
         """``occ[*, i, l]``: vehicle ``i``'s body overlaps lane ``l``, or ``l`` is the lane it is
@@ -331,69 +346,62 @@ class Highway(Environment):
         distance, index = d.min(dim=-1)
         return distance, index
 
-    def traffic_accelerations(self, road: dict[str, Tensor], params: HighwayParams) -> tuple[Tensor, Tensor]:
-        """Every vehicle's IDM acceleration behind its current leader (the leader among vehicles
-        sharing a lane with it) and that leader's index: ``([*, N+1], [*, N+1])``."""
-        occ = self._occupancy(road, params).to(road["y"].dtype)
-        share = (occ @ occ.transpose(-1, -2)) > 0
-        distance, leader = self._nearest(road["dx"], share, ahead=True)
-        dv = road["v"] - torch.gather(road["v"], -1, leader)
-        acc = self.idm(road["v"], road["v0"], distance - params.vehicle_length, dv, params)
-        return acc, leader
+    def traffic_accelerations(self, road: dict[str, Tensor], params: HighwayParams) -> Tensor:
+        """Every vehicle's IDM acceleration behind its current leader (the nearest vehicle ahead
+        sharing a lane with it), ``[*, N+1]``, for a :meth:`_road`."""
+        dv = road["v"] - torch.gather(road["v"], -1, road["lead"])
+        return self.idm(road["v"], road["v0"], road["lead_d"] - params.vehicle_length, dv, params)
 
     def _lane_change(
-        self, road: dict[str, Tensor], acc: Tensor, target: Tensor, side: int, params: HighwayParams
+        self, road: dict[str, Tensor], acc: Tensor, gain_old: Tensor, side: int, params: HighwayParams
     ) -> Tensor:
         """MOBIL's incentive for each car to move one lane ``side`` (+1 left, -1 right): ``[*, N+1]``
-        (``-inf`` where the change is impossible or unsafe)."""
+        (``-inf`` where the change is impossible or unsafe); ``gain_old`` is what the car's old
+        follower gains when it leaves (the same either side)."""
         p = params
-        x, v, v0, dx = road["x"], road["v"], road["v0"], road["dx"]
-        n = x.shape[-1]
-        occ = self._occupancy(road, params)
-        lanes = torch.arange(self.num_lanes, device=x.device)
-        new_lane = target + side
+        v, v0, dx = road["v"], road["v0"], road["dx"]
+        n = v.shape[-1]
+        new_lane = road["lane"] + side
         valid = (new_lane >= 0) & (new_lane < self.num_lanes)
         # in_new[i, j]: vehicle j occupies the lane vehicle i would move to
-        pick = (new_lane.clamp(0, self.num_lanes - 1).unsqueeze(-1) == lanes).to(x.dtype)  # [*, n, L]
-        in_new = (pick @ occ.to(pick.dtype).transpose(-1, -2)) > 0
-        in_new = in_new & ~torch.eye(n, dtype=torch.bool, device=x.device)
+        lanes = torch.arange(self.num_lanes, device=v.device)
+        pick = (new_lane.clamp(0, self.num_lanes - 1).unsqueeze(-1) == lanes).to(v.dtype)  # [*, n, L]
+        in_new = (pick @ road["occ"].to(v.dtype).transpose(-1, -2)) > 0
+        in_new = in_new & ~torch.eye(n, dtype=torch.bool, device=v.device)
         blocked = (in_new & (dx.abs() < p.vehicle_length + p.idm_gap)).any(-1)
         lead_d, lead = self._nearest(dx, in_new, ahead=True)
         foll_d, foll = self._nearest(dx, in_new, ahead=False)
         has_follower = torch.isfinite(foll_d)
-        # the car behind its new leader
+        # the car behind its new leader; the new follower behind the car, and before the change
         acc_new = self.idm(v, v0, lead_d - p.vehicle_length, v - torch.gather(v, -1, lead), p)
-        # the new follower, now behind the car, and before (behind its own leader)
         v_f, v0_f = torch.gather(v, -1, foll), torch.gather(v0, -1, foll)
         acc_f_new = self.idm(v_f, v0_f, foll_d - p.vehicle_length, v_f - v, p)
-        acc_f_old = torch.gather(acc, -1, foll)
+        gain_f = torch.where(has_follower, acc_f_new - torch.gather(acc, -1, foll), 0.0)
         safe = valid & ~blocked & (~has_follower | (acc_f_new >= -p.safe_braking))
-        # the old follower o gets the car's leader as its own
-        occ_f = occ.to(x.dtype)
-        share = (occ_f @ occ_f.transpose(-1, -2)) > 0
-        old_d, old = self._nearest(dx, share, ahead=False)
-        has_old = torch.isfinite(old_d)
-        own_d, own_lead = self._nearest(dx, share, ahead=True)
-        v_o, v0_o = torch.gather(v, -1, old), torch.gather(v0, -1, old)
-        acc_o_new = self.idm(
-            v_o, v0_o, old_d + own_d - p.vehicle_length, v_o - torch.gather(v, -1, own_lead), p
-        )
-        acc_o_old = torch.gather(acc, -1, old)
-        gain_f = torch.where(has_follower, acc_f_new - acc_f_old, 0.0)
-        gain_o = torch.where(has_old, acc_o_new - acc_o_old, 0.0)
-        incentive = acc_new - acc + p.politeness * (gain_f + gain_o)
+        incentive = acc_new - acc + p.politeness * (gain_f + gain_old)
         return torch.where(safe & (incentive > p.lane_change_threshold), incentive, -math.inf)
+
+    def _old_follower_gain(self, road: dict[str, Tensor], acc: Tensor, params: HighwayParams) -> Tensor:
+        """For each car: what its follower gains when the car leaves (it then follows the car's
+        leader), ``[*, N+1]`` (0 without a follower)."""
+        p, v = params, road["v"]
+        old = road["back"]
+        v_o, v0_o = torch.gather(v, -1, old), torch.gather(road["v0"], -1, old)
+        gap = road["back_d"] + road["lead_d"] - p.vehicle_length
+        acc_o_new = self.idm(v_o, v0_o, gap, v_o - torch.gather(v, -1, road["lead"]), p)
+        return torch.where(torch.isfinite(road["back_d"]), acc_o_new - torch.gather(acc, -1, old), 0.0)
 
     def _move_traffic(self, physics: Tensor, params: HighwayParams) -> Tensor:
         """The cars' next states ``[*, N, 5]`` (IDM along the road, MOBIL across it)."""
         p = params
         _, cars = self.unpack(physics)
-        road = self._road(physics)
-        acc, _ = self.traffic_accelerations(road, p)
+        road = self._road(physics, p)
+        acc = self.traffic_accelerations(road, p)
         target = road["lane"]
         settled = (road["y"] - target.to(road["y"].dtype) * self.lane_width).abs() < 0.05
-        left = self._lane_change(road, acc, target, +1, p)
-        right = self._lane_change(road, acc, target, -1, p)
+        gain_old = self._old_follower_gain(road, acc, p)
+        left = self._lane_change(road, acc, gain_old, +1, p)
+        right = self._lane_change(road, acc, gain_old, -1, p)
         rank = torch.arange(target.shape[-1], device=target.device)
         driver = settled & (rank > 0)  # the ego (index 0) is not a MOBIL driver
         go_left = driver & torch.isfinite(left) & (left >= right)
@@ -434,21 +442,18 @@ class Highway(Environment):
         psi = psi + 2.0 * v / p.wheelbase * torch.sin(beta) * p.dt
         v = torch.clamp(v + a_cmd * p.max_acceleration * p.dt, 0.0, self.speed_limit)
         ego = torch.stack([x, y, psi, v, a_cmd, d_cmd], dim=-1)
-        dx = self._wrap(cars[..., 0] - x.unsqueeze(-1))
-        dy = cars[..., 1] - y.unsqueeze(-1)
-        collided = ((dx.abs() < p.vehicle_length) & (dy.abs() < p.vehicle_width)).any(-1)
-        y_mid = (self.num_lanes - 1) * self.lane_width / 2
-        off_road = (y - y_mid).abs() > self.road_width / 2
+        next_physics = torch.cat([ego, cars.flatten(-2)], dim=-1)
+        off_road = (y - self.road_centre).abs() > self.road_width / 2
         progress = v * torch.cos(psi) / self.speed_limit
         jerk = (a_cmd - a_prev) ** 2 + (d_cmd - d_prev) ** 2
         reward = progress - p.lane_weight * self.lane_offset(y) ** 2 - p.jerk_weight * jerk
-        terminated = collided | off_road
+        terminated = self.collided(next_physics, p) | off_road
         reward = torch.where(terminated, -p.collision_penalty, reward)
-        return torch.cat([ego, cars.flatten(-2)], dim=-1), reward, terminated
+        return next_physics, reward, terminated
 
-    def collided(self, physics: Tensor, params: HighwayParams | None = None) -> Tensor:
+    def collided(self, physics: Tensor, params: HighwayParams) -> Tensor:
         """Whether the ego touches a car in ``physics`` (``[*]`` bool)."""
-        p = self.default_params() if params is None else params
+        p = params
         ego, cars = self.unpack(physics)
         dx = self._wrap(cars[..., 0] - ego[..., :1])
         dy = cars[..., 1] - ego[..., 1:2]
@@ -475,7 +480,7 @@ def hand_tuned(
     e = y - env.nearest_lane(y).to(y.dtype) * env.lane_width
     speed = torch.clamp(v, min=5.0)
     delta = -(params.wheelbase / speed**2) * (omega**2 * e + 2.0 * omega * speed * torch.sin(psi))
-    acc, _ = env.traffic_accelerations(env._road(physics), params)
+    acc = env.traffic_accelerations(env._road(physics, params), params)
     return torch.stack(
         [
             torch.clamp(acc[..., 0] / params.max_acceleration, -1.0, 1.0),
