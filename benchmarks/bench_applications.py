@@ -30,13 +30,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from _common import RESULTS, print_table, write_json
 
 from frl import envs, random
 from frl.algos import ppo, sac, slateq
 from frl.algos.logged import pretrain_from_logs
 from frl.envs import highway, recsim
+from frl.envs.check import random_return
 from frl.plot import bootstrap_band, load_curve
 from frl.run import run
 
@@ -321,7 +321,9 @@ def minatar_rows(args: argparse.Namespace) -> dict:
         )
         wall = time.perf_counter() - start
         final = np.asarray(result.eval_returns)
-        rand = np.asarray([random_return(envs.make(env_id), s) for s in range(args.seeds)])
+        rand = np.asarray(
+            [random_return(envs.make(env_id), random.fold_in(random.key(400), s)) for s in range(args.seeds)]
+        )
         rows = [
             ["PPO (MinAtar CNN)", cell(interval(final), ".2f")],
             ["random", cell(interval(rand), ".2f")],
@@ -355,22 +357,6 @@ def minatar_rows(args: argparse.Namespace) -> dict:
             },
         }
     return payload
-
-
-def random_return(env, seed: int, episodes: int = 20) -> float:
-    """The mean return of uniformly random actions over ``episodes`` episodes."""
-    key = random.fold_in(random.key(400), seed)
-    _, state = env.reset(key, num_envs=episodes)
-    total, live = torch.zeros(episodes), torch.ones(episodes, dtype=torch.bool)
-    for _ in range(env.max_episode_steps):
-        key, k_a, k_s = random.split(key, 3)
-        action = random.randint(k_a, (episodes,), 0, env.action_space.n)
-        _, state, reward, term, trunc, _ = env.step(k_s, state, action)
-        total += torch.where(live, reward, 0.0)
-        live = live & ~(term | trunc)
-        if not bool(live.any()):
-            break
-    return float(total.mean())
 
 
 def main() -> None:

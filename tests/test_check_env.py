@@ -101,3 +101,13 @@ def test_a_gymnasium_environment_from_the_users_module(tmp_path, monkeypatch, ca
 def test_check_env_of_an_unknown_id_is_one_line(capsys):
     assert main(["check-env", "Cartpole"]) == 2
     assert capsys.readouterr().err.startswith("frl: error: unknown environment 'Cartpole'")
+
+
+def test_random_return_is_a_random_policys_mean_return():
+    from frl import envs, random
+    from frl.envs.check import random_return
+
+    # a uniformly random CartPole policy lasts ~22 steps (1 reward each)
+    assert 17.0 < random_return(envs.make("CartPole-v1"), random.key(0), episodes=400) < 27.0
+    with pytest.raises(ValueError, match="random_return: Pendulum-v1 has Box"):
+        random_return(envs.make("Pendulum-v1"), random.key(0))

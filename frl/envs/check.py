@@ -24,7 +24,7 @@ from torch import Tensor
 from frl import random
 from frl.envs.spaces import Slate
 
-__all__ = ["check"]
+__all__ = ["check", "random_return"]
 
 
 def _random_actions(space: Any, key: Tensor, steps: int) -> Tensor:
@@ -159,3 +159,24 @@ def check(env: Any, steps: int = 500, seed: int = 0) -> list[str]:
                 problems.append(f"non-deterministic: {name} {i} differs between two runs from seed {seed}")
                 break
     return problems
+
+
+def random_return(env: Any, key: Tensor, episodes: int = 20) -> float:
+    """The mean return of a uniformly random policy over ``episodes`` whole episodes of a pure
+    discrete-action environment run side by side (each counted until it first ends): the
+    "random" row a learning curve is read against."""
+    if not getattr(env, "discrete", False):
+        raise ValueError(f"random_return: {env.id} has {env.action_space}; it draws discrete actions")
+    k_reset, key = random.split(key)
+    _, state = env.reset(k_reset, num_envs=episodes)
+    total = torch.zeros(episodes, dtype=torch.float64)
+    live = torch.ones(episodes, dtype=torch.bool)
+    for _ in range(env.max_episode_steps):
+        key, k_action, k_step = random.split(key, 3)
+        action = random.randint(k_action, (episodes,), 0, env.action_space.n)
+        _, state, reward, terminated, truncated, _ = env.step(k_step, state, action)
+        total += torch.where(live, reward.double(), 0.0)
+        live = live & ~(terminated | truncated)
+        if not bool(live.any()):
+            break
+    return float(total.mean())
