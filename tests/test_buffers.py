@@ -10,6 +10,7 @@ from tensordict import TensorDict
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictReplayBuffer
 from torchrl.data.postprocs import MultiStep
 
+import frl
 from frl import buffers, random
 from frl.losses import dqn_loss
 from frl.nn import QNetwork
@@ -131,10 +132,59 @@ def test_sampling_is_a_function_of_the_key():
     assert torch.equal(a["index"], b["index"]) and not torch.equal(a["index"], c["index"])
 
 
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_add_in_place_equals_add_and_writes_into_the_ring(prioritized):
+    pure = buffers.init(example(), 5, prioritized=prioritized)
+    donated = buffers.init(example(), 5, prioritized=prioritized)
+    ring = donated["data", "next", "observation"]
+    for start, stop in [(0, 3), (3, 7), (7, 8)]:  # the second add wraps
+        pure = buffers.add(pure, transitions(start, stop))
+        before = donated
+        donated = buffers.add_(donated, transitions(start, stop))
+        # the old state's position and size are its own; its ring is shared (donated)
+        assert int(before["position"]) != int(donated["position"])
+        assert donated["data", "next", "observation"] is ring
+    assert (pure == donated).all()
+    assert buffers.stored(donated)["next", "reward"].tolist() == [3.0, 4.0, 5.0, 6.0, 7.0]
+
+
+def test_add_in_place_under_vmap_writes_each_members_ring():
+    states = torch.stack([buffers.init(example(), 6) for _ in range(3)])
+    batches = torch.stack([transitions(10 * i, 10 * i + 4) for i in range(3)])
+    ring = states["data", "observation"]
+    out = torch.func.vmap(buffers.add_)(states, batches)
+    assert out["data", "observation"].data_ptr() == ring.data_ptr()
+    for i in range(3):
+        assert buffers.stored(out[i])["next", "reward"].tolist() == [10.0 * i + j for j in range(4)]
+
+
+def test_add_in_place_refuses_a_ring_shared_by_members():
+    # constant zeros come out of vmap as one broadcast view: writing into it would give every
+    # member the last member's transitions, silently
+    states = torch.func.vmap(lambda k: buffers.init(example(), 6))(torch.arange(3))
+    assert states["data", "observation"].stride(0) == 0
+    batches = torch.stack([transitions(10 * i, 10 * i + 4) for i in range(3)])
+    with pytest.raises(ValueError, match=r"'observation'.*shared between members"):
+        torch.func.vmap(buffers.add_)(states, batches)
+
+
+@pytest.mark.compile
+def test_add_in_place_compiled_keeps_the_write_in_place():
+    add = frl.compile(torch.func.vmap(buffers.add_))
+    states = torch.stack([buffers.init(example(), 6) for _ in range(2)])
+    ring = states["data", "observation"]
+    for start in (0, 4):  # the second call wraps
+        batches = torch.stack([transitions(start + 10 * i, start + 10 * i + 4) for i in range(2)])
+        states = add(states, batches)
+        assert states["data", "observation"].data_ptr() == ring.data_ptr()
+    assert buffers.stored(states[1])["next", "reward"].tolist() == [12.0, 13.0, 14.0, 15.0, 16.0, 17.0]
+
+
 @pytest.mark.parametrize(
     "bad, match",
     [
         (lambda s: buffers.add(s, transitions(0, 11)), "at most 10"),
+        (lambda s: buffers.add_(s, transitions(0, 2, obs_dim=4)), r"add_: `batch\['observation'\]`"),
         (lambda s: buffers.add(s, transitions(0, 2, obs_dim=4)), r"observation.*\[B, 3\]"),
         (lambda s: buffers.add(s, transitions(0, 2).exclude("action")), r"missing \['action'\]"),
         (lambda s: buffers.sample(s, random.key(0), 0), "batch_size"),
@@ -283,9 +333,9 @@ def test_proportional_sampler_matches_priorities_in_torchrl():
 # -- the four variants -------------------------------------------------------------------------
 
 
-def _add_sample(prioritized: bool):
+def _add_sample(prioritized: bool, add=buffers.add):
     def fn(state, batch, key):
-        state = buffers.add(state, batch)
+        state = add(state, batch)
         if prioritized:
             draw = buffers.sample(state, key, 4, beta=0.5)
             state = buffers.update_priorities(state, draw["index"], draw["next", "reward"] + 1.0)
@@ -308,6 +358,7 @@ def _args(prioritized: bool):
 CASES = [
     Case("add_sample_uniform", _add_sample(False), _args(False)),
     Case("add_sample_prioritized", _add_sample(True), _args(True)),
+    Case("add_in_place_sample_prioritized", _add_sample(True, buffers.add_), _args(True)),
     Case(
         "nstep",
         lambda seg, gamma: buffers.nstep(seg, 3, gamma),

@@ -27,9 +27,13 @@ __all__ = ["episode_metrics", "init_data", "make_collect", "store"]
 ExploreFn = Callable[..., tuple[Tensor, Tensor]]
 
 
-def init_data(env: Any, consumes: Segments | Replay) -> TensorDict:
+def init_data(env: Any, consumes: Segments | Replay, like: Tensor | None = None) -> TensorDict:
     """Zeros for ``state["data"]``: a segment ``[E, T]`` (with the agent's ``extra`` float
-    entries) or an empty replay buffer of ``capacity`` transitions."""
+    entries) or an empty replay buffer of ``capacity`` transitions.
+
+    With ``like`` (any tensor of the member, e.g. its key) the replay ring is allocated by
+    ``like.new_zeros``, so that under ``vmap`` every member owns its storage (:func:`store`
+    writes into it in place; constant zeros would come out of ``vmap`` as one broadcast view)."""
     if consumes.kind == "segments":
         one = example_transition(env, log_prob=True)
         for name in consumes.extra:
@@ -38,7 +42,12 @@ def init_data(env: Any, consumes: Segments | Replay) -> TensorDict:
         data = one.apply(lambda x: torch.zeros((*shape, *x.shape), dtype=x.dtype))
         data.batch_size = list(shape)
         return data
-    return buffers.init(example_transition(env, log_prob=False), consumes.capacity)
+    state = buffers.init(example_transition(env, log_prob=False), consumes.capacity)
+    if like is not None:
+        state["data"] = state["data"].apply(lambda x: like.new_zeros(x.shape, dtype=x.dtype))
+        if buffers.is_prioritized(state):
+            state["priority"] = like.new_zeros(state["priority"].shape, dtype=state["priority"].dtype)
+    return state
 
 
 def store(state: TensorDictBase, batch: TensorDictBase, consumes: Segments | Replay) -> TensorDictBase:
@@ -47,7 +56,8 @@ def store(state: TensorDictBase, batch: TensorDictBase, consumes: Segments | Rep
     Segments: the ``n`` steps are written at ``counters.segment_step`` (which advances by ``n``,
     modulo ``T``); entries of the segment the batch lacks (an agent's ``extra``) are kept.
     Replay: the transitions are appended step by step (``t`` major, then environment), the order
-    in which they happened.
+    in which they happened, written into the ring in place (:func:`frl.buffers.add_`: the
+    input state's buffer storage is donated; ``clone()`` a state to branch from it).
     """
     E, n = batch.batch_size
     data = state["data"]
@@ -65,7 +75,7 @@ def store(state: TensorDictBase, batch: TensorDictBase, consumes: Segments | Rep
     else:
         stored = data["data"]
         in_order = batch.select(*stored.keys(include_nested=True, leaves_only=True)).transpose(0, 1)
-        new["data"] = buffers.add(data, in_order.reshape(E * n))
+        new["data"] = buffers.add_(data, in_order.reshape(E * n))
     counters["env_steps"] = counters["env_steps"] + E * n
     new["counters"] = counters
     return new

@@ -139,7 +139,11 @@ class Train:
         )
 
     def step(self, state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
-        """One iteration on the pure environment: ``collect`` then ``learn``."""
+        """One iteration on the pure environment: ``collect`` then ``learn``.
+
+        Pure but for one thing: a replay agent writes the new transitions into the input
+        state's buffer in place (its storage is donated, :func:`frl.buffers.add_`; a functional
+        copy of the ring cost more than the rest of the step). ``state.clone()`` to branch."""
         return compose(self.units)(state)
 
 
@@ -206,7 +210,7 @@ def build_state(
             params=params,
             opt_state=optim.drop_hyperparams(optimizer.init(opt_params), *passed),
             hyperparams=hyperparams,
-            data=init_data(env, consumes),
+            data=init_data(env, consumes, like=k_run),
             counters={**own, **(counters or {})},
             scratch=None if scratch is None else scratch.clone(),
         )

@@ -2,7 +2,8 @@
 and adapters to and from TorchRL's ``ReplayBuffer``.
 
 ``init``, ``add``, ``sample``, ``update_priorities`` and ``nstep`` are pure, so a buffer per seed
-lives inside a vmapped, compiled training state; the TorchRL adapters run eagerly at the edge
+lives inside a vmapped, compiled training state; ``add_`` is ``add`` writing into the ring in
+place (its storage donated, as the agents use it). The TorchRL adapters run eagerly at the edge
 (and load TorchRL on first use: ``import frl.buffers`` does not).
 """
 
@@ -10,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from frl.buffers.nstep import nstep
-from frl.buffers.ring import add, capacity, init, is_prioritized, sample, stored, update_priorities
+from frl.buffers.ring import add, add_, capacity, init, is_prioritized, sample, stored, update_priorities
 
 if TYPE_CHECKING:
     from frl.buffers.torchrl_adapters import (
@@ -33,6 +34,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ProportionalSampler",
     "add",
+    "add_",
     "capacity",
     "from_torchrl",
     "init",
