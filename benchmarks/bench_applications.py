@@ -14,7 +14,7 @@ deterministic policy and the hand-tuned controller (PD lane keeping + IDM) drive
 evaluation episodes per seed: return, collisions (every termination is a crash or leaving the
 road) and mean speed; SAC's return over the controller's with its interval.
 
-Atari-like (MinAtar, ``--games``): PPO with MinAtar's CNN over N seeds beside a random policy.
+Atari-like (MinAtar, ``--games``): PPO and DQN with MinAtar's CNN over N seeds beside a random policy.
 
 Learning curves with bands over seeds (baselines as lines) go next to the JSON.
 
@@ -33,7 +33,7 @@ import numpy as np
 from _common import RESULTS, print_table, write_json
 
 from frl import envs, random
-from frl.algos import ppo, sac, slateq
+from frl.algos import dqn, ppo, sac, slateq
 from frl.algos.logged import pretrain_from_logs
 from frl.envs import highway, recsim
 from frl.envs.check import random_return
@@ -83,21 +83,21 @@ def session_stats(env, policy, seeds: int, sessions: int, salt: int) -> dict[str
     return {k: np.asarray(v) for k, v in rows.items()}
 
 
-def plot(
-    run_dir: Path, baselines: dict[str, float], output: Path, title: str, ylabel: str, label: str = "PPO"
-) -> Path:
+def plot(runs: dict[str, Path], baselines: dict[str, float], output: Path, title: str, ylabel: str) -> Path:
+    """Each run's evaluation curve with a 95% bootstrap band over seeds; baselines as lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps, returns = load_curve(run_dir)
-    center, low, high = bootstrap_band(returns)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    ax.plot(steps, center, color="C0", label=f"{label} ({returns.shape[1]} seeds, 95% band)")
-    ax.fill_between(steps, low, high, color="C0", alpha=0.25, linewidth=0)
+    for i, (label, run_dir) in enumerate(runs.items()):
+        steps, returns = load_curve(run_dir)
+        center, low, high = bootstrap_band(returns)
+        ax.plot(steps, center, color=f"C{i}", label=f"{label} ({returns.shape[1]} seeds, 95% band)")
+        ax.fill_between(steps, low, high, color=f"C{i}", alpha=0.25, linewidth=0)
     for i, (name, value) in enumerate(baselines.items()):
-        ax.axhline(value, color=f"C{i + 1}", linestyle="--", label=name)
+        ax.axhline(value, color=f"C{len(runs) + i}", linestyle="--", label=name)
     ax.set_xlabel("environment steps (per seed)")
     ax.set_ylabel(f"{ylabel} (evaluation)")
     ax.set_title(title)
@@ -198,7 +198,9 @@ def recsim_rows(args: argparse.Namespace) -> dict:
         "env_steps_per_s": result.env_steps_per_s,
     }
     baselines = {name: float(stats[name]["watch_time"].mean()) for name in BASELINES}
-    print(f"curve: {plot(run_dir, baselines, args.out / 'recsim.png', ENV_ID, 'session watch time')}")
+    print(
+        f"curve: {plot({'PPO': run_dir}, baselines, args.out / 'recsim.png', ENV_ID, 'session watch time')}"
+    )
     return payload
 
 
@@ -290,72 +292,76 @@ def driving_rows(args: argparse.Namespace) -> dict:
     lines = {"hand-tuned controller": float(controller.mean())}
     for name in agents:
         figure = plot(
-            run_dirs[name],
+            {name: run_dirs[name]},
             lines,
             args.out / f"highway-{name.lower()}.png",
             f"{env_id} ({name})",
             "return",
-            label=name,
         )
         print(f"curve: {figure}")
     return payload
 
 
 def minatar_rows(args: argparse.Namespace) -> dict:
-    """PPO with MinAtar's CNN on each of ``--games``, beside a uniformly random policy."""
+    """PPO and DQN with MinAtar's CNN on each of ``--games``, beside a uniformly random policy."""
+    agents = {
+        name: (algo, steps)
+        for name, algo, steps in (("PPO", ppo, args.minatar_steps), ("DQN", dqn, args.dqn_steps))
+        if steps > 0  # 0 leaves the agent out
+    }
     payload = {}
     for game in args.games:
         env_id = f"{game}-MinAtar"
-        train = ppo.make_train(ppo.Config.preset(env_id, total_timesteps=args.minatar_steps))
-        run_dir = args.out / f"minatar-{game.lower()}-ppo"
-        start = time.perf_counter()
-        result = run(
-            train,
-            seeds=args.seeds,
-            compile=True,  # the CNN eagerly runs ~200 env-steps/s here
-            warm_start=True,
-            eval_every=max(args.minatar_steps // 8, 1),
-            eval_episodes=20,
-            out_dir=run_dir,
-            progress=False,
-        )
-        wall = time.perf_counter() - start
-        final = np.asarray(result.eval_returns)
         rand = np.asarray(
             [random_return(envs.make(env_id), random.fold_in(random.key(400), s)) for s in range(args.seeds)]
         )
-        rows = [
-            ["PPO (MinAtar CNN)", cell(interval(final), ".2f")],
-            ["random", cell(interval(rand), ".2f")],
-        ]
+        payload[env_id] = {"random": {"per_seed": rand.tolist(), "mean_ci95": interval(rand)}}
+        rows, run_dirs = [], {}
+        for name, (algo, steps) in agents.items():
+            train = algo.make_train(algo.Config.preset(env_id, total_timesteps=steps))
+            run_dirs[name] = args.out / f"minatar-{game.lower()}-{name.lower()}"
+            start = time.perf_counter()
+            result = run(
+                train,
+                seeds=args.seeds,
+                compile=True,  # the CNN eagerly runs ~200 env-steps/s here
+                warm_start=True,
+                eval_every=max(steps // 8, 1),
+                eval_episodes=20,
+                out_dir=run_dirs[name],
+                progress=False,
+            )
+            wall = time.perf_counter() - start
+            final = np.asarray(result.eval_returns)
+            rows.append([f"{name} (MinAtar CNN)", f"{steps:,}", cell(interval(final), ".2f")])
+            print(
+                f"{env_id} {name} training: wall {wall:.0f} s, compile {result.compile_s:.0f} s, "
+                f"{result.env_steps_per_s:,.0f} env-steps/s"
+            )
+            payload[env_id][name.lower()] = {
+                "steps": steps,
+                "per_seed": final.tolist(),
+                "mean_ci95": interval(final),
+                "training": {
+                    "wall_s": wall,
+                    "compile_s": result.compile_s,
+                    "env_steps_per_s": result.env_steps_per_s,
+                },
+            }
+        rows.append(["random", "-", cell(interval(rand), ".2f")])
         print_table(
-            f"{env_id}: {args.seeds} seeds x {args.minatar_steps:,} steps "
-            "(final evaluation, mean [95% bootstrap])",
-            ["policy", "return"],
+            f"{env_id}: {args.seeds} seeds (final evaluation, 20 episodes per seed, mean [95% bootstrap])",
+            ["policy", "steps per seed", "return"],
             rows,
         )
-        print(
-            f"PPO training: wall {wall:.0f} s, compile {result.compile_s:.0f} s, "
-            f"{result.env_steps_per_s:,.0f} env-steps/s"
-        )
         figure = plot(
-            run_dir,
+            run_dirs,
             {"random": float(rand.mean())},
             args.out / f"minatar-{game.lower()}.png",
             env_id,
             "return",
         )
         print(f"curve: {figure}")
-        payload[env_id] = {
-            "steps": args.minatar_steps,
-            "ppo": {"per_seed": final.tolist(), "mean_ci95": interval(final)},
-            "random": {"per_seed": rand.tolist(), "mean_ci95": interval(rand)},
-            "training": {
-                "wall_s": wall,
-                "compile_s": result.compile_s,
-                "env_steps_per_s": result.env_steps_per_s,
-            },
-        }
     return payload
 
 
@@ -369,7 +375,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200_000, help="PPO steps per seed on RecSim")
     parser.add_argument("--slateq-steps", type=int, default=40_000, help="SlateQ steps per seed (0: skip)")
     parser.add_argument("--logged-sessions", type=int, default=500, help="sessions logged per seed")
-    parser.add_argument("--minatar-steps", type=int, default=300_000, help="PPO steps per seed and game")
+    parser.add_argument(
+        "--minatar-steps", type=int, default=300_000, help="PPO steps per seed and game (0: skip)"
+    )
+    parser.add_argument(
+        "--dqn-steps", type=int, default=300_000, help="DQN steps per seed and game (0: skip)"
+    )
     parser.add_argument(
         "--games",
         nargs="*",
