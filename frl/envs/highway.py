@@ -27,10 +27,16 @@ the road); lane ``l``'s centre is ``y = l * lane_width``. Every step lasts ``dt`
     end         terminated on a collision (|dx| < length and |dy| < width with any car) or when the
                 ego's centre leaves the road; truncated at ``max_episode_steps`` (30 s at dt 0.2)
 
-Observation (float32, ``6 + 4 K``): the ego's ``[(y - y_mid) / half_width, psi, v / speed_limit,
-previous a, previous delta, e]`` then the ``K = observed_vehicles`` nearest cars within
-``observation_range`` metres, nearest first, each ``[present, dx / range, dy / road_width,
-(v - v_ego) / speed_limit]`` (zeros when fewer are in range).
+Observation (float32, ``6 + 4 K + 12``): the ego's ``[(y - y_mid) / half_width, psi,
+v / speed_limit, previous a, previous delta, e]``; the ``K = observed_vehicles`` nearest cars
+within ``observation_range`` metres, nearest first, each ``[present, dx / range, dy / road_width,
+(v - v_ego) / speed_limit]`` (zeros when fewer are in range); then for the lane right of the
+ego's, its own and the one left of it, the nearest car ahead and behind in that lane (a car
+occupies the lanes its body overlaps and the lane it is moving to), each ``[gap / range,
+closing speed / speed_limit]``: ``gap`` bumper to bumper (``range`` when there is none within
+range or no such lane), the closing speed ``v_ego - v_car`` ahead and ``v_car - v_ego`` behind
+(0 when none). The per-lane entries are what a driver keeps a headway by; the nearest-K list
+alone leaves a leader's gap and closing speed to be inferred from small numbers.
 
 The physical state is one vector: the ego's ``[x, y, psi, v, a_prev, delta_prev]`` then each car's
 ``[x, y, v, v0, target_lane]``. :func:`hand_tuned` is the baseline (PD lane keeping scheduled on
@@ -102,7 +108,9 @@ class HighwayParams:
     """How fast a car changing lanes moves across (m/s)."""
     lane_weight: float = 0.3
     jerk_weight: float = 0.05
-    collision_penalty: float = 20.0
+    collision_penalty: float = 100.0
+    """The reward of a crash (negated). At 20 SAC traded crashes for speed (12 in 200 evaluation
+    episodes against 3 at 100, 2 seeds x 30k steps, the same return over the controller's)."""
 
     def __post_init__(self) -> None:
         owner = "HighwayParams"
@@ -206,7 +214,7 @@ class Highway(Environment):
 
     @property
     def observation_space(self) -> Box:  # type: ignore[override]
-        n = EGO + 4 * self.observed_vehicles
+        n = EGO + 4 * self.observed_vehicles + 4 * 3
         return Box((-math.inf,) * n, (math.inf,) * n, (n,))
 
     @property
@@ -289,7 +297,36 @@ class Highway(Environment):
             ],
             dim=-1,
         )
-        return torch.cat([own, features.flatten(-2)], dim=-1)
+        lanes = self._neighbour_lanes(ego, cars, dx, dv)
+        return torch.cat([own, features.flatten(-2), lanes], dim=-1)
+
+    def _neighbour_lanes(self, ego: Tensor, cars: Tensor, dx: Tensor, dv: Tensor) -> Tensor:
+        """``[*, 12]``: for the lanes right of, at and left of the ego's nearest lane, the nearest
+        car ahead and behind as ``[gap / range, closing speed / speed_limit]`` (module docstring)."""
+        shape = HighwayParams()  # the observation uses the default body size
+        reach = (self.lane_width + shape.vehicle_width) / 2  # a car's body overlaps a lane
+        centres = self._lane_centres(cars)
+        occupies = ((cars[..., 1].unsqueeze(-1) - centres).abs() < reach) | (
+            cars[..., 4].long().unsqueeze(-1) == torch.arange(self.num_lanes, device=cars.device)
+        )  # [*, N, L]
+        ego_lane = self.nearest_lane(ego[..., 1])
+        length = shape.vehicle_length
+        out = []
+        for side in (-1, 0, 1):
+            lane = ego_lane + side
+            exists = (lane >= 0) & (lane < self.num_lanes)
+            pick = lane.clamp(0, self.num_lanes - 1).unsqueeze(-1).unsqueeze(-1).expand(*cars.shape[:-1], 1)
+            in_lane = torch.gather(occupies, -1, pick).squeeze(-1) & exists.unsqueeze(-1)  # [*, N]
+            for sign in (1.0, -1.0):  # ahead, behind
+                d = torch.where(
+                    in_lane & (sign * dx >= 0) & (dx.abs() < self.observation_range), sign * dx, math.inf
+                )
+                nearest, index = d.min(dim=-1)
+                found = torch.isfinite(nearest)
+                gap = torch.clamp(torch.where(found, nearest - length, self.observation_range), min=0.0)
+                closing = -sign * torch.gather(dv, -1, index.unsqueeze(-1)).squeeze(-1)
+                out += [gap / self.observation_range, torch.where(found, closing, 0.0) / self.speed_limit]
+        return torch.stack(out, dim=-1)
 
     # -- traffic ---------------------------------------------------------------------------
 
