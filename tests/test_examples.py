@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 import torch
@@ -61,3 +62,11 @@ def test_the_driving_example_reads_top_to_bottom_and_runs():
     returns = example.main(sac_steps=600, ppo_steps=2048, seeds=1, episodes=8)
     assert returns["hand-tuned controller"] > returns["straight, 25 m/s"] > 0
     assert {"SAC, seed 0", "PPO, seed 0"} <= set(returns)
+
+
+def test_highway_env_comes_through_gym_with_continuous_actions_and_trains_sac():
+    example = _load("highway_env_gym")
+    env = frl.envs.make(f"gym:{example.ENV_ID}")
+    assert env.observation_space.shape == (25,) and env.action_space.shape == (2,) and not env.discrete
+    returns = example.main(steps=300, seeds=1)  # learning starts at 150 steps: updates run
+    assert len(returns) == 1 and math.isfinite(returns[0])
