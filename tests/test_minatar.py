@@ -209,7 +209,9 @@ def test_vmapped_games_match_a_loop(env_id):
 
 
 @pytest.mark.compile
-@pytest.mark.parametrize("env_id", ["Breakout-MinAtar", "SpaceInvaders-MinAtar"])
+@pytest.mark.parametrize(
+    "env_id", ["Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar"]
+)
 def test_compiled_steps_match_eager(env_id):
     env = envs.make(env_id)
     _, state = envs.reset_batch(env, random.key(0), 2)
