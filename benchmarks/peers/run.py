@@ -195,7 +195,7 @@ def main() -> None:
                 f"{r['env_steps_per_s']:,.0f}",
                 f"{r['compile_s']:.1f}",
                 f"{r['wall_s']:.1f}",
-                "-" if r["final_return"] is None else f"{r['final_return']:.0f}",
+                "-" if r["final_return"] is None else f"{r['final_return']:.4g}",
                 "-" if ratio is None or r["row"].startswith("frl") else f"{ratio / r['env_steps_per_s']:.2f}",
             ]
         )
