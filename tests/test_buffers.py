@@ -166,6 +166,12 @@ def test_add_in_place_refuses_a_ring_shared_by_members():
     batches = torch.stack([transitions(10 * i, 10 * i + 4) for i in range(3)])
     with pytest.raises(ValueError, match=r"'observation'.*shared between members"):
         torch.func.vmap(buffers.add_)(states, batches)
+    # allocated `like` a per-member tensor, each member owns its ring
+    owned = torch.func.vmap(lambda k: buffers.init(example(), 6, prioritized=True, like=k))(torch.arange(3))
+    assert owned["data", "observation"].stride(0) != 0 and owned["priority"].stride(0) != 0
+    out = torch.func.vmap(buffers.add_)(owned, batches)
+    for i in range(3):
+        assert buffers.stored(out[i])["next", "reward"].tolist() == [10.0 * i + j for j in range(4)]
 
 
 @pytest.mark.compile

@@ -31,9 +31,8 @@ def init_data(env: Any, consumes: Segments | Replay, like: Tensor | None = None)
     """Zeros for ``state["data"]``: a segment ``[E, T]`` (with the agent's ``extra`` float
     entries) or an empty replay buffer of ``capacity`` transitions.
 
-    With ``like`` (any tensor of the member, e.g. its key) the replay ring is allocated by
-    ``like.new_zeros``, so that under ``vmap`` every member owns its storage (:func:`store`
-    writes into it in place; constant zeros would come out of ``vmap`` as one broadcast view)."""
+    ``like`` (any tensor of the member, e.g. its key) goes to :func:`frl.buffers.init`, so that
+    under ``vmap`` every member owns its replay ring (:func:`store` writes into it in place)."""
     if consumes.kind == "segments":
         one = example_transition(env, log_prob=True)
         for name in consumes.extra:
@@ -42,12 +41,7 @@ def init_data(env: Any, consumes: Segments | Replay, like: Tensor | None = None)
         data = one.apply(lambda x: torch.zeros((*shape, *x.shape), dtype=x.dtype))
         data.batch_size = list(shape)
         return data
-    state = buffers.init(example_transition(env, log_prob=False), consumes.capacity)
-    if like is not None:
-        state["data"] = state["data"].apply(lambda x: like.new_zeros(x.shape, dtype=x.dtype))
-        if buffers.is_prioritized(state):
-            state["priority"] = like.new_zeros(state["priority"].shape, dtype=state["priority"].dtype)
-    return state
+    return buffers.init(example_transition(env, log_prob=False), consumes.capacity, like=like)
 
 
 def store(state: TensorDictBase, batch: TensorDictBase, consumes: Segments | Replay) -> TensorDictBase:

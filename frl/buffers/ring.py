@@ -57,6 +57,7 @@ def init(
     prioritized: bool = False,
     alpha: float = 0.6,
     eps: float = 1e-8,
+    like: Tensor | None = None,
 ) -> TensorDict:
     """An empty buffer for transitions shaped like ``example`` (one transition, ``batch_size []``).
 
@@ -66,6 +67,9 @@ def init(
       prioritized: keep proportional priorities (see the module docstring).
       alpha: priority exponent (0: uniform); a 0-d tensor in the state, so a sweep may vary it.
       eps: added to every raw priority before the exponent.
+      like: allocate the ring (and priorities) with ``like.new_zeros``; pass any tensor of the
+        member (e.g. its key) when ``init`` runs under ``vmap``: constant zeros come out of
+        ``vmap`` as one broadcast view, which :func:`add_` cannot write into per member.
 
     Returns:
       ``{"data": [capacity] zeros like example, "position": 0, "size": 0}`` plus, when
@@ -87,14 +91,20 @@ def init(
         raise ValueError(f"buffers.init: `alpha` must be >= 0, got {alpha!r}")
     if prioritized and not eps >= 0:
         raise ValueError(f"buffers.init: `eps` must be >= 0, got {eps!r}")
-    data = example.apply(lambda x: torch.zeros((capacity, *x.shape), dtype=x.dtype, device=x.device))
+
+    def zeros(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | None) -> Tensor:
+        if like is None:
+            return torch.zeros(shape, dtype=dtype, device=device)
+        return like.new_zeros(shape, dtype=dtype)
+
+    data = example.apply(lambda x: zeros((capacity, *x.shape), x.dtype, x.device))
     data.batch_size = [capacity]
     device = data.device
     zero = torch.zeros((), dtype=torch.int64, device=device)
     fields: dict[str, Tensor | TensorDict] = {"data": data, "position": zero, "size": zero.clone()}
     if prioritized:
         fields.update(
-            priority=torch.zeros(capacity, dtype=torch.float32, device=device),
+            priority=zeros((capacity,), torch.float32, device),
             max_priority=torch.ones((), dtype=torch.float32, device=device),
             alpha=torch.tensor(float(alpha), dtype=torch.float32, device=device),
             eps=torch.tensor(float(eps), dtype=torch.float32, device=device),

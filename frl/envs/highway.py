@@ -302,30 +302,27 @@ class Highway(Environment):
 
     def _neighbour_lanes(self, ego: Tensor, cars: Tensor, dx: Tensor, dv: Tensor) -> Tensor:
         """``[*, 12]``: for the lanes right of, at and left of the ego's nearest lane, the nearest
-        car ahead and behind as ``[gap / range, closing speed / speed_limit]`` (module docstring)."""
-        shape = HighwayParams()  # the observation uses the default body size
-        reach = (self.lane_width + shape.vehicle_width) / 2  # a car's body overlaps a lane
-        centres = self._lane_centres(cars)
-        occupies = ((cars[..., 1].unsqueeze(-1) - centres).abs() < reach) | (
-            cars[..., 4].long().unsqueeze(-1) == torch.arange(self.num_lanes, device=cars.device)
-        )  # [*, N, L]
-        ego_lane = self.nearest_lane(ego[..., 1])
-        length = shape.vehicle_length
+        car ahead and behind as ``[gap / range, closing speed / speed_limit]`` (module docstring).
+        Lanes are occupied as the traffic sees them (:meth:`_occupancy`, default body size)."""
+        params = self.default_params()
+        occupies = self._occupancy({"y": cars[..., 1], "lane": cars[..., 4].long()}, params)  # [*, N, L]
+        ego_lane = self.nearest_lane(ego[..., 1]).unsqueeze(-1)
+        in_range = dx.abs() < self.observation_range
         out = []
         for side in (-1, 0, 1):
             lane = ego_lane + side
             exists = (lane >= 0) & (lane < self.num_lanes)
-            pick = lane.clamp(0, self.num_lanes - 1).unsqueeze(-1).unsqueeze(-1).expand(*cars.shape[:-1], 1)
-            in_lane = torch.gather(occupies, -1, pick).squeeze(-1) & exists.unsqueeze(-1)  # [*, N]
-            for sign in (1.0, -1.0):  # ahead, behind
-                d = torch.where(
-                    in_lane & (sign * dx >= 0) & (dx.abs() < self.observation_range), sign * dx, math.inf
-                )
-                nearest, index = d.min(dim=-1)
+            pick = lane.clamp(0, self.num_lanes - 1).unsqueeze(-1).expand(*cars.shape[:-1], 1)
+            in_lane = torch.gather(occupies, -1, pick).squeeze(-1) & exists & in_range  # [*, N]
+            for ahead in (True, False):
+                nearest, index = self._nearest(dx, in_lane, ahead)
                 found = torch.isfinite(nearest)
-                gap = torch.clamp(torch.where(found, nearest - length, self.observation_range), min=0.0)
-                closing = -sign * torch.gather(dv, -1, index.unsqueeze(-1)).squeeze(-1)
-                out += [gap / self.observation_range, torch.where(found, closing, 0.0) / self.speed_limit]
+                gap = torch.clamp(
+                    torch.where(found, nearest - params.vehicle_length, self.observation_range), min=0.0
+                )
+                v_car = torch.gather(dv, -1, index.unsqueeze(-1)).squeeze(-1)  # v_car - v_ego
+                closing = torch.where(found, -v_car if ahead else v_car, 0.0)
+                out += [gap / self.observation_range, closing / self.speed_limit]
         return torch.stack(out, dim=-1)
 
     # -- traffic ---------------------------------------------------------------------------
