@@ -8,6 +8,7 @@ family                    parameters                  actions
 ========================  ==========================  =========================================
 :class:`Categorical`      ``logits [..., A]``         ``int64 [...]``
 :class:`MultiCategorical` ``logits [..., sum(nvec)]`` ``int64 [..., K]``
+:class:`MaskedCategorical` ``(logits, mask)``         ``int64 [...]`` (never a masked action)
 :class:`PlackettLuce`     ``scores [..., N]``         ``int64 [..., k]`` (a slate)
 :class:`DiagGaussian`     ``(mean, log_std)``         ``[..., D]``
 :class:`TanhGaussian`     ``(mean, log_std)``         ``tanh(u) * scale + bias``, ``[..., D]``
@@ -36,11 +37,13 @@ __all__ = [
     "Categorical",
     "DiagGaussian",
     "Distribution",
+    "MaskedCategorical",
     "MultiCategorical",
     "PlackettLuce",
     "TanhGaussian",
     "epsilon_greedy",
     "greedy",
+    "mask_logits",
     "select_actions",
 ]
 
@@ -102,6 +105,55 @@ class Categorical:
         log_p = torch.log_softmax(p_logits, dim=-1)
         log_q = torch.log_softmax(q_logits, dim=-1)
         return (torch.exp(log_p) * (log_p - log_q)).sum(-1)
+
+
+def mask_logits(logits: Tensor, mask: Tensor) -> Tensor:
+    """``logits`` where ``mask`` is true, the dtype's lowest finite value elsewhere: ``[..., A]``.
+
+    A masked action then has probability exactly 0 under ``softmax`` (``exp(min - max)``
+    underflows) and loses every Gumbel-max draw, while ``0 * log p`` stays finite (``-inf``
+    would give ``nan`` entropies and gradients). A row with no legal action is the caller's
+    error; it then behaves as an unmasked uniform row.
+    """
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask_logits: `mask` must be a bool tensor, got {mask.dtype}")
+    if mask.shape != logits.shape:
+        raise ValueError(
+            f"mask_logits: `mask` must have the logits' shape {list(logits.shape)}, got {list(mask.shape)}"
+        )
+    return torch.where(mask, logits, torch.finfo(logits.dtype).min)
+
+
+@dataclass(frozen=True)
+class MaskedCategorical:
+    """A categorical over the legal actions only: parameters ``(logits [..., A], mask bool [..., A])``
+    (``True``: legal), as SMAC-style environments give with every observation. Every method is
+    :class:`Categorical`'s on :func:`mask_logits`: masked actions have probability 0, are never
+    sampled nor chosen by :meth:`mode`, and add nothing to the entropy."""
+
+    def log_prob(self, params: tuple[Tensor, Tensor], action: Tensor) -> Tensor:
+        """``log pi(a)`` over the legal actions: ``int [...] -> [...]``."""
+        return _CATEGORICAL.log_prob(mask_logits(*params), action)
+
+    def probs(self, params: tuple[Tensor, Tensor]) -> Tensor:
+        """``[..., A]``, zero at masked actions."""
+        return _CATEGORICAL.probs(mask_logits(*params))
+
+    def entropy(self, params: tuple[Tensor, Tensor]) -> Tensor:
+        """``-sum_{legal a} p(a) log p(a)``: ``[...]``."""
+        return _CATEGORICAL.entropy(mask_logits(*params))
+
+    def sample(self, key: Tensor, params: tuple[Tensor, Tensor]) -> Tensor:
+        """A legal action per batch element (Gumbel-max): ``int64 [...]``."""
+        return _CATEGORICAL.sample(key, mask_logits(*params))
+
+    def mode(self, params: tuple[Tensor, Tensor]) -> Tensor:
+        """The most likely legal action: ``int64 [...]``."""
+        return _CATEGORICAL.mode(mask_logits(*params))
+
+    def kl(self, p: tuple[Tensor, Tensor], q: tuple[Tensor, Tensor]) -> Tensor:
+        """``KL(p || q)`` over ``p``'s legal actions: ``[...]``."""
+        return _CATEGORICAL.kl(mask_logits(*p), mask_logits(*q))
 
 
 @dataclass(frozen=True)
@@ -167,6 +219,9 @@ class MultiCategorical:
             self._split(p_logits, "MultiCategorical"), self._split(q_logits, "MultiCategorical"), strict=True
         )
         return torch.stack([Categorical().kl(p, q) for p, q in pairs], -1).sum(-1)
+
+
+_CATEGORICAL = Categorical()
 
 
 def _one_hot(index: Tensor, like: Tensor) -> Tensor:
@@ -367,12 +422,16 @@ class TanhGaussian:
         return torch.tanh(mean) * scale + bias
 
 
-def greedy(q_values: Tensor) -> Tensor:
-    """``argmax_a Q(s, a)``: ``[..., A] -> int64 [...]``."""
+def greedy(q_values: Tensor, mask: Tensor | None = None) -> Tensor:
+    """``argmax_a Q(s, a)``, over the legal actions ``mask [..., A]`` if given: ``-> int64 [...]``."""
+    if mask is not None:
+        q_values = mask_logits(q_values, mask)
     return torch.argmax(q_values, dim=-1)
 
 
-def epsilon_greedy(key: Tensor, q_values: Tensor, epsilon: float | Tensor) -> Tensor:
+def epsilon_greedy(
+    key: Tensor, q_values: Tensor, epsilon: float | Tensor, mask: Tensor | None = None
+) -> Tensor:
     """With probability ``epsilon`` a uniform random action, else ``argmax_a Q(s, a)``.
 
     Args:
@@ -380,6 +439,8 @@ def epsilon_greedy(key: Tensor, q_values: Tensor, epsilon: float | Tensor) -> Te
       q_values: ``[..., A]``.
       epsilon: a float or a tensor broadcastable to the batch shape ``[...]`` (0-d for a
         schedule or a vmapped sweep).
+      mask: optional legal actions ``bool [..., A]``: both the random and the greedy action are
+        drawn among them (the random one uniformly, by Gumbel-max over equal logits).
 
     Returns:
       ``int64 [...]`` actions.
@@ -392,5 +453,8 @@ def epsilon_greedy(key: Tensor, q_values: Tensor, epsilon: float | Tensor) -> Te
     # 64-bit uniforms: another stream, twice the threefry work)
     p = epsilon.to(q_values.dtype) if isinstance(epsilon, Tensor) else float(epsilon)
     explore = random.bernoulli(k_explore, p, batch)
-    random_action = random.randint(k_action, batch, 0, q_values.shape[-1])
-    return torch.where(explore, random_action, greedy(q_values))
+    if mask is None:
+        random_action = random.randint(k_action, batch, 0, q_values.shape[-1])
+    else:
+        random_action = random.categorical(k_action, mask_logits(torch.zeros_like(q_values), mask))
+    return torch.where(explore, random_action, greedy(q_values, mask))

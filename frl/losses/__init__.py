@@ -19,6 +19,7 @@ recompiles).
 
 from frl.losses._batch import PER_SAMPLE, bind, squeeze_trailing
 from frl.losses.dqn import dqn_loss, dqn_td_error, q_regression
+from frl.losses.marl import critic_observation, mappo_loss, value_decomposition_loss
 from frl.losses.policy_terms import (
     clipped_surrogate,
     entropy_bonus,
@@ -45,12 +46,14 @@ __all__ = [
     "bind",
     "clipped_surrogate",
     "clipped_value_loss",
+    "critic_observation",
     "discrete_sac_loss",
     "double_q_target",
     "dqn_loss",
     "dqn_td_error",
     "entropy_bonus",
     "explained_variance",
+    "mappo_loss",
     "normalize",
     "policy_gradient_term",
     "ppo_loss",
@@ -65,5 +68,6 @@ __all__ = [
     "squeeze_trailing",
     "td_target",
     "temperature_loss",
+    "value_decomposition_loss",
     "value_loss",
 ]

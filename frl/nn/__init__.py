@@ -7,7 +7,7 @@ params TensorDict, so a network is a plain function that ``torch.func.grad``, ``
 
 from frl.nn import initializers
 from frl.nn.cnn import ConvNetwork, ConvQNetwork, MinAtarCNN, NatureCNN, image_torso
-from frl.nn.ensemble import Ensemble, ensemble_apply, ensemble_init, stack
+from frl.nn.ensemble import Ensemble, PerAgent, ensemble_apply, ensemble_init, stack
 from frl.nn.heads import (
     CandidateScorer,
     CategoricalPolicy,
@@ -18,6 +18,7 @@ from frl.nn.heads import (
     ValueNetwork,
 )
 from frl.nn.layers import ACTIVATIONS, Network, get_activation, linear, linear_init
+from frl.nn.mixers import QMixer, vdn_mix
 from frl.nn.mlp import MLP
 from frl.nn.module import FunctionalModule, from_module
 
@@ -35,6 +36,8 @@ __all__ = [
     "MinAtarCNN",
     "NatureCNN",
     "Network",
+    "PerAgent",
+    "QMixer",
     "QNetwork",
     "TanhGaussianPolicy",
     "ValueNetwork",
@@ -47,4 +50,5 @@ __all__ = [
     "linear",
     "linear_init",
     "stack",
+    "vdn_mix",
 ]

@@ -1,4 +1,5 @@
-"""Ensembles: N members' params stacked on a leading dim and applied with ``torch.func.vmap``."""
+"""Ensembles: N members' params stacked on a leading dim and applied with ``torch.func.vmap``
+(:class:`PerAgent`: one member per agent, applied along a multi-agent batch's agent dim)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from frl import random
 from frl.nn.layers import Network
 from frl.tree import stack
 
-__all__ = ["Ensemble", "ensemble_apply", "ensemble_init", "stack"]
+__all__ = ["Ensemble", "PerAgent", "ensemble_apply", "ensemble_init", "stack"]
 
 
 def ensemble_init(init: Callable[[Tensor], TensorDictBase], key: Tensor, num: int) -> TensorDictBase:
@@ -83,3 +84,41 @@ class Ensemble:
 
     def apply(self, params: TensorDictBase, *inputs: Any) -> Any:
         return ensemble_apply(self.network.apply, params, *inputs, shared_inputs=self.shared_inputs)
+
+
+@dataclass(frozen=True)
+class PerAgent:
+    """A network with its own params for each of ``n_agents`` agents, applied along the agent dim.
+
+    ``params`` stack the agents' params on a leading dim ``[n_agents]``; :meth:`apply` maps
+    ``[..., n_agents, d] -> [..., n_agents, ...]`` where agent ``i``'s rows go through
+    ``network.apply(params[i], .)`` (one ``vmap``). Agent ``i``'s output equals the network applied
+    alone with ``params[i]``, so per-agent training equals training each agent separately. A
+    network applied directly to ``[..., n_agents, d]`` instead shares its params across agents.
+    """
+
+    network: Network
+    n_agents: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n_agents, bool) or not isinstance(self.n_agents, int) or self.n_agents <= 0:
+            raise ValueError(f"PerAgent: `n_agents` must be a positive int, got {self.n_agents!r}")
+
+    def init(self, key: Tensor) -> TensorDictBase:
+        return ensemble_init(self.network.init, key, self.n_agents)
+
+    def apply(self, params: TensorDictBase, x: Tensor, *more: Tensor) -> Any:
+        """``x [..., n_agents, d]`` (and any further inputs with the same agent dim)."""
+        for j, t in enumerate((x, *more)):
+            if t.dim() < 2 or t.shape[-2] != self.n_agents:
+                raise ValueError(
+                    f"PerAgent.apply: input {j} must be [..., n_agents={self.n_agents}, d], "
+                    f"got {list(t.shape)}"
+                )
+        agent_dim = x.dim() - 2
+        out = vmap(self.network.apply)(params, *(t.movedim(-2, 0) for t in (x, *more)))
+        return (
+            out.movedim(0, agent_dim)
+            if isinstance(out, Tensor)
+            else tuple(o.movedim(0, agent_dim) for o in out)
+        )
