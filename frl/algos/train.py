@@ -159,6 +159,14 @@ def resolve_env(
     if not isinstance(config, config_type):
         raise TypeError(f"{name}.make_train: expected a {name}.Config, got {type(config)!r}")
     env = envs.make(config.env_id) if env is None else env
+    multi = bool(getattr(config_type, "multi_agent", False))
+    if bool(getattr(env, "multi_agent", False)) != multi:
+        if multi:
+            raise ValueError(f"{name} is a multi-agent algorithm; {env.id} is a single-agent environment")
+        raise ValueError(
+            f"{name} is a single-agent algorithm; {env.id} is a multi-agent environment "
+            f"({env.n_agents} agents): use a multi-agent loss (frl.losses.mappo_loss, value_decomposition_loss)"
+        )
     factorised = getattr(env.action_space, "nvec", None) is not None
     if discrete is not None and factorised:
         space = env.action_space

@@ -32,8 +32,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             actions = f"slate({space.k} of {space.n})"
         else:
             actions = f"discrete({space.n})" if env.discrete else f"box{list(space.shape)}"
+        agents = f"{env.n_agents} agents, each: " if getattr(env, "multi_agent", False) else ""
         print(
-            f"  {env_id:<36} obs {list(env.observation_space.shape)}  actions {actions}  "
+            f"  {env_id:<36} {agents}obs {list(env.observation_space.shape)}  actions {actions}  "
             f"max steps {env.max_episode_steps}"
         )
     return 0

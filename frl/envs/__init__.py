@@ -20,7 +20,9 @@ from frl import random
 from frl.envs.base import Environment
 from frl.envs.classic_control import Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum
 from frl.envs.highway import Highway
+from frl.envs.micro_combat import MAPS, MicroCombat
 from frl.envs.minatar import Asterix, Breakout, Freeway, SpaceInvaders
+from frl.envs.multi_agent import MultiAgentEnvironment
 from frl.envs.recsim import InterestEvolution, InterestEvolutionObserved
 from frl.envs.spaces import Box, Discrete
 from frl.envs.tabular import TabularEnv
@@ -31,11 +33,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENVIRONMENTS",
+    "MICRO_COMBAT",
     "TABULAR",
     "Box",
     "Discrete",
     "Environment",
     "GymEnvironment",
+    "MicroCombat",
+    "MultiAgentEnvironment",
     "TabularEnv",
     "TorchRLEnv",
     "is_gym_id",
@@ -84,6 +89,8 @@ ENVIRONMENTS: dict[str, type[Environment]] = {
         Highway,
     )
 }
+MICRO_COMBAT = {f"MicroCombat-{name}-v0": name for name in MAPS}
+"""Ids :func:`make` serves with :class:`~frl.envs.micro_combat.MicroCombat` on the named map."""
 
 
 PLUGINS: dict[str, str] = {"gymnax:": "frl.interop.jax"}
@@ -132,7 +139,7 @@ TABULAR = ("CliffWalking-v1", "FrozenLake-v1", "FrozenLake8x8-v1")
 
 def list_envs() -> list[str]:
     """The ids :func:`make` accepts."""
-    return sorted([*ENVIRONMENTS, *TABULAR])
+    return sorted([*ENVIRONMENTS, *TABULAR, *MICRO_COMBAT])
 
 
 def make(env_id: str, **kwargs: Any) -> Environment | GymEnvironment:
@@ -149,6 +156,8 @@ def make(env_id: str, **kwargs: Any) -> Environment | GymEnvironment:
         return make_gym(env_id, **kwargs)
     if env_id in TABULAR:
         return _tabular(env_id, **kwargs)
+    if env_id in MICRO_COMBAT:
+        return MicroCombat(map_name=MICRO_COMBAT[env_id], **kwargs)
     prefix = plugin_prefix(env_id)
     if prefix is not None:
         if prefix not in _FACTORIES:
