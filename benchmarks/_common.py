@@ -1,4 +1,5 @@
-"""Shared benchmark plumbing: timing by median of repeats, a printed table, JSON results."""
+"""Shared benchmark plumbing: timing by median of repeats, a printed table, JSON results, bootstrap
+intervals over seeds and learning-curve plots with bands."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Read when Inductor loads: set before torch is imported.
@@ -67,3 +70,55 @@ def write_json(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"meta": meta, **payload}, indent=2) + "\n")
     return path
+
+
+def interval(per_seed: np.ndarray, samples: int = 5000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean over seeds and its 95% percentile bootstrap interval."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(per_seed), size=(samples, len(per_seed)))
+    means = per_seed[idx].mean(1)
+    return float(per_seed.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def ratio_interval(
+    a: np.ndarray, b: np.ndarray, samples: int = 5000, seed: int = 1
+) -> tuple[float, float, float]:
+    """``mean(a) / mean(b)`` over seeds with a paired 95% bootstrap interval."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), size=(samples, len(a)))
+    ratios = a[idx].mean(1) / b[idx].mean(1)
+    return float(a.mean() / b.mean()), float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
+
+
+def cell(summary: tuple[float, float, float], fmt: str) -> str:
+    """``mean [low, high]``."""
+    m, lo, hi = summary
+    return f"{m:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
+
+def plot(runs: dict[str, Path], baselines: dict[str, float], output: Path, title: str, ylabel: str) -> Path:
+    """Each run's evaluation curve with a 95% bootstrap band over seeds; baselines as lines."""
+    import matplotlib
+
+    from frl.plot import bootstrap_band, load_curve
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for i, (label, run_dir) in enumerate(runs.items()):
+        steps, returns = load_curve(run_dir)
+        center, low, high = bootstrap_band(returns)
+        ax.plot(steps, center, color=f"C{i}", label=f"{label} ({returns.shape[1]} seeds, 95% band)")
+        ax.fill_between(steps, low, high, color=f"C{i}", alpha=0.25, linewidth=0)
+    for i, (name, value) in enumerate(baselines.items()):
+        ax.axhline(value, color=f"C{len(runs) + i}", linestyle="--", label=name)
+    ax.set_xlabel("environment steps (per seed)")
+    ax.set_ylabel(f"{ylabel} (evaluation)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(output)
+    plt.close(fig)
+    return output

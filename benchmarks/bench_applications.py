@@ -30,14 +30,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, print_table, write_json
+from _common import RESULTS, cell, interval, plot, print_table, ratio_interval, write_json
 
 from frl import envs, random
 from frl.algos import dqn, ppo, sac, slateq
 from frl.algos.logged import pretrain_from_logs
 from frl.envs import highway, recsim
 from frl.envs.check import random_return
-from frl.plot import bootstrap_band, load_curve
 from frl.run import run
 
 ENV_ID = "RecSim-InterestEvolution-v0"
@@ -49,30 +48,6 @@ BASELINES = {
 }
 
 
-def interval(per_seed: np.ndarray, samples: int = 5000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean over seeds and its 95% percentile bootstrap interval."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(per_seed), size=(samples, len(per_seed)))
-    means = per_seed[idx].mean(1)
-    return float(per_seed.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
-
-
-def ratio_interval(
-    a: np.ndarray, b: np.ndarray, samples: int = 5000, seed: int = 1
-) -> tuple[float, float, float]:
-    """``mean(a) / mean(b)`` over seeds with a paired 95% bootstrap interval."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(a), size=(samples, len(a)))
-    ratios = a[idx].mean(1) / b[idx].mean(1)
-    return float(a.mean() / b.mean()), float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
-
-
-def cell(summary: tuple[float, float, float], fmt: str) -> str:
-    """``mean [low, high]``."""
-    m, lo, hi = summary
-    return f"{m:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
-
-
 def session_stats(env, policy, seeds: int, sessions: int, salt: int) -> dict[str, np.ndarray]:
     """Per seed: mean watch time, click-through rate and length over ``sessions`` sessions."""
     rows = {"watch_time": [], "ctr": [], "length": []}
@@ -81,32 +56,6 @@ def session_stats(env, policy, seeds: int, sessions: int, salt: int) -> dict[str
         for name in rows:
             rows[name].append(float(out[name].double().mean()))
     return {k: np.asarray(v) for k, v in rows.items()}
-
-
-def plot(runs: dict[str, Path], baselines: dict[str, float], output: Path, title: str, ylabel: str) -> Path:
-    """Each run's evaluation curve with a 95% bootstrap band over seeds; baselines as lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for i, (label, run_dir) in enumerate(runs.items()):
-        steps, returns = load_curve(run_dir)
-        center, low, high = bootstrap_band(returns)
-        ax.plot(steps, center, color=f"C{i}", label=f"{label} ({returns.shape[1]} seeds, 95% band)")
-        ax.fill_between(steps, low, high, color=f"C{i}", alpha=0.25, linewidth=0)
-    for i, (name, value) in enumerate(baselines.items()):
-        ax.axhline(value, color=f"C{len(runs) + i}", linestyle="--", label=name)
-    ax.set_xlabel("environment steps (per seed)")
-    ax.set_ylabel(f"{ylabel} (evaluation)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(output)
-    plt.close(fig)
-    return output
 
 
 def recsim_rows(args: argparse.Namespace) -> dict:

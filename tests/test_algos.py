@@ -144,7 +144,19 @@ def test_step_is_the_composition_of_units(name):
 
 
 def test_the_registry_builds_every_agent_and_says_what_it_handles():
-    assert sorted(AGENTS) == ["a2c", "dqn", "ppo", "reinforce", "sac", "slateq", "tabular"]
+    assert sorted(AGENTS) == [
+        "a2c",
+        "dqn",
+        "ippo",
+        "mappo",
+        "ppo",
+        "qmix",
+        "reinforce",
+        "sac",
+        "slateq",
+        "tabular",
+        "vdn",
+    ]
     for name, agent in AGENTS.items():
         assert agent.name == name and agent.config.agent == name
         train = agent.make_train(agent.config())
@@ -156,6 +168,9 @@ def test_the_registry_builds_every_agent_and_says_what_it_handles():
     recommender = envs.make("RecSim-InterestEvolution-v0")
     assert get("ppo").handles(recommender) and get("slateq").handles(recommender)
     assert not get("sac").handles(recommender) and not get("slateq").handles(envs.make("CartPole-v1"))
+    combat = envs.make("MicroCombat-3m-v0")
+    assert all(get(a).handles(combat) for a in ("mappo", "ippo", "vdn", "qmix"))
+    assert not get("ppo").handles(combat) and not get("mappo").handles(envs.make("CartPole-v1"))
     with pytest.raises(ValueError, match="unknown algorithm 'a3c'; choose one of a2c, dqn"):
         get("a3c")
 

@@ -26,14 +26,14 @@ def rollout(env: MicroCombat, policy: str, episodes: int = 400, seed: int = 0) -
         key, k_act, k_step = random.split(key, 3)
         if policy == "random":
             logits = torch.zeros(episodes, env.n_agents, env.num_actions)
-            action = MaskedCategorical().sample(k_act, (logits, obs["action_mask"]))
+            action = MaskedCategorical().sample(k_act, (logits, obs["agents"]["action_mask"]))
         else:
             action = env.heuristic_agents(state["physics"])
-        legal = torch.gather(obs["action_mask"], -1, action.unsqueeze(-1))
+        legal = torch.gather(obs["agents"]["action_mask"], -1, action.unsqueeze(-1))
         assert bool(legal.all()), f"{policy} sent a masked action"
         obs, state, reward, terminated, truncated, info = env.step(k_step, state, action)
         total += torch.where(live, reward, 0.0)
-        won |= live & info["won"]
+        won |= live & info["win"]
         live &= ~(terminated | truncated)
     assert not bool(live.any())
     return {"return": float(total.mean()), "win": float(won.float().mean())}
@@ -50,8 +50,13 @@ def test_layout_per_map():
             f"MicroCombat-{name}-v0",
         )
         obs, _ = env.reset(random.key(0), num_envs=4)
-        assert obs["observation"].shape == (4, n, (n + m - 1) * (6 + T) + 5 + T) == (4, n, env.obs_dim)
-        assert obs["action_mask"].shape == (4, n, NUM_MOVES + m) and obs["action_mask"].dtype == torch.bool
+        assert (
+            obs["agents"]["observation"].shape == (4, n, (n + m - 1) * (6 + T) + 5 + T) == (4, n, env.obs_dim)
+        )
+        assert (
+            obs["agents"]["action_mask"].shape == (4, n, NUM_MOVES + m)
+            and obs["agents"]["action_mask"].dtype == torch.bool
+        )
         assert obs["state"].shape == (4, env.state_dim)
         assert env.observation_space.shape == (env.obs_dim,) and env.action_space.n == NUM_MOVES + m
 
@@ -95,7 +100,7 @@ def test_simultaneous_fire_cooldown_and_reward_by_hand():
     assert u["health"][0] == 39 and u["health"][3] == 39
     assert float(u["cooldown"][0]) == pytest.approx(UNIT_TYPES["marine"][4] - p.dt)
     assert float(reward) == pytest.approx(6 / (3 * 45))
-    assert not bool(terminated) and not bool(info["won"])
+    assert not bool(terminated) and not bool(info["win"])
     # the weapon is not ready next step: no damage; the stopped agents and the attacker stand still
     nxt2, reward2, _, _ = env.transition(nxt, action, p)
     assert env.unpack(nxt2)["health"][3] == 39 and float(reward2) == 0.0
@@ -124,7 +129,7 @@ def test_shields_absorb_first_and_the_last_kill_wins_with_the_bonus():
     # a last shot that kills: terminated, won, reward = what it took + the win bonus
     last = place(env, [*units[:5], (14, 10, 5, 0, 0), *units[6:]])
     _, reward, terminated, info = env.transition(last, action, p)
-    assert bool(terminated) and bool(info["won"])
+    assert bool(terminated) and bool(info["win"])
     assert float(reward) == pytest.approx(5 / total + p.win_bonus)
 
 
@@ -139,7 +144,7 @@ def test_agents_see_only_within_sight_and_nothing_of_the_dead():
         (30, 30, 45, 0, 0),
         (9, 9, 45, 0, 0),
     ]
-    obs = env.observe(place(env, units))["observation"]
+    obs = env.observe(place(env, units))["agents"]["observation"]
     width = env.unit_features
     about = obs[0, : 5 * width].reshape(5, width)  # agent 0: agents 1, 2, then enemies 0, 1, 2
     assert about[:, 0].tolist() == [0.0, 0.0, 1.0, 0.0, 1.0]
@@ -161,13 +166,15 @@ def test_vmapped_and_compiled_steps_match_the_batched_eager_step():
     keys = random.split(random.key(3), 6)
     obs, state = envs.reset_batch(env, random.key(4), 6)
     action = MaskedCategorical().sample(
-        keys[0], (torch.zeros(6, env.n_agents, env.num_actions), obs["action_mask"])
+        keys[0], (torch.zeros(6, env.n_agents, env.num_actions), obs["agents"]["action_mask"])
     )
     step_keys = random.split(random.key(5), 6)
     vmapped = torch.func.vmap(env.step)(step_keys, state, action)
     looped = [env.step(step_keys[i], {k: v[i] for k, v in state.items()}, action[i]) for i in range(6)]
     for i in range(6):
-        torch.testing.assert_close(vmapped[0]["observation"][i], looped[i][0]["observation"])
+        torch.testing.assert_close(
+            vmapped[0]["agents"]["observation"][i], looped[i][0]["agents"]["observation"]
+        )
         torch.testing.assert_close(vmapped[2][i], looped[i][2])
 
 
@@ -180,7 +187,7 @@ def test_a_compiled_rollout_equals_eager():
         for _ in range(5):
             key, k_act, k_step = random.split(key, 3)
             logits = torch.zeros(8, env.n_agents, env.num_actions)
-            action = MaskedCategorical().sample(k_act, (logits, obs["action_mask"]))
+            action = MaskedCategorical().sample(k_act, (logits, obs["agents"]["action_mask"]))
             obs, state, reward, _, _, _ = env.step(k_step, state, action)
             total = total + reward
         return total, state["physics"]

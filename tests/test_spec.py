@@ -21,7 +21,21 @@ SMALL = {
     "sac": dict(hidden=(8,), buffer_size=64),
     "slateq": dict(hidden=(8,), buffer_size=64, learning_starts=0, total_timesteps=640),
     "tabular": dict(num_envs=2),
+    "ippo": dict(hidden=(8,), num_envs=2, num_steps=16, rollout_chunk=8, total_timesteps=64),
+    "mappo": dict(hidden=(8,), num_envs=2, num_steps=16, rollout_chunk=8, total_timesteps=64),
+    "qmix": dict(hidden=(8,), buffer_size=64, learning_starts=0, total_timesteps=640, embed_dim=4),
+    "vdn": dict(hidden=(8,), buffer_size=64, learning_starts=0, total_timesteps=640),
 }
+MULTI_AGENT_KEYS = (
+    ("agents", "observation"),
+    ("agents", "action_mask"),
+    ("agents", "action"),
+    "state",
+    ("next", "agents", "observation"),
+    ("next", "state"),
+    *TRANSITION_KEYS[3:],
+)
+"""TorchRL's group layout (a multi-agent environment's transitions; the team's reward and flags)."""
 
 
 @pytest.mark.parametrize("name", sorted(AGENTS))
@@ -33,8 +47,9 @@ def test_every_agent_state_follows_the_spec(name):
     for value in state["hyperparams"].values():
         assert value.dtype == torch.float64 and value.shape == ()
     transitions = state["data"] if train.consumes.kind == "segments" else state["data", "data"]
-    for key in TRANSITION_KEYS:
-        assert key in transitions.keys(include_nested=True)
+    multi = getattr(train.config, "multi_agent", False)
+    for key in MULTI_AGENT_KEYS if multi else TRANSITION_KEYS:
+        assert key in transitions.keys(include_nested=True), key
     if train.consumes.kind == "segments":  # time last: [E, T]
         assert state["data"].batch_size == (train.consumes.num_envs, train.consumes.num_steps)
     stepped, _ = train.step(state)

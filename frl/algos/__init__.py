@@ -6,7 +6,7 @@ hyper-parameters (kept in the state) and settings (:mod:`frl.algos.config`), and
 adding one (A2C is the worked example).
 """
 
-from frl.algos import a2c, dqn, ppo, reinforce, sac, slateq, tabular
+from frl.algos import a2c, dqn, mappo, ppo, qmix, reinforce, sac, slateq, tabular
 from frl.algos.config import AgentConfig, hyper, setting
 from frl.algos.registry import AGENTS, AgentSpec, get, register
 from frl.algos.spec import Replay, Segments, check_state
@@ -18,11 +18,24 @@ for _spec in (
     ),
     AgentSpec("dqn", dqn.Config, dqn.make_train, ("discrete",), "DQN (Mnih et al. 2015), double DQN"),
     AgentSpec(
+        "ippo",
+        mappo.IPPOConfig,
+        mappo.make_train_ippo,
+        ("discrete",),
+        "IPPO (de Witt et al. 2020), multi-agent",
+    ),
+    AgentSpec(
+        "mappo", mappo.Config, mappo.make_train, ("discrete",), "MAPPO (Yu et al. 2022), centralised critic"
+    ),
+    AgentSpec(
         "ppo",
         ppo.Config,
         ppo.make_train,
         ("discrete", "continuous", "slate"),
         "PPO-clip (Schulman et al. 2017)",
+    ),
+    AgentSpec(
+        "qmix", qmix.Config, qmix.make_train, ("discrete",), "QMIX (Rashid et al. 2018), monotonic mixer"
     ),
     AgentSpec(
         "reinforce",
@@ -33,6 +46,9 @@ for _spec in (
     ),
     AgentSpec(
         "slateq", slateq.Config, slateq.make_train, ("slate",), "SlateQ (Ie et al. 2019), recommendation"
+    ),
+    AgentSpec(
+        "vdn", qmix.VDNConfig, qmix.make_train_vdn, ("discrete",), "VDN (Sunehag et al. 2018), summed values"
     ),
     AgentSpec("sac", sac.Config, sac.make_train, ("continuous",), "SAC (Haarnoja et al. 2018), twin critics"),
     AgentSpec(
@@ -59,7 +75,9 @@ __all__ = [
     "dqn",
     "get",
     "hyper",
+    "mappo",
     "ppo",
+    "qmix",
     "register",
     "reinforce",
     "sac",

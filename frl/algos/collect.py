@@ -6,7 +6,8 @@
   first, time last) into it and counts the environment steps; every source uses it: the pure
   environment below, TorchRL collectors and worker processes (``frl.driver``), a user's loop;
 * :func:`make_collect` is the pure-environment source: a unit that steps the agent's environment
-  ``chunk`` times with its behaviour policy, keeps the episode statistics, and stores the chunk.
+  ``chunk`` times with its behaviour policy, keeps the episode statistics, and stores the chunk
+  (:func:`make_multi_agent_collect`: the same for a multi-agent environment).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from typing import Any
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
+from torch.utils import _pytree as pytree
 
 from frl import buffers, random
 from frl.algos.networks import clip_action
 from frl.algos.spec import EPISODE_KEYS, Replay, Segments, episode_step, example_transition
 
-__all__ = ["episode_metrics", "init_data", "make_collect", "store"]
+__all__ = ["episode_metrics", "init_data", "make_collect", "make_multi_agent_collect", "store"]
 
 ExploreFn = Callable[..., tuple[Tensor, Tensor]]
 
@@ -34,9 +36,7 @@ def init_data(env: Any, consumes: Segments | Replay, like: Tensor | None = None)
     ``like`` (any tensor of the member, e.g. its key) goes to :func:`frl.buffers.init`, so that
     under ``vmap`` every member owns its replay ring (:func:`store` writes into it in place)."""
     if consumes.kind == "segments":
-        one = example_transition(env, log_prob=True)
-        for name in consumes.extra:
-            one[name] = torch.zeros((), dtype=env.dtype)
+        one = example_transition(env, log_prob=True, extra=consumes.extra)
         shape = (consumes.num_envs, consumes.num_steps)
         data = one.apply(lambda x: torch.zeros((*shape, *x.shape), dtype=x.dtype))
         data.batch_size = list(shape)
@@ -148,3 +148,44 @@ _ROW = (
     "truncated",
     "done",
 )
+
+
+def make_multi_agent_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay) -> Callable:
+    """:func:`make_collect` for a multi-agent environment (:mod:`frl.envs.multi_agent`): ``explore``
+    takes the observation dict and returns ``(action, log_prob)`` per agent ``[E, n]``; the chunk is
+    stored in TorchRL's group layout (``(group, "observation")``, ``(group, "action_mask")``,
+    ``(group, "action")``, ``(group, "action_log_prob")``, ``state``, the team's ``next.reward``)."""
+    chunk, group = consumes.chunk, env.group
+
+    def collect(state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
+        key = state["key"]
+        obs = state["env", "observation"].to_dict()
+        env_state = {k: state["env", "state", k] for k in env.state_names}
+        params, hyperparams = state["params"], state["hyperparams"]
+        episodes = {k: state["episodes", k] for k in EPISODE_KEYS}
+        env_steps = state["counters", "env_steps"]
+        rows: list[tuple[Any, ...]] = []
+        for _ in range(chunk):
+            key, k_act, k_env = random.split(key, 3)
+            action, log_prob = explore(params, hyperparams, obs, k_act, env_steps)
+            next_obs, env_state, reward, terminated, truncated, info = env.step(k_env, env_state, action)
+            done = terminated | truncated
+            rows.append(
+                (obs, action, log_prob, info["final_observation"], reward, terminated, truncated, done)
+            )
+            episodes = episode_step(episodes, reward, done)
+            env_steps = env_steps + reward.shape[0]
+            obs = next_obs
+        seen, action, log_prob, final, reward, terminated, truncated, done = (
+            pytree.tree_map(lambda *xs: torch.stack(xs, dim=1), *column) for column in zip(*rows, strict=True)
+        )
+        seen[group] = {**seen[group], "action": action, "action_log_prob": log_prob.to(env.dtype)}
+        flags = {"reward": reward, "terminated": terminated, "truncated": truncated, "done": done}
+        batch = TensorDict({**seen, "next": {**final, **flags}}, batch_size=[reward.shape[0], chunk])
+        new = store(state, batch, consumes)
+        new["key"] = key
+        new["env"] = TensorDict({"observation": obs, "state": env_state}, batch_size=[])
+        new["episodes"] = TensorDict(episodes, batch_size=[])
+        return new, episode_metrics(episodes)
+
+    return collect

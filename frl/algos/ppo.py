@@ -84,14 +84,22 @@ class Config(op.OnPolicyConfig):
         return self.total_timesteps // self.batch_size
 
 
-def advantages_unit(config: Config, value_apply: Callable) -> Callable:
+def advantages_unit(
+    config: Config,
+    value_apply: Callable,
+    with_advantages: Callable = op.with_advantages,
+    prefix: tuple[str, ...] = (),
+) -> Callable:
     """The unit that writes values and GAE into the segment (``params["critic"]``, the state's
-    ``gamma`` and ``gae_lambda``) and draws this iteration's ``update_epochs`` minibatch orders."""
+    ``gamma`` and ``gae_lambda``) and draws this iteration's ``update_epochs`` minibatch orders.
+    ``with_advantages(segment, value_apply, critic_params, gamma=, lmbda=)`` computes them, under
+    ``prefix`` in the segment (multi-agent PPO passes its own, which writes them per agent under
+    the agents' group)."""
     E, T = config.num_envs, config.num_steps
 
     def advantages(state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
         hp = state["hyperparams"]
-        segment = op.with_advantages(
+        segment = with_advantages(
             state["data"], value_apply, state["params", "critic"], gamma=hp["gamma"], lmbda=hp["gae_lambda"]
         )
         key, k_order = random.split(state["key"])
@@ -102,7 +110,8 @@ def advantages_unit(config: Config, value_apply: Callable) -> Callable:
         new["scratch"] = TensorDict({"order": order.reshape(-1, config.minibatch_size)}, batch_size=[])
         start = torch.zeros_like(state["counters", "minibatch"])
         new["counters"] = state["counters"].clone(recurse=False).set("minibatch", start)
-        means = {"value": segment["state_value"].mean(), "advantage": segment["advantage"].mean()}
+        value, advantage = segment[(*prefix, "state_value")], segment[(*prefix, "advantage")]
+        means = {"value": value.mean(), "advantage": advantage.mean()}
         return new, TensorDict(means, batch_size=[])
 
     return advantages

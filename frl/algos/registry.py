@@ -38,7 +38,9 @@ class AgentSpec:
     summary: str
 
     def handles(self, env: object) -> bool:
-        """Whether the agent handles ``env``'s action type."""
+        """Whether the agent handles ``env``: its action type, and single- or multi-agent."""
+        if bool(getattr(env, "multi_agent", False)) != bool(getattr(self.config, "multi_agent", False)):
+            return False
         if isinstance(getattr(env, "action_space", None), Slate):
             return "slate" in self.actions
         return ("discrete" if getattr(env, "discrete", False) else "continuous") in self.actions

@@ -131,8 +131,38 @@ class Replay:
         return max(0, -(-self.learning_starts // self.steps_per_iteration) - 1)
 
 
-def example_transition(env: Any, *, log_prob: bool) -> TensorDict:
-    """One transition of ``env`` in TorchRL's keys (zeros; ``batch_size=[]``)."""
+def _multi_agent_transition(env: Any, log_prob: bool, extra: tuple[str, ...]) -> TensorDict:
+    """A multi-agent environment's transition in TorchRL's group layout (:mod:`frl.envs.multi_agent`):
+    the agents' ``observation``, ``action_mask``, ``action`` (and ``action_log_prob`` and the
+    ``extra`` entries, one per agent) under ``env.group``, the global ``state``, the team's
+    ``reward`` and the episode's flags under ``next``."""
+    n, group = env.n_agents, env.group
+    obs = env.observation_example()
+    flag = torch.zeros((), dtype=torch.bool)
+    out = TensorDict(
+        {
+            **obs,
+            "next": {
+                **obs.clone(),
+                "reward": torch.zeros((), dtype=env.dtype),
+                "terminated": flag,
+                "truncated": flag.clone(),
+                "done": flag.clone(),
+            },
+        },
+        batch_size=[],
+    )
+    out[group, "action"] = torch.zeros(n, dtype=torch.int64)
+    for name in (("action_log_prob",) if log_prob else ()) + extra:
+        out[group, name] = torch.zeros(n, dtype=env.dtype)
+    return out
+
+
+def example_transition(env: Any, *, log_prob: bool, extra: tuple[str, ...] = ()) -> TensorDict:
+    """One transition of ``env`` in TorchRL's keys (zeros; ``batch_size=[]``), with the agent's
+    ``extra`` per-step float entries (per agent, under the group, for a multi-agent ``env``)."""
+    if getattr(env, "multi_agent", False):
+        return _multi_agent_transition(env, log_prob, extra)
     obs_dtype = getattr(env, "obs_dtype", env.dtype)
     obs = torch.zeros(tuple(env.observation_space.shape), dtype=obs_dtype)
     if env.discrete:
@@ -158,6 +188,8 @@ def example_transition(env: Any, *, log_prob: bool) -> TensorDict:
     )
     if log_prob:
         out["action_log_prob"] = torch.zeros((), dtype=env.dtype)
+    for name in extra:
+        out[name] = torch.zeros((), dtype=env.dtype)
     return out
 
 
@@ -282,9 +314,12 @@ def check_state(
     observation_shape: tuple[int, ...],
     hyperparam_names: tuple[str, ...],
     reward_dtype: torch.dtype = torch.float32,
+    example: TensorDictBase | None = None,
 ) -> None:
     """Raise a :class:`StateError` (a ``ValueError``) naming the first entry of ``state`` that
-    breaks the spec (see the module docstring)."""
+    breaks the spec (see the module docstring). ``example``: a multi-agent environment's
+    :func:`example_transition` (its observation is a TensorDict in TorchRL's group layout, and
+    ``env.observation`` and every stored transition must match the example entry by entry)."""
     if not isinstance(state, TensorDictBase):
         raise StateError(f"training state: must be a TensorDict, got {type(state).__name__}")
     if state.batch_dims != 0:
@@ -318,7 +353,8 @@ def check_state(
         )
 
     _mapping(state, "env")
-    obs = _tensor(state, ("env", "observation"), None, (E, *observation_shape))
+    if example is None:
+        obs = _tensor(state, ("env", "observation"), None, (E, *observation_shape))
     env_state = state.get(("env", "state"), None)
     if not isinstance(env_state, TensorDictBase):
         _fail("env.state", "must be a TensorDict (empty for environments stepped outside the graph)")
@@ -339,7 +375,32 @@ def check_state(
         ("count", torch.int64, ()),
     ):
         _tensor(state, ("episodes", name), dtype, shape)
-    _check_data(state, consumes, obs.dtype, observation_shape, reward_dtype)
+    if example is None:
+        _check_data(state, consumes, obs.dtype, observation_shape, reward_dtype)
+        return
+    observation = example.exclude("next").select(
+        *example["next"].exclude("reward", "terminated", "truncated", "done").keys(True, True)
+    )
+    _check_like(state, ("env", "observation"), observation, (E,))
+    if consumes.kind == "segments":
+        _check_like(state, ("data",), example, (consumes.num_envs, consumes.num_steps))
+    else:
+        _check_like(state, ("data", "data"), example, (consumes.capacity,))
+
+
+def _check_like(
+    state: TensorDictBase, prefix: tuple[str, ...], example: TensorDictBase, lead: tuple[int, ...]
+) -> None:
+    """Every entry of ``example`` at ``prefix`` in ``state``, with the leading dims ``lead`` and the
+    example's per-step shape and dtype."""
+    for key, like in example.items(include_nested=True, leaves_only=True):
+        path = (*prefix, *((key,) if isinstance(key, str) else key))
+        value = _tensor(state, path, None, None)
+        expected = (*lead, *like.shape)
+        if tuple(value.shape) != expected or value.dtype != like.dtype:
+            _fail(
+                _name(path), f"must be {like.dtype} {list(expected)}, got {value.dtype} {list(value.shape)}"
+            )
 
 
 def _check_data(

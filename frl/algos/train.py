@@ -29,7 +29,7 @@ from torch import Tensor
 from frl import envs, optim, random
 from frl.algos.collect import init_data
 from frl.algos.config import AgentConfig
-from frl.algos.spec import Replay, Segments, check_state, new_state
+from frl.algos.spec import Replay, Segments, check_state, example_transition, new_state
 from frl.envs.spaces import Slate
 from frl.optim import GradientTransformation
 from frl.update import gradient_step
@@ -136,7 +136,14 @@ class Train:
             observation_shape=tuple(self.env.observation_space.shape),
             hyperparam_names=self.config.hyperparam_names(),
             reward_dtype=self.env.dtype,
+            example=self._multi_agent_example(),
         )
+
+    def _multi_agent_example(self) -> TensorDict | None:
+        if not getattr(self.env, "multi_agent", False):
+            return None
+        on_policy = self.consumes.kind == "segments"
+        return example_transition(self.env, log_prob=on_policy, extra=self.consumes.extra)
 
     def step(self, state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
         """One iteration on the pure environment: ``collect`` then ``learn``.
@@ -165,7 +172,7 @@ def resolve_env(
             raise ValueError(f"{name} is a multi-agent algorithm; {env.id} is a single-agent environment")
         raise ValueError(
             f"{name} is a single-agent algorithm; {env.id} is a multi-agent environment "
-            f"({env.n_agents} agents): use a multi-agent loss (frl.losses.mappo_loss, value_decomposition_loss)"
+            f"({env.n_agents} agents): train it with mappo, ippo, vdn or qmix"
         )
     factorised = getattr(env.action_space, "nvec", None) is not None
     if discrete is not None and factorised:

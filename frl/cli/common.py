@@ -156,6 +156,14 @@ def build_train(
         env = envs.make(env_id, **(env_options or {}))
     except (ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
+    multi = bool(getattr(env, "multi_agent", False))
+    if multi != bool(getattr(agent.config, "multi_agent", False)):
+        fits = [a for a in sorted(AGENTS) if AGENTS[a].handles(env)]
+        what = f"a multi-agent environment ({env.n_agents} agents)" if multi else "a single-agent environment"
+        raise UsageError(
+            f"{algo} is a {'single' if multi else 'multi'}-agent algorithm; {env_id} is {what} "
+            f"(algorithms for {env_id}: {', '.join(fits)})"
+        )
     if not agent.handles(env):
         kind = "discrete" if env.discrete else "continuous"
         kind = "slate" if isinstance(env.action_space, Slate) else kind
@@ -177,14 +185,23 @@ def build_train(
         raise UsageError(str(err)) from None
 
 
-def results_table(members: list[dict[str, Any]], returns: list[float]) -> list[str]:
-    """One line per member (seed, final return, its hyper-parameters) and the summary line."""
+def results_table(
+    members: list[dict[str, Any]], returns: list[float], outcomes: dict[str, list[float]] | None = None
+) -> list[str]:
+    """One line per member (seed, final return, the environment's outcome rates such as the win
+    rate, its hyper-parameters) and the summary line."""
     from frl.driver.logging import summarize
 
-    lines = ["seed  final eval return", "----  -----------------"]
-    for member, ret in zip(members, returns, strict=True):
+    outcomes = outcomes or {}
+    head = "".join(f"  {name + ' rate':>10}" for name in outcomes)
+    lines = ["seed  final eval return" + head, "----  -----------------" + "  ----------" * len(outcomes)]
+    for i, (member, ret) in enumerate(zip(members, returns, strict=True)):
+        rates = "".join(f"  {rates[i]:10.2f}" for rates in outcomes.values())
         extra = "".join(f"  {k}={v:g}" for k, v in member.items() if k != "seed")
-        lines.append(f"{member['seed']:>4}  {ret:17.1f}{extra}")
+        lines.append(f"{member['seed']:>4}  {ret:17.1f}{rates}{extra}")
     s = summarize(returns)
-    lines.append(f"mean {s['mean']:.1f} +- {s['std']:.1f}   IQM {s['iqm']:.1f}   min {s['min']:.1f}")
+    summary = f"mean {s['mean']:.1f} +- {s['std']:.1f}   IQM {s['iqm']:.1f}   min {s['min']:.1f}"
+    for name, rates in outcomes.items():
+        summary += f"   {name} rate {sum(rates) / len(rates):.2f}"
+    lines.append(summary)
     return lines

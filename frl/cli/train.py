@@ -47,7 +47,9 @@ def add_parser(sub: Any) -> None:
         description="extra options --config.FIELD VALUE override the algorithm's Config",
     )
     train.add_argument(
-        "algo", help="an algorithm of `frl list` (a2c, dqn, ppo, reinforce, sac, slateq, tabular)"
+        "algo",
+        help="an algorithm of `frl list` (a2c, dqn, ippo, mappo, ppo, qmix, reinforce, sac, slateq, "
+        "tabular, vdn)",
     )
     train.add_argument("--env", default="CartPole-v1", help="environment id (see `frl list`)")
     train.add_argument("--seeds", type=int, default=1, help="number of seeds trained together (0..N-1)")
@@ -414,7 +416,13 @@ def _train(args: argparse.Namespace, train: Any, overrides: dict, env_options: d
         f"\n{args.algo} on {args.env}: {args.seeds} seeds x {result.env_steps:,} steps "
         f"({'compiled' if args.compile else 'eager'})"
     )
-    for line in results_table(result.members, result.eval_returns):
+    last = result.history[-1] if result.history else {}
+    outcomes = {
+        key[len("eval_") : -len("_per_member")]: value
+        for key, value in last.items()
+        if key.startswith("eval_") and key.endswith("_per_member") and key != "eval_return_per_member"
+    }
+    for line in results_table(result.members, result.eval_returns, outcomes):
         print(line)
     print(
         f"wall {wall:.1f} s   compile {result.compile_s:.1f} s   "

@@ -22,7 +22,13 @@ from frl.algos.networks import clip_action
 from frl.algos.train import Train
 from frl.driver.compiled import CompiledFunction
 
-__all__ = ["PureEvaluation", "episode_returns", "evaluate", "evaluation_keys"]
+__all__ = ["PureEvaluation", "episode_returns", "evaluate", "evaluation_keys", "outcomes"]
+
+
+def outcomes(env: Any) -> tuple[str, ...]:
+    """The bool episode outcomes ``env`` reports in its step ``info`` (``MicroCombat``: ``win``);
+    evaluation counts each one's rate over the first episodes."""
+    return tuple(getattr(env, "outcomes", ()))
 
 
 def _first_episodes_init(train: Train, key: Tensor, episodes: int) -> dict[str, Any]:
@@ -32,22 +38,27 @@ def _first_episodes_init(train: Train, key: Tensor, episodes: int) -> dict[str, 
         "return": torch.zeros(episodes, dtype=train.env.dtype),
         "done": torch.zeros(episodes, dtype=torch.bool),
         "key": random.fold_in(key, 1),
+        **{name: torch.zeros(episodes, dtype=torch.bool) for name in outcomes(train.env)},
     }
 
 
 def _first_episodes_chunk(
     train: Train, steps: int
 ) -> Callable[[TensorDictBase, Mapping[str, Any]], dict[str, Any]]:
+    names = outcomes(train.env)
+
     def chunk(params: TensorDictBase, ev: Mapping[str, Any]) -> dict[str, Any]:
         key, obs, env_state = ev["key"], ev["env"]["obs"], ev["env"]["state"]
         ret, done = ev["return"], ev["done"]
+        seen = {name: ev[name] for name in names}
         for _ in range(steps):
             key, k_env = random.split(key)
             action = train.policy(params, obs)
-            obs, env_state, reward, terminated, truncated, _ = train.env.step(k_env, env_state, action)
+            obs, env_state, reward, terminated, truncated, info = train.env.step(k_env, env_state, action)
             ret = ret + torch.where(done, torch.zeros_like(reward), reward)
+            seen = {name: seen[name] | (~done & info[name]) for name in names}
             done = done | terminated | truncated
-        return {"env": {"state": env_state, "obs": obs}, "return": ret, "done": done, "key": key}
+        return {"env": {"state": env_state, "obs": obs}, "return": ret, "done": done, "key": key, **seen}
 
     return chunk
 
@@ -76,6 +87,8 @@ class PureEvaluation:
             "eval_init", lambda k: _first_episodes_init(train, k, episodes), batched, False
         )
         self._chunk = CompiledFunction("eval_chunk", _first_episodes_chunk(train, chunk), batched, compiled)
+        self.outcomes: dict[str, list[float]] = {}
+        """The last evaluation's outcome rates per member (``{"win": [...]}`` on MicroCombat)."""
 
     @property
     def first_call_s(self) -> float:
@@ -86,7 +99,12 @@ class PureEvaluation:
         ev = self._init(keys if self.batched else keys[0])
         for _ in range(self.calls):
             ev = self._chunk(params, ev)
-        return ev["return"].reshape(len(self.members), -1).double().mean(-1).tolist()
+        members = len(self.members)
+        self.outcomes = {
+            name: ev[name].reshape(members, -1).double().mean(-1).tolist()
+            for name in outcomes(self.train.env)
+        }
+        return ev["return"].reshape(members, -1).double().mean(-1).tolist()
 
 
 def episode_returns(

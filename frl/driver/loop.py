@@ -369,6 +369,9 @@ def run(
                         warm.save_once("evaluation")
                     row.update({f"eval_return_{k}": v for k, v in summarize(eval_returns).items()})
                     row["eval_return_per_member"] = eval_returns
+                    for name, rates in getattr(feed, "eval_outcomes", dict)().items():
+                        row[f"eval_{name}_mean"] = sum(rates) / len(rates)
+                        row[f"eval_{name}_per_member"] = rates
                     evals.done(steps)
                 logs.done(steps)
                 check_health(steps, params=final)

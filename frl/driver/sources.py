@@ -108,6 +108,10 @@ class _PureFeed:
     def evaluate(self, params: TensorDictBase, steps: int) -> list[float]:
         return self._evaluation(params, steps)
 
+    def eval_outcomes(self) -> dict[str, list[float]]:
+        """The last evaluation's outcome rates per member (:func:`frl.driver.evaluation.outcomes`)."""
+        return self._evaluation.outcomes
+
     def env_states(self) -> None:
         return None
 

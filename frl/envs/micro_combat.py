@@ -20,7 +20,7 @@ are the agents; the enemy army follows a fixed heuristic. Every step lasts ``dt`
                 otherwise moves toward it
     reward      the team's: (health + shield the enemy lost this step) / (the enemy army's total
                 health + shield), plus ``win_bonus`` on winning (at most ``1 + win_bonus`` per episode)
-    end         terminated when one army is dead (won: the enemy's, with an agent alive);
+    end         terminated when one army is dead (``info["win"]``: the enemy's, with an agent alive);
                 truncated at the map's time limit (counted a loss)
 
 Observation of agent ``i`` (``[n, O]``): for every other unit (the other agents, then the enemies)
@@ -118,6 +118,7 @@ class MicroCombat(MultiAgentEnvironment):
     id: ClassVar[str] = "MicroCombat-3m-v0"  # the instance's names its map
     max_episode_steps: ClassVar[int] = 0  # set per map on the instance
     Params: ClassVar[type] = MicroCombatParams
+    outcomes: ClassVar[tuple[str, ...]] = ("win",)
 
     map_name: str = "3m"
     width: float = 32.0
@@ -310,11 +311,11 @@ class MicroCombat(MultiAgentEnvironment):
             ],
             dim=-1,
         ) * alive.unsqueeze(-1).to(physics.dtype)
-        return {
+        agents = {
             "observation": torch.cat([about.flatten(-2), own], dim=-1),
             "action_mask": self.action_mask(physics),
-            "state": state.flatten(-2),
         }
+        return {self.group: agents, "state": state.flatten(-2)}
 
     # -- dynamics --------------------------------------------------------------------------
 
@@ -381,7 +382,7 @@ class MicroCombat(MultiAgentEnvironment):
         terminated = ~agents_alive | ~enemies_alive
         enemy_total = (stats["health"][n:] + stats["shield"][n:]).sum()
         reward = lost[..., n:].sum(-1) / enemy_total + p.win_bonus * won.to(dtype)
-        return next_physics, reward, terminated, {"won": won}
+        return next_physics, reward, terminated, {"win": won}
 
     def heuristic_agents(self, physics: Tensor) -> Tensor:
         """The enemy's heuristic played by the agents (attack the nearest living enemy in range,

@@ -1,9 +1,10 @@
 """The pure multi-agent environment interface: the single-agent one with dict observations.
 
-A multi-agent environment steps ``n_agents`` agents together. Its observation is a dict laid out
-as TorchRL's multi-agent environments lay out a group (the agent dim after the batch dims)::
+A multi-agent environment steps ``n_agents`` agents together. Its observation is a nested dict
+laid out as TorchRL's multi-agent environments lay out a group (a group key, ``"agents"``, whose
+entries carry the agent dim after the batch dims)::
 
-    obs = {"observation": [*, n, O], "action_mask": bool [*, n, A], "state": [*, S]}
+    obs = {"agents": {"observation": [*, n, O], "action_mask": bool [*, n, A]}, "state": [*, S]}
     obs, state, reward, terminated, truncated, info = env.step(key, state, action)  # action int [*, n]
 
 ``reward`` is the team's ``[*]`` (cooperative tasks); ``terminated``/``truncated`` are the
@@ -20,14 +21,17 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from tensordict import TensorDict
 from torch import Tensor
+from torch.utils import _pytree as pytree
 
 from frl.envs.base import Environment
 from frl.envs.spaces import Discrete
 
 __all__ = ["MultiAgentEnvironment"]
 
-Observation = dict[str, Tensor]
+Observation = dict[str, Any]
+"""``{group: {"observation", "action_mask"}, "state"}`` (module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class MultiAgentEnvironment(Environment):
     dict) and the properties ``n_agents``, ``obs_dim``, ``num_actions``, ``state_dim``."""
 
     multi_agent: ClassVar[bool] = True
+    outcomes: ClassVar[tuple[str, ...]] = ()
+    """Bool episode outcomes ``step`` reports in ``info`` (evaluation counts their rates)."""
     has_state: ClassVar[bool] = True
     group: ClassVar[str] = "agents"
 
@@ -61,8 +67,18 @@ class MultiAgentEnvironment(Environment):
         """One agent's action space."""
         return Discrete(self.num_actions)
 
+    def observation_example(self) -> TensorDict:
+        """One environment's observation as zeros, a TensorDict (the layout agents store)."""
+        n = self.n_agents
+        agents = {
+            "observation": torch.zeros(n, self.obs_dim, dtype=self.dtype),
+            "action_mask": torch.zeros(n, self.num_actions, dtype=torch.bool),
+        }
+        state = {"state": torch.zeros(self.state_dim, dtype=self.dtype)} if self.has_state else {}
+        return TensorDict({self.group: agents, **state}, batch_size=[])
+
     def _cast(self, obs: Observation) -> Observation:
-        return {k: v if v.dtype == torch.bool else v.to(self.dtype) for k, v in obs.items()}
+        return pytree.tree_map(lambda v: v if v.dtype == torch.bool else v.to(self.dtype), obs)
 
     def reset(
         self, key: Tensor, params: Any = None, num_envs: int | None = None
@@ -89,10 +105,11 @@ class MultiAgentEnvironment(Environment):
             "physics": torch.where(done.unsqueeze(-1), reset_state["physics"], physics),
             "time": torch.where(done, torch.zeros_like(time), time),
         }
-        obs = {
-            k: torch.where(done.reshape(*done.shape, *(1,) * (v.dim() - done.dim())), reset_obs[k], v)
-            for k, v in final_obs.items()
-        }
+        obs = pytree.tree_map(
+            lambda new, v: torch.where(done.reshape(*done.shape, *(1,) * (v.dim() - done.dim())), new, v),
+            reset_obs,
+            final_obs,
+        )
         info = {"final_observation": final_obs, **extra}
         return obs, next_state, reward.to(self.dtype), terminated, truncated, info
 
