@@ -90,7 +90,11 @@ def combat_rows(args: argparse.Namespace) -> dict:
     for map_name in args.maps:
         env_id = f"MicroCombat-{map_name}-v0"
         runs, rows, entry = {}, [], {}
-        agents = [("MAPPO", mappo.make_train(mappo.Config(env_id=env_id, total_timesteps=args.mappo_steps)))]
+        agents = []
+        if args.mappo_steps > 0:
+            agents.append(
+                ("MAPPO", mappo.make_train(mappo.Config(env_id=env_id, total_timesteps=args.mappo_steps)))
+            )
         if args.value_steps > 0:
             config = value_config(env_id=env_id, total_timesteps=args.value_steps)
             agents.append((args.value_agent.upper(), qmix.make_train(config)))
@@ -171,7 +175,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=parts, default=parts)
     parser.add_argument("--maps", nargs="*", default=("3m", "2s3z"))
     parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--mappo-steps", type=int, default=200_000)
+    parser.add_argument("--mappo-steps", type=int, default=200_000, help="MAPPO steps per seed (0: skip)")
     parser.add_argument("--value-steps", type=int, default=200_000, help="QMIX/VDN steps per seed (0: skip)")
     parser.add_argument("--value-agent", choices=("qmix", "vdn"), default="qmix")
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per seed")
