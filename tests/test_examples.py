@@ -70,3 +70,10 @@ def test_highway_env_comes_through_gym_with_continuous_actions_and_trains_sac():
     assert env.observation_space.shape == (25,) and env.action_space.shape == (2,) and not env.discrete
     returns = example.main(steps=300, seeds=1)  # learning starts at 150 steps: updates run
     assert len(returns) == 1 and math.isfinite(returns[0])
+
+
+def test_the_micro_combat_example_writes_mappo_out_and_runs():
+    example = _load("micro_combat")
+    results = example.main(iterations=2)
+    assert results["episodes"] > 0 and math.isfinite(results["loss"])
+    assert 0.0 <= results["win_rate"] <= 1.0

@@ -7,7 +7,7 @@
   environment below, TorchRL collectors and worker processes (``frl.driver``), a user's loop;
 * :func:`make_collect` is the pure-environment source: a unit that steps the agent's environment
   ``chunk`` times with its behaviour policy, keeps the episode statistics, and stores the chunk
-  (:func:`make_multi_agent_collect`: the same for a multi-agent environment).
+  (single- or multi-agent).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from frl import buffers, random
 from frl.algos.networks import clip_action
 from frl.algos.spec import EPISODE_KEYS, Replay, Segments, episode_step, example_transition
 
-__all__ = ["episode_metrics", "init_data", "make_collect", "make_multi_agent_collect", "store"]
+__all__ = ["episode_metrics", "init_data", "make_collect", "store"]
 
 ExploreFn = Callable[..., tuple[Tensor, Tensor]]
 
@@ -92,74 +92,18 @@ def make_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay) -> C
     It reads ``params``, ``hyperparams``, ``env``, ``key``, ``counters.env_steps`` and
     ``episodes``; :func:`store` writes the chunk. The step loop runs on plain tensors and dicts
     (dynamo traces TensorDict operations slowly, and the loop is unrolled ``chunk`` times).
+    A multi-agent environment (:mod:`frl.envs.multi_agent`) hands ``explore`` its observation dict,
+    takes ``(action, log_prob)`` per agent ``[E, n]``, and the chunk is stored in TorchRL's group
+    layout (``(group, "observation")``, ``(group, "action_mask")``, ``(group, "action")``,
+    ``(group, "action_log_prob")``, ``state``, the team's ``next.reward``).
     """
     chunk = consumes.chunk
+    multi_agent = getattr(env, "multi_agent", False)
 
     def collect(state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
         key = state["key"]
         obs = state["env", "observation"]
-        env_state = {k: state["env", "state", k] for k in env.state_names}
-        params, hyperparams = state["params"], state["hyperparams"]
-        episodes = {k: state["episodes", k] for k in EPISODE_KEYS}
-        env_steps = state["counters", "env_steps"]
-        rows: dict[str, list[Tensor]] = {k: [] for k in _ROW}
-        for _ in range(chunk):
-            key, k_act, k_env = random.split(key, 3)
-            action, log_prob = explore(params, hyperparams, obs, k_act, env_steps)
-            next_obs, env_state, reward, terminated, truncated, info = env.step(
-                k_env, env_state, clip_action(env, action)
-            )
-            done = terminated | truncated
-            step = (obs, action, log_prob, info["final_observation"], reward, terminated, truncated, done)
-            for name, value in zip(_ROW, step, strict=True):
-                rows[name].append(value)
-            episodes = episode_step(episodes, reward, done)
-            env_steps = env_steps + obs.shape[0]
-            obs = next_obs
-        columns = {k: torch.stack(v, dim=1) for k, v in rows.items()}
-        batch = TensorDict(
-            {
-                "observation": columns["observation"],
-                "action": columns["action"],
-                "action_log_prob": columns["action_log_prob"].to(env.dtype),
-                "next": {
-                    "observation": columns["observation_next"],
-                    **{k: columns[k] for k in ("reward", "terminated", "truncated", "done")},
-                },
-            },
-            batch_size=[obs.shape[0], chunk],
-        )
-        new = store(state, batch, consumes)
-        new["key"] = key
-        new["env"] = TensorDict({"observation": obs, "state": env_state}, batch_size=[])
-        new["episodes"] = TensorDict(episodes, batch_size=[])
-        return new, episode_metrics(episodes)
-
-    return collect
-
-
-_ROW = (
-    "observation",
-    "action",
-    "action_log_prob",
-    "observation_next",
-    "reward",
-    "terminated",
-    "truncated",
-    "done",
-)
-
-
-def make_multi_agent_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay) -> Callable:
-    """:func:`make_collect` for a multi-agent environment (:mod:`frl.envs.multi_agent`): ``explore``
-    takes the observation dict and returns ``(action, log_prob)`` per agent ``[E, n]``; the chunk is
-    stored in TorchRL's group layout (``(group, "observation")``, ``(group, "action_mask")``,
-    ``(group, "action")``, ``(group, "action_log_prob")``, ``state``, the team's ``next.reward``)."""
-    chunk, group = consumes.chunk, env.group
-
-    def collect(state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
-        key = state["key"]
-        obs = state["env", "observation"].to_dict()
+        obs = obs.to_dict() if multi_agent else obs
         env_state = {k: state["env", "state", k] for k in env.state_names}
         params, hyperparams = state["params"], state["hyperparams"]
         episodes = {k: state["episodes", k] for k in EPISODE_KEYS}
@@ -168,7 +112,9 @@ def make_multi_agent_collect(env: Any, explore: ExploreFn, consumes: Segments | 
         for _ in range(chunk):
             key, k_act, k_env = random.split(key, 3)
             action, log_prob = explore(params, hyperparams, obs, k_act, env_steps)
-            next_obs, env_state, reward, terminated, truncated, info = env.step(k_env, env_state, action)
+            next_obs, env_state, reward, terminated, truncated, info = env.step(
+                k_env, env_state, clip_action(env, action)
+            )
             done = terminated | truncated
             rows.append(
                 (obs, action, log_prob, info["final_observation"], reward, terminated, truncated, done)
@@ -176,16 +122,38 @@ def make_multi_agent_collect(env: Any, explore: ExploreFn, consumes: Segments | 
             episodes = episode_step(episodes, reward, done)
             env_steps = env_steps + reward.shape[0]
             obs = next_obs
-        seen, action, log_prob, final, reward, terminated, truncated, done = (
+        columns = [
             pytree.tree_map(lambda *xs: torch.stack(xs, dim=1), *column) for column in zip(*rows, strict=True)
-        )
-        seen[group] = {**seen[group], "action": action, "action_log_prob": log_prob.to(env.dtype)}
-        flags = {"reward": reward, "terminated": terminated, "truncated": truncated, "done": done}
-        batch = TensorDict({**seen, "next": {**final, **flags}}, batch_size=[reward.shape[0], chunk])
-        new = store(state, batch, consumes)
+        ]
+        new = store(state, _transitions(env, *columns), consumes)
         new["key"] = key
         new["env"] = TensorDict({"observation": obs, "state": env_state}, batch_size=[])
         new["episodes"] = TensorDict(episodes, batch_size=[])
         return new, episode_metrics(episodes)
 
     return collect
+
+
+def _transitions(
+    env: Any,
+    seen: Any,
+    action: Tensor,
+    log_prob: Tensor,
+    final: Any,
+    reward: Tensor,
+    terminated: Tensor,
+    truncated: Tensor,
+    done: Tensor,
+) -> TensorDict:
+    """A chunk ``[E, n]`` of stacked steps as TorchRL transitions (the group layout for a
+    multi-agent environment)."""
+    flags = {"reward": reward, "terminated": terminated, "truncated": truncated, "done": done}
+    log_prob = log_prob.to(env.dtype)
+    if getattr(env, "multi_agent", False):
+        group = env.group
+        seen = {**seen, group: {**seen[group], "action": action, "action_log_prob": log_prob}}
+        fields = {**seen, "next": {**final, **flags}}
+    else:
+        fields = {"observation": seen, "action": action, "action_log_prob": log_prob}
+        fields["next"] = {"observation": final, **flags}
+    return TensorDict(fields, batch_size=list(reward.shape))

@@ -33,7 +33,7 @@ from torch import Tensor
 from frl import nn, optim, random
 from frl.algos import on_policy as op
 from frl.algos import ppo
-from frl.algos.collect import make_multi_agent_collect
+from frl.algos.collect import make_collect
 from frl.algos.config import hyper, setting
 from frl.algos.spec import Segments
 from frl.algos.train import Train, Unit, WrapOptimizer, resolve_env
@@ -214,7 +214,7 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         collect=(
             Unit(
                 "collect",
-                make_multi_agent_collect(env, explore, consumes),
+                make_collect(env, explore, consumes),
                 config.num_steps // config.rollout_chunk,
             ),
         ),

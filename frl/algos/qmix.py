@@ -25,7 +25,7 @@ from torch import Tensor
 from frl import nn, optim, random
 from frl.algos import dqn
 from frl.algos import train as agent
-from frl.algos.collect import make_multi_agent_collect
+from frl.algos.collect import make_collect
 from frl.algos.config import hyper, setting
 from frl.algos.replay import linear_epsilon, make_replay_learn, q_learning_step
 from frl.algos.spec import Replay
@@ -132,7 +132,7 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         env=env,
         consumes=consumes,
         build=agent.build_state(env, consumes, init_params, tx, trainable=("online",)),
-        collect=(Unit("collect", make_multi_agent_collect(env, explore, consumes)),),
+        collect=(Unit("collect", make_collect(env, explore, consumes)),),
         learn=(Unit("learn", make_replay_learn(consumes, q_learning_step(loss, tx, period, epsilon))),),
         policy=policy,
         explore=explore,

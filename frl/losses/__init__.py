@@ -27,7 +27,7 @@ from frl.losses.policy_terms import (
     soft_policy_loss,
     temperature_loss,
 )
-from frl.losses.ppo import explained_variance, normalize, ppo_loss
+from frl.losses.ppo import clipped_objective, explained_variance, normalize, ppo_loss
 from frl.losses.reinforce import reinforce_loss
 from frl.losses.sac import discrete_sac_loss, sac_loss
 from frl.losses.soft_q import soft_q_loss
@@ -44,6 +44,7 @@ from frl.losses.value_terms import (
 __all__ = [
     "PER_SAMPLE",
     "bind",
+    "clipped_objective",
     "clipped_surrogate",
     "clipped_value_loss",
     "critic_observation",

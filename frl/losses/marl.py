@@ -31,9 +31,8 @@ from torch import Tensor
 
 from frl.distributions import Distribution, MaskedCategorical, greedy, select_actions
 from frl.losses import _batch as B
-from frl.losses.policy_terms import clipped_surrogate, entropy_bonus
-from frl.losses.ppo import explained_variance, normalize
-from frl.losses.value_terms import clipped_value_loss, regression_loss, td_target, value_loss
+from frl.losses.ppo import clipped_objective
+from frl.losses.value_terms import regression_loss, td_target
 
 __all__ = ["CRITIC_INPUTS", "GROUP", "critic_observation", "mappo_loss", "value_decomposition_loss"]
 
@@ -164,37 +163,26 @@ def mappo_loss(
     B.check_per_sample(
         owner, log_prob.shape, action_log_prob=old_log_prob, advantage=advantage, value_target=value_target
     )
-    if normalize_advantage:
-        advantage = normalize(advantage)
-    log_ratio = log_prob - old_log_prob
-    ratio = torch.exp(log_ratio)
-    policy_loss = clipped_surrogate(ratio, advantage, clip_eps)
-
     value = value_apply(critic_params, critic_observation(critic_input, obs, state))
     B.check_output(owner, "value_apply", log_prob.shape, value)
-    if value_clip_eps is None:
-        v_loss = value_loss(value, value_target)
-    else:
+    old_value = None
+    if value_clip_eps is not None:
         old_value = B.get(batch, (group, B.STATE_VALUE), owner)
         B.check_per_sample(owner, log_prob.shape, state_value=old_value)
-        v_loss = clipped_value_loss(value, old_value, value_target, value_clip_eps)
-    entropy = dist.entropy(dist_params)
-    loss = policy_loss + value_coef * v_loss + entropy_coef * entropy_bonus(entropy)
-
-    with torch.no_grad():
-        metrics = TensorDict(
-            {
-                "loss": loss.detach(),
-                "policy_loss": policy_loss.detach(),
-                "value_loss": v_loss.detach(),
-                "entropy": entropy.detach().mean(),
-                "approx_kl": ((ratio - 1.0) - log_ratio).mean().detach(),
-                "clip_fraction": ((ratio - 1.0).abs() > clip_eps).to(ratio.dtype).mean().detach(),
-                "explained_variance": explained_variance(value.detach(), value_target),
-            },
-            batch_size=[],
-        )
-    return loss, metrics
+    return clipped_objective(
+        log_prob,
+        old_log_prob,
+        advantage,
+        value,
+        value_target,
+        dist.entropy(dist_params),
+        old_value=old_value,
+        clip_eps=clip_eps,
+        value_clip_eps=value_clip_eps,
+        entropy_coef=entropy_coef,
+        value_coef=value_coef,
+        normalize_advantage=normalize_advantage,
+    )
 
 
 def value_decomposition_loss(

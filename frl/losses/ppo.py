@@ -15,7 +15,7 @@ from frl.losses import _batch as B
 from frl.losses.policy_terms import clipped_surrogate, entropy_bonus
 from frl.losses.value_terms import clipped_value_loss, value_loss
 
-__all__ = ["explained_variance", "normalize", "ppo_loss"]
+__all__ = ["clipped_objective", "explained_variance", "normalize", "ppo_loss"]
 
 
 def normalize(x: Tensor, eps: float = 1e-8) -> Tensor:
@@ -81,21 +81,57 @@ def ppo_loss(
     B.check_per_sample(
         owner, log_prob.shape, action_log_prob=old_log_prob, advantage=advantage, value_target=value_target
     )
+    value = value_apply(critic_params, obs)
+    B.check_output(owner, "value_apply", log_prob.shape, value)
+    old_value = None
+    if value_clip_eps is not None:
+        old_value = B.get(batch, B.STATE_VALUE, owner)
+        B.check_per_sample(owner, log_prob.shape, state_value=old_value)
+    return clipped_objective(
+        log_prob,
+        old_log_prob,
+        advantage,
+        value,
+        value_target,
+        dist.entropy(dist_params),
+        old_value=old_value,
+        clip_eps=clip_eps,
+        value_clip_eps=value_clip_eps,
+        entropy_coef=entropy_coef,
+        value_coef=value_coef,
+        normalize_advantage=normalize_advantage,
+    )
+
+
+def clipped_objective(
+    log_prob: Tensor,
+    old_log_prob: Tensor,
+    advantage: Tensor,
+    value: Tensor,
+    value_target: Tensor,
+    entropy: Tensor,
+    *,
+    old_value: Tensor | None = None,
+    clip_eps: float | Tensor = 0.2,
+    value_clip_eps: float | Tensor | None = None,
+    entropy_coef: float | Tensor = 0.0,
+    value_coef: float | Tensor = 0.5,
+    normalize_advantage: bool = True,
+) -> tuple[Tensor, TensorDict]:
+    """PPO's objective from per-sample terms of any shape ``[...]`` (``[B]``, or ``[B, n]`` over
+    agents): ``clipped_surrogate(exp(log_prob - old_log_prob), A, eps) + value_coef L_V +
+    entropy_coef entropy_bonus(entropy)``, ``L_V`` the plain or (with ``value_clip_eps`` and
+    ``old_value``) the clipped value loss, advantages normalised over all elements when
+    ``normalize_advantage``. Returns ``(loss, metrics)`` as :func:`ppo_loss`."""
     if normalize_advantage:
         advantage = normalize(advantage)
     log_ratio = log_prob - old_log_prob
     ratio = torch.exp(log_ratio)
     policy_loss = clipped_surrogate(ratio, advantage, clip_eps)
-
-    value = value_apply(critic_params, obs)
-    B.check_output(owner, "value_apply", log_prob.shape, value)
     if value_clip_eps is None:
         v_loss = value_loss(value, value_target)
     else:
-        old_value = B.get(batch, B.STATE_VALUE, owner)
-        B.check_per_sample(owner, log_prob.shape, state_value=old_value)
         v_loss = clipped_value_loss(value, old_value, value_target, value_clip_eps)
-    entropy = dist.entropy(dist_params)
     loss = policy_loss + value_coef * v_loss + entropy_coef * entropy_bonus(entropy)
 
     with torch.no_grad():
