@@ -21,7 +21,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from frl import random
-from frl.nn.initializers import orthogonal
+from frl.nn.initializers import variance_scaling
 from frl.nn.mlp import MLP, check_features
 
 __all__ = ["QMixer", "vdn_mix"]
@@ -48,7 +48,10 @@ class QMixer:
     ``|.|`` keeps every weight on the path from ``Q_i`` to ``Q_tot`` non-negative, and ``elu`` is
     increasing, so ``Q_tot`` is monotonic in each ``Q_i``; the biases may be any function of the
     state. ``hypernet_hidden`` (0: one linear layer) sizes the weight hypernetworks' hidden layer
-    (pymarl's ``hypernet_layers=2`` with ``hypernet_embed=64``).
+    (pymarl's ``hypernet_layers=2`` with ``hypernet_embed=64``). Weights start as pymarl's do
+    (torch's default ``U(+-1/sqrt(fan_in))``): ``Q_tot`` then starts near the scale of the agents'
+    values (orthogonal layers started it ~4x larger, a bias the bootstrapped targets kept for
+    tens of thousands of updates).
     """
 
     n_agents: int
@@ -69,18 +72,19 @@ class QMixer:
         ):
             raise ValueError(f"QMixer: `hypernet_hidden` must be an int >= 0, got {self.hypernet_hidden!r}")
 
-    def _hyper(self, out: int) -> MLP:
-        hidden = (self.hypernet_hidden,) if self.hypernet_hidden else ()
-        return MLP((self.state_dim, *hidden, out), "relu", out_w_init=orthogonal(1.0), dtype=self.dtype)
+    def _mlp(self, sizes: tuple[int, ...]) -> MLP:
+        init = variance_scaling(1.0 / 3.0, "fan_in", "uniform")  # torch.nn.Linear's default
+        return MLP(sizes, "relu", w_init=init, out_w_init=init, dtype=self.dtype)
 
     @cached_property
     def networks(self) -> dict[str, MLP]:
-        E = self.embed_dim
+        E, S = self.embed_dim, self.state_dim
+        hidden = (self.hypernet_hidden,) if self.hypernet_hidden else ()
         return {
-            "w1": self._hyper(self.n_agents * E),
-            "b1": MLP((self.state_dim, E), dtype=self.dtype),
-            "w2": self._hyper(E),
-            "v": MLP((self.state_dim, E, 1), "relu", dtype=self.dtype),
+            "w1": self._mlp((S, *hidden, self.n_agents * E)),
+            "b1": self._mlp((S, E)),
+            "w2": self._mlp((S, *hidden, E)),
+            "v": self._mlp((S, E, 1)),
         }
 
     def init(self, key: Tensor) -> TensorDict:
