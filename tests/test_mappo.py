@@ -121,3 +121,17 @@ def test_mappo_learns_to_win_3m():
         state, _ = train.step(state)
     result = mappo.evaluate(train, state["params"], random.key(1), 200)
     assert result["win_rate"] >= 0.3, result
+
+
+def test_runs_report_the_win_rate_beside_the_return():
+    import frl
+    from frl.cli.common import results_table
+
+    train = mappo.make_train(mappo.Config(**SMALL))
+    result = frl.run(train, seeds=2, compile=False, progress=False, eval_episodes=6)
+    row = result.history[-1]
+    wins = row["eval_win_per_member"]
+    assert len(wins) == 2 and all(w in {k / 6 for k in range(7)} for w in wins)
+    assert row["eval_win_mean"] == pytest.approx(sum(wins) / 2)
+    lines = results_table(result.members, result.eval_returns, {"win": wins})
+    assert lines[0].endswith("win rate") and lines[-1].endswith(f"win rate {sum(wins) / 2:.2f}")
