@@ -16,6 +16,7 @@ from gymnasium import spaces
 from frl.cli import main
 from frl.envs.check import check
 from frl.envs.classic_control import CartPole
+from frl.envs.micro_combat import MicroCombat
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +52,23 @@ class ShortObservations(CartPole):
         return super().observe(physics)[..., :3]
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", "gym:CartPole-v1"])
+@dataclasses.dataclass(frozen=True)
+class Cornered(MicroCombat):
+    """Masks every action of agent 1: it has nothing legal to do."""
+
+    def action_mask(self, physics):
+        mask = super().action_mask(physics)
+        return torch.cat([mask[..., :1, :], torch.zeros_like(mask[..., 1:2, :]), mask[..., 2:, :]], dim=-2)
+
+
+@dataclasses.dataclass(frozen=True)
+class WrongState(MicroCombat):
+    def observe(self, physics):
+        obs = super().observe(physics)
+        return {**obs, "state": obs["state"][..., :-1]}
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", "gym:CartPole-v1", "MicroCombat-2s3z-v0"])
 def test_well_behaved_environments_pass(env_id):
     assert check(env_id, steps=250) == []
 
@@ -63,6 +80,11 @@ def test_well_behaved_environments_pass(env_id):
         (TimeLimitAsTerminal(), "every episode that reached the time limit (500 steps) reported terminated"),
         (Noisy(), "non-deterministic: obs 1 differs between two runs from seed 0"),
         (ShortObservations(), "observation 0: shape [3], the space declares [4]"),
+        (Cornered(), "observation 0: an agent has no legal action"),
+        (
+            WrongState(),
+            "observation 0: `state` is torch.float32 [41], the environment declares torch.float32 [42]",
+        ),
     ],
 )
 def test_broken_pure_environments_are_reported(env, problem):

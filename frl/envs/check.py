@@ -8,7 +8,10 @@ pure environments and for gymnasium ones (``gym:<id>``, stepped through TorchRL)
 * time limits reported as truncation: ``truncated`` only at ``max_episode_steps``, and no
   episode that always "terminates" exactly at the limit (a time limit misreported as a
   terminal state biases every bootstrapped target);
-* determinism: the same seed and actions give the same observations and rewards.
+* determinism: the same seed and actions give the same observations and rewards;
+* multi-agent environments: every observation entry (the group's observations and action masks,
+  the global state) of the declared shape and dtype, at least one legal action per agent, and
+  random *legal* actions only.
 
 Each problem is one line naming the step and the quantity; an empty list means none was found.
 """
@@ -20,6 +23,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils import _pytree as pytree
 
 from frl import random
 from frl.envs.spaces import Slate
@@ -104,9 +108,24 @@ def check(env: Any, steps: int = 500, seed: int = 0) -> list[str]:
         env = envs.make(env)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
         raise ValueError(f"check: `steps` must be a positive int, got {steps!r}")
+    if getattr(env, "multi_agent", False):
+
+        def trajectory(env: Any, seed: int, steps: int) -> dict[str, list[Tensor]]:
+            return _multi_agent_trajectory(env, seed, steps)
+
+        first = trajectory(env, seed, steps)
+        problems = _multi_agent_problems(env, first)
+        return problems + _episode_problems(env, first, trajectory(env, seed, steps), seed)
     actions = _random_actions(env.action_space, random.key(seed + 1), steps)
     trajectory = _pure_trajectory if getattr(env, "pure", True) else _gym_trajectory
     first = trajectory(env, seed, actions)
+    return _observation_problems(env, first) + _episode_problems(
+        env, first, trajectory(env, seed, actions), seed
+    )
+
+
+def _observation_problems(env: Any, first: dict[str, list[Tensor]]) -> list[str]:
+    """Observations of the declared shape and dtype, finite and inside the bounds."""
     problems: list[str] = []
     space = env.observation_space
     obs_dtype = getattr(env, "obs_dtype", env.dtype)
@@ -125,6 +144,14 @@ def check(env: Any, steps: int = 500, seed: int = 0) -> list[str]:
         if bool(((obs < low) | (obs > high)).any()):
             problems.append(f"{where}: outside the observation bounds ({obs.flatten()[:8].tolist()})")
             break
+    return problems
+
+
+def _episode_problems(
+    env: Any, first: dict[str, list[Tensor]], second: dict[str, list[Tensor]], seed: int
+) -> list[str]:
+    """Rewards and flags, time limits reported as truncation, determinism between two runs."""
+    problems: list[str] = []
     for i, (reward, terminated, truncated) in enumerate(
         zip(first["reward"], first["terminated"], first["truncated"], strict=True)
     ):
@@ -152,13 +179,71 @@ def check(env: Any, steps: int = 500, seed: int = 0) -> list[str]:
                 f"every episode that reached the time limit ({limit} steps) reported terminated, "
                 "not truncated: a time limit is not a terminal state"
             )
-    second = trajectory(env, seed, actions)
     for name in ("obs", "reward"):
         for i, (a, b) in enumerate(zip(first[name], second[name], strict=True)):
             if a.shape != b.shape or not torch.allclose(a, b, rtol=0.0, atol=0.0, equal_nan=True):
                 problems.append(f"non-deterministic: {name} {i} differs between two runs from seed {seed}")
                 break
     return problems
+
+
+def _multi_agent_trajectory(env: Any, seed: int, steps: int) -> dict[str, list[Tensor]]:
+    """A multi-agent environment under uniformly random *legal* actions (drawn from each
+    observation's mask); observations are kept as their flattened entries (``obs``) and as the
+    dicts themselves (``raw``)."""
+    from frl.distributions import MaskedCategorical
+
+    k_reset, key = random.split(random.key(seed))
+    obs, state = env.reset(k_reset)
+
+    def flat(o: Any) -> Tensor:
+        return torch.cat([x.reshape(-1).to(torch.float64) for x in pytree.tree_leaves(o)])
+
+    out: dict[str, list[Any]] = {
+        "obs": [flat(obs)],
+        "raw": [obs],
+        "reward": [],
+        "terminated": [],
+        "truncated": [],
+        "time": [],
+    }
+    for _ in range(steps):
+        key, k_act, k_step = random.split(key, 3)
+        mask = obs[env.group]["action_mask"]
+        action = MaskedCategorical().sample(k_act, (torch.zeros(mask.shape), mask))
+        time = int(state["time"]) + 1
+        obs, state, reward, terminated, truncated, info = env.step(k_step, state, action)
+        for o in (info["final_observation"], obs):
+            out["obs"].append(flat(o))
+            out["raw"].append(o)
+        out["reward"].append(reward)
+        out["terminated"].append(terminated)
+        out["truncated"].append(truncated)
+        out["time"].append(torch.tensor(time))
+    return out
+
+
+def _multi_agent_problems(env: Any, first: dict[str, list[Any]]) -> list[str]:
+    """Each observation entry of the example's shape and dtype, finite, and at least one legal
+    action per agent."""
+    example = env.observation_example()
+    for i, obs in enumerate(first["raw"]):
+        for key, like in example.items(include_nested=True, leaves_only=True):
+            path = (key,) if isinstance(key, str) else key
+            value = obs
+            for part in path:
+                value = value[part]
+            name = ".".join(path)
+            if tuple(value.shape) != tuple(like.shape) or value.dtype != like.dtype:
+                return [
+                    f"observation {i}: `{name}` is {value.dtype} {list(value.shape)}, the environment "
+                    f"declares {like.dtype} {list(like.shape)}"
+                ]
+            if value.dtype.is_floating_point and not bool(torch.isfinite(value).all()):
+                return [f"observation {i}: `{name}` has non-finite values"]
+        if not bool(obs[env.group]["action_mask"].any(-1).all()):
+            return [f"observation {i}: an agent has no legal action (an all-false action_mask row)"]
+    return []
 
 
 def random_return(env: Any, key: Tensor, episodes: int = 20) -> float:
