@@ -90,8 +90,8 @@ def _with_identity(x: Tensor) -> Tensor:
 
 def networks(config: Config, env: Any) -> tuple[Callable, Callable, Callable, Callable]:
     """``(actor_init, actor_apply, critic_init, critic_apply)``: ``actor_apply(params, obs [..., n, O])
-    -> logits [..., n, A]``; ``critic_apply(params, obs, state) -> [..., n]`` (the critic input
-    :func:`frl.losses.critic_observation` builds from the observations and the state)."""
+    -> logits [..., n, A]``; ``critic_apply(params, c [..., n, D]) -> [..., n]``, ``c`` the critic
+    input :func:`frl.losses.critic_observation` builds from the observations and the state."""
     n, obs_dim, num_actions = env.n_agents, env.obs_dim, env.num_actions
     shared, ids = config.share_params, config.share_params and config.agent_id
     critic_in = {"local": obs_dim, "joint": n * obs_dim + n, "state": getattr(env, "state_dim", 0) + n}[

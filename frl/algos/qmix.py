@@ -10,7 +10,8 @@ layout), then LEARN one minibatch step (double-Q targets over the legal next act
 target networks (agents' and mixer's) moved every ``target_network_frequency`` steps.
 
 Unlike pymarl's recurrent agents and episode buffers, the agent network here is feed-forward on
-the current observation (the micro-combat observation carries what a unit needs).
+the current observation. Measured on MicroCombat (8 seeds x 200k steps, ``benchmarks/bench_marl.py``):
+win rate 0.77 [0.53, 1.00] on 3m, 0 on 2s3z, where MAPPO won 0.88 and 0.98.
 """
 
 from __future__ import annotations
