@@ -378,6 +378,7 @@ def check_state(
     if example is None:
         _check_data(state, consumes, obs.dtype, observation_shape, reward_dtype)
         return
+    # the observation's entries: those the example has both now and under `next`, but the flags
     observation = example.exclude("next").select(
         *example["next"].exclude("reward", "terminated", "truncated", "done").keys(True, True)
     )
