@@ -109,13 +109,9 @@ def check(env: Any, steps: int = 500, seed: int = 0) -> list[str]:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
         raise ValueError(f"check: `steps` must be a positive int, got {steps!r}")
     if getattr(env, "multi_agent", False):
-
-        def trajectory(env: Any, seed: int, steps: int) -> dict[str, list[Tensor]]:
-            return _multi_agent_trajectory(env, seed, steps)
-
-        first = trajectory(env, seed, steps)
-        problems = _multi_agent_problems(env, first)
-        return problems + _episode_problems(env, first, trajectory(env, seed, steps), seed)
+        first = _multi_agent_trajectory(env, seed, steps)
+        second = _multi_agent_trajectory(env, seed, steps)
+        return _multi_agent_problems(env, first) + _episode_problems(env, first, second, seed)
     actions = _random_actions(env.action_space, random.key(seed + 1), steps)
     trajectory = _pure_trajectory if getattr(env, "pure", True) else _gym_trajectory
     first = trajectory(env, seed, actions)
