@@ -4,7 +4,7 @@ Each row is one compiled ``frl.run`` on ``--device`` (default ``cuda``) with the
 settings on its default pure torch environment (PPO CartPole-v1, DQN CartPole-v1, SAC
 Pendulum-v1) at a small budget per seed (learning from 1k steps for DQN and SAC, so most of the
 budget learns), and records env-steps/s of all seeds (compile excluded), compile and wall
-seconds and the final evaluation. Rows run in order until ``--deadline`` seconds have passed
+seconds and the final evaluation. Rows run (1 and 2048 seeds first) until ``--deadline`` seconds have passed
 (the device machine gives a session minutes, not hours): a row is skipped, and the table says so,
 when too little time is left. The table is printed after every row and written as JSON to
 ``benchmarks/results/bench_gpu.json``, so a run cut short keeps what it measured.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -62,7 +63,8 @@ def one_run(algo: str, seeds: int, steps: int, settings: dict, device: str) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 32, 512, 2048])
+    # run in this order (the extremes first, so a deadline cuts the middle); printed sorted
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2048, 32, 512])
     parser.add_argument("--algos", nargs="+", default=[name for name, _, _ in RUNS])
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every step budget")
     parser.add_argument("--deadline", type=float, default=450.0, help="seconds for all rows")
@@ -72,33 +74,34 @@ def main() -> None:
     start = time.perf_counter()
     rows: list[dict] = []
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
-    for algo, steps, settings in RUNS:
-        if algo not in args.algos:
+    plan = [(seeds, run) for seeds in args.seeds for run in RUNS if run[0] in args.algos]
+    for seeds, (algo, steps, settings) in plan:
+        left = args.deadline - (time.perf_counter() - start)
+        if rows and left < 1.5 * max(r.get("wall_s", 0.0) for r in rows):
+            rows.append({"algo": algo, "seeds": seeds, "note": f"skipped: {left:.0f} s left"})
             continue
-        for seeds in args.seeds:
-            left = args.deadline - (time.perf_counter() - start)
-            if rows and left < 1.5 * max(r.get("wall_s", 0.0) for r in rows):
-                rows.append({"algo": algo, "seeds": seeds, "note": f"skipped: {left:.0f} s left"})
-                continue
-            try:
-                rows.append(one_run(algo, seeds, int(steps * args.scale), settings, args.device))
-            except RuntimeError as err:  # out of memory at 2048 seeds, say: keep the other rows
-                rows.append({"algo": algo, "seeds": seeds, "note": f"failed: {str(err)[:120]}"})
-            table = [
-                [
-                    r["algo"],
-                    r["seeds"],
-                    r.get("steps_per_seed", "-"),
-                    f"{r['env_steps_per_s']:,.0f}" if "env_steps_per_s" in r else "-",
-                    f"{r['compile_s']:.1f}" if "compile_s" in r else "-",
-                    f"{r['wall_s']:.1f}" if "wall_s" in r else "-",
-                    f"{r['eval_return']:.1f}" if "eval_return" in r else "-",
-                    r.get("note", ""),
-                ]
-                for r in rows
+        try:
+            rows.append(one_run(algo, seeds, int(steps * args.scale), settings, args.device))
+        except Exception as err:  # out of memory at 2048 seeds, say: keep the other rows
+            traceback.print_exc()
+            rows.append(
+                {"algo": algo, "seeds": seeds, "note": f"failed: {type(err).__name__}: {str(err)[:120]}"}
+            )
+        table = [
+            [
+                r["algo"],
+                r["seeds"],
+                r.get("steps_per_seed", "-"),
+                f"{r['env_steps_per_s']:,.0f}" if "env_steps_per_s" in r else "-",
+                f"{r['compile_s']:.1f}" if "compile_s" in r else "-",
+                f"{r['wall_s']:.1f}" if "wall_s" in r else "-",
+                f"{r['eval_return']:.1f}" if "eval_return" in r else "-",
+                r.get("note", ""),
             ]
-            print_table(f"frl on {name}, compiled, vmapped seeds", COLUMNS, table)
-            write_json("bench_gpu", {"device": name, "rows": rows})
+            for r in sorted(rows, key=lambda r: (args.algos.index(r["algo"]), r["seeds"]))
+        ]
+        print_table(f"frl on {name}, compiled, vmapped seeds", COLUMNS, table)
+        write_json("bench_gpu", {"device": name, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -30,6 +30,15 @@ INDUCTOR_OPTIONS: dict[str, Any] = {
 """Inductor options frl compiles with (see the module docstring for the measurement)."""
 
 
+def _defaults() -> dict[str, Any]:
+    """:data:`INDUCTOR_OPTIONS` that this torch's Inductor knows (``realize_cpu_opcount_threshold``
+    is new in torch 2.13; an older torch, as on a GPU machine's image, raises on it). Options a
+    caller passes are not filtered: a misspelt one still fails."""
+    import torch._inductor.config as inductor_config
+
+    return {k: v for k, v in INDUCTOR_OPTIONS.items() if hasattr(inductor_config, k)}
+
+
 def _settle_tensordict_memo() -> None:
     """Fill tensordict's is-tensorclass memo for the types frl passes around.
 
@@ -69,7 +78,7 @@ def compile(
     """
     _settle_tensordict_memo()
     backend = kwargs.get("backend", "inductor")
-    merged = {**INDUCTOR_OPTIONS, **(options or {})} if backend == "inductor" else options
+    merged = {**_defaults(), **(options or {})} if backend == "inductor" else options
     return torch.compile(fn, fullgraph=fullgraph, dynamic=dynamic, options=merged, **kwargs)
 
 

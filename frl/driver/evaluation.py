@@ -35,10 +35,10 @@ def _first_episodes_init(train: Train, key: Tensor, episodes: int) -> dict[str, 
     obs, env_state = train.env.reset(key, num_envs=episodes)
     return {
         "env": {"state": env_state, "obs": obs},
-        "return": torch.zeros(episodes, dtype=train.env.dtype),
-        "done": torch.zeros(episodes, dtype=torch.bool),
+        "return": torch.zeros(episodes, dtype=train.env.dtype, device=key.device),
+        "done": torch.zeros(episodes, dtype=torch.bool, device=key.device),
         "key": random.fold_in(key, 1),
-        **{name: torch.zeros(episodes, dtype=torch.bool) for name in outcomes(train.env)},
+        **{name: torch.zeros(episodes, dtype=torch.bool, device=key.device) for name in outcomes(train.env)},
     }
 
 
@@ -95,7 +95,9 @@ class PureEvaluation:
         return self._chunk.first_call_s
 
     def __call__(self, params: TensorDictBase, steps: int) -> list[float]:
-        keys = evaluation_keys(self.members, steps)
+        # the environments start on the parameters' device (``frl.run(device=...)``)
+        device = next(iter(params.values(True, True))).device
+        keys = evaluation_keys(self.members, steps).to(device)
         ev = self._init(keys if self.batched else keys[0])
         for _ in range(self.calls):
             ev = self._chunk(params, ev)
