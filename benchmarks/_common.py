@@ -96,8 +96,16 @@ def cell(summary: tuple[float, float, float], fmt: str) -> str:
     return f"{m:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
 
-def plot(runs: dict[str, Path], baselines: dict[str, float], output: Path, title: str, ylabel: str) -> Path:
-    """Each run's evaluation curve with a 95% bootstrap band over seeds; baselines as lines."""
+def plot(
+    runs: dict[str, Path | tuple[np.ndarray, np.ndarray]],
+    baselines: dict[str, float],
+    output: Path,
+    title: str,
+    ylabel: str,
+    xlabel: str = "environment steps (per seed)",
+) -> Path:
+    """Each run's curve with a 95% bootstrap band over seeds; baselines as lines. A run is a run
+    folder (its evaluation curve) or ``(steps [P], values [P, seeds])``."""
     import matplotlib
 
     from frl.plot import bootstrap_band, load_curve
@@ -107,14 +115,14 @@ def plot(runs: dict[str, Path], baselines: dict[str, float], output: Path, title
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for i, (label, run_dir) in enumerate(runs.items()):
-        steps, returns = load_curve(run_dir)
+        steps, returns = load_curve(run_dir) if isinstance(run_dir, Path) else run_dir
         center, low, high = bootstrap_band(returns)
         ax.plot(steps, center, color=f"C{i}", label=f"{label} ({returns.shape[1]} seeds, 95% band)")
         ax.fill_between(steps, low, high, color=f"C{i}", alpha=0.25, linewidth=0)
     for i, (name, value) in enumerate(baselines.items()):
         ax.axhline(value, color=f"C{len(runs) + i}", linestyle="--", label=name)
-    ax.set_xlabel("environment steps (per seed)")
-    ax.set_ylabel(f"{ylabel} (evaluation)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)

@@ -147,9 +147,10 @@ def recsim_rows(args: argparse.Namespace) -> dict:
         "env_steps_per_s": result.env_steps_per_s,
     }
     baselines = {name: float(stats[name]["watch_time"].mean()) for name in BASELINES}
-    print(
-        f"curve: {plot({'PPO': run_dir}, baselines, args.out / 'recsim.png', ENV_ID, 'session watch time')}"
+    figure = plot(
+        {"PPO": run_dir}, baselines, args.out / "recsim.png", ENV_ID, "session watch time (evaluation)"
     )
+    print(f"curve: {figure}")
     return payload
 
 
@@ -245,7 +246,7 @@ def driving_rows(args: argparse.Namespace) -> dict:
             lines,
             args.out / f"highway-{name.lower()}.png",
             f"{env_id} ({name})",
-            "return",
+            "return (evaluation)",
         )
         print(f"curve: {figure}")
     return payload
@@ -308,7 +309,7 @@ def minatar_rows(args: argparse.Namespace) -> dict:
             {"random": float(rand.mean())},
             args.out / f"minatar-{game.lower()}.png",
             env_id,
-            "return",
+            "return (evaluation)",
         )
         print(f"curve: {figure}")
     return payload

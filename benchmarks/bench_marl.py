@@ -7,19 +7,30 @@ uniformly random legal policy and the enemy's own heuristic played by the agents
 match). Mean over seeds with 95% percentile bootstrap intervals; learning curves with bands.
 Throughput: MAPPO's environment steps per second for 1 and 32 seeds (compile excluded).
 
+VMAS navigation (``--only vmas``): TorchRL's own MAPPO (``benchmarks/peers/torchrl_mappo.py``,
+its multi-agent tutorial's recipe) beside frl's MAPPO and IPPO learners in the same TorchRL
+collector loop (``examples/vmas_mappo.py``), at equal frames and settings, ``--seeds`` seeds each
+over ``--workers`` processes: final team return with bootstrap intervals, env-steps/s, the
+milliseconds of one minibatch update and, as its floor, a plain-torch forward and backward of the
+same two networks.
+
     python benchmarks/bench_marl.py                                  # 3m and 2s3z, 8 seeds
     python benchmarks/bench_marl.py --maps 3m --seeds 2 --mappo-steps 50000 --value-steps 0
+    python benchmarks/bench_marl.py --only vmas --vmas-iterations 10 --workers 2
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, cell, interval, plot, print_table, write_json
+from _common import RESULTS, cell, interval, plot, print_table, ratio_interval, time_call, write_json
 
 from frl import envs, random
 from frl.algos import mappo, qmix
@@ -130,7 +141,10 @@ def combat_rows(args: argparse.Namespace) -> dict:
             rows,
         )
         baselines = {f"{k} (return)": entry[k]["return"]["mean_ci95"][0] for k in ("random", "heuristic")}
-        print(f"curve: {plot(runs, baselines, args.out / f'combat-{map_name}.png', env_id, 'team return')}")
+        figure = plot(
+            runs, baselines, args.out / f"combat-{map_name}.png", env_id, "team return (evaluation)"
+        )
+        print(f"curve: {figure}")
         payload[env_id] = entry
     return payload
 
@@ -167,11 +181,120 @@ def throughput(args: argparse.Namespace) -> dict:
     return out
 
 
+VMAS_VARIANTS = ("torchrl mappo", "frl mappo", "frl ippo")
+
+
+def _vmas_job(variant: str, seed: int, iterations: int, epochs: int | None) -> dict:
+    """One seed of one learner (in a worker process: the example and the peer on its path)."""
+    root = Path(__file__).resolve().parents[1]
+    for folder in (root / "examples", root / "benchmarks" / "peers"):
+        sys.path.insert(0, str(folder))
+    if variant == "torchrl mappo":
+        import torchrl_mappo
+
+        return torchrl_mappo.train(seed, iterations, epochs=epochs)
+    import vmas_mappo
+
+    critic = "joint" if variant == "frl mappo" else "local"
+    return vmas_mappo.train(seed, iterations, critic, epochs=epochs or vmas_mappo.EPOCHS, log=False)
+
+
+def update_floor_ms(obs_dim: int = 18, n_agents: int = 3, minibatch: int = 400) -> float:
+    """Plain torch: forward and backward of the actor and the joint critic on one minibatch."""
+    from torch import nn
+
+    def mlp(n_in: int, n_out: int) -> nn.Module:
+        return nn.Sequential(
+            nn.Linear(n_in, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(), nn.Linear(256, n_out)
+        )
+
+    actor, critic = mlp(obs_dim, 4), mlp(n_agents * (obs_dim + 1), 1)
+    obs = torch.randn(minibatch * n_agents, obs_dim)
+    joint = torch.randn(minibatch * n_agents, n_agents * (obs_dim + 1))
+
+    def step() -> None:
+        (actor(obs).square().mean() + critic(joint).square().mean()).backward()
+
+    return 1e3 * time_call(step)
+
+
+def vmas_batch_s(num_envs: int = 60, steps: int = 100) -> float:
+    """VMAS alone: seconds to step navigation's ``num_envs`` environments ``steps`` times (one
+    6,000-frame batch) with random forces, no TorchRL and no policy: the collection floor."""
+    import vmas
+
+    torch.manual_seed(0)
+    env = vmas.make_env("navigation", num_envs=num_envs, device="cpu", continuous_actions=True, n_agents=3)
+    env.reset()
+
+    def batch() -> None:
+        for _ in range(steps):
+            env.step([torch.rand(num_envs, 2) * 2 - 1 for _ in range(3)])
+
+    return time_call(batch, repeats=3, min_seconds=0.0, warmup=1)
+
+
+def vmas_rows(args: argparse.Namespace) -> dict:
+    """TorchRL's MAPPO and frl's MAPPO/IPPO on VMAS navigation, seeds over worker processes."""
+    jobs = [(v, s) for s in range(args.seeds) for v in VMAS_VARIANTS]
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_vmas_job, v, s, args.vmas_iterations, args.vmas_epochs) for v, s in jobs]
+        results = [f.result() for f in futures]
+    by = {v: [r for (name, _), r in zip(jobs, results) if name == v] for v in VMAS_VARIANTS}
+    final = {v: np.array([r["final_return"] for r in rs]) for v, rs in by.items()}
+    speed = {v: np.array([r["env_steps_per_s"] for r in rs]) for v, rs in by.items()}
+    reference = "torchrl mappo"
+    rows, out = [], {"floor_update_ms": update_floor_ms(), "vmas_batch_s": vmas_batch_s()}
+    for v in VMAS_VARIANTS:
+        rs = by[v]
+        out[v] = {
+            "final_return": final[v].tolist(),
+            "curves": [r["curve"] for r in rs],
+            "env_steps_per_s": speed[v].tolist(),
+            "update_ms": [r["update_ms"] for r in rs],
+            "compile_s": [r["compile_s"] for r in rs],
+            "collect_s_per_batch": [r["collect_s"] / args.vmas_iterations for r in rs],
+        }
+        rows.append(
+            [
+                v,
+                cell(interval(final[v]), ".3f"),
+                cell(interval(final[v] - final[reference]), "+.3f"),
+                f"{speed[v].mean():,.0f}",
+                cell(ratio_interval(speed[v], speed[reference]), ".2f"),
+                f"{np.mean(out[v]['collect_s_per_batch']):.2f}",
+                f"{np.mean(out[v]['update_ms']):.1f}",
+                f"{np.mean(out[v]['compile_s']):.0f}",
+            ]
+        )
+    frames = args.vmas_iterations * 6000
+    print_table(
+        f"VMAS navigation (3 agents, 60 envs), {frames:,} frames x {args.seeds} seeds; floors: update "
+        f"(torch fwd+bwd) {out['floor_update_ms']:.1f} ms, VMAS alone {out['vmas_batch_s']:.2f} s/batch",
+        [
+            "learner",
+            "final team return",
+            "- torchrl (paired)",
+            "env-steps/s",
+            "/ torchrl",
+            "update ms",
+            "compile s",
+        ],
+        rows,
+    )
+    steps = np.arange(1, args.vmas_iterations + 1) * 6000
+    curves = {v: (steps, np.array(out[v]["curves"]).T) for v in VMAS_VARIANTS}
+    title = "VMAS navigation, TorchRL collector loop"
+    figure = plot(curves, {}, args.out / "vmas-navigation.png", title, "team return (training episodes)")
+    print(f"curve: {figure}")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parts = ("combat", "throughput")
+    parts = ("combat", "throughput", "vmas")
     parser.add_argument("--only", nargs="*", choices=parts, default=parts)
     parser.add_argument("--maps", nargs="*", default=("3m", "2s3z"))
     parser.add_argument("--seeds", type=int, default=8)
@@ -180,6 +303,9 @@ def main() -> None:
     parser.add_argument("--value-agent", choices=("qmix", "vdn"), default="qmix")
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per seed")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--vmas-iterations", type=int, default=10, help="6,000-frame batches per seed")
+    parser.add_argument("--vmas-epochs", type=int, default=None, help="epochs per batch (default 30)")
+    parser.add_argument("--workers", type=int, default=1, help="processes for the VMAS seeds")
     parser.add_argument("--out", type=Path, default=RESULTS / "marl")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -188,7 +314,10 @@ def main() -> None:
         payload["combat"] = combat_rows(args)
     if "throughput" in args.only:
         payload["throughput"] = throughput(args)
-    print(f"wrote {write_json('bench_marl', payload)}")
+    if "vmas" in args.only:
+        payload["vmas"] = vmas_rows(args)
+    name = "bench_marl" if set(args.only) == set(parts) else "_".join(("bench_marl", *args.only))
+    print(f"wrote {write_json(name, payload)}")
 
 
 if __name__ == "__main__":

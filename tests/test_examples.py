@@ -72,6 +72,22 @@ def test_highway_env_comes_through_gym_with_continuous_actions_and_trains_sac():
     assert len(returns) == 1 and math.isfinite(returns[0])
 
 
+def test_the_vmas_example_runs_frls_mappo_learner_in_a_torchrl_collector_loop():
+    example = _load("vmas_mappo")
+    for critic in ("joint", "local"):  # MAPPO, IPPO
+        result = example.train(
+            iterations=2,
+            critic_input=critic,
+            compiled=False,
+            frames_per_batch=400,
+            epochs=1,
+            num_envs=4,
+            log=False,
+        )
+        assert len(result["curve"]) == 2 and all(math.isfinite(r) for r in result["curve"])
+        assert math.isfinite(result["loss"]) and result["env_steps_per_s"] > 0
+
+
 def test_the_micro_combat_example_writes_mappo_out_and_runs():
     example = _load("micro_combat")
     results = example.main(iterations=2)
