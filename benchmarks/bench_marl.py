@@ -196,7 +196,8 @@ def _vmas_job(variant: str, seed: int, iterations: int, epochs: int | None) -> d
     import vmas_mappo
 
     critic = "joint" if variant == "frl mappo" else "local"
-    return vmas_mappo.train(seed, iterations, critic, epochs=epochs or vmas_mappo.EPOCHS, log=False)
+    epochs = epochs or vmas_mappo.EPOCHS
+    return vmas_mappo.train(seed, "vmas:navigation", iterations, critic, epochs=epochs, log=False)
 
 
 def update_floor_ms(obs_dim: int = 18, n_agents: int = 3, minibatch: int = 400) -> float:

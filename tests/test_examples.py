@@ -74,15 +74,10 @@ def test_highway_env_comes_through_gym_with_continuous_actions_and_trains_sac():
 
 def test_the_vmas_example_runs_frls_mappo_learner_in_a_torchrl_collector_loop():
     example = _load("vmas_mappo")
-    for critic in ("joint", "local"):  # MAPPO, IPPO
+    runs = [("vmas:navigation", "joint"), ("vmas:navigation", "local"), ("mpe2:simple_spread", "joint")]
+    for env_id, critic in runs:  # MAPPO and IPPO on VMAS (forces); MAPPO on MPE2 (discrete moves)
         result = example.train(
-            iterations=2,
-            critic_input=critic,
-            compiled=False,
-            frames_per_batch=400,
-            epochs=1,
-            num_envs=4,
-            log=False,
+            0, env_id, 2, critic, compiled=False, frames_per_batch=400, epochs=1, num_envs=4, log=False
         )
         assert len(result["curve"]) == 2 and all(math.isfinite(r) for r in result["curve"])
         assert math.isfinite(result["loss"]) and result["env_steps_per_s"] > 0

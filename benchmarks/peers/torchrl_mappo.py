@@ -39,7 +39,7 @@ def train(
     epochs = epochs or shared.EPOCHS
     torch.set_num_threads(1)
     torch.manual_seed(seed)
-    env = shared.make_env(seed, num_envs or shared.NUM_ENVS)
+    env = shared.make_env("vmas:navigation", seed, num_envs or shared.NUM_ENVS)
     n, obs_dim = shared.N_AGENTS, env.observation_spec["agents", "observation"].shape[-1]
     action_spec = env.full_action_spec[env.action_key]
 
@@ -132,7 +132,7 @@ def train(
                 update_s, updates = update_s + time.perf_counter() - begin, updates + 1
         collector.update_policy_weights_()
         mark = time.perf_counter()
-        curve.append(float(shared.episode_returns(batch).mean()))
+        curve.append(float(shared.episode_returns(batch, "agents").mean()))
         if log:
             print(f"torchrl iteration {iteration:3d}  team return {curve[-1]:7.3f}", flush=True)
     wall = time.perf_counter() - start
