@@ -135,3 +135,28 @@ def test_runs_report_the_win_rate_beside_the_return():
     assert row["eval_win_mean"] == pytest.approx(sum(wins) / 2)
     lines = results_table(result.members, result.eval_returns, {"win": wins})
     assert lines[0].endswith("win rate") and lines[-1].endswith(f"win rate {sum(wins) / 2:.2f}")
+
+
+def test_frl_eval_reports_the_win_rate_of_a_saved_run(tmp_path, capsys):
+    from frl.cli import main
+    from frl.driver import checkpoint
+    from frl.driver.evaluation import evaluate_outcomes
+
+    out = tmp_path / "run"
+    config = [
+        f"--config.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+        for k, v in SMALL.items()
+        if k != "total_timesteps"
+    ]
+    train_argv = ["train", "mappo", "--env", "MicroCombat-3m-v0", "--seeds", "2", "--steps", "1024"]
+    assert main([*train_argv, "--no-compile", "--no-progress", "--out", str(out), *config]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--episodes", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].endswith("win rate") and "win rate" in lines[-1]
+    saved = checkpoint.load(out / "checkpoint.pt")
+    train = mappo.make_train(mappo.Config(**SMALL))
+    for line, i in zip(lines[3:5], range(2), strict=True):  # each seed's rate, as evaluated directly
+        key = random.fold_in(random.key(saved["members"][i]["seed"]), 7)
+        _, rates = evaluate_outcomes(train, saved["state"]["params"][i], key, 4)
+        assert float(line.split()[2]) == pytest.approx(rates["win"])

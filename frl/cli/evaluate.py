@@ -48,6 +48,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     algo, train, ckpt_path = load_run(Path(args.run_dir))
     from frl import random
     from frl.driver import checkpoint, evaluate
+    from frl.driver.evaluation import evaluate_outcomes, outcomes
 
     try:
         saved = checkpoint.load(ckpt_path)
@@ -57,14 +58,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     members = saved["members"]
     if len(members) == 1 and params.batch_dims == 0:
         params = params.unsqueeze(0)
-    returns = []
+    returns: list[float] = []
+    rates: dict[str, list[float]] = {name: [] for name in outcomes(train.env)}  # win rate, say
     env_states = saved.get("env_states") or [None] * len(members)
     for i, member in enumerate(members):
         key = random.fold_in(random.key(member["seed"]), 7)
-        ret = evaluate(train, params[i], key, args.episodes, env_state=env_states[i])
+        if rates:
+            ret, member_rates = evaluate_outcomes(train, params[i], key, args.episodes)
+            for name, rate in member_rates.items():
+                rates[name].append(rate)
+        else:
+            ret = evaluate(train, params[i], key, args.episodes, env_state=env_states[i])
         returns.append(float(ret.double().mean()))
     steps = saved["iteration"] * train.steps_per_iteration
     print(f"{algo} on {train.env.id}: checkpoint at {steps:,} steps, {args.episodes} episodes per seed")
-    for line in results_table(members, returns):
+    for line in results_table(members, returns, rates):
         print(line)
     return 0

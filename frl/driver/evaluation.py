@@ -22,7 +22,14 @@ from frl.algos.networks import clip_action
 from frl.algos.train import Train
 from frl.driver.compiled import CompiledFunction
 
-__all__ = ["PureEvaluation", "episode_returns", "evaluate", "evaluation_keys", "outcomes"]
+__all__ = [
+    "PureEvaluation",
+    "episode_returns",
+    "evaluate",
+    "evaluate_outcomes",
+    "evaluation_keys",
+    "outcomes",
+]
 
 
 def outcomes(env: Any) -> tuple[str, ...]:
@@ -156,5 +163,14 @@ def evaluate(
     """
     if not hasattr(train.env, "state_names"):
         return episode_returns(train, params, int(random.bits(key)) % 2**31, episodes, env_state)
+    return evaluate_outcomes(train, params, key, episodes)[0]
+
+
+def evaluate_outcomes(
+    train: Train, params: TensorDictBase, key: Tensor, episodes: int = 10
+) -> tuple[Tensor, dict[str, float]]:
+    """As :func:`evaluate` on a pure environment, with the rate of each of its episode
+    :func:`outcomes` (``{"win": ...}`` on MicroCombat; ``{}`` where it reports none)."""
     ev = _first_episodes_init(train, key, episodes)
-    return _first_episodes_chunk(train, train.env.max_episode_steps)(params, ev)["return"]
+    ev = _first_episodes_chunk(train, train.env.max_episode_steps)(params, ev)
+    return ev["return"], {name: float(ev[name].double().mean()) for name in outcomes(train.env)}
