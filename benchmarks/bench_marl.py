@@ -184,7 +184,7 @@ def throughput(args: argparse.Namespace) -> dict:
 VMAS_VARIANTS = ("torchrl mappo", "frl mappo", "frl ippo")
 
 
-def _vmas_job(variant: str, seed: int, iterations: int, epochs: int | None) -> dict:
+def _vmas_job(variant: str, seed: int, iterations: int, epochs: int | None, hidden: int) -> dict:
     """One seed of one learner (in a worker process: the example and the peer on its path)."""
     root = Path(__file__).resolve().parents[1]
     for folder in (root / "examples", root / "benchmarks" / "peers"):
@@ -192,22 +192,29 @@ def _vmas_job(variant: str, seed: int, iterations: int, epochs: int | None) -> d
     if variant == "torchrl mappo":
         import torchrl_mappo
 
-        return torchrl_mappo.train(seed, iterations, epochs=epochs)
+        return torchrl_mappo.train(seed, iterations, epochs=epochs, hidden=hidden)
     import vmas_mappo
 
     critic = "joint" if variant == "frl mappo" else "local"
     epochs = epochs or vmas_mappo.EPOCHS
-    return vmas_mappo.train(seed, "vmas:navigation", iterations, critic, epochs=epochs, log=False)
+    return vmas_mappo.train(
+        seed, "vmas:navigation", iterations, critic, epochs=epochs, hidden=hidden, log=False
+    )
 
 
-def update_floor_ms(obs_dim: int = 18, n_agents: int = 3, minibatch: int = 400) -> float:
+def update_floor_ms(obs_dim: int = 18, n_agents: int = 3, minibatch: int = 400, hidden: int = 256) -> float:
     """Plain torch: forward and backward of the actor and the joint critic on one minibatch."""
     from torch import nn
 
     def mlp(n_in: int, n_out: int) -> nn.Module:
-        return nn.Sequential(
-            nn.Linear(n_in, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(), nn.Linear(256, n_out)
+        layers = (
+            nn.Linear(n_in, hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, n_out),
         )
+        return nn.Sequential(*layers)
 
     actor, critic = mlp(obs_dim, 4), mlp(n_agents * (obs_dim + 1), 1)
     obs = torch.randn(minibatch * n_agents, obs_dim)
@@ -239,13 +246,19 @@ def vmas_rows(args: argparse.Namespace) -> dict:
     """TorchRL's MAPPO and frl's MAPPO/IPPO on VMAS navigation, seeds over worker processes."""
     jobs = [(v, s) for s in range(args.seeds) for v in VMAS_VARIANTS]
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_vmas_job, v, s, args.vmas_iterations, args.vmas_epochs) for v, s in jobs]
+        futures = [
+            pool.submit(_vmas_job, v, s, args.vmas_iterations, args.vmas_epochs, args.vmas_hidden)
+            for v, s in jobs
+        ]
         results = [f.result() for f in futures]
     by = {v: [r for (name, _), r in zip(jobs, results) if name == v] for v in VMAS_VARIANTS}
     final = {v: np.array([r["final_return"] for r in rs]) for v, rs in by.items()}
     speed = {v: np.array([r["env_steps_per_s"] for r in rs]) for v, rs in by.items()}
     reference = "torchrl mappo"
-    rows, out = [], {"floor_update_ms": update_floor_ms(), "vmas_batch_s": vmas_batch_s()}
+    rows, out = (
+        [],
+        {"floor_update_ms": update_floor_ms(hidden=args.vmas_hidden), "vmas_batch_s": vmas_batch_s()},
+    )
     for v in VMAS_VARIANTS:
         rs = by[v]
         out[v] = {
@@ -270,7 +283,8 @@ def vmas_rows(args: argparse.Namespace) -> dict:
         )
     frames = args.vmas_iterations * 6000
     print_table(
-        f"VMAS navigation (3 agents, 60 envs), {frames:,} frames x {args.seeds} seeds; floors: update "
+        f"VMAS navigation (3 agents, 60 envs, {args.vmas_hidden}-unit layers), {frames:,} frames x "
+        f"{args.seeds} seeds; floors: update "
         f"(torch fwd+bwd) {out['floor_update_ms']:.1f} ms, VMAS alone {out['vmas_batch_s']:.2f} s/batch",
         [
             "learner",
@@ -278,6 +292,7 @@ def vmas_rows(args: argparse.Namespace) -> dict:
             "- torchrl (paired)",
             "env-steps/s",
             "/ torchrl",
+            "collect s/batch",
             "update ms",
             "compile s",
         ],
@@ -286,7 +301,13 @@ def vmas_rows(args: argparse.Namespace) -> dict:
     steps = np.arange(1, args.vmas_iterations + 1) * 6000
     curves = {v: (steps, np.array(out[v]["curves"]).T) for v in VMAS_VARIANTS}
     title = "VMAS navigation, TorchRL collector loop"
-    figure = plot(curves, {}, args.out / "vmas-navigation.png", title, "team return (training episodes)")
+    figure = plot(
+        curves,
+        {},
+        args.out / f"vmas-navigation-{args.vmas_hidden}.png",
+        title,
+        "team return (training episodes)",
+    )
     print(f"curve: {figure}")
     return out
 
@@ -306,6 +327,7 @@ def main() -> None:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--vmas-iterations", type=int, default=10, help="6,000-frame batches per seed")
     parser.add_argument("--vmas-epochs", type=int, default=None, help="epochs per batch (default 30)")
+    parser.add_argument("--vmas-hidden", type=int, default=256, help="units per hidden layer (both learners)")
     parser.add_argument("--workers", type=int, default=1, help="processes for the VMAS seeds")
     parser.add_argument("--out", type=Path, default=RESULTS / "marl")
     args = parser.parse_args()

@@ -101,6 +101,7 @@ def train(
     frames_per_batch: int = FRAMES_PER_BATCH,
     epochs: int = EPOCHS,
     num_envs: int = NUM_ENVS,
+    hidden: int = 256,
     log: bool = True,
 ) -> dict[str, float | list[float]]:
     """Train one seed; returns the team return per iteration, env-steps/s (compile excluded), the
@@ -119,11 +120,11 @@ def train(
 
     # NETWORKS: one actor shared across the agent dim; the critic reads critic_observation(...)
     if discrete:
-        actor = nn.CategoricalPolicy(obs_dim, int(action_spec.space.n), hidden=(256, 256))
+        actor = nn.CategoricalPolicy(obs_dim, int(action_spec.space.n), hidden=(hidden, hidden))
     else:
-        actor = nn.GaussianPolicy(obs_dim, action_spec.shape[-1], hidden=(256, 256))
+        actor = nn.GaussianPolicy(obs_dim, action_spec.shape[-1], hidden=(hidden, hidden))
     critic_dim = {"joint": N_AGENTS * (obs_dim + 1), "local": obs_dim}[critic_input]
-    critic = nn.ValueNetwork(critic_dim, hidden=(256, 256))
+    critic = nn.ValueNetwork(critic_dim, hidden=(hidden, hidden))
     k_actor, k_critic, key = random.split(random.key(seed), 3)
     params = TensorDict({"actor": actor.init(k_actor), "critic": critic.init(k_critic)}, batch_size=[])
     dist = Categorical() if discrete else DiagGaussian()

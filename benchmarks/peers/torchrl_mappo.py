@@ -23,6 +23,7 @@ def train(
     frames_per_batch: int | None = None,
     epochs: int | None = None,
     num_envs: int | None = None,
+    hidden: int = 256,
     log: bool = False,
 ) -> dict[str, float | list[float]]:
     """Train one seed; returns the team return per iteration and env-steps/s (as frl's example)."""
@@ -51,7 +52,7 @@ def train(
             centralised=False,
             share_params=True,
             depth=2,
-            num_cells=256,
+            num_cells=hidden,
             activation_class=nn.Tanh,
         ),
         NormalParamExtractor(),
@@ -75,7 +76,7 @@ def train(
             centralised=centralised,
             share_params=True,
             depth=2,
-            num_cells=256,
+            num_cells=hidden,
             activation_class=nn.Tanh,
         ),
         in_keys=[("agents", "observation")],
