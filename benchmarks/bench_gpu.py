@@ -9,7 +9,8 @@ seconds and the final evaluation. Rows run (1 and 2048 seeds first) until ``--de
 when too little time is left. The table is printed after every row and written as JSON to
 ``benchmarks/results/bench_gpu.json``, so a run cut short keeps what it measured.
 
-    python benchmarks/bench_gpu.py                         # on the device machine, <= 8 min
+    bash benchmarks/device/prepare.sh                      # here: the wheels the GPU machine lacks
+    python benchmarks/bench_gpu.py                         # on the device machine (run.sh), <= 8 min
     python benchmarks/bench_gpu.py --device cpu --seeds 1 2 --scale 0.05   # the script itself, here
 """
 
