@@ -43,8 +43,10 @@ format: $(DEV)
 	$(VENV)/bin/ruff format .
 
 # FRL_REQUIRE_JAX turns a missing JAX into a failure, so parity tests never skip silently.
+# Two worker processes (one intra-op thread each, one per core); a file's tests share a process.
+TEST_WORKERS ?= 2
 test: lint
-	FRL_REQUIRE_JAX=1 $(PY) -m pytest
+	FRL_REQUIRE_JAX=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(DEV)
 	$(PIP) -e ".[bench]"
