@@ -11,8 +11,8 @@ VMAS navigation (``--only vmas``): TorchRL's own MAPPO (``benchmarks/peers/torch
 its multi-agent tutorial's recipe) beside frl's MAPPO and IPPO learners in the same TorchRL
 collector loop (``examples/vmas_mappo.py``), at equal frames and settings, ``--seeds`` seeds each
 over ``--workers`` processes: final team return with bootstrap intervals, env-steps/s, the
-milliseconds of one minibatch update and, as its floor, a plain-torch forward and backward of the
-same two networks.
+milliseconds of one minibatch update, the collector's seconds per batch, and two floors: a
+plain-torch forward and backward of the same two networks, and VMAS stepping one batch alone.
 
     python benchmarks/bench_marl.py                                  # 3m and 2s3z, 8 seeds
     python benchmarks/bench_marl.py --maps 3m --seeds 2 --mappo-steps 50000 --value-steps 0
@@ -187,8 +187,9 @@ VMAS_VARIANTS = ("torchrl mappo", "frl mappo", "frl ippo")
 def _vmas_job(variant: str, seed: int, iterations: int, epochs: int | None, hidden: int) -> dict:
     """One seed of one learner (in a worker process: the example and the peer on its path)."""
     root = Path(__file__).resolve().parents[1]
-    for folder in (root / "examples", root / "benchmarks" / "peers"):
-        sys.path.insert(0, str(folder))
+    for folder in (str(root / "examples"), str(root / "benchmarks" / "peers")):
+        if folder not in sys.path:  # a worker runs many jobs
+            sys.path.insert(0, folder)
     if variant == "torchrl mappo":
         import torchrl_mappo
 
@@ -255,10 +256,8 @@ def vmas_rows(args: argparse.Namespace) -> dict:
     final = {v: np.array([r["final_return"] for r in rs]) for v, rs in by.items()}
     speed = {v: np.array([r["env_steps_per_s"] for r in rs]) for v, rs in by.items()}
     reference = "torchrl mappo"
-    rows, out = (
-        [],
-        {"floor_update_ms": update_floor_ms(hidden=args.vmas_hidden), "vmas_batch_s": vmas_batch_s()},
-    )
+    rows: list[list] = []
+    out = {"floor_update_ms": update_floor_ms(hidden=args.vmas_hidden), "vmas_batch_s": vmas_batch_s()}
     for v in VMAS_VARIANTS:
         rs = by[v]
         out[v] = {

@@ -44,19 +44,19 @@ def train(
     n, obs_dim = shared.N_AGENTS, env.observation_spec["agents", "observation"].shape[-1]
     action_spec = env.full_action_spec[env.action_key]
 
-    policy_net = nn.Sequential(
-        MultiAgentMLP(
+    def shared_mlp(outputs: int, centralised: bool) -> MultiAgentMLP:  # one network for all agents
+        return MultiAgentMLP(
             n_agent_inputs=obs_dim,
-            n_agent_outputs=2 * action_spec.shape[-1],
+            n_agent_outputs=outputs,
             n_agents=n,
-            centralised=False,
+            centralised=centralised,
             share_params=True,
             depth=2,
             num_cells=hidden,
             activation_class=nn.Tanh,
-        ),
-        NormalParamExtractor(),
-    )
+        )
+
+    policy_net = nn.Sequential(shared_mlp(2 * action_spec.shape[-1], False), NormalParamExtractor())
     policy = ProbabilisticActor(
         TensorDictModule(
             policy_net, in_keys=[("agents", "observation")], out_keys=[("agents", "loc"), ("agents", "scale")]
@@ -69,18 +69,7 @@ def train(
         return_log_prob=True,
     )
     critic = TensorDictModule(
-        MultiAgentMLP(
-            n_agent_inputs=obs_dim,
-            n_agent_outputs=1,
-            n_agents=n,
-            centralised=centralised,
-            share_params=True,
-            depth=2,
-            num_cells=hidden,
-            activation_class=nn.Tanh,
-        ),
-        in_keys=[("agents", "observation")],
-        out_keys=[("agents", "state_value")],
+        shared_mlp(1, centralised), in_keys=[("agents", "observation")], out_keys=[("agents", "state_value")]
     )
     collector = Collector(
         env, policy, frames_per_batch=frames_per_batch, total_frames=frames_per_batch * iterations
