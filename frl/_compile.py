@@ -14,6 +14,8 @@ Two defaults differ from ``torch.compile``:
 
 from __future__ import annotations
 
+import builtins
+import linecache
 import sys
 import types
 from collections.abc import Callable
@@ -91,6 +93,13 @@ def named(name: str, fn: Callable) -> Callable:
     """
     module = types.ModuleType(f"frl._compiled.{name}")
     module.__dict__["_fn"] = fn
-    exec(f"def {name}(*args):\n    return _fn(*args)\n", module.__dict__)
+    source = f"def {name}(*args):\n    return _fn(*args)\n"
+    # A source file that ``inspect.getsourcefile`` finds (through linecache): torch < 2.13 routes a
+    # function without one through dynamo's shared ``wrap_inline`` frame, so every wrapper shared
+    # one code cache - each unit counted as a recompile of the others (8 units hit the recompile
+    # limit and ran eager) and dynamo 2.11 crashed building a guard on the 4th (measured, H200).
+    filename = f"<frl._compiled.{name}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(builtins.compile(source, filename, "exec"), module.__dict__)
     sys.modules[module.__name__] = module
     return module.__dict__[name]

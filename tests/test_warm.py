@@ -99,3 +99,17 @@ def test_the_precompile_entry_name_is_torchs():
 
     wrapper = named("frl_unit_abc", lambda x: x)
     assert warm._dynamo_entry("frl_unit_abc") == CompilePackage.source_id_from_fn(wrapper)
+
+
+def test_each_named_wrapper_has_its_own_code_and_a_source_file():
+    # torch < 2.13 wraps a function without a source file in dynamo's one shared `inner` frame:
+    # every compiled unit then shared one code cache (recompile limit, a 2.11 guard crash)
+    import inspect
+
+    from frl._compile import named
+
+    first, second = named("frl_unit_one", lambda x: x + 1), named("frl_unit_two", lambda x: x * 2)
+    assert first.__code__ is not second.__code__
+    assert inspect.getsourcefile(first) == "<frl._compiled.frl_unit_one>"
+    assert "return _fn(*args)" in inspect.getsource(second)
+    assert (first(1), second(3)) == (2, 6)
