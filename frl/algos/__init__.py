@@ -21,11 +21,15 @@ for _spec in (
         "ippo",
         mappo.IPPOConfig,
         mappo.make_train_ippo,
-        ("discrete",),
+        ("discrete", "continuous"),
         "IPPO (de Witt et al. 2020), multi-agent",
     ),
     AgentSpec(
-        "mappo", mappo.Config, mappo.make_train, ("discrete",), "MAPPO (Yu et al. 2022), centralised critic"
+        "mappo",
+        mappo.Config,
+        mappo.make_train,
+        ("discrete", "continuous"),
+        "MAPPO (Yu et al. 2022), centralised critic",
     ),
     AgentSpec(
         "ppo",

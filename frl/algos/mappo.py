@@ -37,7 +37,7 @@ from frl.algos.collect import make_collect
 from frl.algos.config import hyper, setting
 from frl.algos.spec import Segments
 from frl.algos.train import Train, Unit, WrapOptimizer, resolve_env
-from frl.distributions import MaskedCategorical
+from frl.distributions import DiagGaussian, MaskedCategorical
 from frl.losses import bind, critic_observation, mappo_loss
 from frl.losses.marl import CRITIC_INPUTS
 from frl.returns import gae
@@ -90,14 +90,23 @@ def _with_identity(x: Tensor) -> Tensor:
 
 def networks(config: Config, env: Any) -> tuple[Callable, Callable, Callable, Callable]:
     """``(actor_init, actor_apply, critic_init, critic_apply)``: ``actor_apply(params, obs [..., n, O])
-    -> logits [..., n, A]``; ``critic_apply(params, c [..., n, D]) -> [..., n]``, ``c`` the critic
-    input :func:`frl.losses.critic_observation` builds from the observations and the state."""
-    n, obs_dim, num_actions = env.n_agents, env.obs_dim, env.num_actions
+    -> logits [..., n, A]`` (or, for a box of ``D`` actions per agent, a Gaussian's ``(mean,
+    log_std)``, each ``[..., n, D]``); ``critic_apply(params, c [..., n, D]) -> [..., n]``, ``c`` the
+    critic input :func:`frl.losses.critic_observation` builds from the observations and the state."""
+    n, obs_dim = env.n_agents, env.obs_dim
     shared, ids = config.share_params, config.share_params and config.agent_id
     critic_in = {"local": obs_dim, "joint": n * obs_dim + n, "state": getattr(env, "state_dim", 0) + n}[
         config.critic_input
     ]
-    actor = nn.MLP((obs_dim + (n if ids else 0), *config.hidden, num_actions), "tanh", output_scale=0.01)
+    actor: Any
+    if env.discrete:
+        actor = nn.MLP(
+            (obs_dim + (n if ids else 0), *config.hidden, env.num_actions), "tanh", output_scale=0.01
+        )
+    else:  # one free log-std per action dim, as PPO's continuous policy
+        actor = nn.GaussianPolicy(
+            obs_dim + (n if ids else 0), env.action_space.shape[-1], tuple(config.hidden)
+        )
     local_ids = ids and config.critic_input == "local"
     critic = nn.MLP((critic_in + (n if local_ids else 0), *config.hidden, 1), "tanh")
     if not shared:
@@ -115,7 +124,8 @@ def networks(config: Config, env: Any) -> tuple[Callable, Callable, Callable, Ca
 def team_advantages(critic_input: str, group: str) -> Callable[..., TensorDictBase]:
     """``with_advantages(segment, value_apply, critic_params, gamma=, lmbda=)`` for a multi-agent
     segment: each agent's values of its critic input now and at the true next step, and GAE on the
-    team's reward and the episode's flags (shared by the agents), written under ``group``."""
+    team's reward (each agent's own ``("next", group, "reward")`` where the segment has it) and the
+    episode's flags (shared by the agents), written under ``group``."""
 
     def with_advantages(
         segment: TensorDictBase,
@@ -135,8 +145,9 @@ def team_advantages(critic_input: str, group: str) -> Callable[..., TensorDictBa
         def per_agent(x: Tensor) -> Tensor:
             return x.unsqueeze(-1).expand(value.shape)
 
+        own = segment.get(("next", group, "reward"), None)  # each agent's reward, where it has one
         advantage, target = gae(
-            per_agent(segment["next", "reward"]),
+            per_agent(segment["next", "reward"]) if own is None else own,
             value,
             next_value,
             per_agent(segment["next", "terminated"]),
@@ -157,8 +168,10 @@ def team_advantages(critic_input: str, group: str) -> Callable[..., TensorDictBa
 def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer = None) -> Train:
     """MAPPO (or, with :class:`IPPOConfig`, IPPO) on ``config.env_id`` (or on ``env``): a
     :class:`~frl.algos.train.Train` whose ``explore``/``policy`` take the environment's observation
-    dict and return one legal action per agent ``[..., n]``."""
-    env = resolve_env(config, env, IPPOConfig if isinstance(config, IPPOConfig) else Config, discrete=True)
+    dict and return one legal action per agent ``[..., n]`` (a masked categorical), or a box of
+    actions per agent ``[..., n, D]`` (a diagonal Gaussian, unclipped: the collectors clip what
+    the environment receives) on a continuous environment (``vmas:<scenario>``)."""
+    env = resolve_env(config, env, IPPOConfig if isinstance(config, IPPOConfig) else Config)
     if config.critic_input == "state" and not getattr(env, "has_state", False):
         raise ValueError(
             f"{config.agent}: critic_input='state' needs a global state; {env.id} has none: "
@@ -166,14 +179,19 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         )
     group = env.group
     actor_init, actor_apply, critic_init, critic_apply = networks(config, env)
+    dist: Any = DIST if env.discrete else DiagGaussian()
+
+    def dist_params(params: TensorDictBase, obs: Any) -> Any:
+        out = actor_apply(params["actor"], obs[group]["observation"])
+        return (out, obs[group]["action_mask"]) if env.discrete else out
 
     def explore(params: TensorDictBase, hyperparams: Any, obs: Any, key: Tensor, env_steps: Tensor):
-        dist_params = (actor_apply(params["actor"], obs[group]["observation"]), obs[group]["action_mask"])
-        action = DIST.sample(key, dist_params)
-        return action, DIST.log_prob(dist_params, action).detach()
+        given = dist_params(params, obs)
+        action = dist.sample(key, given)
+        return action, dist.log_prob(given, action).detach()
 
     def policy(params: TensorDictBase, obs: Any) -> Tensor:
-        return DIST.mode((actor_apply(params["actor"], obs[group]["observation"]), obs[group]["action_mask"]))
+        return dist.mode(dist_params(params, obs))
 
     tx = op.clipped_optimizer(
         optim.adam(config.learning_rate, eps=1e-5), config.max_grad_norm, wrap_optimizer
@@ -184,14 +202,13 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         "critic",
         policy_apply=actor_apply,
         value_apply=critic_apply,
-        dist=DIST,
+        dist=dist,
         critic_input=config.critic_input,
         group=group,
     )
     consumes = Segments(config.num_envs, config.num_steps, config.rollout_chunk, extra=ADVANTAGE_KEYS)
-    keys = tuple(
-        (group, k) for k in ("observation", "action_mask", "action", "action_log_prob", *ADVANTAGE_KEYS)
-    )
+    masks = ("action_mask",) if env.discrete else ()
+    keys = tuple((group, k) for k in ("observation", *masks, "action", "action_log_prob", *ADVANTAGE_KEYS))
     keys += ("state",) if getattr(env, "has_state", False) else ()
     updates = config.update_epochs * config.num_minibatches
     order = torch.zeros(updates, config.minibatch_size, dtype=torch.int64)
@@ -232,7 +249,7 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         policy=policy,
         explore=explore,
         factory=make_train_ippo if isinstance(config, IPPOConfig) else make_train,
-        parts={"actor": actor_net, "critic": critic_net, "dist": DIST, "optimizer": tx, "loss": loss},
+        parts={"actor": actor_net, "critic": critic_net, "dist": dist, "optimizer": tx, "loss": loss},
     )
 
 

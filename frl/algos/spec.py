@@ -135,7 +135,8 @@ def _multi_agent_transition(env: Any, log_prob: bool, extra: tuple[str, ...]) ->
     """A multi-agent environment's transition in TorchRL's group layout (:mod:`frl.envs.multi_agent`):
     the agents' ``observation``, ``action_mask``, ``action`` (and ``action_log_prob`` and the
     ``extra`` entries, one per agent) under ``env.group``, the global ``state``, the team's
-    ``reward`` and the episode's flags under ``next``."""
+    ``reward`` (and each agent's, where the environment gives one) and the episode's flags under
+    ``next``. Actions are indices, or a box per agent ``[n, D]`` for continuous actions."""
     n, group = env.n_agents, env.group
     obs = env.observation_example()
     flag = torch.zeros((), dtype=torch.bool)
@@ -152,7 +153,12 @@ def _multi_agent_transition(env: Any, log_prob: bool, extra: tuple[str, ...]) ->
         },
         batch_size=[],
     )
-    out[group, "action"] = torch.zeros(n, dtype=torch.int64)
+    if getattr(env, "discrete", True):
+        out[group, "action"] = torch.zeros(n, dtype=torch.int64)
+    else:  # a box per agent (VMAS's forces)
+        out[group, "action"] = torch.zeros(n, *env.action_space.shape, dtype=env.dtype)
+    if getattr(env, "per_agent_reward", False):  # each agent's own reward beside the team's
+        out["next", group, "reward"] = torch.zeros(n, dtype=env.dtype)
     for name in (("action_log_prob",) if log_prob else ()) + extra:
         out[group, name] = torch.zeros(n, dtype=env.dtype)
     return out
@@ -243,6 +249,8 @@ def new_state(
     episode statistics."""
     if getattr(env, "pure", True):
         obs, env_state = env.reset(env_key, num_envs=num_envs)
+    elif getattr(env, "multi_agent", False):  # stepped outside the graph: placeholders
+        obs, env_state = env.observation_example().expand(num_envs).clone(), {}
     else:  # stepped outside the graph (TorchRL collectors): placeholders the collectors overwrite
         shape = (num_envs, *env.observation_space.shape)
         obs, env_state = torch.zeros(shape, dtype=getattr(env, "obs_dtype", env.dtype)), {}
@@ -379,8 +387,14 @@ def check_state(
         _check_data(state, consumes, obs.dtype, observation_shape, reward_dtype)
         return
     # the observation's entries: those the example has both now and under `next`, but the flags
+    # and the rewards (the team's, and an agent's under its group)
+    not_observed = {"reward", "terminated", "truncated", "done"}
     observation = example.exclude("next").select(
-        *example["next"].exclude("reward", "terminated", "truncated", "done").keys(True, True)
+        *(
+            k
+            for k in example["next"].keys(True, True)
+            if (k if isinstance(k, str) else k[-1]) not in not_observed
+        )
     )
     _check_like(state, ("env", "observation"), observation, (E,))
     if consumes.kind == "segments":

@@ -146,7 +146,8 @@ def build_train(
     if not gym and env_id not in envs.list_envs() and envs.plugin_prefix(env_id) is None:
         raise UsageError(
             f"unknown environment {env_id!r}; choose one of {', '.join(envs.list_envs())}, "
-            "a gymnasium id as gym:<id> (e.g. gym:Pendulum-v1) or a gymnax id as gymnax:<id>"
+            "a gymnasium id as gym:<id> (e.g. gym:Pendulum-v1), a gymnax id as gymnax:<id> or a VMAS "
+            "scenario as vmas:<scenario>"
         )
     if not gym and env_options:
         raise UsageError(

@@ -51,7 +51,8 @@ def _sep(key: Any) -> str:
 class BehaviourPolicy(torch.nn.Module):
     """``Train.explore`` as a TorchRL policy: reads ``observation``, writes ``action`` (clipped to
     the action box, for the environment), ``frl_action`` (what the learner stores) and
-    ``action_log_prob``.
+    ``action_log_prob`` (for a multi-agent environment: reads its group, ``{group: {...}}``, and
+    writes the three under the group, one per agent).
 
     Parameters and hyper-parameters are buffers (``load`` copies a member's in; a worker process
     receives them as weights, with ``policy_weights``), as are the run's ``env_steps`` and the
@@ -114,7 +115,8 @@ class BehaviourPolicy(torch.nn.Module):
             self.calls.fill_(calls)
 
     def forward(self, td: TensorDictBase) -> TensorDictBase:
-        obs = td["observation"]
+        group = getattr(self.env, "group", None) if getattr(self.env, "multi_agent", False) else None
+        obs = td["observation"] if group is None else {group: td[group].to_dict()}
         stream = random.fold_in(self.stream, self.worker)
         with torch.no_grad():
             if self._compiled is not None:
@@ -131,11 +133,11 @@ class BehaviourPolicy(torch.nn.Module):
                     self.tree("params"), self.tree("hyperparams"), obs, key, self.env_steps.clone()
                 )
         self.calls += 1
-        envs = obs.shape[0] if obs.dim() > len(self.env.observation_space.shape) else 1
-        self.env_steps += envs * self.num_workers
-        td["frl_action"] = action
-        td["action_log_prob"] = log_prob
-        td["action"] = clip_action(self.env, action)
+        self.env_steps += td.batch_size.numel() * self.num_workers
+        prefix = () if group is None else (group,)
+        td[(*prefix, "frl_action")] = action
+        td[(*prefix, "action_log_prob")] = log_prob
+        td[(*prefix, "action")] = clip_action(self.env, action)
         return td
 
 
@@ -180,13 +182,20 @@ def worker_policy(policy: BehaviourPolicy, worker: int) -> BehaviourPolicy:
     return policy
 
 
-def to_frl_batch(batch: TensorDictBase, dtype: torch.dtype = torch.float32) -> TensorDict:
+def to_frl_batch(
+    batch: TensorDictBase, dtype: torch.dtype = torch.float32, group: str | None = None
+) -> TensorDict:
     """A collector batch (time last: ``[E, T]``, ``[T]`` or ``[W, E, T]``) as frl transitions
     ``[..., T]`` in TorchRL's keys, per-step scalars squeezed to one value per step: the action
     the learner stores (``frl_action``) as ``action``, rewards in ``dtype``, and the raw
-    ``episode_reward``/``step_count`` of ``RewardSum``/``StepCounter`` where the batch has them."""
+    ``episode_reward``/``step_count`` of ``RewardSum``/``StepCounter`` where the batch has them.
+    With a multi-agent ``group``, the agents' entries stay under it (``(group, "observation")
+    [..., T, n, O]``, ``action_mask`` where the environment gives one, each agent's
+    ``("next", group, "reward") [..., T, n]``) beside the team's reward and flags."""
     batch = squeeze_trailing(batch, (*_SCALARS, "action_log_prob"))
     nxt = batch["next"]
+    if group is not None:
+        return _multi_agent_batch(batch, group, dtype)
     out = TensorDict(
         {
             "observation": batch["observation"],
@@ -194,6 +203,32 @@ def to_frl_batch(batch: TensorDictBase, dtype: torch.dtype = torch.float32) -> T
             "action_log_prob": batch["action_log_prob"].to(dtype),
             "next": {
                 "observation": nxt["observation"],
+                "reward": nxt["reward"].to(dtype),
+                **{k: nxt[k] for k in ("terminated", "truncated", "done")},
+            },
+        },
+        batch_size=batch.batch_size,
+    )
+    for key, kind in (("episode_reward", dtype), ("step_count", torch.int64)):
+        if key in nxt:
+            out["next", key] = nxt[key].to(kind)
+    return out
+
+
+def _multi_agent_batch(batch: TensorDictBase, group: str, dtype: torch.dtype) -> TensorDict:
+    nxt = batch["next"]
+    masks = ("action_mask",) if (group, "action_mask") in batch.keys(True, True) else ()
+    agents = {k: batch[group, k] for k in ("observation", *masks)}
+    agents["action"] = batch[group, "frl_action"]
+    agents["action_log_prob"] = batch[group, "action_log_prob"].to(dtype)
+    after = {k: nxt[group, k] for k in ("observation", *masks)}
+    if (group, "reward") in nxt.keys(True, True):
+        after["reward"] = squeeze_trailing(nxt[group], ("reward",))["reward"].to(dtype)
+    out = TensorDict(
+        {
+            group: agents,
+            "next": {
+                group: after,
                 "reward": nxt["reward"].to(dtype),
                 **{k: nxt[k] for k in ("terminated", "truncated", "done")},
             },
@@ -374,7 +409,8 @@ class _CollectorFeed:
                 batch = next(it).reshape(self.E, self.T)  # [workers, envs per worker, T]
             if batch.batch_dims == 1:
                 batch = batch.unsqueeze(0)
-            batches.append(to_frl_batch(batch, self.train.env.dtype))
+            group = self.train.env.group if getattr(self.train.env, "multi_agent", False) else None
+            batches.append(to_frl_batch(batch, self.train.env.dtype, group))
         return (torch.stack(batches) if self.batched else batches[0],)
 
     def env_states(self) -> list[dict] | None:

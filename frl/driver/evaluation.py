@@ -126,9 +126,13 @@ def episode_returns(
 
     env = train.env.make_env(seed=seed, train=False)
     load_norm_state(env, norm, freeze=True)
+    group = train.env.group if getattr(train.env, "multi_agent", False) else None
 
-    def act(obs: Tensor) -> Tensor:
-        return clip_action(train.env, train.policy(params, obs))
+    def act(td: TensorDictBase) -> None:
+        if group is None:
+            td["action"] = clip_action(train.env, train.policy(params, td["observation"]))
+        else:  # every agent's action from the group's observation dict; the team's reward
+            td[group, "action"] = clip_action(train.env, train.policy(params, {group: td[group].to_dict()}))
 
     try:
         return torch.tensor([_episode(env, act, train.env.max_episode_steps) for _ in range(episodes)])
@@ -136,13 +140,13 @@ def episode_returns(
         env.close()
 
 
-def _episode(env: Any, act: Callable[[Tensor], Tensor], max_steps: int) -> float:
-    """The raw return of one episode (at most ``max_steps`` steps)."""
+def _episode(env: Any, act: Callable[[TensorDictBase], None], max_steps: int) -> float:
+    """The raw return of one episode (at most ``max_steps`` steps; ``act`` writes the action)."""
     td = env.reset()
     total = 0.0
     with torch.no_grad():
         for _ in range(max_steps):
-            td["action"] = act(td["observation"])
+            act(td)
             td = env.step(td)
             total += float(td["next", "reward"].sum())
             if bool(td["next", "done"].any()):

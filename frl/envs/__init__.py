@@ -93,7 +93,7 @@ MICRO_COMBAT = {f"MicroCombat-{name}-v0": name for name in MAPS}
 """Ids :func:`make` serves with :class:`~frl.envs.micro_combat.MicroCombat` on the named map."""
 
 
-PLUGINS: dict[str, str] = {"gymnax:": "frl.interop.jax"}
+PLUGINS: dict[str, str] = {"gymnax:": "frl.interop.jax", "vmas:": "frl.envs.vmas"}
 """Id prefixes served by optional modules: importing the module registers the prefix's factory
 (``register_prefix``), so ``make("gymnax:CartPole-v1")`` works once the ``jax`` extra is in."""
 
@@ -148,7 +148,9 @@ def make(env_id: str, **kwargs: Any) -> Environment | GymEnvironment:
     ``"gym:<id>"`` gives any gymnasium environment through TorchRL (:class:`GymEnvironment`;
     kwargs ``norm_obs``, ``norm_reward``, ``frame_stack``, ``make_kwargs``);
     ``"gymnax:<id>"`` any gymnax environment run in JAX (``frl.interop.jax.GymnaxEnv``, needs the
-    ``jax`` extra).
+    ``jax`` extra); ``"vmas:<scenario>"`` a VMAS scenario through TorchRL
+    (``frl.envs.vmas.VmasTask``; kwargs ``n_agents``, ``max_steps``, ``continuous_actions``,
+    ``scenario_kwargs``; the ``vmas`` extra).
     """
     if is_gym_id(env_id):
         from frl.envs.gymnasium import make_gym
@@ -164,14 +166,17 @@ def make(env_id: str, **kwargs: Any) -> Environment | GymEnvironment:
             try:
                 importlib.import_module(PLUGINS[prefix])
             except ImportError as err:
+                extra = prefix[:-1] if prefix == "vmas:" else "jax"
                 raise ValueError(
-                    f"{env_id!r} needs {PLUGINS[prefix]} ({err}); install the extra: pip install 'frl[jax]'"
+                    f"{env_id!r} needs {PLUGINS[prefix]} ({err}); install the extra: "
+                    f"pip install 'frl[{extra}]'"
                 ) from None
         return _FACTORIES[prefix](env_id, **kwargs)
     if env_id not in ENVIRONMENTS:
         raise ValueError(
             f"unknown environment {env_id!r}; choose one of {', '.join(list_envs())}, "
-            "any gymnasium id as 'gym:<id>' or any gymnax id as 'gymnax:<id>'"
+            "any gymnasium id as 'gym:<id>', any gymnax id as 'gymnax:<id>' or a VMAS scenario as "
+            "'vmas:<scenario>'"
         )
     return ENVIRONMENTS[env_id](**kwargs)
 

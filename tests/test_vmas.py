@@ -1,0 +1,116 @@
+"""VMAS scenarios in frl's collector driver: ``frl.envs.make("vmas:<scenario>")`` + MAPPO/IPPO."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("vmas")
+
+import frl
+from frl import algos, envs
+from frl.cli import main as cli_main
+from frl.driver.collectors import to_frl_batch
+
+
+@pytest.fixture(scope="module")
+def navigation():
+    return envs.make("vmas:navigation")
+
+
+def test_the_task_describes_the_group_and_a_box_per_agent(navigation):
+    assert (navigation.n_agents, navigation.obs_dim, navigation.group) == (3, 18, "agents")
+    assert not navigation.discrete and navigation.action_space.shape == (2,)
+    assert (navigation.action_space.low, navigation.action_space.high) == ((-1.0, -1.0), (1.0, 1.0))
+    assert navigation.multi_agent and not navigation.pure and not navigation.has_state
+
+
+def test_the_time_limit_truncates_and_the_team_reward_is_the_agents_mean(navigation):
+    env = envs.make("vmas:navigation", max_steps=5).make_env(seed=3, num_envs=2)
+    td = env.rollout(7, break_when_any_done=False)
+    nxt = td["next"]
+    # step 5 ends the episode by time: truncated (bootstrapped), not terminated; then it restarts
+    assert nxt["truncated"].squeeze(-1)[:, 4].all() and not nxt["terminated"].any()
+    assert nxt["step_count"][0, :, 0].tolist() == [1, 2, 3, 4, 5, 1, 2]
+    torch.testing.assert_close(nxt["reward"], nxt["agents", "reward"].mean(-2))
+    # RewardSum of the team reward, reset with the episode
+    torch.testing.assert_close(nxt["episode_reward"][:, 4], nxt["reward"][:, :5].sum(1))
+    torch.testing.assert_close(nxt["episode_reward"][:, 5], nxt["reward"][:, 5])
+
+
+def test_a_discrete_scenario_has_all_legal_masks():
+    task = envs.make("vmas:navigation", continuous_actions=False, n_agents=2)
+    td = task.make_env(seed=0, num_envs=2).rollout(3)
+    assert task.discrete and task.num_actions == td["agents", "action_mask"].shape[-1]
+    assert td["agents", "action_mask"].shape[:-1] == (2, 3, 2) and td["agents", "action_mask"].all()
+
+
+def test_a_collector_batch_becomes_the_group_layout(navigation):
+    train = algos.get("mappo").make_train(algos.get("mappo").config.preset("vmas:navigation"), navigation)
+    from torchrl.collectors import Collector
+
+    from frl.driver.collectors import BehaviourPolicy
+
+    params = train.init(frl.random.key(0))["params"]
+    hp = train.init(frl.random.key(0))["hyperparams"]
+    policy = BehaviourPolicy(train, params, hp, seed=0)
+    env = navigation.make_env(seed=1, num_envs=4)
+    collector = Collector(
+        env,
+        policy=policy,
+        frames_per_batch=24,
+        total_frames=-1,
+        trust_policy=True,
+        auto_register_policy_transforms=False,
+    )
+    batch = to_frl_batch(next(iter(collector)), group="agents")
+    collector.shutdown()
+    assert batch.batch_size == (4, 6)
+    assert batch["agents", "observation"].shape == (4, 6, 3, 18)
+    assert batch["agents", "action"].shape == (4, 6, 3, 2)  # what the learner stores: unclipped
+    assert batch["agents", "action_log_prob"].shape == (4, 6, 3)
+    assert batch["next", "agents", "reward"].shape == (4, 6, 3) and batch["next", "reward"].shape == (4, 6)
+    assert batch["next", "done"].shape == (4, 6) and batch["next", "episode_reward"].shape == (4, 6)
+
+
+@pytest.mark.parametrize(
+    "algo,scenario", [("mappo", "navigation"), ("ippo", "balance"), ("mappo", "transport")]
+)
+def test_mappo_and_ippo_run_on_vmas_in_the_collector_driver(algo, scenario):
+    agent = algos.get(algo)
+    config = agent.config.preset(
+        f"vmas:{scenario}", num_envs=4, num_steps=20, update_epochs=1, num_minibatches=2, hidden=(16, 16)
+    )
+    train = agent.make_train(config)
+    assert train.env.id == f"vmas:{scenario}"
+    result = frl.run(train, seeds=1, total_steps=160, compile=False, progress=False, eval_episodes=1)
+    assert result.env_steps == 160
+    assert all(torch.isfinite(torch.tensor(r)) for r in result.eval_returns)
+    assert all(torch.isfinite(v).all() for v in result.state["params"].values(True, True))
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (
+            ["train", "dqn", "--env", "vmas:navigation"],
+            "single-agent algorithm; vmas:navigation is a multi-agent",
+        ),
+        (
+            ["train", "qmix", "--env", "vmas:navigation"],
+            "qmix needs discrete actions; vmas:navigation has continuous",
+        ),
+        (
+            ["train", "mappo", "--env", "vmas:no_such_scenario"],
+            "vmas: unknown scenario 'no_such_scenario'; VMAS has balance",
+        ),
+        (
+            ["train", "mappo", "--env", "vmas:navigation", "--config.critic_input", "state"],
+            "needs a global state",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_naming_it(argv, match, capsys, tmp_path):
+    code = cli_main([*argv, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and match in err and len(err.strip().splitlines()) == 1, err
