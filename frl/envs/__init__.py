@@ -93,7 +93,7 @@ MICRO_COMBAT = {f"MicroCombat-{name}-v0": name for name in MAPS}
 """Ids :func:`make` serves with :class:`~frl.envs.micro_combat.MicroCombat` on the named map."""
 
 
-PLUGINS: dict[str, str] = {"gymnax:": "frl.interop.jax", "vmas:": "frl.envs.vmas"}
+PLUGINS: dict[str, str] = {"gymnax:": "frl.interop.jax", "vmas:": "frl.envs.vmas", "mpe2:": "frl.envs.mpe2"}
 """Id prefixes served by optional modules: importing the module registers the prefix's factory
 (``register_prefix``), so ``make("gymnax:CartPole-v1")`` works once the ``jax`` extra is in."""
 
@@ -150,7 +150,8 @@ def make(env_id: str, **kwargs: Any) -> Environment | GymEnvironment:
     ``"gymnax:<id>"`` any gymnax environment run in JAX (``frl.interop.jax.GymnaxEnv``, needs the
     ``jax`` extra); ``"vmas:<scenario>"`` a VMAS scenario through TorchRL
     (``frl.envs.vmas.VmasTask``; kwargs ``n_agents``, ``max_steps``, ``continuous_actions``,
-    ``scenario_kwargs``; the ``vmas`` extra).
+    ``scenario_kwargs``; the ``vmas`` extra); ``"mpe2:<scenario>"`` an MPE2 particle environment
+    through TorchRL's PettingZoo wrapper (``frl.envs.mpe2.Mpe2Task``; the ``vmas`` extra).
     """
     if is_gym_id(env_id):
         from frl.envs.gymnasium import make_gym
@@ -166,7 +167,7 @@ def make(env_id: str, **kwargs: Any) -> Environment | GymEnvironment:
             try:
                 importlib.import_module(PLUGINS[prefix])
             except ImportError as err:
-                extra = prefix[:-1] if prefix == "vmas:" else "jax"
+                extra = "jax" if prefix == "gymnax:" else "vmas"
                 raise ValueError(
                     f"{env_id!r} needs {PLUGINS[prefix]} ({err}); install the extra: "
                     f"pip install 'frl[{extra}]'"
@@ -175,8 +176,8 @@ def make(env_id: str, **kwargs: Any) -> Environment | GymEnvironment:
     if env_id not in ENVIRONMENTS:
         raise ValueError(
             f"unknown environment {env_id!r}; choose one of {', '.join(list_envs())}, "
-            "any gymnasium id as 'gym:<id>', any gymnax id as 'gymnax:<id>' or a VMAS scenario as "
-            "'vmas:<scenario>'"
+            "any gymnasium id as 'gym:<id>', any gymnax id as 'gymnax:<id>', a VMAS scenario as "
+            "'vmas:<scenario>' or an MPE2 one as 'mpe2:<scenario>'"
         )
     return ENVIRONMENTS[env_id](**kwargs)
 

@@ -1,4 +1,6 @@
-"""VMAS scenarios in frl's collector driver: ``frl.envs.make("vmas:<scenario>")`` + MAPPO/IPPO."""
+"""Multi-agent environments stepped by TorchRL in frl's collector driver: VMAS scenarios
+(``vmas:<scenario>``) and MPE2 through the PettingZoo wrapper (``mpe2:<scenario>``), with
+MAPPO and IPPO."""
 
 from __future__ import annotations
 
@@ -6,11 +8,14 @@ import pytest
 import torch
 
 pytest.importorskip("vmas")
+pytest.importorskip("mpe2")
 
 import frl
 from frl import algos, envs
 from frl.cli import main as cli_main
 from frl.driver.collectors import to_frl_batch
+
+pytestmark = pytest.mark.filterwarnings("ignore:PettingZoo in TorchRL is tested")
 
 
 @pytest.fixture(scope="module")
@@ -73,16 +78,31 @@ def test_a_collector_batch_becomes_the_group_layout(navigation):
     assert batch["next", "done"].shape == (4, 6) and batch["next", "episode_reward"].shape == (4, 6)
 
 
+def test_mpe2_spread_is_grouped_as_agent_with_masks_and_pettingzoos_time_limit():
+    task = envs.make("mpe2:simple_spread")
+    assert (task.group, task.n_agents, task.obs_dim, task.num_actions) == ("agent", 3, 18, 5)
+    td = task.make_env(seed=0, num_envs=2).rollout(27, break_when_any_done=False)
+    nxt = td["next"]
+    assert nxt["truncated"].squeeze(-1)[:, 24].all() and nxt["done"].squeeze(-1).sum() == 2
+    assert td["agent", "action_mask"].all() and td["agent", "action_mask"].shape == (2, 27, 3, 5)
+    torch.testing.assert_close(nxt["reward"], nxt["agent", "reward"].mean(-2))
+    torch.testing.assert_close(nxt["episode_reward"][:, 24], nxt["reward"][:, :25].sum(1))
+
+
 @pytest.mark.parametrize(
-    "algo,scenario", [("mappo", "navigation"), ("ippo", "balance"), ("mappo", "transport")]
+    "algo,env_id",
+    [
+        ("mappo", "vmas:navigation"),
+        ("ippo", "vmas:balance"),
+        ("mappo", "vmas:transport"),
+        ("mappo", "mpe2:simple_spread"),
+    ],
 )
-def test_mappo_and_ippo_run_on_vmas_in_the_collector_driver(algo, scenario):
+def test_mappo_and_ippo_run_in_the_collector_driver(algo, env_id):
     agent = algos.get(algo)
-    config = agent.config.preset(
-        f"vmas:{scenario}", num_envs=4, num_steps=20, update_epochs=1, num_minibatches=2, hidden=(16, 16)
-    )
-    train = agent.make_train(config)
-    assert train.env.id == f"vmas:{scenario}"
+    settings = dict(num_envs=4, num_steps=20, rollout_chunk=20, update_epochs=1, num_minibatches=2)
+    train = agent.make_train(agent.config.preset(env_id, hidden=(16, 16), **settings))
+    assert train.env.id == env_id
     result = frl.run(train, seeds=1, total_steps=160, compile=False, progress=False, eval_episodes=1)
     assert result.env_steps == 160
     assert all(torch.isfinite(torch.tensor(r)) for r in result.eval_returns)
@@ -108,6 +128,7 @@ def test_mappo_and_ippo_run_on_vmas_in_the_collector_driver(algo, scenario):
             ["train", "mappo", "--env", "vmas:navigation", "--config.critic_input", "state"],
             "needs a global state",
         ),
+        (["train", "ippo", "--env", "mpe2:no_such"], "mpe2: unknown scenario 'no_such'"),
     ],
 )
 def test_bad_input_is_one_line_naming_it(argv, match, capsys, tmp_path):
