@@ -19,6 +19,7 @@ from torch.func import vmap
 from frl import random
 from frl.envs.base import Environment
 from frl.envs.classic_control import Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum
+from frl.envs.deep_sea import DeepSea
 from frl.envs.highway import Highway
 from frl.envs.micro_combat import MAPS, MicroCombat
 from frl.envs.minatar import Asterix, Breakout, Freeway, SpaceInvaders
@@ -36,6 +37,7 @@ __all__ = [
     "MICRO_COMBAT",
     "TABULAR",
     "Box",
+    "DeepSea",
     "Discrete",
     "Environment",
     "GymEnvironment",
@@ -87,6 +89,7 @@ ENVIRONMENTS: dict[str, type[Environment]] = {
         InterestEvolution,
         InterestEvolutionObserved,
         Highway,
+        DeepSea,
     )
 }
 MICRO_COMBAT = {f"MicroCombat-{name}-v0": name for name in MAPS}
