@@ -134,7 +134,16 @@ def test_bad_input_names_it():
         DeepSea(size=5, grid=3)
     with pytest.raises(ValueError, match=r"`size` must be an int in \[1, 5\], got 6"):
         DeepSea(size=5).params_for(6)
-    with pytest.raises(ValueError, match="DeepSea-v0: `action` must be integer indices"):
+    with pytest.raises(ValueError, match="DeepSea-3-v0: `action` must be integer indices"):
         env = DeepSea(size=3)
         _obs, state = env.reset(random.key(0))
         env.step(random.key(1), state, torch.tensor(0.5))
+
+
+def test_any_size_is_an_id():
+    assert envs.make("DeepSea-17-v0").size == 17 and envs.make("DeepSea-17-v0").id == "DeepSea-17-v0"
+    assert envs.make("DeepSea-v0").size == 10 and envs.make("DeepSea-v0").id == "DeepSea-v0"
+    assert envs.is_known("DeepSea-33-v0") and "DeepSea-20-v0" in envs.list_envs()
+    assert not envs.is_known("DeepSea-0-v0") and not envs.is_known("DeepSea-x-v0")
+    with pytest.raises(ValueError, match="unknown environment 'DeepSea-0-v0'"):
+        envs.make("DeepSea-0-v0")

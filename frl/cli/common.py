@@ -143,7 +143,7 @@ def build_train(
     except ValueError as err:
         raise UsageError(str(err)) from None
     gym = envs.is_gym_id(env_id)
-    if not gym and env_id not in envs.list_envs() and envs.plugin_prefix(env_id) is None:
+    if not envs.is_known(env_id) and envs.plugin_prefix(env_id) is None:
         raise UsageError(
             f"unknown environment {env_id!r}; choose one of {', '.join(envs.list_envs())}, "
             "a gymnasium id as gym:<id> (e.g. gym:Pendulum-v1), a gymnax id as gymnax:<id> or a VMAS "

@@ -10,6 +10,7 @@ environments), ``TorchRLEnv`` and ``to_torchrl`` load them on first use.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ __all__ = [
     "TabularEnv",
     "TorchRLEnv",
     "is_gym_id",
+    "is_known",
     "list_envs",
     "make",
     "plugin_prefix",
@@ -89,9 +91,9 @@ ENVIRONMENTS: dict[str, type[Environment]] = {
         InterestEvolution,
         InterestEvolutionObserved,
         Highway,
-        DeepSea,
     )
 }
+ENVIRONMENTS["DeepSea-v0"] = DeepSea  # size 10; DeepSea-<N>-v0 for other sizes
 MICRO_COMBAT = {f"MicroCombat-{name}-v0": name for name in MAPS}
 """Ids :func:`make` serves with :class:`~frl.envs.micro_combat.MicroCombat` on the named map."""
 
@@ -140,9 +142,24 @@ TABULAR = ("CliffWalking-v1", "FrozenLake-v1", "FrozenLake8x8-v1")
 ``gamma`` (kept with the MDP for planning), ``max_episode_steps``)."""
 
 
+DEEP_SEA_SIZES = (5, 10, 20, 30, 40, 50)
+"""Sizes listed as ``DeepSea-<N>-v0`` (bsuite's sweep runs 10 to 50); :func:`make` takes any ``N``."""
+
+
+def _deep_sea_size(env_id: str) -> int | None:
+    match = re.fullmatch(r"DeepSea-([1-9][0-9]*)-v0", env_id)
+    return None if match is None else int(match.group(1))
+
+
 def list_envs() -> list[str]:
-    """The ids :func:`make` accepts."""
-    return sorted([*ENVIRONMENTS, *TABULAR, *MICRO_COMBAT])
+    """The ids :func:`make` accepts (``DeepSea-<N>-v0`` for any ``N``; a few are listed)."""
+    sizes = [f"DeepSea-{n}-v0" for n in DEEP_SEA_SIZES]
+    return sorted([*ENVIRONMENTS, *TABULAR, *MICRO_COMBAT, *sizes])
+
+
+def is_known(env_id: str) -> bool:
+    """Whether :func:`make` serves ``env_id`` without a plugin (built in, ``gym:``, a DeepSea size)."""
+    return env_id in list_envs() or is_gym_id(env_id) or _deep_sea_size(env_id) is not None
 
 
 def make(env_id: str, **kwargs: Any) -> Environment | GymEnvironment:
@@ -164,6 +181,9 @@ def make(env_id: str, **kwargs: Any) -> Environment | GymEnvironment:
         return _tabular(env_id, **kwargs)
     if env_id in MICRO_COMBAT:
         return MicroCombat(map_name=MICRO_COMBAT[env_id], **kwargs)
+    size = _deep_sea_size(env_id) if isinstance(env_id, str) else None
+    if size is not None:
+        return DeepSea(size=size, **kwargs)
     prefix = plugin_prefix(env_id)
     if prefix is not None:
         if prefix not in _FACTORIES:

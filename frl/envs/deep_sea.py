@@ -53,7 +53,6 @@ class DeepSea(Environment):
       move_cost: the total cost of moving right at every step (``move_cost / N`` per step).
     """
 
-    id: ClassVar[str] = "DeepSea-v0"
     action_space: ClassVar[Discrete] = Discrete(2)
     Params: ClassVar[type] = DeepSeaParams
 
@@ -74,6 +73,11 @@ class DeepSea(Environment):
             raise ValueError(f"DeepSea: `move_cost` must be a non-negative number, got {self.move_cost!r}")
         cells = self.side * self.side
         object.__setattr__(self, "observation_space", Box((0.0,) * cells, (1.0,) * cells, (cells,)))
+
+    @property
+    def id(self) -> str:  # type: ignore[override]
+        """``DeepSea-v0`` at the default size 10, else ``DeepSea-<N>-v0`` (``frl.envs.make`` takes both)."""
+        return "DeepSea-v0" if self.size == 10 else f"DeepSea-{self.size}-v0"
 
     @property
     def side(self) -> int:
