@@ -5,6 +5,8 @@
 ``temperature_loss``) and :mod:`frl.losses.value_terms` (``td_target``, ``double_q_target``,
 ``soft_target``, ``soft_value``, ``value_loss``, ``clipped_value_loss``, ``regression_loss``).
 Each documents its equation, reference and shapes; recombine them into your own losses.
+The models behind intrinsic rewards train with :func:`rnd_loss` and :func:`icm_loss`
+(:mod:`frl.losses.intrinsic`; the rewards themselves are in :mod:`frl.intrinsic`).
 
 **Algorithm losses**, composed from the primitives:
 ``loss(<param sub-trees>, batch, *, <apply fns>, <hyper-parameters>, key=None) -> (loss, metrics)``.
@@ -19,6 +21,7 @@ recompiles).
 
 from frl.losses._batch import PER_SAMPLE, bind, squeeze_trailing
 from frl.losses.dqn import dqn_loss, dqn_td_error, q_regression
+from frl.losses.intrinsic import icm_loss, rnd_loss
 from frl.losses.marl import critic_observation, mappo_loss, value_decomposition_loss
 from frl.losses.policy_terms import (
     clipped_surrogate,
@@ -54,6 +57,7 @@ __all__ = [
     "dqn_td_error",
     "entropy_bonus",
     "explained_variance",
+    "icm_loss",
     "mappo_loss",
     "normalize",
     "policy_gradient_term",
@@ -61,6 +65,7 @@ __all__ = [
     "q_regression",
     "regression_loss",
     "reinforce_loss",
+    "rnd_loss",
     "sac_loss",
     "soft_policy_loss",
     "soft_q_loss",
