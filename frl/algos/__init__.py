@@ -6,7 +6,7 @@ hyper-parameters (kept in the state) and settings (:mod:`frl.algos.config`), and
 adding one (A2C is the worked example).
 """
 
-from frl.algos import a2c, dqn, mappo, ppo, qmix, reinforce, sac, slateq, tabular
+from frl.algos import a2c, dqn, mappo, ppo, ppo_rnd, qmix, reinforce, sac, slateq, tabular
 from frl.algos.config import AgentConfig, hyper, setting
 from frl.algos.registry import AGENTS, AgentSpec, get, register
 from frl.algos.spec import Replay, Segments, check_state
@@ -30,6 +30,13 @@ for _spec in (
         mappo.make_train,
         ("discrete", "continuous"),
         "MAPPO (Yu et al. 2022), centralised critic",
+    ),
+    AgentSpec(
+        "ppo_rnd",
+        ppo_rnd.Config,
+        ppo_rnd.make_train,
+        ("discrete", "continuous"),
+        "PPO + random network distillation (Burda et al. 2019)",
     ),
     AgentSpec(
         "ppo",
@@ -81,6 +88,7 @@ __all__ = [
     "hyper",
     "mappo",
     "ppo",
+    "ppo_rnd",
     "qmix",
     "register",
     "reinforce",

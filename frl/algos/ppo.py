@@ -107,7 +107,9 @@ def advantages_unit(
         order = torch.argsort(random.bits(k_order, (config.update_epochs, E * T)), dim=-1, stable=True)
         new = state.copy()
         new["data"], new["key"] = segment, key
-        new["scratch"] = TensorDict({"order": order.reshape(-1, config.minibatch_size)}, batch_size=[])
+        scratch = state["scratch"].copy()  # an extension's own entries stay
+        scratch["order"] = order.reshape(-1, config.minibatch_size)
+        new["scratch"] = scratch
         start = torch.zeros_like(state["counters", "minibatch"])
         new["counters"] = state["counters"].clone(recurse=False).set("minibatch", start)
         value, advantage = segment[(*prefix, "state_value")], segment[(*prefix, "advantage")]

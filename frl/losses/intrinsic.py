@@ -23,6 +23,7 @@ def rnd_loss(
     target_params: TensorDictBase,
     update_proportion: float | Tensor = 1.0,
     observation_key: B.NestedKey = ("next", "observation"),
+    mask_key: B.NestedKey | None = None,
     key: Tensor | None = None,
 ) -> tuple[Tensor, TensorDict]:
     """RND's predictor loss (Burda et al. 2019): ``mean_{b in M} mean_k (f_hat(o_b)_k - f(o_b)_k)^2``.
@@ -39,7 +40,9 @@ def rnd_loss(
       target_params: the fixed random target's params.
       update_proportion: the share of samples in the loss, in ``(0, 1]``.
       observation_key: where the observations are (RND uses the next observations).
-      key: draws the mask (needed when ``update_proportion < 1``).
+      mask_key: a per-sample 0/1 mask ``[B]`` in the batch, drawn by the caller, used instead of
+        ``update_proportion`` and ``key`` (an agent draws it once per iteration).
+      key: draws the mask (needed when ``update_proportion < 1`` and no ``mask_key``).
 
     Returns:
       ``(loss, metrics)``: ``loss``, ``intrinsic_reward`` (the batch's mean ``||error||^2 / 2``).
@@ -53,7 +56,15 @@ def rnd_loss(
             f"{owner}: the predictor and target must give features [B, K], got {list(error.shape)}"
         )
     per_sample = (error * error).mean(-1)
-    if isinstance(update_proportion, float) and update_proportion >= 1.0:
+    if mask_key is not None:
+        mask = B.get(batch, mask_key, owner).to(per_sample.dtype)
+        if mask.shape != per_sample.shape:
+            raise ValueError(
+                f"{owner}: `{B._name(mask_key)}` must be [B] = {list(per_sample.shape)}, "
+                f"got {list(mask.shape)}"
+            )
+        loss = (per_sample * mask).sum() / mask.sum().clamp_min(1.0)
+    elif isinstance(update_proportion, float) and update_proportion >= 1.0:
         loss = per_sample.mean()
     else:
         if key is None:
