@@ -26,6 +26,8 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
+from frl.returns import reverse_linear_scan
+
 __all__ = [
     "count_bonus",
     "discounted_filter",
@@ -93,12 +95,14 @@ def discounted_filter(carry: Tensor, rewards: Tensor, gamma: float | Tensor) -> 
             f"discounted_filter: `carry` must be rewards.shape[:-1] = {list(rewards.shape[:-1])}, "
             f"got {list(carry.shape)}"
         )
-    values = []
-    f = carry
-    for t in range(rewards.shape[-1]):
-        f = gamma * f + rewards[..., t]
-        values.append(f)
-    return torch.stack(values, -1), f
+    steps = rewards.shape[-1]
+    g = torch.as_tensor(gamma, dtype=rewards.dtype, device=rewards.device)
+    # f_t = sum_{k <= t} gamma^(t - k) r_k + gamma^(t + 1) carry: a log-depth scan (frl.returns)
+    # over the reversed sequence, not T sequential steps (cheap to compile)
+    within = reverse_linear_scan(g.expand(rewards.shape), rewards.flip(-1)).flip(-1)
+    powers = g ** torch.arange(1, steps + 1, dtype=rewards.dtype, device=rewards.device)
+    f = within + carry.unsqueeze(-1).to(rewards.dtype) * powers
+    return f, f[..., -1]
 
 
 def rnd_reward(
