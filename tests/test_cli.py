@@ -27,7 +27,7 @@ BAD = [
     (["train", "ppo", "--seeds", "0"], "--seeds must be a positive count"),
     (
         ["train", "a3c"],
-        "unknown algorithm 'a3c'; choose one of a2c, dqn, ippo, mappo, ppo, qmix, reinforce, sac, slateq, "
+        "unknown algorithm 'a3c'; choose one of a2c, dqn, ippo, mappo, ppo, ppo_rnd, qmix, reinforce, sac, slateq, "
         "tabular, vdn",
     ),
     (

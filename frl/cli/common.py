@@ -146,7 +146,7 @@ def build_train(
     if not envs.is_known(env_id) and envs.plugin_prefix(env_id) is None:
         raise UsageError(
             f"unknown environment {env_id!r}; choose one of {', '.join(envs.list_envs())}, "
-            "a gymnasium id as gym:<id> (e.g. gym:Pendulum-v1), a gymnax id as gymnax:<id> or a VMAS "
+            "a gymnasium id as gym:<id> (e.g. gym:Pendulum-v1), a gymnax id as gymnax:<id>, a VMAS "
             "scenario as vmas:<scenario> or an MPE2 one as mpe2:<scenario>"
         )
     if not gym and env_options:

@@ -196,22 +196,24 @@ def to_frl_batch(
     nxt = batch["next"]
     if group is not None:
         return _multi_agent_batch(batch, group, dtype)
-    out = TensorDict(
+    return TensorDict(
         {
             "observation": batch["observation"],
             "action": batch["frl_action"],
             "action_log_prob": batch["action_log_prob"].to(dtype),
-            "next": {
-                "observation": nxt["observation"],
-                "reward": nxt["reward"].to(dtype),
-                **{k: nxt[k] for k in ("terminated", "truncated", "done")},
-            },
+            "next": {"observation": nxt["observation"], **_team_next(nxt, dtype)},
         },
         batch_size=batch.batch_size,
     )
+
+
+def _team_next(nxt: TensorDictBase, dtype: torch.dtype) -> dict[str, Tensor]:
+    """The reward (in ``dtype``), the flags and the raw ``episode_reward``/``step_count`` of
+    ``RewardSum``/``StepCounter`` where the batch has them, from a batch's ``next``."""
+    out = {"reward": nxt["reward"].to(dtype), **{k: nxt[k] for k in ("terminated", "truncated", "done")}}
     for key, kind in (("episode_reward", dtype), ("step_count", torch.int64)):
         if key in nxt:
-            out["next", key] = nxt[key].to(kind)
+            out[key] = nxt[key].to(kind)
     return out
 
 
@@ -224,21 +226,9 @@ def _multi_agent_batch(batch: TensorDictBase, group: str, dtype: torch.dtype) ->
     after = {k: nxt[group, k] for k in ("observation", *masks)}
     if (group, "reward") in nxt.keys(True, True):
         after["reward"] = squeeze_trailing(nxt[group], ("reward",))["reward"].to(dtype)
-    out = TensorDict(
-        {
-            group: agents,
-            "next": {
-                group: after,
-                "reward": nxt["reward"].to(dtype),
-                **{k: nxt[k] for k in ("terminated", "truncated", "done")},
-            },
-        },
-        batch_size=batch.batch_size,
+    return TensorDict(
+        {group: agents, "next": {group: after, **_team_next(nxt, dtype)}}, batch_size=batch.batch_size
     )
-    for key, kind in (("episode_reward", dtype), ("step_count", torch.int64)):
-        if key in nxt:
-            out["next", key] = nxt[key].to(kind)
-    return out
 
 
 _SCALARS = tuple(
