@@ -22,7 +22,15 @@ PACKAGE = ROOT / "frl"
 LAYERS = {
     0: ("frl", "frl.random", "frl.tree", "frl._compile"),
     1: ("frl.nn", "frl.optim", "frl.returns", "frl.distributions", "frl._autodiff"),
-    2: ("frl.losses", "frl.update", "frl.envs", "frl.buffers", "frl.planning"),
+    2: (
+        "frl.losses",
+        "frl.update",
+        "frl.envs",
+        "frl.buffers",
+        "frl.planning",
+        "frl.intrinsic",
+        "frl.shaping",
+    ),
     3: ("frl.algos", "frl.llm"),
     4: ("frl.driver", "frl.run", "frl.plot", "frl.interop", "frl.distributed", "frl.cli"),
 }
