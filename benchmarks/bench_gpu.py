@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -95,10 +94,7 @@ def warm_cache(plan: list, args: argparse.Namespace, seconds: float) -> dict:
             seeds, (algo, _, _) = todo.pop(0)
             command = [sys.executable, __file__, "--warm-one", algo, str(seeds), "--device", args.device,
                        "--scale", str(args.scale)]  # fmt: skip
-            env = dict(os.environ, TORCH_LOGS="recompiles") if algo == "dqn" else None
-            proc = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-            )
+            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             running.append(((algo, seeds), proc, time.perf_counter()))
         time.sleep(1.0)
         for item in list(running):

@@ -29,12 +29,9 @@ from typing import Any, ClassVar
 from frl.envs.spaces import Box, Discrete
 from frl.envs.torchrl_groups import GroupTask, check_one_group
 
-__all__ = ["PREFIX", "SCENARIOS", "VmasTask", "make_vmas"]
+__all__ = ["PREFIX", "VmasTask", "make_vmas"]
 
 PREFIX = "vmas:"
-SCENARIOS = ("navigation", "balance", "transport")
-"""Cooperative VMAS scenarios frl's tests run (any VMAS scenario with one group is accepted)."""
-
 GROUP = "agents"
 
 
