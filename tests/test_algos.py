@@ -152,6 +152,7 @@ def test_the_registry_builds_every_agent_and_says_what_it_handles():
         "ppo",
         "ppo_rnd",
         "qmix",
+        "recurrent_ppo",
         "reinforce",
         "sac",
         "slateq",

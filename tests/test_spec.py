@@ -20,6 +20,9 @@ SMALL = {
     "ppo_rnd": dict(
         hidden=(8,), num_envs=2, num_steps=16, total_timesteps=64, rnd_hidden=(8,), rnd_features=4
     ),
+    "recurrent_ppo": dict(
+        hidden=(8,), memory_size=4, num_envs=2, num_steps=16, num_minibatches=2, total_timesteps=64
+    ),
     "reinforce": dict(hidden=(8,), num_envs=2, num_steps=16, total_timesteps=64),
     "sac": dict(hidden=(8,), buffer_size=64),
     "slateq": dict(hidden=(8,), buffer_size=64, learning_starts=0, total_timesteps=640),

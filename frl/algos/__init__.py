@@ -6,7 +6,7 @@ hyper-parameters (kept in the state) and settings (:mod:`frl.algos.config`), and
 adding one (A2C is the worked example).
 """
 
-from frl.algos import a2c, dqn, mappo, ppo, ppo_rnd, qmix, reinforce, sac, slateq, tabular
+from frl.algos import a2c, dqn, mappo, ppo, ppo_rnd, qmix, recurrent_ppo, reinforce, sac, slateq, tabular
 from frl.algos.config import AgentConfig, hyper, setting
 from frl.algos.registry import AGENTS, AgentSpec, get, register
 from frl.algos.spec import Replay, Segments, check_state
@@ -47,6 +47,13 @@ for _spec in (
     ),
     AgentSpec(
         "qmix", qmix.Config, qmix.make_train, ("discrete",), "QMIX (Rashid et al. 2018), monotonic mixer"
+    ),
+    AgentSpec(
+        "recurrent_ppo",
+        recurrent_ppo.Config,
+        recurrent_ppo.make_train,
+        ("discrete", "continuous"),
+        "PPO with a GRU or LSTM actor and critic (partial observability, RL^2)",
     ),
     AgentSpec(
         "reinforce",
@@ -90,6 +97,7 @@ __all__ = [
     "ppo",
     "ppo_rnd",
     "qmix",
+    "recurrent_ppo",
     "register",
     "reinforce",
     "sac",

@@ -24,7 +24,7 @@ from frl import buffers, random
 from frl.algos.networks import clip_action
 from frl.algos.spec import EPISODE_KEYS, Replay, Segments, episode_step, example_transition
 
-__all__ = ["episode_metrics", "init_data", "make_collect", "store"]
+__all__ = ["IS_INIT", "MEMORY", "RECURRENT_STATE", "episode_metrics", "init_data", "make_collect", "store"]
 
 ExploreFn = Callable[..., tuple[Tensor, Tensor]]
 
@@ -86,7 +86,13 @@ def episode_metrics(episodes: Any) -> TensorDict:
     )
 
 
-def make_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay) -> Callable:
+MEMORY, IS_INIT, RECURRENT_STATE = ("env", "memory"), "is_init", "recurrent_state"
+"""Where a recurrent agent's carries live: ``env.memory`` (``{name: [E, S]}``, after the last
+step), ``env.is_init`` (bool ``[E]``: the next step starts an episode), and per step in the
+segment ``recurrent_state`` (the carries the step was taken from) and ``is_init``."""
+
+
+def make_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay, memory: bool = False) -> Callable:
     """The unit that takes ``consumes.chunk`` steps of the pure environment with ``explore``.
 
     It reads ``params``, ``hyperparams``, ``env``, ``key``, ``counters.env_steps`` and
@@ -96,6 +102,12 @@ def make_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay) -> C
     takes ``(action, log_prob)`` per agent ``[E, n]``, and the chunk is stored in TorchRL's group
     layout (``(group, "observation")``, ``(group, "action_mask")``, ``(group, "action")``,
     ``(group, "action_log_prob")``, ``state``, the team's ``next.reward``).
+
+    ``memory``: a recurrent agent's ``explore(params, hyperparams, obs, key, env_steps, carries)
+    -> (action, log_prob, carries)``, ``carries`` a dict ``{name: [E, S]}`` read from and written
+    back to ``env.memory``; the carries are zeroed before an episode's first step
+    (``env.is_init``), and each step stores the carries it was taken from and its ``is_init``
+    (:data:`MEMORY`), so that the learner replays the segment exactly.
     """
     chunk = consumes.chunk
     multi_agent = getattr(env, "multi_agent", False)
@@ -108,10 +120,20 @@ def make_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay) -> C
         params, hyperparams = state["params"], state["hyperparams"]
         episodes = {k: state["episodes", k] for k in EPISODE_KEYS}
         env_steps = state["counters", "env_steps"]
+        if memory:
+            carries, is_init = state[MEMORY].to_dict(), state["env", IS_INIT]
         rows: list[tuple[Any, ...]] = []
+        remembered: list[tuple[Any, Tensor]] = []
         for _ in range(chunk):
             key, k_act, k_env = random.split(key, 3)
-            action, log_prob = explore(params, hyperparams, obs, k_act, env_steps)
+            if memory:
+                carries = {
+                    k: torch.where(is_init[:, None], torch.zeros_like(c), c) for k, c in carries.items()
+                }
+                remembered.append((carries, is_init))
+                action, log_prob, carries = explore(params, hyperparams, obs, k_act, env_steps, carries)
+            else:
+                action, log_prob = explore(params, hyperparams, obs, k_act, env_steps)
             next_obs, env_state, reward, terminated, truncated, info = env.step(
                 k_env, env_state, clip_action(env, action)
             )
@@ -121,17 +143,25 @@ def make_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay) -> C
             )
             episodes = episode_step(episodes, reward, done)
             env_steps = env_steps + reward.shape[0]
-            obs = next_obs
-        columns = [
-            pytree.tree_map(lambda *xs: torch.stack(xs, dim=1), *column) for column in zip(*rows, strict=True)
-        ]
-        new = store(state, _transitions(env, *columns), consumes)
+            obs, is_init = next_obs, done
+        columns = [_stack_steps(*column) for column in zip(*rows, strict=True)]
+        batch = _transitions(env, *columns)
+        if memory:
+            batch[RECURRENT_STATE], batch[IS_INIT] = (_stack_steps(*c) for c in zip(*remembered, strict=True))
+        new = store(state, batch, consumes)
         new["key"] = key
         new["env"] = TensorDict({"observation": obs, "state": env_state}, batch_size=[])
+        if memory:
+            new[MEMORY], new["env", IS_INIT] = TensorDict(carries, batch_size=[]), is_init
         new["episodes"] = TensorDict(episodes, batch_size=[])
         return new, episode_metrics(episodes)
 
     return collect
+
+
+def _stack_steps(*steps: Any) -> Any:
+    """Per-step values (tensors ``[E, ...]`` or dicts of them) stacked on a time dim: ``[E, n, ...]``."""
+    return pytree.tree_map(lambda *xs: torch.stack(xs, dim=1), *steps)
 
 
 def _transitions(

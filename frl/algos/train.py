@@ -92,6 +92,10 @@ class Train:
       factory: ``factory(config, env) -> Train`` rebuilds this agent (worker processes do).
       parts: the pieces the units are made of, for an extension to reuse (PPO: ``actor``,
         ``critic``, ``dist``, ``loss``, ``optimizer``; see ``examples/ppo_rnd.py``).
+      memory: a recurrent agent's ``memory(num_envs, device) -> {name: carry [num_envs, S]}``,
+        the carries at an episode's start; then ``policy(params, obs, carries) -> (action,
+        carries)`` and ``explore(..., env_steps, carries) -> (action, log_prob, carries)``
+        (``frl.algos.recurrent_ppo``). None for a feed-forward agent.
     """
 
     name: str
@@ -105,6 +109,7 @@ class Train:
     explore: Callable[..., tuple[Tensor, Tensor]]
     factory: Callable[..., Train]
     parts: Mapping[str, Any] = field(default_factory=dict)
+    memory: Callable[..., dict[str, Tensor]] | None = None
 
     @property
     def steps_per_iteration(self) -> int:

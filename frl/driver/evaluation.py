@@ -46,6 +46,7 @@ def _first_episodes_init(train: Train, key: Tensor, episodes: int) -> dict[str, 
         "done": torch.zeros(episodes, dtype=torch.bool, device=key.device),
         "key": random.fold_in(key, 1),
         **{name: torch.zeros(episodes, dtype=torch.bool, device=key.device) for name in outcomes(train.env)},
+        **({} if train.memory is None else {"memory": train.memory(episodes, key.device)}),
     }
 
 
@@ -58,14 +59,19 @@ def _first_episodes_chunk(
         key, obs, env_state = ev["key"], ev["env"]["obs"], ev["env"]["state"]
         ret, done = ev["return"], ev["done"]
         seen = {name: ev[name] for name in names}
+        carries = ev.get("memory")
         for _ in range(steps):
             key, k_env = random.split(key)
-            action = train.policy(params, obs)
+            if carries is None:
+                action = train.policy(params, obs)
+            else:  # each environment's first episode counts: its carries never need a reset
+                action, carries = train.policy(params, obs, carries)
             obs, env_state, reward, terminated, truncated, info = train.env.step(k_env, env_state, action)
             ret = ret + torch.where(done, torch.zeros_like(reward), reward)
             seen = {name: seen[name] | (~done & info[name]) for name in names}
             done = done | terminated | truncated
-        return {"env": {"state": env_state, "obs": obs}, "return": ret, "done": done, "key": key, **seen}
+        out = {"env": {"state": env_state, "obs": obs}, "return": ret, "done": done, "key": key, **seen}
+        return out if carries is None else {**out, "memory": carries}
 
     return chunk
 

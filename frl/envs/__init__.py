@@ -22,6 +22,7 @@ from frl.envs.base import Environment
 from frl.envs.classic_control import Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum
 from frl.envs.deep_sea import DeepSea
 from frl.envs.highway import Highway
+from frl.envs.memory import CartPoleNoVelocity, MemoryLength
 from frl.envs.micro_combat import MAPS, MicroCombat
 from frl.envs.minatar import Asterix, Breakout, Freeway, SpaceInvaders
 from frl.envs.multi_agent import MultiAgentEnvironment
@@ -36,12 +37,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ENVIRONMENTS",
     "MICRO_COMBAT",
+    "SIZED",
     "TABULAR",
     "Box",
     "DeepSea",
     "Discrete",
     "Environment",
     "GymEnvironment",
+    "MemoryLength",
     "MicroCombat",
     "MultiAgentEnvironment",
     "TabularEnv",
@@ -80,6 +83,7 @@ ENVIRONMENTS: dict[str, type[Environment]] = {
     cls.id: cls
     for cls in (
         CartPole,
+        CartPoleNoVelocity,
         Acrobot,
         MountainCar,
         MountainCarContinuous,
@@ -94,6 +98,7 @@ ENVIRONMENTS: dict[str, type[Environment]] = {
     )
 }
 ENVIRONMENTS["DeepSea-v0"] = DeepSea  # size 10; DeepSea-<N>-v0 for other sizes
+ENVIRONMENTS["MemoryLength-v0"] = MemoryLength  # length 10; MemoryLength-<N>-v0 for others
 MICRO_COMBAT = {f"MicroCombat-{name}-v0": name for name in MAPS}
 """Ids :func:`make` serves with :class:`~frl.envs.micro_combat.MicroCombat` on the named map."""
 
@@ -142,24 +147,31 @@ TABULAR = ("CliffWalking-v1", "FrozenLake-v1", "FrozenLake8x8-v1")
 ``gamma`` (kept with the MDP for planning), ``max_episode_steps``)."""
 
 
-DEEP_SEA_SIZES = (5, 10, 20, 30, 40, 50)
-"""Sizes listed as ``DeepSea-<N>-v0`` (bsuite's sweep runs 10 to 50); :func:`make` takes any ``N``."""
+SIZED: dict[str, tuple[type[Environment], str, tuple[int, ...]]] = {
+    "DeepSea": (DeepSea, "size", (5, 10, 20, 30, 40, 50)),
+    "MemoryLength": (MemoryLength, "length", (1, 10, 30, 100)),
+}
+"""Families with a size in the id, ``<name>-<N>-v0``: ``{name: (class, its size field, the sizes
+listed)}`` (bsuite's sweeps: DeepSea 10 to 50; memory length up to 100). :func:`make` takes any ``N``."""
 
 
-def _deep_sea_size(env_id: str) -> int | None:
-    match = re.fullmatch(r"DeepSea-([1-9][0-9]*)-v0", env_id)
-    return None if match is None else int(match.group(1))
+def _sized(env_id: str) -> tuple[str, int] | None:
+    match = re.fullmatch(r"([A-Za-z]+)-([1-9][0-9]*)-v0", env_id)
+    if match is None or match.group(1) not in SIZED:
+        return None
+    return match.group(1), int(match.group(2))
 
 
 def list_envs() -> list[str]:
-    """The ids :func:`make` accepts (``DeepSea-<N>-v0`` for any ``N``; a few are listed)."""
-    sizes = [f"DeepSea-{n}-v0" for n in DEEP_SEA_SIZES]
+    """The ids :func:`make` accepts (``DeepSea-<N>-v0`` and ``MemoryLength-<N>-v0`` for any ``N``;
+    a few are listed)."""
+    sizes = [f"{name}-{n}-v0" for name, (_, _, listed) in SIZED.items() for n in listed]
     return sorted([*ENVIRONMENTS, *TABULAR, *MICRO_COMBAT, *sizes])
 
 
 def is_known(env_id: str) -> bool:
-    """Whether :func:`make` serves ``env_id`` without a plugin (built in, ``gym:``, a DeepSea size)."""
-    return env_id in list_envs() or is_gym_id(env_id) or _deep_sea_size(env_id) is not None
+    """Whether :func:`make` serves ``env_id`` without a plugin (built in, ``gym:``, a sized id)."""
+    return env_id in list_envs() or is_gym_id(env_id) or _sized(env_id) is not None
 
 
 def make(env_id: str, **kwargs: Any) -> Environment | GymEnvironment:
@@ -181,9 +193,10 @@ def make(env_id: str, **kwargs: Any) -> Environment | GymEnvironment:
         return _tabular(env_id, **kwargs)
     if env_id in MICRO_COMBAT:
         return MicroCombat(map_name=MICRO_COMBAT[env_id], **kwargs)
-    size = _deep_sea_size(env_id) if isinstance(env_id, str) else None
-    if size is not None:
-        return DeepSea(size=size, **kwargs)
+    sized = _sized(env_id) if isinstance(env_id, str) else None
+    if sized is not None:
+        cls, field, _ = SIZED[sized[0]]
+        return cls(**{field: sized[1]}, **kwargs)
     prefix = plugin_prefix(env_id)
     if prefix is not None:
         if prefix not in _FACTORIES:

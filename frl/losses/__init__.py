@@ -30,7 +30,7 @@ from frl.losses.policy_terms import (
     soft_policy_loss,
     temperature_loss,
 )
-from frl.losses.ppo import clipped_objective, explained_variance, normalize, ppo_loss
+from frl.losses.ppo import clipped_objective, explained_variance, normalize, ppo_loss, recurrent_ppo_loss
 from frl.losses.reinforce import reinforce_loss
 from frl.losses.sac import discrete_sac_loss, sac_loss
 from frl.losses.soft_q import soft_q_loss
@@ -63,6 +63,7 @@ __all__ = [
     "policy_gradient_term",
     "ppo_loss",
     "q_regression",
+    "recurrent_ppo_loss",
     "regression_loss",
     "reinforce_loss",
     "rnd_loss",

@@ -15,7 +15,7 @@ from frl.losses import _batch as B
 from frl.losses.policy_terms import clipped_surrogate, entropy_bonus
 from frl.losses.value_terms import clipped_value_loss, value_loss
 
-__all__ = ["clipped_objective", "explained_variance", "normalize", "ppo_loss"]
+__all__ = ["clipped_objective", "explained_variance", "normalize", "ppo_loss", "recurrent_ppo_loss"]
 
 
 def normalize(x: Tensor, eps: float = 1e-8) -> Tensor:
@@ -87,6 +87,77 @@ def ppo_loss(
     if value_clip_eps is not None:
         old_value = B.get(batch, B.STATE_VALUE, owner)
         B.check_per_sample(owner, log_prob.shape, state_value=old_value)
+    return clipped_objective(
+        log_prob,
+        old_log_prob,
+        advantage,
+        value,
+        value_target,
+        dist.entropy(dist_params),
+        old_value=old_value,
+        clip_eps=clip_eps,
+        value_clip_eps=value_clip_eps,
+        entropy_coef=entropy_coef,
+        value_coef=value_coef,
+        normalize_advantage=normalize_advantage,
+    )
+
+
+def recurrent_ppo_loss(
+    actor_params: TensorDictBase,
+    critic_params: TensorDictBase,
+    batch: TensorDictBase,
+    *,
+    policy_apply: Callable[[TensorDictBase, Tensor, Tensor, Tensor], Any],
+    value_apply: Callable[[TensorDictBase, Tensor, Tensor, Tensor], Tensor],
+    dist: Distribution,
+    clip_eps: float | Tensor = 0.2,
+    value_clip_eps: float | Tensor | None = None,
+    entropy_coef: float | Tensor = 0.0,
+    value_coef: float | Tensor = 0.5,
+    normalize_advantage: bool = True,
+    key: Tensor | None = None,
+) -> tuple[Tensor, TensorDict]:
+    """:func:`ppo_loss` over sequences: the recurrent policy and value are replayed along each
+    sequence from the carries stored at its first step (truncated backpropagation through the
+    sequence), zeroed where an episode starts; then the same objective (:func:`clipped_objective`)
+    over every step of every sequence.
+
+    Args:
+      actor_params, critic_params: the recurrent policy's and value function's params.
+      batch: sequences ``[B, L]``: ``observation [B, L, ...]``, ``action``, ``action_log_prob``,
+        ``advantage``, ``value_target``, ``state_value`` ``[B, L]``, ``is_init`` (bool ``[B, L]``,
+        true at an episode's first step) and ``recurrent_state``: ``actor`` and ``critic``
+        carries ``[B, L, S]`` (only step 0's are read).
+      policy_apply: ``(actor_params, obs [B, L, ...], carry [B, S], starts [B, L]) -> dist
+        params [B, L, ...]`` (e.g. ``RecurrentNetwork.sequence``'s first output).
+      value_apply: the same for values ``[B, L]``.
+      dist, clip_eps, value_clip_eps, entropy_coef, value_coef, normalize_advantage, key: as
+        :func:`ppo_loss`.
+
+    Returns:
+      ``(loss, metrics)`` as :func:`ppo_loss`.
+    """
+    owner = "recurrent_ppo_loss"
+    if batch.batch_dims != 2:
+        raise ValueError(
+            f"{owner}: `batch` must hold sequences [B, L], got batch_size {list(batch.batch_size)}"
+        )
+    obs, action = B.get(batch, B.OBS, owner), B.get(batch, B.ACTION, owner)
+    starts = B.get(batch, "is_init", owner)
+    actor_carry, critic_carry = (
+        B.get(batch, ("recurrent_state", k), owner)[:, 0] for k in ("actor", "critic")
+    )
+    dist_params = policy_apply(actor_params, obs, actor_carry, starts)
+    log_prob = dist.log_prob(dist_params, action)
+    old_log_prob = B.get(batch, B.LOG_PROB, owner)
+    advantage, value_target = B.get(batch, B.ADVANTAGE, owner), B.get(batch, B.VALUE_TARGET, owner)
+    B.check_per_sample(
+        owner, log_prob.shape, action_log_prob=old_log_prob, advantage=advantage, value_target=value_target
+    )
+    value = value_apply(critic_params, obs, critic_carry, starts)
+    B.check_output(owner, "value_apply", log_prob.shape, value)
+    old_value = B.get(batch, B.STATE_VALUE, owner) if value_clip_eps is not None else None
     return clipped_objective(
         log_prob,
         old_log_prob,

@@ -2,7 +2,8 @@
 
 Layers and heads are frozen dataclasses of static configuration; parameters live only in the
 params TensorDict, so a network is a plain function that ``torch.func.grad``, ``vmap`` and
-``torch.compile`` transform directly. Ensembles stack members' params on a leading dim.
+``torch.compile`` transform directly. Ensembles stack members' params on a leading dim;
+recurrent cells carry one state tensor.
 """
 
 from frl.nn import initializers
@@ -21,6 +22,7 @@ from frl.nn.layers import ACTIVATIONS, Network, get_activation, linear, linear_i
 from frl.nn.mixers import QMixer, vdn_mix
 from frl.nn.mlp import MLP
 from frl.nn.module import FunctionalModule, from_module
+from frl.nn.recurrent import GRUCell, LSTMCell, RecurrentCell, RecurrentNetwork, unroll
 
 __all__ = [
     "ACTIVATIONS",
@@ -32,13 +34,17 @@ __all__ = [
     "ConvQNetwork",
     "Ensemble",
     "FunctionalModule",
+    "GRUCell",
     "GaussianPolicy",
+    "LSTMCell",
     "MinAtarCNN",
     "NatureCNN",
     "Network",
     "PerAgent",
     "QMixer",
     "QNetwork",
+    "RecurrentCell",
+    "RecurrentNetwork",
     "TanhGaussianPolicy",
     "ValueNetwork",
     "ensemble_apply",
@@ -50,5 +56,6 @@ __all__ = [
     "linear",
     "linear_init",
     "stack",
+    "unroll",
     "vdn_mix",
 ]
