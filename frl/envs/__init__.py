@@ -23,6 +23,7 @@ from frl.envs.classic_control import Acrobot, CartPole, MountainCar, MountainCar
 from frl.envs.deep_sea import DeepSea
 from frl.envs.highway import Highway
 from frl.envs.memory import CartPoleNoVelocity, MemoryLength
+from frl.envs.meta import BernoulliBandits, RandomMDPs
 from frl.envs.micro_combat import MAPS, MicroCombat
 from frl.envs.minatar import Asterix, Breakout, Freeway, SpaceInvaders
 from frl.envs.multi_agent import MultiAgentEnvironment
@@ -39,6 +40,7 @@ __all__ = [
     "MICRO_COMBAT",
     "SIZED",
     "TABULAR",
+    "BernoulliBandits",
     "Box",
     "DeepSea",
     "Discrete",
@@ -47,6 +49,7 @@ __all__ = [
     "MemoryLength",
     "MicroCombat",
     "MultiAgentEnvironment",
+    "RandomMDPs",
     "TabularEnv",
     "TorchRLEnv",
     "is_gym_id",
@@ -99,6 +102,8 @@ ENVIRONMENTS: dict[str, type[Environment]] = {
 }
 ENVIRONMENTS["DeepSea-v0"] = DeepSea  # size 10; DeepSea-<N>-v0 for other sizes
 ENVIRONMENTS["MemoryLength-v0"] = MemoryLength  # length 10; MemoryLength-<N>-v0 for others
+ENVIRONMENTS["BernoulliBandits-v0"] = BernoulliBandits  # meta-RL task distributions (frl.envs.meta)
+ENVIRONMENTS["RandomMDPs-v0"] = RandomMDPs
 MICRO_COMBAT = {f"MicroCombat-{name}-v0": name for name in MAPS}
 """Ids :func:`make` serves with :class:`~frl.envs.micro_combat.MicroCombat` on the named map."""
 
