@@ -23,7 +23,7 @@ from frl.envs.classic_control import Acrobot, CartPole, MountainCar, MountainCar
 from frl.envs.deep_sea import DeepSea
 from frl.envs.highway import Highway
 from frl.envs.memory import CartPoleNoVelocity, MemoryLength
-from frl.envs.meta import BernoulliBandits, RandomMDPs
+from frl.envs.meta import BernoulliBandits, PointNavigation, RandomMDPs
 from frl.envs.micro_combat import MAPS, MicroCombat
 from frl.envs.minatar import Asterix, Breakout, Freeway, SpaceInvaders
 from frl.envs.multi_agent import MultiAgentEnvironment
@@ -98,6 +98,7 @@ ENVIRONMENTS: dict[str, type[Environment]] = {
         InterestEvolution,
         InterestEvolutionObserved,
         Highway,
+        PointNavigation,
     )
 }
 ENVIRONMENTS["DeepSea-v0"] = DeepSea  # size 10; DeepSea-<N>-v0 for other sizes

@@ -5,6 +5,9 @@ hidden state kept for the whole trial and reset with the next task.
 
 * :class:`BernoulliBandits`: ``arms`` Bernoulli arms with means drawn uniformly, ``pulls`` pulls
   per trial (Duan et al.'s bandit setting).
+* :class:`PointNavigation`: a point moving in the plane toward a goal it does not observe, the
+  goal a parameter (MAML's 2-D navigation, Finn et al. 2017): a task is its params, so
+  ``torch.func.vmap`` over goals steps many tasks at once.
 * :class:`RandomMDPs`: tabular MDPs with ``states`` states and ``actions`` actions (Dirichlet(1)
   transitions, rewards ``N(mu, 1)`` with ``mu ~ N(1, 1)``), ``episodes`` episodes of ``horizon``
   steps per trial (Duan et al.'s MDP setting).
@@ -27,7 +30,7 @@ from frl import random
 from frl.envs.base import Environment
 from frl.envs.spaces import Box, Discrete
 
-__all__ = ["BernoulliBandits", "RandomMDPs"]
+__all__ = ["BernoulliBandits", "PointNavigation", "PointNavigationParams", "RandomMDPs"]
 
 
 class _NoParams(NamedTuple):
@@ -214,3 +217,41 @@ class RandomMDPs(Environment):
         action = F.one_hot(a.clamp(min=0).long(), self.actions).to(physics.dtype) * (a >= 0).unsqueeze(-1)
         scalars = torch.stack([r, ended, t / self.max_episode_steps], dim=-1)
         return torch.cat([state, action, scalars], dim=-1)
+
+
+class PointNavigationParams(NamedTuple):
+    """``goal``: ``[2]``, the task."""
+
+    goal: Tensor
+
+
+@dataclass(frozen=True)
+class PointNavigation(Environment):
+    """MAML's 2-D navigation (Finn et al. 2017, section 5.3): a point starts at the origin and
+    moves by its action clipped to ``[-0.1, 0.1]^2``; the reward is the negative squared distance
+    to the goal, ``-||x' - goal||^2``; 100 steps. The observation is the position only: the goal
+    (a task, :meth:`sample_tasks` draws them uniformly in ``[-0.5, 0.5]^2``) is learned from
+    rewards.
+    """
+
+    id: ClassVar[str] = "PointNavigation-v0"
+    max_episode_steps: ClassVar[int] = 100
+    observation_space: ClassVar[Box] = Box((-float("inf"),) * 2, (float("inf"),) * 2, (2,))
+    action_space: ClassVar[Box] = Box((-0.1, -0.1), (0.1, 0.1), (2,))
+    Params: ClassVar[type] = PointNavigationParams
+
+    def default_params(self) -> PointNavigationParams:
+        """The goal ``(0.5, 0.5)``, a corner of the task distribution's square."""
+        return PointNavigationParams(torch.tensor([0.5, 0.5], dtype=self.dtype))
+
+    def sample_tasks(self, key: Tensor, num_tasks: int) -> PointNavigationParams:
+        """``num_tasks`` goals ``[num_tasks, 2]`` uniform in ``[-0.5, 0.5]^2`` (vmap over them)."""
+        return PointNavigationParams(random.uniform(key, (num_tasks, 2), self.dtype, -0.5, 0.5))
+
+    def init_physics(self, key: Tensor, params: PointNavigationParams, batch: tuple[int, ...] = ()) -> Tensor:
+        return torch.zeros(*batch, 2, dtype=self.physics_dtype, device=params.goal.device)
+
+    def transition(self, physics: Tensor, action: Tensor, params: PointNavigationParams):
+        position = physics + action.to(physics.dtype).clamp(-0.1, 0.1)
+        reward = -((position - params.goal) ** 2).sum(-1)
+        return position, reward, torch.zeros_like(reward, dtype=torch.bool)
