@@ -150,6 +150,7 @@ def test_the_registry_builds_every_agent_and_says_what_it_handles():
         "ippo",
         "mappo",
         "ppo",
+        "ppo_icm",
         "ppo_rnd",
         "qmix",
         "recurrent_ppo",

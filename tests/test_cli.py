@@ -27,8 +27,8 @@ BAD = [
     (["train", "ppo", "--seeds", "0"], "--seeds must be a positive count"),
     (
         ["train", "a3c"],
-        "unknown algorithm 'a3c'; choose one of a2c, dqn, ippo, mappo, ppo, ppo_rnd, qmix, recurrent_ppo, "
-        "reinforce, sac, slateq, tabular, vdn",
+        "unknown algorithm 'a3c'; choose one of a2c, dqn, ippo, mappo, ppo, ppo_icm, ppo_rnd, qmix, "
+        "recurrent_ppo, reinforce, sac, slateq, tabular, vdn",
     ),
     (
         ["train", "ppo", "--config.lr", "3"],

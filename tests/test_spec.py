@@ -17,6 +17,9 @@ SMALL = {
     "a2c": dict(hidden=(8,), total_timesteps=400),
     "dqn": dict(hidden=(8,), buffer_size=64, total_timesteps=640),
     "ppo": dict(hidden=(8,), num_envs=2, num_steps=16, total_timesteps=64),
+    "ppo_icm": dict(
+        hidden=(8,), num_envs=2, num_steps=16, total_timesteps=64, icm_hidden=(8,), icm_features=4
+    ),
     "ppo_rnd": dict(
         hidden=(8,), num_envs=2, num_steps=16, total_timesteps=64, rnd_hidden=(8,), rnd_features=4
     ),

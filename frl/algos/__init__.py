@@ -6,7 +6,20 @@ hyper-parameters (kept in the state) and settings (:mod:`frl.algos.config`), and
 adding one (A2C is the worked example).
 """
 
-from frl.algos import a2c, dqn, mappo, ppo, ppo_rnd, qmix, recurrent_ppo, reinforce, sac, slateq, tabular
+from frl.algos import (
+    a2c,
+    dqn,
+    mappo,
+    ppo,
+    ppo_icm,
+    ppo_rnd,
+    qmix,
+    recurrent_ppo,
+    reinforce,
+    sac,
+    slateq,
+    tabular,
+)
 from frl.algos.config import AgentConfig, hyper, setting
 from frl.algos.registry import AGENTS, AgentSpec, get, register
 from frl.algos.spec import Replay, Segments, check_state
@@ -30,6 +43,13 @@ for _spec in (
         mappo.make_train,
         ("discrete", "continuous"),
         "MAPPO (Yu et al. 2022), centralised critic",
+    ),
+    AgentSpec(
+        "ppo_icm",
+        ppo_icm.Config,
+        ppo_icm.make_train,
+        ("discrete",),
+        "PPO + the intrinsic curiosity module (Pathak et al. 2017)",
     ),
     AgentSpec(
         "ppo_rnd",
@@ -95,6 +115,7 @@ __all__ = [
     "hyper",
     "mappo",
     "ppo",
+    "ppo_icm",
     "ppo_rnd",
     "qmix",
     "recurrent_ppo",

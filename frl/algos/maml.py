@@ -58,6 +58,7 @@ class Config:
     hidden: tuple[int, ...] = (100, 100)
     activation: str = "relu"
     inner_lr: float = 0.1
+    inner_max_norm: float | None = None
     inner_steps: int = 1
     meta_batch: int = 20
     trajectories: int = 20
@@ -135,14 +136,18 @@ def adapt(
     loss: Callable,
     lr: float | Tensor,
     first_order: bool = False,
+    max_norm: float | None = None,
 ) -> TensorDictBase:
-    """One inner step ``theta' = theta - lr grad_theta loss(theta, batch)``, differentiable in
-    ``params``: ``torch.func.grad`` of anything built on ``theta'`` includes the second-order
-    terms ``-lr H d/dtheta'``, unless ``first_order`` treats the inner gradient as a constant
-    (first-order MAML's approximation)."""
+    """One inner step ``theta' = theta - lr g``, ``g = grad_theta loss(theta, batch)`` (scaled to
+    global norm at most ``max_norm`` if given), differentiable in ``params``: ``torch.func.grad``
+    of anything built on ``theta'`` includes the second-order terms ``-lr H d/dtheta'``, unless
+    ``first_order`` treats the inner gradient as a constant (first-order MAML)."""
     g = grad(loss)(params, batch)
     if first_order:
         g = g.detach()
+    if max_norm is not None:
+        norm = torch.sqrt(sum((x * x).sum() for x in g.values(True, True)))
+        g = g.apply(lambda x: x * torch.clamp(max_norm / (norm + 1e-12), max=1.0))
     return params.apply(lambda p, d: p - lr * d, g)
 
 
@@ -153,11 +158,15 @@ def meta_loss(
     loss: Callable,
     lr: float | Tensor,
     first_order: bool = False,
+    max_norm: float | None = None,
 ) -> Tensor:
     """``J(theta) = mean_i loss(adapt(theta, inner_i), outer_i)`` over the tasks ``i`` (the
     leading dim of ``inner`` and ``outer``, vmapped)."""
-    per_task = vmap(lambda b_in, b_out: loss(adapt(params, b_in, loss, lr, first_order), b_out))(inner, outer)
-    return per_task.mean()
+
+    def task(b_in: TensorDictBase, b_out: TensorDictBase) -> Tensor:
+        return loss(adapt(params, b_in, loss, lr, first_order, max_norm), b_out)
+
+    return vmap(task)(inner, outer).mean()
 
 
 def _loss(config: Config, policy: nn.GaussianPolicy) -> Callable:
@@ -202,9 +211,10 @@ def meta_train(
         tasks = env.sample_tasks(k_tasks, config.meta_batch)
         inner = _sample_tasks(env, tasks, policy, params, k_in, config.trajectories, per_task=False)
         with torch.no_grad():
-            adapted = vmap(partial(adapt, loss=loss, lr=config.inner_lr), in_dims=(None, 0))(params, inner)
+            step = partial(adapt, loss=loss, lr=config.inner_lr, max_norm=config.inner_max_norm)
+            adapted = vmap(step, in_dims=(None, 0))(params, inner)
         outer = _sample_tasks(env, tasks, policy, adapted, k_out, config.trajectories, per_task=True)
-        g = grad(meta_loss)(params, inner, outer, loss, config.inner_lr)
+        g = grad(meta_loss)(params, inner, outer, loss, config.inner_lr, max_norm=config.inner_max_norm)
         updates, opt_state = tx.update(g, opt_state, params)
         params = optim.apply_updates(params, updates)
         history.append(float(outer["reward"].sum(-1).mean()))
@@ -250,5 +260,6 @@ def adaptation_returns(
         key, k_data = random.split(key)
         data = _sample_tasks(env, goals, policy, current, k_data, config.trajectories, per_task=True)
         out.append(data["reward"].sum(-1).mean())
-        current = vmap(lambda p, b: adapt(p, b, loss, config.inner_lr))(current, data).detach()
+        step = partial(adapt, loss=loss, lr=config.inner_lr, max_norm=config.inner_max_norm)
+        current = vmap(step)(current, data).detach()
     return torch.stack(out)
