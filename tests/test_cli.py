@@ -11,8 +11,8 @@ from frl.cli import main
 BAD = [
     (
         ["train", "ppo", "--env", "Cartpole"],
-        "unknown environment 'Cartpole'; choose one of Acrobot-v1, Asterix-MinAtar, Breakout-MinAtar, "
-        "CartPole-v1",
+        "unknown environment 'Cartpole'; choose one of Acrobot-v1, Asterix-MinAtar, BernoulliBandits-v0, "
+        "Breakout-MinAtar, CartPole-v1",
     ),
     (
         ["train", "dqn", "--env", "Pendulum-v1"],
