@@ -16,16 +16,23 @@ CONFIG = maml.Config(hidden=(8,), activation="tanh", trajectories=4, meta_batch=
 meta-objective (finite differences then measure the jumps, not the gradient)."""
 
 
-def _problem(dtype=torch.float64):
+def _problem(steps: int = 1, dtype=torch.float64):
+    """Params, ``steps`` inner batches (each sampled by the policy adapted so far) and an outer
+    batch, on two tasks."""
     env = PointNavigation(dtype=dtype)
     policy = maml.policy_for(env, CONFIG, dtype)
     params = policy.init(random.key(0))
     loss = maml._loss(CONFIG, policy)
     tasks = env.sample_tasks(random.key(1), 2)
-    inner = maml._sample_tasks(env, tasks, policy, params, random.key(2), 4, per_task=False)
-    adapted = torch.func.vmap(lambda b: maml.adapt(params, b, loss, 0.5))(inner)
-    outer = maml._sample_tasks(env, tasks, policy, adapted, random.key(3), 4, per_task=True)
-    return params, inner, outer, loss
+    inner, adapted = [], params
+    for j in range(steps):
+        batch = maml._sample_tasks(env, tasks, policy, adapted, random.key(2 + j), 4, per_task=j > 0)
+        inner.append(batch)
+        adapted = torch.func.vmap(lambda p, b: maml.adapt(p, b, loss, 0.5), in_dims=(0 if j else None, 0))(
+            adapted, batch
+        )
+    outer = maml._sample_tasks(env, tasks, policy, adapted, random.key(9), 4, per_task=True)
+    return params, (inner[0] if steps == 1 else inner), outer, loss
 
 
 def test_point_navigation_pays_the_negative_squared_distance_to_an_unobserved_goal():
@@ -44,8 +51,9 @@ def test_point_navigation_pays_the_negative_squared_distance_to_an_unobserved_go
     assert sampled.shape == (1000, 2) and float(sampled.abs().max()) <= 0.5
 
 
-def test_the_meta_gradient_equals_finite_differences_of_the_meta_objective():
-    params, inner, outer, loss = _problem()
+@pytest.mark.parametrize("steps", [1, 2])
+def test_the_meta_gradient_equals_finite_differences_of_the_meta_objective(steps):
+    params, inner, outer, loss = _problem(steps)
 
     def objective(p):
         return maml.meta_loss(p, inner, outer, loss, 0.5)

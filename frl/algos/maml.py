@@ -6,8 +6,9 @@ For a task ``i`` (an environment's params, e.g. a goal of :class:`frl.envs.Point
 
 1. sample trajectories ``D_i`` with the policy ``theta`` (:func:`sample_trajectories`);
 2. adapt: ``theta_i' = theta - alpha grad L(theta; D_i)`` (:func:`adapt`; ``L`` is the
-   REINFORCE surrogate with a time-indexed mean baseline, :func:`policy_gradient_loss`);
-3. sample ``D_i'`` with ``theta_i'``;
+   REINFORCE surrogate with a time-indexed mean baseline, :func:`policy_gradient_loss`), and
+   again on fresh trajectories of ``theta_i'`` for each of ``inner_steps``;
+3. sample ``D_i'`` with the adapted policy;
 
 the meta-objective ``J(theta) = mean_i L(theta_i'(theta); D_i')`` (:func:`meta_loss`) is
 differentiated through step 2 (second-order terms included: ``torch.func.grad`` of a function
@@ -22,7 +23,7 @@ evaluates.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -153,20 +154,25 @@ def adapt(
 
 def meta_loss(
     params: TensorDictBase,
-    inner: TensorDictBase,
+    inner: TensorDictBase | Sequence[TensorDictBase],
     outer: TensorDictBase,
     loss: Callable,
     lr: float | Tensor,
     first_order: bool = False,
     max_norm: float | None = None,
 ) -> Tensor:
-    """``J(theta) = mean_i loss(adapt(theta, inner_i), outer_i)`` over the tasks ``i`` (the
-    leading dim of ``inner`` and ``outer``, vmapped)."""
+    """``J(theta) = mean_i loss(theta_i^(k), outer_i)`` over the tasks ``i`` (the leading dim of
+    every batch, vmapped), ``theta_i^(j+1) = adapt(theta_i^(j), inner[j]_i)`` from ``theta``:
+    ``inner`` is one batch per inner step (or one batch for one step)."""
+    steps = [inner] if isinstance(inner, TensorDictBase) else list(inner)
 
-    def task(b_in: TensorDictBase, b_out: TensorDictBase) -> Tensor:
-        return loss(adapt(params, b_in, loss, lr, first_order, max_norm), b_out)
+    def task(b_out: TensorDictBase, *b_in: TensorDictBase) -> Tensor:
+        adapted = params
+        for batch in b_in:
+            adapted = adapt(adapted, batch, loss, lr, first_order, max_norm)
+        return loss(adapted, b_out)
 
-    return vmap(task)(inner, outer).mean()
+    return vmap(task)(outer, *steps).mean()
 
 
 def _loss(config: Config, policy: nn.GaussianPolicy) -> Callable:
@@ -209,10 +215,13 @@ def meta_train(
     for _ in range(config.iterations):
         key, k_tasks, k_in, k_out = random.split(key, 4)
         tasks = env.sample_tasks(k_tasks, config.meta_batch)
-        inner = _sample_tasks(env, tasks, policy, params, k_in, config.trajectories, per_task=False)
-        with torch.no_grad():
-            step = partial(adapt, loss=loss, lr=config.inner_lr, max_norm=config.inner_max_norm)
-            adapted = vmap(step, in_dims=(None, 0))(params, inner)
+        step = partial(adapt, loss=loss, lr=config.inner_lr, max_norm=config.inner_max_norm)
+        inner, adapted = [], params
+        for j, k_step in enumerate(random.split(k_in, config.inner_steps)):
+            batch = _sample_tasks(env, tasks, policy, adapted, k_step, config.trajectories, per_task=j > 0)
+            inner.append(batch)
+            with torch.no_grad():
+                adapted = vmap(step, in_dims=(0 if j > 0 else None, 0))(adapted, batch)
         outer = _sample_tasks(env, tasks, policy, adapted, k_out, config.trajectories, per_task=True)
         g = grad(meta_loss)(params, inner, outer, loss, config.inner_lr, max_norm=config.inner_max_norm)
         updates, opt_state = tx.update(g, opt_state, params)
