@@ -59,6 +59,30 @@ def test_gym_ids_describe_their_spaces():
     assert not cart.pure and not hasattr(cart, "step")  # stepped by TorchRL collectors, not in the graph
 
 
+def test_minigrid_ids_observe_the_agents_view_flattened_and_ppo_rnd_runs_on_them():
+    """MiniGrid's dict observation becomes its 7 x 7 x 3 image view as 147 floats (what RND
+    normalises), with MiniGrid's own step limit (10 size^2)."""
+    from frl.algos import ppo_rnd
+
+    grid = envs.make("gym:MiniGrid-DoorKey-5x5-v0")
+    assert grid.observation_space.shape == (147,) and grid.obs_dtype == torch.float32
+    assert grid.discrete and grid.action_space.n == 7 and grid.max_episode_steps == 250
+    env = grid.make_env(seed=0, train=True)
+    try:
+        obs = env.reset()["observation"]
+        assert obs.shape == (147,) and obs.dtype == torch.float32
+        view = obs.reshape(7, 7, 3)
+        assert int(view[..., 0].max()) <= 10 and float(view.min()) >= 0  # object, colour, state indices
+    finally:
+        env.close()
+    config = ppo_rnd.Config(
+        env_id="gym:MiniGrid-DoorKey-5x5-v0", num_envs=2, num_steps=32, total_timesteps=128
+    )
+    result = frl.run(ppo_rnd.make_train(config), seeds=1, compile=False, progress=False, eval_episodes=1)
+    assert result.env_steps == 128 and all(math.isfinite(r) for r in result.eval_returns)
+    assert math.isfinite(result.history[-1]["predictor_loss"])
+
+
 def test_truncation_keeps_the_true_final_observation():
     """A TimeLimit end: truncated, not terminated, and next.observation is the last real
     observation, not the reset one that starts the next row."""

@@ -8,6 +8,10 @@ compiled update.
 
 Transforms, in order (TorchRL's names):
 
+* MiniGrid ids (``MiniGrid-...``, the ``minigrid`` package): the agent's partial view only
+  (``ImgObsWrapper``: the 7 x 7 x 3 grid of object, colour and state indices), flattened to a
+  float vector of 147 (``FlattenObservation``, ``DtypeObservation``), so MLP agents and RND's
+  normalisation take it as they take any vector;
 * ``DoubleToFloat``: float64 observations (MuJoCo's) become float32;
 * Atari ids (``ALE/...``): gymnasium's ``AtariPreprocessing`` (no-op starts, frame skip 4,
   max-pooling, 84 x 84 grayscale, uint8), then a channel dim;
@@ -26,6 +30,7 @@ bootstraps correctly.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 from dataclasses import dataclass, field
@@ -43,13 +48,17 @@ __all__ = ["PREFIX", "GymEnvironment", "is_gym_id", "load_norm_state", "make_gym
 
 
 def _register_optional() -> None:
-    """Make the optional environment families known to gymnasium (ALE, MinAtar), if installed."""
+    """Make the optional environment families known to gymnasium (ALE, MinAtar, MiniGrid), if
+    installed."""
     try:
         import ale_py
 
         gymnasium.register_envs(ale_py)
     except ImportError:
         pass
+    if "MiniGrid-DoorKey-8x8-v0" not in gymnasium.registry:
+        with contextlib.suppress(ImportError):
+            import minigrid  # noqa: F401  (importing it registers MiniGrid-*)
     if "MinAtar/Breakout-v1" not in gymnasium.registry:
         try:
             from minatar.gym import register_envs  # MinAtar/<Game>-v0 (all actions), -v1 (minimal)
@@ -114,7 +123,7 @@ class GymEnvironment:
         object.__setattr__(self, "observation_space", obs_box)
         object.__setattr__(self, "action_space", action)
         limit = self.make_kwargs.get("max_episode_steps") or gymnasium.spec(self.gym_id).max_episode_steps
-        object.__setattr__(self, "max_episode_steps", int(limit or 27_000))
+        object.__setattr__(self, "max_episode_steps", int(limit or _own_limit(self.gym_id, self.make_kwargs)))
 
     # -- what make_train reads ------------------------------------------------------------
 
@@ -176,7 +185,7 @@ class GymEnvironment:
             kwargs = {"frameskip": 1, "repeat_action_probability": 0.25, **self.make_kwargs}
             raw = AtariPreprocessing(gymnasium.make(self.gym_id, **kwargs), frame_skip=4, screen_size=84)
         else:
-            raw = gymnasium.make(self.gym_id, **self.make_kwargs)
+            raw = _observed(self.gym_id, gymnasium.make(self.gym_id, **self.make_kwargs))
             if _minatar(self.gym_id):  # bool frames, as the 0/1 floats frl's MinAtar games give
                 from gymnasium.wrappers import DtypeObservation
 
@@ -253,7 +262,7 @@ def _check_spaces(gym_id: str, make_kwargs: dict[str, Any]) -> Any:
     space (a Box keeps its infinite bounds there)."""
     spaces = gymnasium.spaces
     _register_optional()
-    raw = gymnasium.make(gym_id, **make_kwargs)
+    raw = _observed(gym_id, gymnasium.make(gym_id, **make_kwargs))
     try:
         action, obs = raw.action_space, raw.observation_space
     finally:
@@ -292,6 +301,27 @@ def _check_spaces(gym_id: str, make_kwargs: dict[str, Any]) -> Any:
             "it with gymnasium.wrappers.DtypeObservation(env, numpy.float32))"
         )
     return action
+
+
+def _own_limit(gym_id: str, make_kwargs: dict[str, Any]) -> int:
+    """The step limit an environment without a registered ``TimeLimit`` applies itself
+    (MiniGrid's ``max_steps``), else 27,000 (ALE's own cap, 108,000 frames)."""
+    raw = gymnasium.make(gym_id, **make_kwargs)
+    try:
+        return int(getattr(raw.unwrapped, "max_steps", None) or 27_000)
+    finally:
+        raw.close()
+
+
+def _observed(gym_id: str, raw: Any) -> Any:
+    """``raw`` with the observation frl reads: a MiniGrid environment's image view, flattened to
+    float32 (its dict also holds the direction and the mission text)."""
+    if not gym_id.startswith("MiniGrid-"):
+        return raw
+    from gymnasium.wrappers import DtypeObservation, FlattenObservation
+    from minigrid.wrappers import ImgObsWrapper
+
+    return DtypeObservation(FlattenObservation(ImgObsWrapper(raw)), np.float32)
 
 
 def _minatar(gym_id: str) -> bool:
