@@ -105,3 +105,18 @@ def test_the_vmapped_meta_objective_equals_a_loop_over_tasks():
 def test_bad_settings_are_named(settings, message):
     with pytest.raises(ValueError, match=f"maml.Config: {message}"):
         maml.Config(**settings)
+
+
+def test_the_command_line_trains_both_and_writes_their_adaptation_curves(tmp_path, capsys):
+    import json
+
+    from frl.cli import main
+
+    args = ["maml", "--seeds", "1", "--iterations", "2", "--eval-steps", "1", "--out", str(tmp_path)]
+    small = ["--config.hidden", "8", "--config.meta_batch", "2", "--config.trajectories", "2"]
+    assert main([*args, *small]) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["maml", "pretrained"] and all(len(r["returns"]) == 2 for r in rows)
+    assert main(["maml", "--config.inner_steps", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["frl: error: maml.Config: `inner_steps` must be a positive int, got 0"]

@@ -9,6 +9,7 @@
     frl sweep ppo --grid learning_rate=1e-3,2.5e-4 --seeds 4 --nproc 2       # frl.cli.sweep
     frl llm pretrain --task addition --out runs/lm                           # frl.cli.llm
     frl check-env gym:Pendulum-v1                                            # frl.cli.check_env
+    frl maml --seeds 2 --iterations 150                                      # frl.cli.maml
 
 A bad input prints one ``frl: error: ...`` line naming the problem and the valid choices, and
 exits with code 2 (nothing written).
@@ -19,7 +20,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from frl.cli import check_env, evaluate, listing, llm, plot, sweep, train
+from frl.cli import check_env, evaluate, listing, llm, maml, plot, sweep, train
 from frl.cli.common import Parser, RunFailed, UsageError
 
 __all__ = ["main"]
@@ -32,13 +33,14 @@ COMMANDS = {
     "sweep": sweep.cmd_sweep,
     "llm": llm.cmd_llm,
     "check-env": check_env.cmd_check_env,
+    "maml": maml.cmd_maml,
 }
 
 
 def _parser() -> Parser:
     parser = Parser(prog="frl", description="Functional reinforcement learning on torch.")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
-    for module in (train, evaluate, listing, plot, sweep, check_env):
+    for module in (train, evaluate, listing, plot, sweep, check_env, maml):
         module.add_parser(sub)
     llm.add_llm_parser(sub)
     return parser
@@ -50,8 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, extra = _parser().parse_known_args(argv)
         if args.command is None:
             raise UsageError(f"choose a command: {', '.join(COMMANDS)} (frl COMMAND --help)")
-        if args.command == "train":
-            return train.cmd_train(args, extra)
+        if args.command in ("train", "maml"):  # they take --config.FIELD VALUE pairs
+            return COMMANDS[args.command](args, extra)
         if extra:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
         return COMMANDS[args.command](args)
