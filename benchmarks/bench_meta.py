@@ -191,7 +191,7 @@ def mdps(seeds: int, steps: int | None, compiled: bool) -> tuple[list[list[str]]
 
 def maml_part(seeds: int, iterations: int) -> tuple[list[list[str]], dict]:
     start = time.perf_counter()
-    config = maml.Config(iterations=iterations, hidden=(64, 64), inner_max_norm=1.0)
+    config = maml.Config(iterations=iterations, hidden=(64, 64), inner_steps=2)
     curves = {"maml": [], "pretrained": []}
     for seed in range(seeds):
         meta, _ = maml.meta_train(config, seed)
@@ -222,7 +222,7 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--rl2-steps", type=int, default=None, help="steps per seed (default: the preset's)")
-    parser.add_argument("--maml-iterations", type=int, default=300)
+    parser.add_argument("--maml-iterations", type=int, default=150)
     parser.add_argument("--no-compile", action="store_true")
     args = parser.parse_args()
     payload = {}
@@ -230,16 +230,16 @@ def main() -> None:
         rows, payload["bandits"] = bandits(args.seeds, args.rl2_steps, not args.no_compile)
         columns = ["method", "over", "regret per trial (mean [95% CI])", "/ Thompson"]
         print_table("Bernoulli bandits, 10 arms x 100 pulls: expected regret", columns, rows)
-        write_json("bench_meta", payload)
+        write_json("bench_meta_bandits", payload["bandits"])
     if "mdps" in args.parts:
         rows, payload["mdps"] = mdps(args.seeds, args.rl2_steps, not args.no_compile)
         print_table("Random MDPs, 10 episodes x 10 steps: trial return", ["method", "over", "return"], rows)
-        write_json("bench_meta", payload)
+        write_json("bench_meta_mdps", payload["mdps"])
     if "maml" in args.parts:
         rows, payload["maml"] = maml_part(args.seeds, args.maml_iterations)
         columns = ["inner steps", "MAML return", "pretrained return", "MAML - pretrained (paired)"]
         print_table("2-D navigation: return after inner steps on new goals", columns, rows)
-        write_json("bench_meta", payload)
+        write_json("bench_meta_maml", payload["maml"])
 
 
 if __name__ == "__main__":
