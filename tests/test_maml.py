@@ -120,3 +120,31 @@ def test_the_command_line_trains_both_and_writes_their_adaptation_curves(tmp_pat
     assert main(["maml", "--config.inner_steps", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["frl: error: maml.Config: `inner_steps` must be a positive int, got 0"]
+
+
+def test_a_fixed_task_set_feeds_distinct_tasks_and_refuses_a_larger_meta_batch():
+    config = maml.Config(meta_batch=3, num_tasks=5)
+    env = PointNavigation()
+    draw = maml._training_tasks(env, config, random.key(4))
+    fixed = env.sample_tasks(random.key(4), 5).goal
+    for i in range(4):
+        goals = draw(random.key(i)).goal
+        assert goals.shape == (3, 2) and len({tuple(g.tolist()) for g in goals}) == 3
+        assert all(any(torch.equal(g, f) for f in fixed) for g in goals)  # from the set
+    with pytest.raises(
+        ValueError, match=r"`meta_batch` \(8\) is larger than the task set \(`num_tasks` = 5\)"
+    ):
+        maml.Config(meta_batch=8, num_tasks=5)
+
+
+def test_the_command_line_names_a_task_set_smaller_than_the_meta_batch(capsys):
+    from frl.cli import main
+
+    assert main(["maml", "--config.num_tasks", "5", "--config.meta_batch", "8"]) == 2
+    assert main(["maml", "--config.num_tasks", "many"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "frl: error: maml.Config: `meta_batch` (8) is larger than the task set (`num_tasks` = 5): "
+        "a meta-batch draws distinct tasks",
+        "frl: error: --config.num_tasks: expected a number or none (current None), got 'many'",
+    ]

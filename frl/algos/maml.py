@@ -54,7 +54,9 @@ __all__ = [
 class Config:
     """MAML's 2-D navigation settings (Finn et al. 2017: two 100-unit ReLU layers, inner step
     ``alpha = 0.1``, 20 trajectories per task, 20 tasks per meta-batch), with Adam on the
-    meta-gradient (the paper used TRPO) and the inner gradient scaled to global norm at most
+    meta-gradient (the paper used TRPO). ``num_tasks``: train on a fixed set of that many goals
+    (drawn from the seed; each meta-batch takes distinct ones), None: a new draw every batch. The
+    inner gradient scaled to global norm at most
     ``inner_max_norm`` (None: the paper's plain step; measured here, an unclipped second and
     third step from the meta-learned policy overshot, returns -18 -> -4 -> -1060 -> -427)."""
 
@@ -66,6 +68,7 @@ class Config:
     inner_max_norm: float | None = 1.0
     inner_steps: int = 1
     meta_batch: int = 20
+    num_tasks: int | None = None
     trajectories: int = 20
     meta_lr: float = 1e-3
     iterations: int = 300
@@ -77,6 +80,16 @@ class Config:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"maml.Config: `{name}` must be a positive int, got {value!r}")
+        if self.num_tasks is not None:
+            if isinstance(self.num_tasks, bool) or not isinstance(self.num_tasks, int) or self.num_tasks < 1:
+                raise ValueError(
+                    f"maml.Config: `num_tasks` must be a positive int or None, got {self.num_tasks!r}"
+                )
+            if self.meta_batch > self.num_tasks:
+                raise ValueError(
+                    f"maml.Config: `meta_batch` ({self.meta_batch}) is larger than the task set "
+                    f"(`num_tasks` = {self.num_tasks}): a meta-batch draws distinct tasks"
+                )
         for name in ("inner_lr", "meta_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"maml.Config: `{name}` must be positive, got {getattr(self, name)!r}")
@@ -198,6 +211,19 @@ def _sample_tasks(
     return vmap(one, in_dims=(0, 0 if per_task else None, 0), randomness="error")(tasks, params, keys)
 
 
+def _training_tasks(env: Any, config: Config, key: Tensor) -> Callable[[Tensor], Any]:
+    """``draw(key) -> tasks [meta_batch]``: fresh goals, or distinct ones of a fixed set."""
+    if config.num_tasks is None:
+        return lambda k: env.sample_tasks(k, config.meta_batch)
+    fixed = env.sample_tasks(key, config.num_tasks)
+
+    def draw(k: Tensor) -> Any:
+        chosen = torch.argsort(random.bits(k, (config.num_tasks,)))[: config.meta_batch]
+        return type(fixed)(*(x[chosen] for x in fixed))
+
+    return draw
+
+
 def _mean_loss(params: TensorDictBase, data: TensorDictBase, loss: Callable) -> Tensor:
     """``mean_i loss(params, data_i)`` over the tasks (data's leading dim)."""
     return vmap(loss, in_dims=(None, 0))(params, data).mean()
@@ -213,12 +239,13 @@ def meta_train(
     key = random.key(seed)
     key, k_init = random.split(key)
     params = policy.init(k_init)
+    draw = _training_tasks(env, config, random.fold_in(k_init, 1))
     tx = optim.adam(config.meta_lr)
     opt_state = tx.init(params)
     history = []
     for _ in range(config.iterations):
         key, k_tasks, k_in, k_out = random.split(key, 4)
-        tasks = env.sample_tasks(k_tasks, config.meta_batch)
+        tasks = draw(k_tasks)
         step = partial(adapt, loss=loss, lr=config.inner_lr, max_norm=config.inner_max_norm)
         inner, adapted = [], params
         for j, k_step in enumerate(random.split(k_in, config.inner_steps)):
@@ -243,12 +270,13 @@ def pretrain(config: Config, seed: int, env: PointNavigation | None = None) -> t
     key = random.key(seed)
     key, k_init = random.split(key)
     params = policy.init(k_init)
+    draw = _training_tasks(env, config, random.fold_in(k_init, 1))
     tx = optim.adam(config.meta_lr)
     opt_state = tx.init(params)
     history = []
     for _ in range(config.iterations):
         key, k_tasks, k_data = random.split(key, 3)
-        tasks = env.sample_tasks(k_tasks, config.meta_batch)
+        tasks = draw(k_tasks)
         data = _sample_tasks(env, tasks, policy, params, k_data, 2 * config.trajectories, per_task=False)
         g = grad(_mean_loss)(params, data, loss)
         updates, opt_state = tx.update(g, opt_state, params)

@@ -76,6 +76,11 @@ def parse_value(name: str, text: str, current: Any, flag: str = "--config.") -> 
     """``text`` as the type of ``current`` (a field's default), or a UsageError naming the flag."""
     kind = type(current)
     try:
+        if current is None:  # an optional field off by default: a number, or none
+            if text.lower() == "none":
+                return None
+            number = float(text)
+            return int(number) if number.is_integer() and "." not in text else number
         if kind is bool:
             lowered = text.lower()
             if lowered not in ("true", "false", "1", "0", "yes", "no"):
@@ -92,9 +97,8 @@ def parse_value(name: str, text: str, current: Any, flag: str = "--config.") -> 
             return tuple(int(v) for v in text.replace("(", "").replace(")", "").split(",") if v.strip())
         return text
     except (ValueError, OverflowError):
-        raise UsageError(
-            f"{flag}{name}: expected a {kind.__name__} (current {current!r}), got {text!r}"
-        ) from None
+        expected = "number or none" if current is None else kind.__name__
+        raise UsageError(f"{flag}{name}: expected a {expected} (current {current!r}), got {text!r}") from None
 
 
 def config_overrides(config_cls: type, pairs: Sequence[str]) -> dict[str, Any]:
