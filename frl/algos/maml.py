@@ -229,20 +229,33 @@ def _mean_loss(params: TensorDictBase, data: TensorDictBase, loss: Callable) -> 
     return vmap(loss, in_dims=(None, 0))(params, data).mean()
 
 
+def _start(
+    config: Config, seed: int, env: Any
+) -> tuple[Any, nn.GaussianPolicy, Callable, Tensor, TensorDict, Callable]:
+    """``(env, policy, loss, key, params, draw)`` of a run from ``seed``: what MAML and the
+    pretrained baseline start from (the same initial params for the same seed)."""
+    env = env or PointNavigation()
+    policy = policy_for(env, config)
+    key, k_init = random.split(random.key(seed))
+    params = policy.init(k_init)
+    return (
+        env,
+        policy,
+        _loss(config, policy),
+        key,
+        params,
+        _training_tasks(env, config, random.fold_in(k_init, 1)),
+    )
+
+
 def meta_train(
     config: Config, seed: int, env: PointNavigation | None = None
 ) -> tuple[TensorDict, list[float]]:
     """MAML (module docstring) for ``config.iterations`` meta-iterations from ``seed``: the
     meta-learned params and the mean post-adaptation return per iteration."""
-    env = env or PointNavigation()
-    policy, loss = policy_for(env, config), _loss(config, policy_for(env, config))
-    key = random.key(seed)
-    key, k_init = random.split(key)
-    params = policy.init(k_init)
-    draw = _training_tasks(env, config, random.fold_in(k_init, 1))
+    env, policy, loss, key, params, draw = _start(config, seed, env)
     tx = optim.adam(config.meta_lr)
-    opt_state = tx.init(params)
-    history = []
+    opt_state, history = tx.init(params), []
     for _ in range(config.iterations):
         key, k_tasks, k_in, k_out = random.split(key, 4)
         tasks = draw(k_tasks)
@@ -263,17 +276,11 @@ def meta_train(
 
 def pretrain(config: Config, seed: int, env: PointNavigation | None = None) -> tuple[TensorDict, list[float]]:
     """The baseline: one policy trained with the same policy gradient on tasks drawn from the
-    distribution, ``config.iterations`` Adam steps of ``meta_batch x trajectories``
-    trajectories each (twice MAML's per-iteration samples, the same number of trajectories)."""
-    env = env or PointNavigation()
-    policy, loss = policy_for(env, config), _loss(config, policy_for(env, config))
-    key = random.key(seed)
-    key, k_init = random.split(key)
-    params = policy.init(k_init)
-    draw = _training_tasks(env, config, random.fold_in(k_init, 1))
+    distribution, ``config.iterations`` Adam steps on ``2 x trajectories`` trajectories of each
+    of ``meta_batch`` tasks (MAML samples ``(inner_steps + 1) x trajectories`` per task)."""
+    env, policy, loss, key, params, draw = _start(config, seed, env)
     tx = optim.adam(config.meta_lr)
-    opt_state = tx.init(params)
-    history = []
+    opt_state, history = tx.init(params), []
     for _ in range(config.iterations):
         key, k_tasks, k_data = random.split(key, 3)
         tasks = draw(k_tasks)

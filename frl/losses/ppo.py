@@ -73,33 +73,49 @@ def ppo_loss(
       ``clip_fraction`` and ``explained_variance``.
     """
     owner = "ppo_loss"
-    obs, action = B.get(batch, B.OBS, owner), B.get(batch, B.ACTION, owner)
-    old_log_prob = B.get(batch, B.LOG_PROB, owner)
+    obs = B.get(batch, B.OBS, owner)
+    coefs = dict(clip_eps=clip_eps, value_clip_eps=value_clip_eps, entropy_coef=entropy_coef)
+    coefs.update(value_coef=value_coef, normalize_advantage=normalize_advantage)
+    return _objective(
+        owner, batch, dist, policy_apply(actor_params, obs), lambda: value_apply(critic_params, obs), **coefs
+    )
+
+
+def _objective(
+    owner: str,
+    batch: TensorDictBase,
+    dist: Distribution,
+    dist_params: Any,
+    values: Callable[[], Tensor],
+    *,
+    value_clip_eps: float | Tensor | None,
+    **coefs: Any,
+) -> tuple[Tensor, TensorDict]:
+    """:func:`clipped_objective` of a batch whose policy gave ``dist_params`` (``values()`` the
+    value function's output), every per-sample entry checked against the log-probabilities' shape."""
+    action, old_log_prob = B.get(batch, B.ACTION, owner), B.get(batch, B.LOG_PROB, owner)
     advantage, value_target = B.get(batch, B.ADVANTAGE, owner), B.get(batch, B.VALUE_TARGET, owner)
-    dist_params = policy_apply(actor_params, obs)
     log_prob = dist.log_prob(dist_params, action)
     B.check_per_sample(
         owner, log_prob.shape, action_log_prob=old_log_prob, advantage=advantage, value_target=value_target
     )
-    value = value_apply(critic_params, obs)
+    value = values()
     B.check_output(owner, "value_apply", log_prob.shape, value)
     old_value = None
     if value_clip_eps is not None:
         old_value = B.get(batch, B.STATE_VALUE, owner)
         B.check_per_sample(owner, log_prob.shape, state_value=old_value)
+    entropy = dist.entropy(dist_params)
     return clipped_objective(
         log_prob,
         old_log_prob,
         advantage,
         value,
         value_target,
-        dist.entropy(dist_params),
+        entropy,
         old_value=old_value,
-        clip_eps=clip_eps,
         value_clip_eps=value_clip_eps,
-        entropy_coef=entropy_coef,
-        value_coef=value_coef,
-        normalize_advantage=normalize_advantage,
+        **coefs,
     )
 
 
@@ -143,34 +159,20 @@ def recurrent_ppo_loss(
         raise ValueError(
             f"{owner}: `batch` must hold sequences [B, L], got batch_size {list(batch.batch_size)}"
         )
-    obs, action = B.get(batch, B.OBS, owner), B.get(batch, B.ACTION, owner)
-    starts = B.get(batch, "is_init", owner)
+    obs, starts = B.get(batch, B.OBS, owner), B.get(batch, "is_init", owner)
     actor_carry, critic_carry = (
         B.get(batch, ("recurrent_state", k), owner)[:, 0] for k in ("actor", "critic")
     )
+    coefs = dict(clip_eps=clip_eps, value_clip_eps=value_clip_eps, entropy_coef=entropy_coef)
+    coefs.update(value_coef=value_coef, normalize_advantage=normalize_advantage)
     dist_params = policy_apply(actor_params, obs, actor_carry, starts)
-    log_prob = dist.log_prob(dist_params, action)
-    old_log_prob = B.get(batch, B.LOG_PROB, owner)
-    advantage, value_target = B.get(batch, B.ADVANTAGE, owner), B.get(batch, B.VALUE_TARGET, owner)
-    B.check_per_sample(
-        owner, log_prob.shape, action_log_prob=old_log_prob, advantage=advantage, value_target=value_target
-    )
-    value = value_apply(critic_params, obs, critic_carry, starts)
-    B.check_output(owner, "value_apply", log_prob.shape, value)
-    old_value = B.get(batch, B.STATE_VALUE, owner) if value_clip_eps is not None else None
-    return clipped_objective(
-        log_prob,
-        old_log_prob,
-        advantage,
-        value,
-        value_target,
-        dist.entropy(dist_params),
-        old_value=old_value,
-        clip_eps=clip_eps,
-        value_clip_eps=value_clip_eps,
-        entropy_coef=entropy_coef,
-        value_coef=value_coef,
-        normalize_advantage=normalize_advantage,
+    return _objective(
+        owner,
+        batch,
+        dist,
+        dist_params,
+        lambda: value_apply(critic_params, obs, critic_carry, starts),
+        **coefs,
     )
 
 
