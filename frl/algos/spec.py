@@ -9,7 +9,9 @@ dim) with exactly these entries:
 ``hyperparams``   every hyper-parameter the agent's Config declares (:func:`frl.algos.config.hyper`),
                   a 0-d float64 tensor each; the pure functions read them here and nowhere else
 ``env``           ``observation [E, *obs]`` and ``state`` (the pure environment's state dict;
-                  empty for environments stepped outside the graph, e.g. gymnasium's)
+                  empty for environments stepped outside the graph, e.g. gymnasium's); a
+                  recurrent agent's ``memory`` (its carries ``{name: [E, S]}``) and ``is_init``
+                  (bool ``[E]``), :data:`frl.algos.collect.MEMORY`
 ``data``          what the agent consumes (:class:`Segments` or :class:`Replay`): an on-policy
                   segment ``[E, T]``, time last, or a replay buffer (``frl.buffers``), in
                   TorchRL's transition keys
