@@ -10,6 +10,7 @@ import torch
 from frl import envs, random
 from frl.algos import maml
 from frl.envs.meta import PointNavigation, PointNavigationParams
+from tests.variants import Case, check, variant_params
 
 CONFIG = maml.Config(hidden=(8,), activation="tanh", trajectories=4, meta_batch=2, gamma=0.9)
 """A smooth policy: with ReLU the inner gradient jumps where a unit switches, and so does the
@@ -148,3 +149,25 @@ def test_the_command_line_names_a_task_set_smaller_than_the_meta_batch(capsys):
         "a meta-batch draws distinct tasks",
         "frl: error: --config.num_tasks: expected a number or none (current None), got 'many'",
     ]
+
+
+def _adapt_case():
+    env = PointNavigation()
+    policy = maml.policy_for(env, CONFIG)
+    loss = maml._loss(CONFIG, policy)
+    tasks = env.sample_tasks(random.key(1), 3)
+    data = maml._sample_tasks(
+        env, tasks, policy, policy.init(random.key(0)), random.key(2), 4, per_task=False
+    )
+
+    def make_args(i: int):
+        return policy.init(random.key(10 + i)), data[i]
+
+    return Case("maml_adapt", lambda p, b: maml.adapt(p, b, loss, 0.1), make_args, grad_argnums=0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("case, variant", variant_params([_adapt_case()]))
+def test_adapt_variants(case, variant):
+    """The inner step eagerly, vmapped over batches, compiled, and differentiated (its gradient:
+    MAML's second-order terms) agrees with autograd."""
+    check(case, variant)
