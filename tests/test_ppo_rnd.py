@@ -3,6 +3,9 @@ learning test on DeepSea, and bad input."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 import pytest
 import torch
 
@@ -43,10 +46,32 @@ def test_ppo_rnd_learns_deep_sea_8():
     assert min(result.eval_returns) > 0.9, result.eval_returns  # the treasure (0.99) in both seeds
 
 
-def test_image_observations_are_refused_naming_them():
-    with pytest.raises(
-        ValueError,
-        match=r"ppo_rnd: RND normalises vector observations; Breakout-MinAtar observes \[10, 10, 4\]",
-    ):
-        ppo_rnd.make_train(ppo_rnd.Config(env_id="Breakout-MinAtar"))
+def test_image_observations_get_convolutional_networks_and_per_pixel_moments():
+    config = ppo_rnd.Config(
+        env_id="Breakout-MinAtar",
+        num_envs=2,
+        num_steps=16,
+        num_minibatches=2,
+        update_epochs=1,
+        rnd_features=8,
+    )
+    train = ppo_rnd.make_train(config)
+    state = train.init(random.key(0))
+    assert set(state["params", "predictor"].keys()) == {"torso", "head"}  # MinAtar's conv torso
+    after, metrics = train.step(state)
+    assert after["scratch", "rnd", "obs_moments", "mean"].shape == (10, 10, 4)
+    assert torch.isfinite(metrics["predictor_loss"]) and float(metrics["raw_intrinsic_reward"]) > 0
+
+
+def test_observations_rnd_cannot_normalise_are_refused_naming_them():
+    @dataclasses.dataclass(frozen=True)
+    class MatrixCartPole(frl.envs.classic_control.CartPole):
+        id: ClassVar[str] = "MatrixCartPole-v0"
+        observation_space: ClassVar[frl.envs.Box] = frl.envs.Box((-9.0,) * 4, (9.0,) * 4, (2, 2))
+
+        def observe(self, physics):
+            return physics.reshape(*physics.shape[:-1], 2, 2)
+
+    with pytest.raises(ValueError, match=r"MatrixCartPole-v0 has observations of shape \[2, 2\]"):
+        ppo_rnd.make_train(ppo_rnd.Config(), MatrixCartPole())
     assert "ppo_rnd" in algos.AGENTS and algos.get("ppo_rnd").handles(frl.envs.make("DeepSea-v0"))

@@ -19,7 +19,9 @@ Per iteration, after PPO's extrinsic GAE (``gamma``, episodic):
 The update adds ``vf_coef`` times the intrinsic value loss and the predictor's loss
 (:func:`frl.losses.rnd_loss`) to PPO's clipped loss. The running moments and the filter's carry
 live in ``state["scratch"]["rnd"]``; the normalised observations and the mask in the segment.
-Vector observations only (an image observation needs RND's convolutional networks).
+Vector observations get MLPs; image observations (MinAtar's frames) get the convolutional
+torso the actor uses for the predictor, the target and the intrinsic critic, and per-pixel
+running moments.
 """
 
 from __future__ import annotations
@@ -68,22 +70,29 @@ class Config(ppo.Config):
 
 def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer = None) -> Train:
     """PPO+RND on ``config.env_id`` (or on ``env``): a :class:`~frl.algos.train.Train` (module
-    docstring). Environments with vector observations only."""
+    docstring). Environments with float vector or image observations."""
     if not isinstance(config, Config):
         raise TypeError(f"ppo_rnd.make_train: expected a ppo_rnd.Config, got {type(config)!r}")
     base = ppo.make_train(config, env, wrap_optimizer=wrap_optimizer)
     env = base.env
     shape = tuple(env.observation_space.shape)
-    if len(shape) != 1 or getattr(env, "obs_dtype", env.dtype) not in (torch.float32, torch.float64):
+    image = bool(getattr(env, "pixels", False)) and len(shape) == 3
+    float_obs = getattr(env, "obs_dtype", env.dtype) in (torch.float32, torch.float64)
+    if not (len(shape) == 1 or image) or not float_obs:
         raise ValueError(
-            f"ppo_rnd: RND normalises vector observations; {env.id} observes {list(shape)} "
+            f"ppo_rnd: RND normalises vector or image observations; {env.id} observes {list(shape)} "
             f"({getattr(env, 'obs_dtype', env.dtype)}): use ppo, or an environment with float vector "
-            "observations"
+            "or image observations"
         )
-    obs_dim, E = shape[0], config.num_envs
-    critic_int = nn.ValueNetwork(obs_dim, hidden=config.hidden)
-    sizes = (obs_dim, *config.rnd_hidden, config.rnd_features)
-    predictor, target = nn.MLP(sizes, "relu"), nn.MLP(sizes, "relu")
+    E = config.num_envs
+    if image:  # RND's convolutional target and predictor, on the actor's torso (env.torso)
+        kind = getattr(env, "torso", "nature")
+        critic_int: Any = nn.ConvNetwork(shape, 1, kind, squeeze=True)
+        predictor, target = (nn.ConvNetwork(shape, config.rnd_features, kind) for _ in range(2))
+    else:
+        critic_int = nn.ValueNetwork(shape[0], hidden=config.hidden)
+        sizes = (shape[0], *config.rnd_hidden, config.rnd_features)
+        predictor, target = nn.MLP(sizes, "relu"), nn.MLP(sizes, "relu")
 
     def loss_term(hp: TensorDictBase):
         def term(params: TensorDictBase, batch: TensorDictBase):
@@ -110,7 +119,7 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         bonus = intrinsic.rnd_reward(
             p["predictor"],
             p["target"],
-            normed.reshape(-1, obs_dim),
+            normed.reshape(-1, *shape),
             predictor_apply=predictor.apply,
             target_apply=target.apply,
         ).reshape(seg.batch_size)
@@ -156,7 +165,7 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         state["data", RND_OBS] = torch.zeros_like(state["data", "next", "observation"])
         state["scratch", "rnd"] = TensorDict(
             {
-                "obs_moments": intrinsic.init_moments((obs_dim,), dtype),
+                "obs_moments": intrinsic.init_moments(shape, dtype),
                 "ret_moments": intrinsic.init_moments((), dtype),
                 "carry": torch.zeros(E, dtype=dtype),
             },
