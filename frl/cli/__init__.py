@@ -9,7 +9,7 @@
     frl sweep ppo --grid learning_rate=1e-3,2.5e-4 --seeds 4 --nproc 2       # frl.cli.sweep
     frl llm pretrain --task addition --out runs/lm                           # frl.cli.llm
     frl check-env gym:Pendulum-v1                                            # frl.cli.check_env
-    frl maml --seeds 2 --iterations 150                                      # frl.cli.maml
+    frl maml --seeds 2                                                       # frl.cli.maml
 
 A bad input prints one ``frl: error: ...`` line naming the problem and the valid choices, and
 exits with code 2 (nothing written).

@@ -1,7 +1,7 @@
 """``frl maml``: MAML on 2-D point navigation (``frl.algos.maml``) against the baseline pretrained
 on the same tasks, each seed evaluated on new goals after 0 to ``--eval-steps`` inner steps.
 
-    frl maml --seeds 2 --iterations 150 --config.inner_steps 2 --out runs/maml
+    frl maml --seeds 2 --out runs/maml
 """
 
 from __future__ import annotations
