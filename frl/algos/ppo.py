@@ -89,13 +89,15 @@ def advantages_unit(
     value_apply: Callable,
     with_advantages: Callable = op.with_advantages,
     prefix: tuple[str, ...] = (),
+    items: int | None = None,
 ) -> Callable:
     """The unit that writes values and GAE into the segment (``params["critic"]``, the state's
     ``gamma`` and ``gae_lambda``) and draws this iteration's ``update_epochs`` minibatch orders.
     ``with_advantages(segment, value_apply, critic_params, gamma=, lmbda=)`` computes them, under
     ``prefix`` in the segment (multi-agent PPO passes its own, which writes them per agent under
-    the agents' group)."""
-    E, T = config.num_envs, config.num_steps
+    the agents' group). ``items``: what the orders permute (default the ``E T`` steps; recurrent
+    PPO permutes its sequences)."""
+    n = config.num_envs * config.num_steps if items is None else items
 
     def advantages(state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
         hp = state["hyperparams"]
@@ -104,11 +106,11 @@ def advantages_unit(
         )
         key, k_order = random.split(state["key"])
         # one draw of random sort keys for every epoch (one threefry, cheap to compile)
-        order = torch.argsort(random.bits(k_order, (config.update_epochs, E * T)), dim=-1, stable=True)
+        order = torch.argsort(random.bits(k_order, (config.update_epochs, n)), dim=-1, stable=True)
         new = state.copy()
         new["data"], new["key"] = segment, key
         scratch = state["scratch"].copy()  # an extension's own entries stay
-        scratch["order"] = order.reshape(-1, config.minibatch_size)
+        scratch["order"] = order.reshape(-1, n // config.num_minibatches)
         new["scratch"] = scratch
         start = torch.zeros_like(state["counters", "minibatch"])
         new["counters"] = state["counters"].clone(recurse=False).set("minibatch", start)
@@ -125,17 +127,23 @@ def update_unit(
     loss_of: Callable,
     keys: tuple[Any, ...] = MINIBATCH_KEYS,
     trainable: tuple[str, ...] | None = None,
+    minibatch_of: Callable | None = None,
 ) -> Callable:
     """The unit that takes one step of ``loss_of(hyperparams)`` (a loss over ``params`` and a
     minibatch of the segment's ``keys``) on the next minibatch, with the learning rate annealed
     linearly to 0 over the run when ``anneal_lr``; ``trainable``: the params keys it optimises
-    (default: all)."""
+    (default: all); ``minibatch_of(segment, index)``: the minibatch of the order's ``index``
+    (default: those steps of the flattened segment's ``keys``)."""
     updates_total = max(config.num_iterations * config.update_epochs * config.num_minibatches, 1)
 
     def update(state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
         hp, counters = state["hyperparams"], state["counters"]
         index = torch.index_select(state["scratch", "order"], 0, counters["minibatch"].reshape(1)).squeeze(0)
-        minibatch = op.flat_select(state["data"], keys, index)
+        minibatch = (
+            op.flat_select(state["data"], keys, index)
+            if minibatch_of is None
+            else minibatch_of(state["data"], index)
+        )
         lr = hp["learning_rate"]
         if config.anneal_lr:
             lr = lr * (1.0 - torch.clamp(counters["updates"] / updates_total, max=1.0))

@@ -25,13 +25,14 @@ Pure environments only (the carries are stepped inside the graph).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
-from frl import nn, optim, random
+from frl import nn, optim
 from frl.algos import on_policy as op
 from frl.algos import ppo
 from frl.algos.collect import IS_INIT, MEMORY, RECURRENT_STATE, make_collect
@@ -150,41 +151,26 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         dist_params, actor_carry = actor.step(params["actor"], obs, carries["actor"])
         return clip_action(env, dist.mode(dist_params)), {**carries, "actor": actor_carry}
 
-    def advantages(state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
-        seg, hp, p = state["data"], state["hyperparams"], state["params", "critic"]
-        starts = seg[IS_INIT]
-        value, carries = critic.sequence(p, seg["observation"], seg[RECURRENT_STATE, "critic"][:, 0], starts)
-        # the value of each true next observation continues the history it followed
-        next_value, _ = critic.step(p, seg["next", "observation"], carries)
+    def with_advantages(segment, value_apply, critic_params, *, gamma, lmbda):
+        """The critic replayed along the segment from its first step's carries; the value of each
+        true next observation continues the history it followed."""
+        starts = segment[IS_INIT]
+        first = segment[RECURRENT_STATE, "critic"][:, 0]
+        value, carries = value_apply(critic_params, segment["observation"], first, starts)  # critic.sequence
+        next_value, _ = critic.step(critic_params, segment["next", "observation"], carries)
+        value, next_value = value.detach(), next_value.detach()
         advantage, target = gae(
-            seg["next", "reward"],
-            value.detach(),
-            next_value.detach(),
-            seg["next", "terminated"],
-            seg["next", "done"],
-            gamma=hp["gamma"],
-            lmbda=hp["gae_lambda"],
+            segment["next", "reward"],
+            value,
+            next_value,
+            segment["next", "terminated"],
+            segment["next", "done"],
+            gamma=gamma,
+            lmbda=lmbda,
         )
-        segment = seg.copy()
-        segment["state_value"], segment["advantage"], segment["value_target"] = (
-            value.detach(),
-            advantage,
-            target,
-        )
-        key, k_order = random.split(state["key"])
-        order = torch.argsort(
-            random.bits(k_order, (config.update_epochs, config.num_sequences)), dim=-1, stable=True
-        )
-        new = state.copy()
-        new["data"], new["key"] = segment, key
-        new["scratch"] = (
-            state["scratch"]
-            .copy()
-            .set("order", order.reshape(-1, config.num_sequences // config.num_minibatches))
-        )
-        start = torch.zeros_like(state["counters", "minibatch"])
-        new["counters"] = state["counters"].clone(recurse=False).set("minibatch", start)
-        return new, TensorDict({"value": value.mean(), "advantage": advantage.mean()}, batch_size=[])
+        out = segment.copy()
+        out["state_value"], out["advantage"], out["value_target"] = value, advantage, target
+        return out
 
     loss = bind(
         recurrent_ppo_loss,
@@ -194,25 +180,14 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         value_apply=lambda p, o, c, s: critic.sequence(p, o, c, s)[0],
         dist=dist,
     )
-    updates_total = max(config.num_iterations * config.update_epochs * config.num_minibatches, 1)
 
-    def update(state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
-        hp, counters = state["hyperparams"], state["counters"]
-        index = torch.index_select(state["scratch", "order"], 0, counters["minibatch"].reshape(1)).squeeze(0)
-        sequences = state["data"].select(*SEQUENCE_KEYS).reshape(E * T // L, L)
-        minibatch = sequences.apply(lambda x: torch.index_select(x, 0, index), batch_size=[index.shape[0], L])
-        lr = hp["learning_rate"]
-        if config.anneal_lr:
-            lr = lr * (1.0 - torch.clamp(counters["updates"] / updates_total, max=1.0))
-        return op.learner_step(
-            state,
-            ppo.clipped_loss(config, loss, hp),
-            tx,
-            minibatch,
-            learning_rate=lr,
-            counters={"minibatch": counters["minibatch"] + 1},
-        )
+    def sequences(segment: TensorDictBase, index: Tensor) -> TensorDictBase:
+        """Whole sequences ``[B, L]`` of the segment cut every ``L`` steps (rows ``index``)."""
+        cut = segment.select(*SEQUENCE_KEYS).reshape(E * T // L, L)
+        return cut.apply(lambda x: torch.index_select(x, 0, index), batch_size=[index.shape[0], L])
 
+    advantages = ppo.advantages_unit(config, critic.sequence, with_advantages, items=config.num_sequences)
+    update = ppo.update_unit(config, tx, partial(ppo.clipped_loss, config, loss), minibatch_of=sequences)
     consumes = Segments(E, T, config.rollout_chunk, extra=op.ADVANTAGE_KEYS)
     order = torch.zeros(
         config.update_epochs * config.num_minibatches,
