@@ -10,6 +10,7 @@
     frl llm pretrain --task addition --out runs/lm                           # frl.cli.llm
     frl check-env gym:Pendulum-v1                                            # frl.cli.check_env
     frl maml --seeds 2                                                       # frl.cli.maml
+    frl bench classic --seeds 8                                              # frl.cli.bench
 
 A bad input prints one ``frl: error: ...`` line naming the problem and the valid choices, and
 exits with code 2 (nothing written).
@@ -20,7 +21,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from frl.cli import check_env, evaluate, listing, llm, maml, plot, sweep, train
+from frl.cli import bench, check_env, evaluate, listing, llm, maml, plot, sweep, train
 from frl.cli.common import Parser, RunFailed, UsageError
 
 __all__ = ["main"]
@@ -34,13 +35,14 @@ COMMANDS = {
     "llm": llm.cmd_llm,
     "check-env": check_env.cmd_check_env,
     "maml": maml.cmd_maml,
+    "bench": bench.cmd_bench,
 }
 
 
 def _parser() -> Parser:
     parser = Parser(prog="frl", description="Functional reinforcement learning on torch.")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
-    for module in (train, evaluate, listing, plot, sweep, check_env, maml):
+    for module in (train, evaluate, listing, plot, sweep, check_env, maml, bench):
         module.add_parser(sub)
     llm.add_llm_parser(sub)
     return parser

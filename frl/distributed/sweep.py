@@ -10,7 +10,10 @@ and trains all its seeds in one vmapped :func:`frl.run`. Jobs are independent:
   field), one trial per job, ``nproc`` CPUs; ``ray_address=None`` starts a local Ray bound to
   127.0.0.1, or pass a cluster's address.
 
-Each job returns ``{"point", "seeds", "eval_returns", "mean", "iqm", "env_steps_per_s"}``.
+Each job returns ``{"point", "seeds", "eval_returns", "mean", "iqm", "env_steps_per_s", "wall_s",
+"compile_s", "env_steps", "curve", "nonfinite"}`` (``curve``: ``[[env_steps, [return per seed]],
+...]`` at each evaluation). :func:`run_jobs` runs any list of job specs on either backend and hands
+each result over as it finishes (``frl bench`` writes each cell as it lands).
 """
 
 from __future__ import annotations
@@ -19,18 +22,19 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from frl.driver.members import grid
 
-__all__ = ["format_results", "grid", "run_job", "sweep"]
+__all__ = ["format_results", "grid", "run_job", "run_jobs", "sweep"]
 
 
 def run_job(spec: dict[str, Any]) -> dict[str, Any]:
-    """One point of a sweep: ``spec`` holds ``algo``, ``env``, ``point``, ``seeds``, ``total_steps``,
-    ``compile``, ``eval_episodes`` and ``out_dir`` (or None)."""
+    """One job: ``spec`` holds ``algo``, ``env``, ``point`` (Config overrides), ``seeds``,
+    ``total_steps``, ``compile``, ``eval_episodes`` and ``out_dir`` (or None); optional
+    ``eval_every`` (default: at the end only) and ``on_nonfinite`` (default ``"stop"``)."""
     import torch
 
     from frl.algos import get
@@ -45,9 +49,11 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         seeds=spec["seeds"],
         total_steps=spec["total_steps"],
         compile=spec["compile"],
+        eval_every=spec.get("eval_every"),
         eval_episodes=spec["eval_episodes"],
         out_dir=spec["out_dir"],
         progress=False,
+        on_nonfinite=spec.get("on_nonfinite", "stop"),
     )
     returns = result.eval_returns
     return {
@@ -57,7 +63,57 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         "mean": sum(returns) / len(returns),
         "iqm": iqm(returns),
         "env_steps_per_s": result.env_steps_per_s,
+        "wall_s": result.wall_s,
+        "compile_s": result.compile_s,
+        "env_steps": result.env_steps,
+        "curve": [
+            [row["env_steps"], row["eval_return_per_member"]]
+            for row in result.history
+            if "eval_return_per_member" in row
+        ],
+        "nonfinite": result.nonfinite,
     }
+
+
+def run_jobs(
+    specs: Sequence[dict[str, Any]],
+    *,
+    nproc: int = 1,
+    backend: str = "local",
+    ray_address: str | None = None,
+    job: Callable[[dict[str, Any]], dict[str, Any]] = run_job,
+    on_result: Callable[[int, dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """``job(spec)`` for every spec, ``nproc`` at a time on ``backend``; results in spec order.
+    ``on_result(index, result)`` is called in this process as each job finishes (local) or once
+    the grid is done (Ray). ``job`` must be importable by name (worker processes pickle it)."""
+    if backend not in ("local", "ray"):
+        raise ValueError(f"run_jobs: `backend` must be 'local' or 'ray', got {backend!r}")
+    if not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"run_jobs: `nproc` must be a positive int, got {nproc!r}")
+    results: list[dict[str, Any] | None] = [None] * len(specs)
+
+    def done(i: int, result: dict[str, Any]) -> None:
+        results[i] = result
+        if on_result is not None:
+            on_result(i, result)
+
+    if backend == "ray":
+        for i, result in enumerate(_sweep_ray(list(specs), nproc, ray_address, job)):
+            done(i, result)
+    elif nproc == 1 or len(specs) <= 1:
+        for i, spec in enumerate(specs):
+            done(i, job(spec))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(nproc, len(specs)), mp_context=context) as pool:
+            futures = {pool.submit(job, spec): i for i, spec in enumerate(specs)}
+            for future in as_completed(futures):
+                done(futures[future], future.result())
+    return results  # type: ignore[return-value]
 
 
 def _point_name(point: Mapping[str, Any]) -> str:
@@ -109,17 +165,7 @@ def sweep(
         }
         for point in points
     ]
-    if backend == "ray":
-        results = _sweep_ray(specs, nproc, ray_address)
-    elif nproc == 1:
-        results = [run_job(spec) for spec in specs]
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(nproc, len(specs)), mp_context=context) as pool:
-            results = list(pool.map(run_job, specs))
+    results = run_jobs(specs, nproc=nproc, backend=backend, ray_address=ray_address)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         tmp = out / ".sweep.json.tmp"
@@ -128,7 +174,12 @@ def sweep(
     return results
 
 
-def _sweep_ray(specs: list[dict[str, Any]], nproc: int, address: str | None) -> list[dict[str, Any]]:
+def _sweep_ray(
+    specs: list[dict[str, Any]],
+    nproc: int,
+    address: str | None,
+    job: Callable[[dict[str, Any]], dict[str, Any]] = run_job,
+) -> list[dict[str, Any]]:
     try:
         import ray
         from ray import tune
@@ -146,7 +197,7 @@ def _sweep_ray(specs: list[dict[str, Any]], nproc: int, address: str | None) -> 
     try:
 
         def trainable(config: dict[str, Any]) -> dict[str, Any]:
-            return run_job(specs[config["job"]])
+            return {"payload": json.dumps(job(specs[config["job"]]))}  # Ray flattens nested metrics
 
         tuner = tune.Tuner(
             tune.with_resources(trainable, {"cpu": 1}),
@@ -158,9 +209,7 @@ def _sweep_ray(specs: list[dict[str, Any]], nproc: int, address: str | None) -> 
         for r in grid_results:
             if r.error is not None:
                 raise RuntimeError(f"sweep: a Ray trial failed: {r.error}")
-            by_job[r.config["job"]] = {
-                k: r.metrics[k] for k in ("point", "seeds", "eval_returns", "mean", "iqm", "env_steps_per_s")
-            }
+            by_job[r.config["job"]] = json.loads(r.metrics["payload"])
         return [by_job[i] for i in range(len(specs))]
     finally:
         if started:
