@@ -140,6 +140,12 @@ def main() -> None:
         "--torch-steps", type=int, default=51_200, help="steps of one-seed-per-process peers and frl eager"
     )
     parser.add_argument("--cpu", type=int, default=1, help="the CPU every run is pinned to")
+    parser.add_argument(
+        "--into",
+        default=None,
+        metavar="BENCH_DIR",
+        help="also write the rows into BENCH_DIR/peers/ALGO.json (frl bench's report shows them)",
+    )
     args = parser.parse_args()
     if args.setup:
         setup()
@@ -213,6 +219,14 @@ def main() -> None:
     print_table(title, columns, table)
     payload = {"algo": args.algo, "cpu": cpu_model(), "pinned_cpu": args.cpu, "rows": rows}
     write_json(f"peers_{args.algo}", {**payload, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    if args.into is not None:
+        dest = Path(args.into) / "peers"
+        dest.mkdir(parents=True, exist_ok=True)
+        algo = args.algo.split("-")[0]
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        into = {**payload, "algo": algo, "env": ENVS[args.algo], "time": stamp}
+        (dest / f"{args.algo}.json").write_text(json.dumps(into, indent=2) + "\n")
+        print(f"wrote {dest / (args.algo + '.json')}")
 
 
 if __name__ == "__main__":

@@ -412,7 +412,7 @@ def markdown(data: BenchData, reps: int, images: dict[str, Path]) -> str:
                 [
                     str(p["algo"]),
                     str(p["env"]),
-                    str(p.get("peer", "?")),
+                    str(p.get("row", p.get("peer", "?"))),
                     str(p.get("seeds", "?")),
                     f"{p.get('steps_per_seed', 0):,}",
                     f"{p.get('env_steps_per_s', float('nan')):,.0f}",

@@ -183,12 +183,14 @@ def machine(nproc: int, backend: str) -> dict[str, Any]:
 
 def random_return_of(env_id: str, episodes: int = 100, seed: int = 0) -> float:
     """The mean return of a uniformly random policy on a pure environment: discrete actions
-    uniform over ``n``, box actions uniform in their bounds, multi-agent actions uniform over
-    each agent's legal actions; ``episodes`` episodes side by side, each counted until it ends."""
+    uniform over ``n``, box actions uniform in their bounds, slates uniform over ordered sets of
+    ``k`` distinct items, multi-agent actions uniform over each agent's legal actions (a team
+    reward counted once); ``episodes`` episodes side by side, each counted until it first ends."""
     import torch
 
     from frl import random
     from frl.envs import make
+    from frl.envs.spaces import Slate
 
     env = make(env_id)
     key = random.key(seed)
@@ -203,6 +205,9 @@ def random_return_of(env_id: str, episodes: int = 100, seed: int = 0) -> float:
             mask = obs[group]["action_mask"]
             noise = random.uniform(k_action, mask.shape)
             action = torch.where(mask, noise, -1.0).argmax(-1)
+        elif isinstance(env.action_space, Slate):  # k distinct items: the first k of a random order
+            noise = random.uniform(k_action, (episodes, env.action_space.n))
+            action = noise.argsort(-1)[:, : env.action_space.k]
         elif getattr(env, "discrete", False):
             action = random.randint(k_action, (episodes,), 0, env.action_space.n)
         else:
