@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -217,8 +219,9 @@ def test_command_line_errors_are_one_line(capsys, tmp_path):
     assert not Path(out).exists()
 
 
-def test_command_line_runs_a_tiny_suite_in_two_processes(tmp_path):
-    """The whole path a user takes: cells in two spawned worker processes, then the report."""
+def test_command_line_runs_a_tiny_suite_in_two_processes_and_resumes_after_sigterm(tmp_path):
+    """The whole path a user takes: cells in two spawned worker processes, stopped by SIGTERM
+    (exit 1, one line, finished cells kept, workers stopped), resumed, then the report."""
     out = tmp_path / "bench"
     command = [
         sys.executable,
@@ -226,14 +229,27 @@ def test_command_line_runs_a_tiny_suite_in_two_processes(tmp_path):
         "frl.cli",
         "bench",
         "classic",
-        *("--algos", "ppo", "--envs", "CartPole-v1,Acrobot-v1", "--seeds", "2", "--scale", "0.003"),
+        *("--algos", "ppo", "--envs", "CartPole-v1,Acrobot-v1", "--seeds", "2", "--scale", "0.01"),
         *("--no-compile", "--eval-points", "1", "--eval-episodes", "1", "--reps", "300", "--nproc", "2"),
         *("--out", str(out)),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env
+    )
+    deadline = time.monotonic() + 300
+    while not list(out.glob("cells/*/run")) and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=300)
+    kept = sorted(p.parent.name for p in out.glob("cells/*/cell.json"))
+    if first.returncode:  # stopped mid-suite
+        assert first.returncode == 1 and err.strip().splitlines()[-1].startswith("frl: error: interrupted")
+    else:  # finished before the signal landed
+        assert kept == ["ppo__Acrobot-v1", "ppo__CartPole-v1"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "classic: 2 cells, 0 finished, 2 to run" in done.stdout
+    assert f"classic: 2 cells, {len(kept)} finished, {2 - len(kept)} to run" in done.stdout
     assert (out / "report.html").exists() and (out / "cells/ppo__Acrobot-v1/cell.json").exists()
     again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert again.returncode == 0 and "2 finished, 0 to run" in again.stdout

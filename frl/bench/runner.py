@@ -347,6 +347,9 @@ def run_suite(
         c = pending[i]
         name = cell_name(c["algo"], c["env"])
         where = folder / CELLS / name
+        if result.get("interrupted"):  # stopped early by a signal: not a finished cell
+            log(f"  {name}: interrupted ({result['interrupted']}); it reruns on resume")
+            return
         if "error" in result:
             failed.append(name)
             _write_json(where / "error.json", result)

@@ -5,6 +5,7 @@ rebuild a folder's report (:mod:`frl.bench`)."""
 from __future__ import annotations
 
 import argparse
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,10 @@ def _compare(a: Path, b: Path, args: argparse.Namespace) -> int:
     return 1 if result["regressions"] else 0
 
 
+def _stop(number: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _run(suite_name: str, args: argparse.Namespace) -> int:
     import torch
 
@@ -147,6 +152,7 @@ def _run(suite_name: str, args: argparse.Namespace) -> int:
         envs=_names(args.envs),
     )
     start = time.perf_counter()
+    previous = signal.signal(signal.SIGTERM, _stop)  # SIGTERM stops the cells as Ctrl-C does
     with hold(out):
         try:
             manifest = run_suite(
@@ -158,10 +164,14 @@ def _run(suite_name: str, args: argparse.Namespace) -> int:
                 ray_address=args.ray_address,
                 log=lambda line: print(line, flush=True),
             )
-        except ValueError as err:
+        except (ValueError, ImportError) as err:
             raise UsageError(str(err)) from None
-        except ImportError as err:
-            raise UsageError(str(err)) from None
+        except KeyboardInterrupt:
+            raise RunFailed(
+                f"interrupted; the finished cells are kept in {out}: rerun the same command to resume"
+            ) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     print(f"{suite.name}: wall {time.perf_counter() - start:.0f} s")
     from frl.bench.report import write_report
 

@@ -11,9 +11,10 @@ and trains all its seeds in one vmapped :func:`frl.run`. Jobs are independent:
   127.0.0.1, or pass a cluster's address.
 
 Each job returns ``{"point", "seeds", "eval_returns", "mean", "iqm", "env_steps_per_s", "wall_s",
-"compile_s", "env_steps", "curve", "nonfinite"}`` (``curve``: ``[[env_steps, [return per seed]],
-...]`` at each evaluation). :func:`run_jobs` runs any list of job specs on either backend and hands
-each result over as it finishes (``frl bench`` writes each cell as it lands).
+"compile_s", "env_steps", "curve", "nonfinite", "interrupted"}`` (``curve``: ``[[env_steps,
+[return per seed]], ...]`` at each evaluation). :func:`run_jobs` runs any list of job specs on
+either backend and hands each result over as it finishes (``frl bench`` writes each cell as it
+lands).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
             if "eval_return_per_member" in row
         ],
         "nonfinite": result.nonfinite,
+        "interrupted": result.interrupted,
     }
 
 
@@ -109,10 +111,18 @@ def run_jobs(
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(nproc, len(specs)), mp_context=context) as pool:
+        pool = ProcessPoolExecutor(max_workers=min(nproc, len(specs)), mp_context=context)
+        try:
             futures = {pool.submit(job, spec): i for i, spec in enumerate(specs)}
             for future in as_completed(futures):
                 done(futures[future], future.result())
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM) or a job raised: stop, do not drain
+            workers = list(getattr(pool, "_processes", {}).values())  # no public handle on them
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in workers:  # SIGKILL: a run stops gracefully on SIGTERM, then takes the next job
+                process.kill()
+            raise
+        pool.shutdown()
     return results  # type: ignore[return-value]
 
 
