@@ -248,7 +248,8 @@ def test_sweep_over_local_processes_equals_each_point_run_alone(tmp_path):
         {"learning_rate": 1e-3, "ent_coef": 0.0},
         {"learning_rate": 2.5e-4, "ent_coef": 0.0},
     ]
-    config = ppo.Config.preset("CartPole-v1", learning_rate=2.5e-4, ent_coef=0.0)
+    # the sweep's budget is its configs' too: PPO anneals its rate over the 1,024 steps
+    config = ppo.Config.preset("CartPole-v1", learning_rate=2.5e-4, ent_coef=0.0, total_timesteps=1024)
     alone = frl.run(
         ppo.make_train(config), seeds=[0, 1], total_steps=1024, compile=False, progress=False, eval_episodes=2
     )
@@ -259,6 +260,19 @@ def test_sweep_over_local_processes_equals_each_point_run_alone(tmp_path):
     assert (tmp_path / "learning_rate=0.00025,ent_coef=0.0" / "metrics.csv").exists()
     with pytest.raises(ValueError, match="has no field 'lr'"):
         sweep("ppo", "CartPole-v1", {"lr": [1.0]})
+
+
+def test_a_job_schedules_over_its_own_budget(tmp_path):
+    """``run_job``'s steps are the config's ``total_timesteps``: DQN's epsilon reaches ``end_e`` at
+    half of a 2,000-step job (it once decayed over the default 500k, as ``frl bench`` found)."""
+    from frl.distributed.sweep import run_job
+
+    spec = {"algo": "dqn", "env": "CartPole-v1", "point": {"learning_starts": 100}, "seeds": [0]}
+    spec.update(total_steps=2000, compile=False, eval_episodes=1, eval_every=1000, out_dir=str(tmp_path))
+    result = run_job(spec)
+    assert result["env_steps"] == 2000 and [p[0] for p in result["curve"]] == [1000, 2000]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [round(r["epsilon"], 6) for r in rows] == [0.05, 0.05]
 
 
 @pytest.mark.ray

@@ -307,6 +307,16 @@ def markdown(data: BenchData, reps: int, images: dict[str, Path]) -> str:
         + (f", resumed {len(data.manifest['resumed'])} time(s)" if data.manifest.get("resumed") else "")
         + ".",
         "",
+    ]
+    commits = sorted({str(c.get("commit")) for c in data.cells.values()})
+    if len(commits) > 1:
+        lines += [
+            f"**The cells ran at {len(commits)} commits** (a suite resumed after a code change): "
+            + ", ".join(commits)
+            + ".",
+            "",
+        ]
+    lines += [
         "## Learning curves",
         "",
         "Mean evaluation return over seeds with a 95% bootstrap band; dashed: the reference that"

@@ -299,16 +299,17 @@ def run_suite(
     settings_json = {**settings.as_json(), "cells": [[c["algo"], c["env"], c["steps"]] for c in cells]}
     manifest = _check_settings(folder, settings_json)
     folder.mkdir(parents=True, exist_ok=True)
+    here = machine(nproc, backend)
     if manifest is None:
         manifest = {
             "settings": settings_json,
             "configs": {cell_name(c["algo"], c["env"]): c["config"] for c in cells},
-            "machine": machine(nproc, backend),
+            "machine": here,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "resumed": [],
         }
     else:
-        manifest["resumed"].append({"at": time.strftime("%Y-%m-%dT%H:%M:%S"), **machine(nproc, backend)})
+        manifest["resumed"].append({"at": time.strftime("%Y-%m-%dT%H:%M:%S"), **here})
     _write_json(folder / MANIFEST, manifest)
 
     randoms = json.loads((folder / RANDOM).read_text()) if (folder / RANDOM).exists() else {}
@@ -362,7 +363,7 @@ def run_suite(
             "steps": c["steps"],
             "seeds": list(settings.seeds),
             "point": c["point"],
-            "commit": manifest["machine"]["commit"],
+            "commit": here["commit"],
             **result,
         }
         if result["diverged"]:

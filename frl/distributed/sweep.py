@@ -44,7 +44,9 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     agent = get(spec["algo"])
-    config = agent.config.preset(spec["env"], **spec["point"])
+    # the budget is the config's too: schedules (PPO's annealed rate, DQN's epsilon) span it
+    budget = {} if spec["total_steps"] is None else {"total_timesteps": spec["total_steps"]}
+    config = agent.config.preset(spec["env"], **{**budget, **spec["point"]})
     result = run(
         agent.make_train(config),
         seeds=spec["seeds"],
