@@ -12,7 +12,7 @@ export TORCHINDUCTOR_CACHE_DIR ?= $(CURDIR)/.cache/inductor
 export TORCHINDUCTOR_VEC_ISA_OK ?= 1
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench clean docs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ demo: $(CORE)
 	rm -rf $(DEMO_OUT)
 	$(VENV)/bin/frl train ppo --env CartPole-v1 --seeds 8 --steps 500000 --out $(DEMO_OUT)
 	$(VENV)/bin/frl plot $(DEMO_OUT) -o $(DEMO_OUT)/curves.png
+
+# The documentation site, offline: warnings fail the build; then every public class and function
+# must be in the API reference (docs/check_api.py). The pages' Python runs in tests/test_docs.py.
+docs: $(DEV)
+	rm -rf docs/_build docs/_autosummary
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	$(PY) docs/check_api.py docs/_build/html
 
 lint: $(DEV)
 	$(VENV)/bin/ruff check .

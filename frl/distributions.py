@@ -3,16 +3,16 @@
 A distribution family is a stateless frozen dataclass; its parameters are tensors produced by a
 network head (``frl.nn``):
 
-========================  ==========================  =========================================
-family                    parameters                  actions
-========================  ==========================  =========================================
-:class:`Categorical`      ``logits [..., A]``         ``int64 [...]``
-:class:`MultiCategorical` ``logits [..., sum(nvec)]`` ``int64 [..., K]``
-:class:`MaskedCategorical` ``(logits, mask)``         ``int64 [...]`` (never a masked action)
-:class:`PlackettLuce`     ``scores [..., N]``         ``int64 [..., k]`` (a slate)
-:class:`DiagGaussian`     ``(mean, log_std)``         ``[..., D]``
-:class:`TanhGaussian`     ``(mean, log_std)``         ``tanh(u) * scale + bias``, ``[..., D]``
-========================  ==========================  =========================================
+==========================  ===========================  ========================================
+family                      parameters                   actions
+==========================  ===========================  ========================================
+:class:`Categorical`        ``logits [..., A]``          ``int64 [...]``
+:class:`MultiCategorical`   ``logits [..., sum(nvec)]``  ``int64 [..., K]``
+:class:`MaskedCategorical`  ``(logits, mask)``           ``int64 [...]`` (never a masked action)
+:class:`PlackettLuce`       ``scores [..., N]``          ``int64 [..., k]`` (a slate)
+:class:`DiagGaussian`       ``(mean, log_std)``          ``[..., D]``
+:class:`TanhGaussian`       ``(mean, log_std)``          ``tanh(u) * scale + bias``, ``[..., D]``
+==========================  ===========================  ========================================
 
 Every method is a pure tensor function (``vmap``, ``compile`` and ``grad`` safe); sampling
 takes a key, so a draw is a deterministic function of its inputs. Gaussian samples are

@@ -49,6 +49,8 @@ def _parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``frl`` command on ``argv`` (default ``sys.argv[1:]``); the exit code (2: a usage
+    error, reported on one line)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args, extra = _parser().parse_known_args(argv)

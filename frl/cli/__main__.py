@@ -4,4 +4,5 @@ import sys
 
 from frl.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing the module (a documentation build) runs nothing
+    sys.exit(main())

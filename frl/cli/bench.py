@@ -16,6 +16,7 @@ __all__ = ["add_parser", "cmd_bench"]
 
 
 def add_parser(sub: Any) -> None:
+    """Register ``frl bench`` on the ``frl`` command's subparsers."""
     bench = sub.add_parser(
         "bench",
         help="a benchmark suite with a report (frl bench classic), or compare two (frl bench compare A B)",
@@ -70,6 +71,8 @@ def _names(text: str | None) -> tuple[str, ...] | None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    """Run ``frl bench SUITE``, ``frl bench compare A B`` or ``frl bench report DIR``; the exit
+    code (1: a regression, or failed cells)."""
     target = args.target
     if target[0] == "compare":
         if len(target) != 3:

@@ -11,6 +11,7 @@ __all__ = ["add_parser", "cmd_check_env"]
 
 
 def add_parser(sub: Any) -> None:
+    """Register ``frl check-env`` on the ``frl`` command's subparsers."""
     check = sub.add_parser(
         "check-env",
         help="run an environment with random actions and report contract problems",

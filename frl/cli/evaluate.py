@@ -14,6 +14,7 @@ __all__ = ["add_parser", "cmd_eval", "load_run"]
 
 
 def add_parser(sub: Any) -> None:
+    """Register ``frl eval`` on the ``frl`` command's subparsers."""
     ev = sub.add_parser("eval", help="evaluate a trained run's checkpoint")
     ev.add_argument("run_dir")
     ev.add_argument("--episodes", type=int, default=10)
@@ -44,6 +45,7 @@ def load_run(run_dir: Path):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    """Re-evaluate a run folder's checkpoint and print the returns per seed; the exit code."""
     check_positive(args, "--episodes")
     algo, train, ckpt_path = load_run(Path(args.run_dir))
     from frl import random

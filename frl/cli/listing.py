@@ -9,10 +9,12 @@ __all__ = ["add_parser", "cmd_list"]
 
 
 def add_parser(sub: Any) -> None:
+    """Register ``frl list`` on the ``frl`` command's subparsers."""
     sub.add_parser("list", help="algorithms and environments")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """Print the algorithms and environments ``frl train`` accepts; the exit code."""
     from frl import envs
     from frl.algos import AGENTS
     from frl.envs.spaces import Slate

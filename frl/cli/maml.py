@@ -19,6 +19,7 @@ __all__ = ["add_parser", "cmd_maml"]
 
 
 def add_parser(sub: Any) -> None:
+    """Register ``frl maml`` on the ``frl`` command's subparsers."""
     maml = sub.add_parser("maml", help="MAML on 2-D navigation, against pretraining and fine-tuning")
     maml.add_argument("--seeds", type=int, default=2)
     maml.add_argument("--iterations", type=int, default=None, help="meta-iterations (default: the config's)")

@@ -12,6 +12,7 @@ __all__ = ["add_parser", "cmd_plot"]
 
 
 def add_parser(sub: Any) -> None:
+    """Register ``frl plot`` on the ``frl`` command's subparsers."""
     plot = sub.add_parser("plot", help="learning curves of runs")
     plot.add_argument("run_dirs", nargs="+")
     plot.add_argument("-o", "--output", default="curves.png")
@@ -19,6 +20,7 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    """Draw the evaluation curves of run folders into one PNG; the exit code."""
     from frl.plot import plot_runs
 
     for run_dir in args.run_dirs:

@@ -15,6 +15,7 @@ __all__ = ["add_parser", "cmd_sweep"]
 
 
 def add_parser(sub: Any) -> None:
+    """Register ``frl sweep`` on the ``frl`` command's subparsers."""
     sweep = sub.add_parser("sweep", help="a grid of configs, each on many seeds, over processes or Ray")
     sweep.add_argument("algo")
     sweep.add_argument("--env", default="CartPole-v1")
@@ -38,6 +39,7 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run a sweep (every point of the grid on many seeds) and print its table; the exit code."""
     from frl.algos import get
     from frl.distributed.sweep import format_results, sweep
 

@@ -41,6 +41,7 @@ __all__ = ["add_parser", "cmd_train"]
 
 
 def add_parser(sub: Any) -> None:
+    """Register ``frl train`` on the ``frl`` command's subparsers."""
     train = sub.add_parser(
         "train",
         help="train an agent on many seeds at once",
@@ -186,6 +187,7 @@ def _callbacks(args: argparse.Namespace) -> list:
 
 
 def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """Train an agent from the command line (``--config.FIELD VALUE`` pairs in ``extra``); the exit code."""
     from frl.algos import get
 
     _check_counts(args)

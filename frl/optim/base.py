@@ -244,7 +244,7 @@ def _hyperparam_keys(state: TensorDictBase) -> dict[str, list[tuple[str, ...]]]:
 def hyperparams(state: TensorDictBase) -> dict[str, Tensor]:
     """The scalar hyper-parameters held in an optimizer state, by name.
 
-    A name that occurs in several sub-states (two ``learning_rate``s) maps to the first.
+    A name that occurs in several sub-states (``learning_rate`` in two of them) maps to the first.
     """
     return {name: state.get(keys[0]) for name, keys in _hyperparam_keys(state).items()}
 

@@ -2,15 +2,15 @@
 
 An MDP is a ``TensorDict`` (any leading batch dims ``...``: a batch of MDPs is one TensorDict):
 
-==============  ==================  ==================================================
-key             shape               meaning
-==============  ==================  ==================================================
+===============  ==================  =============================================================
+key              shape               meaning
+===============  ==================  =============================================================
 ``transitions``  ``[..., S, A, S]``  ``P(s' | s, a)``, rows sum to 1
 ``rewards``      ``[..., S, A, S]``  ``R(s, a, s')`` (``make_mdp`` broadcasts ``R(s, a)``)
 ``terminal``     ``[..., S]``        absorbing states whose value is 0 (arriving ends the episode)
 ``initial``      ``[..., S]``        the start-state distribution (for sampling and ``J(pi)``)
 ``gamma``        ``[...]``           the discount
-==============  ==================  ==================================================
+===============  ==================  =============================================================
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ def _shape(x: object) -> str:
 
 
 def num_states(mdp: TensorDictBase) -> int:
+    """The number of states ``S`` of an MDP (its transitions are ``[..., S, A, S]``)."""
     return mdp["transitions"].shape[-1]
 
 

@@ -3,22 +3,16 @@
 ``to_jax`` and ``from_jax`` share memory with their input whenever DLPack allows it, so a
 conversion costs microseconds whatever the size and writes on one side show on the other:
 
-=================================  ===================================================
-input                              what happens
-=================================  ===================================================
-contiguous tensor, any dtype JAX   zero-copy (the array's buffer is the tensor's memory)
-has (bool, uint8..uint32, int8..
-int32, float16, bfloat16, float32,
-complex64; 64-bit ones with
-``jax_enable_x64`` on)
-``requires_grad`` tensor           detached, then zero-copy (JAX arrays carry no autograd)
-non-contiguous view (transpose,    one contiguous copy (DLPack cannot describe the view
-slice with a stride, ``expand``)   to JAX)
-view whose start is not 64-byte    JAX copies it (XLA needs aligned buffers)
-aligned (``x[1:]``)
-64-bit dtype, ``jax_enable_x64``   ``ValueError`` naming the leaf, unless ``downcast=True``
-off                                (an explicit, range-checked cast to 32 bits)
-=================================  ===================================================
+- a contiguous tensor of a dtype JAX has (bool, uint8..uint32, int8..int32, float16, bfloat16,
+  float32, complex64; 64-bit ones with ``jax_enable_x64`` on): zero-copy (the array's buffer is
+  the tensor's memory);
+- a ``requires_grad`` tensor: detached, then zero-copy (JAX arrays carry no autograd);
+- a non-contiguous view (transpose, slice with a stride, ``expand``): one contiguous copy (DLPack
+  cannot describe the view to JAX);
+- a view whose start is not 64-byte aligned (``x[1:]``): JAX copies it (XLA needs aligned
+  buffers);
+- a 64-bit dtype with ``jax_enable_x64`` off: ``ValueError`` naming the leaf, unless
+  ``downcast=True`` (an explicit, range-checked cast to 32 bits).
 
 Trees: a ``TensorDict`` or ``dict`` becomes a ``dict`` pytree (nested the same way), lists and
 tuples keep their type; ``from_jax`` turns dicts back into a ``TensorDict`` (``batch_size=[]``).
