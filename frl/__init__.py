@@ -15,7 +15,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+try:  # written by setuptools-scm from the git tags when the package is built or installed
+    from frl._version import __version__
+except ImportError:  # a source tree that was never installed
+    __version__ = "0.1.0+unknown"
 
 _SUBMODULES = (
     "algos",

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,6 +51,7 @@ __all__ = [
     "fold_in",
     "gumbel",
     "key",
+    "native_backend",
     "normal",
     "permutation",
     "randint",
@@ -179,24 +181,53 @@ def _threefry_blocks(keys: Tensor, n: int) -> tuple[Tensor, Tensor]:
 
 
 _NATIVE: list[Any] = []  # [module or None] once tried
+_BACKEND: list[str] = []  # how the CPU kernel runs: "extension", "jit" or "numpy"
 
 
 def _native_kernel() -> Any:
-    """The C++ block function (built once per machine with torch's JIT extension builder,
-    ~30 s, cached under ``TORCH_EXTENSIONS_DIR``), or None where it cannot be built
-    (``FRL_NATIVE_THREEFRY=0`` skips it)."""
+    """The C++ block function, or None (then NumPy). In order: the extension compiled into the
+    wheel (``frl._threefry``: no compiler at run time); else the source built once per machine
+    with torch's JIT extension builder (~30 s, cached under ``TORCH_EXTENSIONS_DIR``) when a C++
+    compiler is on the PATH; else NumPy, reported once by a warning. ``FRL_NATIVE_THREEFRY=0``
+    skips the C++ kernel."""
     if not _NATIVE:
-        module = None
-        if os.environ.get("FRL_NATIVE_THREEFRY", "1") != "0":
+        module, backend, why = None, "numpy", None
+        if os.environ.get("FRL_NATIVE_THREEFRY", "1") == "0":
+            why = "FRL_NATIVE_THREEFRY=0"
+        else:
             try:
-                from torch.utils.cpp_extension import load
+                from frl import _threefry as module  # type: ignore[attr-defined]
 
-                source = Path(__file__).with_name("csrc") / "threefry.cpp"
-                module = load("frl_threefry", [str(source)], extra_cflags=["-O2"], verbose=False)
-            except Exception as err:  # no compiler: NumPy instead, with a note
-                warnings.warn(f"frl.random: C++ threefry unavailable ({err}); using NumPy", stacklevel=2)
+                backend = "extension"
+            except ImportError:
+                compiler = os.environ.get("CXX", "c++")
+                if shutil.which(compiler) is None:
+                    why = (
+                        f"no compiled extension in this install and no C++ compiler ({compiler}) on the PATH"
+                    )
+                else:
+                    try:
+                        from torch.utils.cpp_extension import load
+
+                        source = Path(__file__).with_name("csrc") / "threefry.cpp"
+                        module = load("frl_threefry", [str(source)], extra_cflags=["-O2"], verbose=False)
+                        backend = "jit"
+                    except Exception as err:  # a compiler that fails: NumPy instead
+                        why = f"building it failed ({err})"
+        if why is not None and why != "FRL_NATIVE_THREEFRY=0":
+            warnings.warn(
+                f"frl.random: the C++ threefry kernel is unavailable: {why}; using NumPy", stacklevel=2
+            )
         _NATIVE.append(module)
+        _BACKEND.append(backend)
     return _NATIVE[0]
+
+
+def native_backend() -> str:
+    """How random bits are made on the CPU: ``"extension"`` (the C++ operator compiled into the
+    installed wheel), ``"jit"`` (built from source on this machine) or ``"numpy"`` (no compiler)."""
+    _native_kernel()
+    return _BACKEND[0]
 
 
 @_threefry_blocks.register_kernel("cpu")

@@ -69,6 +69,17 @@ def test_bad_input_is_one_line_exit_2_nothing_written(argv, message, tmp_path, c
     assert list(tmp_path.iterdir()) == []
 
 
+def test_version_names_frl_torch_and_the_random_kernel(capsys):
+    import torch
+
+    import frl
+
+    assert main(["--version"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"frl {frl.__version__} (torch {torch.__version__}, threefry: ")
+    assert line.endswith(("extension)", "jit)", "numpy)"))
+
+
 def test_list_names_algorithms_and_environments(capsys):
     assert main(["list"]) == 0
     text = capsys.readouterr().out

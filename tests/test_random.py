@@ -350,3 +350,33 @@ def test_cpu_kernels_equal_torch_block_function(n, kernel, monkeypatch):
     for i in range(3):
         ref0, ref1 = threefry2x32(keys[i, 0], keys[i, 1], 0, idx)
         assert torch.equal(batch0[i], ref0) and torch.equal(batch1[i], ref1)
+
+
+def test_without_extension_or_compiler_the_kernel_falls_back_to_numpy_once_and_says_so():
+    """A source install on a machine with no C++ compiler: NumPy bits (the same bits), one warning
+    naming why, never a silent change (the wheel's compiled operator is tested by .ci/wheel)."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, warnings\n"
+        "warnings.simplefilter('always')\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    from frl import random\n"
+        "    backend = random.native_backend()\n"
+        "    bits = random.bits(random.key(3), (4,)).tolist()\n"
+        "    random.bits(random.key(4), (4,))\n"
+        "notes = [str(w.message) for w in caught]\n"
+        "print(json.dumps({'backend': backend, 'bits': bits, 'warnings': notes}))\n"
+    )
+    env = {"PATH": "", "OMP_NUM_THREADS": "1", "HOME": "/tmp"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    if out["backend"] == "extension":  # an install with the compiled operator: nothing to fall back from
+        return
+    assert out["backend"] == "numpy"
+    notes = [w for w in out["warnings"] if "threefry" in w]
+    assert len(notes) == 1 and "no C++ compiler (c++) on the PATH" in notes[0] and "using NumPy" in notes[0]
+    assert out["bits"] == fr.bits(fr.key(3), (4,)).tolist()  # the same words as the C++ kernel

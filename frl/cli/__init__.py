@@ -11,6 +11,7 @@
     frl check-env gym:Pendulum-v1                                            # frl.cli.check_env
     frl maml --seeds 2                                                       # frl.cli.maml
     frl bench classic --seeds 8                                              # frl.cli.bench
+    frl --version                                                            # frl, torch, the random kernel
 
 A bad input prints one ``frl: error: ...`` line naming the problem and the valid choices, and
 exits with code 2 (nothing written).
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from frl.cli import bench, check_env, evaluate, listing, llm, maml, plot, sweep, train
 from frl.cli.common import Parser, RunFailed, UsageError
 
-__all__ = ["main"]
+__all__ = ["main", "version_line"]
 
 COMMANDS = {
     "train": train.cmd_train,
@@ -41,11 +42,22 @@ COMMANDS = {
 
 def _parser() -> Parser:
     parser = Parser(prog="frl", description="Functional reinforcement learning on torch.")
+    parser.add_argument("--version", action="store_true", help="versions (frl, torch) and the random kernel")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
     for module in (train, evaluate, listing, plot, sweep, check_env, maml, bench):
         module.add_parser(sub)
     llm.add_llm_parser(sub)
     return parser
+
+
+def version_line() -> str:
+    """``frl X.Y.Z (torch A.B.C, threefry: extension|jit|numpy)``: what ``frl --version`` prints."""
+    import torch
+
+    import frl
+    from frl.random import native_backend
+
+    return f"frl {frl.__version__} (torch {torch.__version__}, threefry: {native_backend()})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args, extra = _parser().parse_known_args(argv)
+        if args.version:
+            print(version_line())
+            return 0
         if args.command is None:
             raise UsageError(f"choose a command: {', '.join(COMMANDS)} (frl COMMAND --help)")
         if args.command in ("train", "maml"):  # they take --config.FIELD VALUE pairs
