@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -117,16 +116,6 @@ def run_peer(venv: str | None, script: str, args: list[str], cpu: int | None) ->
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -152,6 +141,8 @@ def main() -> None:
         return
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from _common import print_table, write_json
+
+    from frl.bench.runner import cpu_model
 
     peers = PEERS[args.algo]
     chosen = args.peers if args.peers is not None else [*peers, "frl"]

@@ -160,6 +160,14 @@ def improvements(data: BenchData, reps: int) -> dict[tuple[str, str], tuple[floa
     return out
 
 
+def _intervals(ax: Any, rows: list[tuple[tuple[float, float, float], str]]) -> None:
+    """One horizontal bar per row from its interval's low to high, a tick at its point."""
+    for k, ((point, low, high), color) in enumerate(rows):
+        ax.barh(k, high - low, left=low, height=0.6, color=color, alpha=0.75)
+        ax.plot([point, point], [k - 0.3, k + 0.3], color="k", linewidth=1.5)
+    ax.set_yticks(range(len(rows)))
+
+
 def _figures(data: BenchData, out: Path, reps: int) -> dict[str, Path]:
     import matplotlib
 
@@ -215,11 +223,7 @@ def _figures(data: BenchData, out: Path, reps: int) -> dict[str, Path]:
         names = list(table)
         fig, axes = plt.subplots(1, 4, figsize=(14, 0.5 * len(names) + 1.6), dpi=100, squeeze=False)
         for ax, metric in zip(axes[0], stats.AGGREGATES, strict=True):
-            for k, algo in enumerate(names):
-                point, low, high = table[algo][metric]
-                ax.barh(k, high - low, left=low, height=0.6, color=colors[algo], alpha=0.75)
-                ax.plot([point, point], [k - 0.3, k + 0.3], color="k", linewidth=1.5)
-            ax.set_yticks(range(len(names)))
+            _intervals(ax, [(table[algo][metric], colors[algo]) for algo in names])
             ax.set_yticklabels(names if metric == "Median" else [])
             ax.set_title(metric)
             ax.set_xlabel("normalised score")
@@ -233,10 +237,7 @@ def _figures(data: BenchData, out: Path, reps: int) -> dict[str, Path]:
     pairs = improvements(data, min(reps, 2000))
     if pairs:
         fig, ax = plt.subplots(figsize=(6, 0.45 * len(pairs) + 1.2), dpi=100)
-        for k, ((x, _), (point, low, high, _)) in enumerate(pairs.items()):
-            ax.barh(k, high - low, left=low, height=0.6, color=colors[x], alpha=0.75)
-            ax.plot([point, point], [k - 0.3, k + 0.3], color="k", linewidth=1.5)
-        ax.set_yticks(range(len(pairs)))
+        _intervals(ax, [(interval[:3], colors[x]) for (x, _), interval in pairs.items()])
         ax.set_yticklabels([f"P({x} > {y})" for x, y in pairs])
         ax.axvline(0.5, color="0.5", linestyle="--", linewidth=1)
         ax.set_xlim(0, 1)

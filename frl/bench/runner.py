@@ -39,7 +39,15 @@ from typing import Any
 
 from frl.bench.suites import Suite
 
-__all__ = ["BenchSettings", "bench_job", "cell_name", "load_cells", "random_return_of", "run_suite"]
+__all__ = [
+    "BenchSettings",
+    "bench_job",
+    "cell_name",
+    "cpu_model",
+    "load_cells",
+    "random_return_of",
+    "run_suite",
+]
 
 CELLS = "cells"
 MANIFEST = "manifest.json"
@@ -144,7 +152,8 @@ def _git_commit() -> str | None:
     return f"{head}{'+dirty' if dirty else ''}" if head else None
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or what ``platform`` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -171,7 +180,7 @@ def machine(nproc: int, backend: str) -> dict[str, Any]:
         "commit": _git_commit(),
         "python": platform.python_version(),
         "packages": versions,
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpus": os.cpu_count(),
         "threads_per_process": 1,
         "processes": nproc,
