@@ -3,6 +3,7 @@ compare's verdicts, and the command line's one-line errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from frl.algos import get
 from frl.bench import SUITES, get_suite
 from frl.bench.compare import compare, format_comparison
 from frl.bench.report import write_report
@@ -39,7 +41,9 @@ def test_every_suite_plans_its_cells_and_measures_its_random_policy(name):
     cells = plan(suite, BenchSettings(suite=name, seeds=(0,), scale=0.5))
     assert [(c["algo"], c["env"]) for c in cells] == [(a, e) for a, e, _ in suite.cells()]
     for cell, (_, _, steps) in zip(cells, suite.cells(), strict=True):
-        assert 0.45 * steps <= cell["steps"] <= steps // 2  # whole iterations of half the budget
+        agent = get(cell["algo"])
+        per = agent.make_train(agent.config.preset(cell["env"], **cell["point"])).steps_per_iteration
+        assert steps // 2 - per < cell["steps"] <= steps // 2  # whole iterations of half the budget
         assert cell["config"]["total_timesteps"] == cell["steps"]
     for task in suite.tasks:
         value = random_return_of(task.env, episodes=20)
@@ -89,6 +93,26 @@ def test_suite_runs_resumes_refuses_mixing_and_reports(tmp_path):
     assert lines[0] == "classic: 2 cells, 1 finished, 1 to run" and len(lines) == 2
     assert (tmp_path / "cells/ppo__CartPole-v1/cell.json").stat().st_mtime_ns == kept
     assert len(manifest["resumed"]) == 2
+
+    # a cell whose config the suite's definition changed is set aside and run again
+    before = json.loads((tmp_path / "cells/ppo__CartPole-v1/cell.json").read_text())
+    suite_sac = dataclasses.replace(
+        suite,
+        tasks=tuple(
+            dataclasses.replace(t, configs={"ppo": {"ent_coef": 0.02}}) if t.env == "CartPole-v1" else t
+            for t in suite.tasks
+        ),
+    )
+    lines.clear()
+    run_suite(suite_sac, tmp_path, _settings(), log=lines.append)
+    assert lines[0] == (
+        "classic: 2 cells, 1 finished, 1 to run (1 finished with another config: set aside, to run again)"
+    )
+    aside = list((tmp_path / "cells/ppo__CartPole-v1").glob("stale-*/cell.json"))
+    assert len(aside) == 1 and json.loads(aside[0].read_text()) == before
+    rerun = json.loads((tmp_path / "cells/ppo__CartPole-v1/cell.json").read_text())
+    assert rerun["config"]["ent_coef"] == 0.02
+    run_suite(suite, tmp_path, _settings(), log=lines.append)  # and back: the first config again
 
     # other settings never mix into the folder
     with pytest.raises(ValueError, match="seeds=\\[0, 1\\]"):

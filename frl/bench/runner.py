@@ -14,9 +14,12 @@ Layout of a bench folder::
         error.json         a cell that failed (rerun on resume)
     report.md, report.html (frl.bench.report)
 
-The suite is resumable: a cell with a ``cell.json`` is never rerun; an unfinished cell (a run
-folder without ``cell.json``, left by an interruption) is started again from scratch. Resuming
-requires the same settings (a different seed count, budget or override is refused by name).
+The suite is resumable: a finished cell (``cell.json``) is never rerun while its budget and
+config are the plan's; an unfinished cell (a run folder without ``cell.json``, left by an
+interruption) is started again from scratch; a finished cell whose budget or config the suite's
+definition has since changed is set aside (``cells/<name>/stale-<time>/``) and run again.
+Resuming requires the same settings (another seed count, budget scale, override or filter is
+refused by name).
 
 A member (seed) that meets a non-finite value is frozen at its last finite parameters and scored
 by them (``on_nonfinite="skip-member"``); when every member of a cell diverges, the cell scores the
@@ -110,7 +113,7 @@ def plan(suite: Suite, settings: BenchSettings) -> list[dict[str, Any]]:
             continue
         if settings.envs is not None and env not in settings.envs:
             continue
-        point = dict(settings.overrides.get(algo, {}))
+        point = {**suite.task(env).configs.get(algo, {}), **settings.overrides.get(algo, {})}
         agent = get(algo)
         fields = {f.name for f in dataclasses.fields(agent.config)}
         for name in point:
@@ -270,9 +273,24 @@ def load_cells(folder: str | Path) -> dict[str, dict[str, Any]]:
     return cells
 
 
+def _set_aside(where: Path, why: str) -> Path:
+    """Move a cell's files into ``where/<why>-<time>/`` (never deleted); returns that folder."""
+    aside = where / time.strftime(f"{why}-%Y%m%d-%H%M%S")
+    suffix = 0
+    while aside.exists():
+        suffix += 1
+        aside = where / f"{time.strftime(f'{why}-%Y%m%d-%H%M%S')}-{suffix}"
+    aside.mkdir(parents=True)
+    for name in ("cell.json", "run", "error.json"):
+        if (where / name).exists():
+            (where / name).rename(aside / name)
+    return aside
+
+
 def _check_settings(folder: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The manifest of a resumable folder with the same settings, None for a new folder; a
-    ValueError naming the first setting that differs, or a folder that is not a bench's."""
+    """The manifest of a resumable folder with the same settings (seeds, scale, overrides,
+    filters...), None for a new folder; a ValueError naming the first setting that differs, or a
+    folder that is not a bench's. The cells' budgets and configs are checked cell by cell."""
     manifest_path = folder / MANIFEST
     if not manifest_path.exists():
         if folder.exists() and any(not p.name.startswith(".") for p in folder.iterdir()):
@@ -280,7 +298,7 @@ def _check_settings(folder: Path, settings: dict[str, Any]) -> dict[str, Any] | 
         return None
     manifest = json.loads(manifest_path.read_text())
     before = manifest.get("settings", {})
-    for name in sorted(set(before) | set(settings)):
+    for name in sorted((set(before) | set(settings)) - {"cells"}):  # cells: checked one by one
         if before.get(name) != settings.get(name):
             raise ValueError(
                 f"{folder} holds a bench with {name}={before.get(name)!r}; this run asks for "
@@ -305,20 +323,23 @@ def run_suite(
 
     folder = Path(folder)
     cells = plan(suite, settings)
-    settings_json = {**settings.as_json(), "cells": [[c["algo"], c["env"], c["steps"]] for c in cells]}
-    manifest = _check_settings(folder, settings_json)
+    manifest = _check_settings(folder, settings.as_json())
     folder.mkdir(parents=True, exist_ok=True)
     here = machine(nproc, backend)
+    configs = {cell_name(c["algo"], c["env"]): c["config"] for c in cells}
+    stale = []
     if manifest is None:
-        manifest = {
-            "settings": settings_json,
-            "configs": {cell_name(c["algo"], c["env"]): c["config"] for c in cells},
-            "machine": here,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "resumed": [],
-        }
+        manifest = {"machine": here, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "resumed": []}
     else:
         manifest["resumed"].append({"at": time.strftime("%Y-%m-%dT%H:%M:%S"), **here})
+        # a finished cell run with another budget or config (the suite's definition changed) is
+        # set aside in its folder and run again; the others are kept
+        for name, cell in load_cells(folder).items():
+            if name in configs and cell.get("config", manifest["configs"].get(name)) != configs[name]:
+                _set_aside(folder / CELLS / name, "stale")
+                stale.append(name)
+    manifest["settings"] = {**settings.as_json(), "cells": [[c["algo"], c["env"], c["steps"]] for c in cells]}
+    manifest["configs"] = configs
     _write_json(folder / MANIFEST, manifest)
 
     randoms = json.loads((folder / RANDOM).read_text()) if (folder / RANDOM).exists() else {}
@@ -329,7 +350,8 @@ def run_suite(
 
     done = load_cells(folder)
     pending = [c for c in cells if cell_name(c["algo"], c["env"]) not in done]
-    log(f"{suite.name}: {len(cells)} cells, {len(done)} finished, {len(pending)} to run")
+    again = f" ({len(stale)} finished with another config: set aside, to run again)" if stale else ""
+    log(f"{suite.name}: {len(cells)} cells, {len(done)} finished, {len(pending)} to run{again}")
     specs = []
     for c in pending:
         where = folder / CELLS / cell_name(c["algo"], c["env"])
@@ -372,6 +394,7 @@ def run_suite(
             "steps": c["steps"],
             "seeds": list(settings.seeds),
             "point": c["point"],
+            "config": c["config"],
             "commit": here["commit"],
             **result,
         }
