@@ -124,6 +124,11 @@ def test_suite_runs_resumes_refuses_mixing_and_reports(tmp_path):
     with pytest.raises(ValueError, match="not a bench folder"):
         run_suite(suite, tmp_path.parent / "other", _settings(), log=lines.append)
 
+    (tmp_path / "peers").mkdir()  # benchmarks/peers/run.py --into writes rows like these
+    row = {"row": "sb3", "seeds": 1, "steps_per_seed": 1024, "env_steps_per_s": 5000.0, "compile_s": 0.0}
+    row.update(wall_s=1.0, final_return=123.4)
+    peers = {"algo": "ppo", "env": "CartPole-v1", "rows": [row]}
+    (tmp_path / "peers" / "ppo.json").write_text(json.dumps(peers))
     md, html = write_report(tmp_path, reps=500)
     text = md.read_text()
     for heading in (
@@ -134,6 +139,7 @@ def test_suite_runs_resumes_refuses_mixing_and_reports(tmp_path):
     ):
         assert heading in text
     assert "| CartPole-v1 | ppo | 2 |" in text and "docs.cleanrl.dev" in text
+    assert "| ppo | CartPole-v1 | sb3 | 1 | 1,024 | 5,000 | 0 | 1 | 123.4 |" in text
     page = html.read_text()
     assert page.count("data:image/png;base64,") == 4 and 'src="http' not in page
 

@@ -417,7 +417,7 @@ def markdown(data: BenchData, reps: int, images: dict[str, Path]) -> str:
                 "env-steps/s",
                 "compile s",
                 "wall s",
-                "final return",
+                "return, last 20 training episodes",
             ],
             [
                 [
@@ -434,6 +434,13 @@ def markdown(data: BenchData, reps: int, images: dict[str, Path]) -> str:
                 for p in peers
             ],
         )
+        lines += [
+            "",
+            "Peers run one seed per process, except the JAX peer (all seeds vmapped in one process), at"
+            " frl's default settings for the algorithm (CleanRL's; SAC with 256x256 networks), each in its"
+            " own pinned environment on one CPU. Their return is the mean of the last 20 training episodes"
+            " (the stochastic policy), not frl's deterministic evaluation.",
+        ]
     else:
         lines += [
             "No peer results in this folder: `python benchmarks/peers/run.py --setup`, then "
