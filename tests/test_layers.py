@@ -32,7 +32,7 @@ LAYERS = {
         "frl.shaping",
     ),
     3: ("frl.algos", "frl.llm"),
-    4: ("frl.driver", "frl.run", "frl.plot", "frl.interop", "frl.distributed", "frl.cli"),
+    4: ("frl.driver", "frl.run", "frl.plot", "frl.interop", "frl.distributed", "frl.bench", "frl.cli"),
 }
 
 

@@ -69,8 +69,8 @@ def load(folder: str | Path) -> BenchData:
     manifest = json.loads((folder / MANIFEST).read_text())
     randoms = json.loads((folder / RANDOM).read_text()) if (folder / RANDOM).exists() else {}
     suite = get_suite(manifest["settings"]["suite"])
-    cells = {(c["algo"], c["env"]): c for c in load_cells(folder).values()}
     order = [(a, e) for a, e, _ in manifest["settings"]["cells"]]
+    cells = {(c["algo"], c["env"]): c for c in load_cells(folder).values() if (c["algo"], c["env"]) in order}
     tasks = [t.env for t in suite.tasks if any(e == t.env for _, e in order)]
     algos: list[str] = []
     for a, _ in order:

@@ -348,7 +348,7 @@ def run_suite(
             randoms[task.env] = task.random if task.random is not None else random_return_of(task.env)
     _write_json(folder / RANDOM, randoms)
 
-    done = load_cells(folder)
+    done = {name: cell for name, cell in load_cells(folder).items() if name in configs}
     pending = [c for c in cells if cell_name(c["algo"], c["env"]) not in done]
     again = f" ({len(stale)} finished with another config: set aside, to run again)" if stale else ""
     log(f"{suite.name}: {len(cells)} cells, {len(done)} finished, {len(pending)} to run{again}")
