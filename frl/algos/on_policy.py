@@ -25,6 +25,7 @@ __all__ = [
     "OnPolicyConfig",
     "actor_critic_build",
     "actor_critic_train",
+    "annotate_gae",
     "clipped_optimizer",
     "explore_with",
     "flat_select",
@@ -75,6 +76,19 @@ def with_advantages(
     """
     value = value_apply(critic_params, segment["observation"]).detach()
     next_value = value_apply(critic_params, segment["next", "observation"]).detach()
+    return annotate_gae(segment, value, next_value, gamma=gamma, lmbda=lmbda)
+
+
+def annotate_gae(
+    segment: TensorDictBase,
+    value: Tensor,
+    next_value: Tensor,
+    *,
+    gamma: float | Tensor,
+    lmbda: float | Tensor,
+) -> TensorDictBase:
+    """A copy of ``segment [E, T]`` with ``state_value`` (= ``value``), and GAE's ``advantage`` and
+    ``value_target`` from ``value`` and ``next_value`` (each ``[E, T]``, already detached)."""
     advantage, target = gae(
         segment["next", "reward"],
         value,

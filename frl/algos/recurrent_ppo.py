@@ -43,7 +43,6 @@ from frl.algos.train import Train, Unit, WrapOptimizer, resolve_env
 from frl.distributions import Categorical, DiagGaussian
 from frl.losses import bind, recurrent_ppo_loss
 from frl.nn.recurrent import CELL_KINDS
-from frl.returns import gae
 
 __all__ = ["Config", "make_train"]
 
@@ -158,19 +157,7 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         first = segment[RECURRENT_STATE, "critic"][:, 0]
         value, carries = value_apply(critic_params, segment["observation"], first, starts)  # critic.sequence
         next_value, _ = critic.step(critic_params, segment["next", "observation"], carries)
-        value, next_value = value.detach(), next_value.detach()
-        advantage, target = gae(
-            segment["next", "reward"],
-            value,
-            next_value,
-            segment["next", "terminated"],
-            segment["next", "done"],
-            gamma=gamma,
-            lmbda=lmbda,
-        )
-        out = segment.copy()
-        out["state_value"], out["advantage"], out["value_target"] = value, advantage, target
-        return out
+        return op.annotate_gae(segment, value.detach(), next_value.detach(), gamma=gamma, lmbda=lmbda)
 
     loss = bind(
         recurrent_ppo_loss,

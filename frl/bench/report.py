@@ -168,7 +168,7 @@ def _intervals(ax: Any, rows: list[tuple[tuple[float, float, float], str]]) -> N
     ax.set_yticks(range(len(rows)))
 
 
-def _figures(data: BenchData, out: Path, reps: int) -> dict[str, Path]:
+def _figures(data: BenchData, out: Path, reps: int, table: dict, pairs: dict) -> dict[str, Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -218,7 +218,6 @@ def _figures(data: BenchData, out: Path, reps: int) -> dict[str, Path]:
     plt.close(fig)
 
     # aggregate interval estimates
-    table = aggregates(data, reps)
     if table:
         names = list(table)
         fig, axes = plt.subplots(1, 4, figsize=(14, 0.5 * len(names) + 1.6), dpi=100, squeeze=False)
@@ -234,7 +233,6 @@ def _figures(data: BenchData, out: Path, reps: int) -> dict[str, Path]:
         plt.close(fig)
 
     # probability of improvement
-    pairs = improvements(data, min(reps, 2000))
     if pairs:
         fig, ax = plt.subplots(figsize=(6, 0.45 * len(pairs) + 1.2), dpi=100)
         _intervals(ax, [(interval[:3], colors[x]) for (x, _), interval in pairs.items()])
@@ -284,7 +282,7 @@ def _peers(folder: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def markdown(data: BenchData, reps: int, images: dict[str, Path]) -> str:
+def markdown(data: BenchData, reps: int, images: dict[str, Path], table: dict, pairs: dict) -> str:
     """The report as Markdown (images by relative path)."""
     s = data.manifest["settings"]
     m = data.manifest["machine"]
@@ -339,7 +337,6 @@ def markdown(data: BenchData, reps: int, images: dict[str, Path]) -> str:
         ],
         final_table(data, reps),
     )
-    table = aggregates(data, reps)
     lines += [
         "",
         "## Aggregates across tasks (normalised: random = 0, reference = 1)",
@@ -357,7 +354,6 @@ def markdown(data: BenchData, reps: int, images: dict[str, Path]) -> str:
     )
     if "aggregates" in images:
         lines += ["", f"![aggregates]({images['aggregates'].name})"]
-    pairs = improvements(data, min(reps, 2000))
     if pairs:
         lines += [
             "",
@@ -529,8 +525,10 @@ def write_report(folder: str | Path, reps: int = 50_000) -> tuple[Path, Path]:
     ``profiles.png`` beside it) and a self-contained ``report.html`` into ``folder``."""
     data = load(folder)
     out = Path(folder)
-    images = _figures(data, out, reps) if data.cells else {}
-    md = markdown(data, reps, images)
+    table = aggregates(data, reps)  # the bootstraps run once, for the figures and the tables
+    pairs = improvements(data, min(reps, 2000))
+    images = _figures(data, out, reps, table, pairs) if data.cells else {}
+    md = markdown(data, reps, images, table, pairs)
     md_path, html_path = out / "report.md", out / "report.html"
     md_path.write_text(md)
     html_path.write_text(_inline_html(md, images))
