@@ -26,6 +26,7 @@ from frl.envs.memory import CartPoleNoVelocity, MemoryLength
 from frl.envs.meta import BernoulliBandits, PointNavigation, RandomMDPs
 from frl.envs.micro_combat import MAPS, MicroCombat
 from frl.envs.minatar import Asterix, Breakout, Freeway, SpaceInvaders
+from frl.envs.minigrid import DOOR_KEY, DoorKey
 from frl.envs.multi_agent import MultiAgentEnvironment
 from frl.envs.recsim import InterestEvolution, InterestEvolutionObserved
 from frl.envs.spaces import Box, Discrete
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from frl.envs.torchrl_env import TorchRLEnv, to_torchrl
 
 __all__ = [
+    "DOOR_KEY",
     "ENVIRONMENTS",
     "MICRO_COMBAT",
     "SIZED",
@@ -44,6 +46,7 @@ __all__ = [
     "Box",
     "DeepSea",
     "Discrete",
+    "DoorKey",
     "Environment",
     "GymEnvironment",
     "MemoryLength",
@@ -172,7 +175,7 @@ def list_envs() -> list[str]:
     """The ids :func:`make` accepts (``DeepSea-<N>-v0`` and ``MemoryLength-<N>-v0`` for any ``N``;
     a few are listed)."""
     sizes = [f"{name}-{n}-v0" for name, (_, _, listed) in SIZED.items() for n in listed]
-    return sorted([*ENVIRONMENTS, *TABULAR, *MICRO_COMBAT, *sizes])
+    return sorted([*ENVIRONMENTS, *TABULAR, *MICRO_COMBAT, *DOOR_KEY, *sizes])
 
 
 def is_known(env_id: str) -> bool:
@@ -199,6 +202,8 @@ def make(env_id: str, **kwargs: Any) -> Environment | GymEnvironment:
         return _tabular(env_id, **kwargs)
     if env_id in MICRO_COMBAT:
         return MicroCombat(map_name=MICRO_COMBAT[env_id], **kwargs)
+    if env_id in DOOR_KEY:  # pure torch; gym:MiniGrid-DoorKey-... is the minigrid package's own
+        return DoorKey(size=DOOR_KEY[env_id], **kwargs)
     sized = _sized(env_id) if isinstance(env_id, str) else None
     if sized is not None:
         cls, field, _ = SIZED[sized[0]]
