@@ -70,8 +70,9 @@ def one(method: str, size: int, seeds: int, steps: int, compiled: bool) -> dict:
     }
 
 
-def doorkey(method: str, size: int, seeds: int, steps: int, window: int, compiled: bool) -> dict:
-    """One method on DoorKey-``size``: the success curve per seed and the frames to 0.9."""
+def doorkey(method: str, size: int, seeds: list[int], steps: int, window: int, compiled: bool) -> dict:
+    """One method on DoorKey-``size`` for ``seeds`` (one vmapped run): the success curve per
+    seed and the frames to 0.9."""
     config_cls, make = METHODS[method]
     config = config_cls.preset(f"MiniGrid-DoorKey-{size}x{size}-v0", total_timesteps=steps)
     frames: list[int] = []
@@ -114,51 +115,107 @@ def doorkey(method: str, size: int, seeds: int, steps: int, window: int, compile
 
 
 def main_doorkey(args: argparse.Namespace) -> None:
-    """Run ``--methods`` and tabulate them with the rows of other methods already in the JSON at
-    the same size, budget and seeds (so the methods can run as separate processes)."""
-    rows = [
-        doorkey(m, args.doorkey_size, args.seeds, args.doorkey_steps, args.window, not args.no_compile)
-        for m in args.methods
+    """Run ``--methods`` on seeds ``--first-seed ..``, keep them in the JSON beside the runs of
+    other methods, seeds, sizes and budgets (methods and seed blocks can run as separate
+    processes, one after another), and tabulate every method over all its seeds at this size
+    and budget."""
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    compiled = not args.no_compile
+    new = [
+        doorkey(m, args.doorkey_size, seeds, args.doorkey_steps, args.window, compiled)
+        for m in ([] if args.table_only else args.methods)
     ]
-    same = (args.doorkey_size, args.doorkey_steps, args.seeds)
     saved = RESULTS / "bench_exploration_doorkey.json"
-    if saved.exists():
-        earlier = json.loads(saved.read_text()).get("rows", [])
-        rows += [
-            r
-            for r in earlier
-            if (r["size"], r["steps"], r["seeds"]) == same and r["method"] not in args.methods
-        ]
-    rows.sort(key=lambda r: list(METHODS).index(r["method"]))
+    earlier = json.loads(saved.read_text()).get("runs", []) if saved.exists() else []
+    replaced = {(r["method"], r["size"], r["steps"], r["seeds"][0]) for r in new}
+    kept = [r for r in earlier if (r["method"], r["size"], r["steps"], r["seeds"][0]) not in replaced]
+    if new:
+        write_json("bench_exploration_doorkey", {"window": args.window, "runs": new + kept})
+    runs = [r for r in new + kept if (r["size"], r["steps"]) == (args.doorkey_size, args.doorkey_steps)]
+    pooled = {}
+    for method in METHODS:
+        mine = sorted((r for r in runs if r["method"] == method), key=lambda r: r["seeds"][0])
+        if mine:
+            pooled[method] = {
+                "seeds": sum(len(r["seeds"]) for r in mine),
+                "frames_to": np.concatenate([np.asarray(r["frames_to_0.9"], dtype=float) for r in mine]),
+                "final": np.concatenate([np.asarray(r["final_success"]) for r in mine]),
+                "sps": np.mean([r["env_steps_per_s"] for r in mine]),
+                "curve": (
+                    np.asarray(mine[0]["frames"]),
+                    np.concatenate([np.asarray(r["success"]) for r in mine], 1),
+                ),
+            }
     columns = [
         "method",
-        "reached 0.9",
-        "frames to 0.9 (95% CI)",
-        "final success (95% CI)",
+        "seeds reaching 0.9",
+        "frames to 0.9 per seed",
+        "mean success at 1M",
+        "mean success reaches 0.9 at",
+        "final success",
         "env-steps/s",
-        "wall s",
     ]
     table = [
         [
-            r["method"],
-            f"{r['reached']}/{r['seeds']}",
-            cell(interval(np.asarray(r["frames_to_0.9"], dtype=float)), ",.0f"),
-            cell(interval(np.asarray(r["final_success"])), ".2f"),
-            f"{r['env_steps_per_s']:,.0f}",
-            f"{r['wall_s']:.0f}",
+            method,
+            f"{int((p['frames_to'] < args.doorkey_steps).sum())}/{p['seeds']}",
+            cell(interval(p["frames_to"]), ",.0f"),
+            cell(interval(at_frames(*p["curve"], 1_000_000)), ".2f"),
+            cell(mean_crossing(*p["curve"], 0.9), ",.0f"),
+            cell(interval(p["final"]), ".2f"),
+            f"{p['sps']:,.0f}",
         ]
-        for r in rows
+        for method, p in pooled.items()
     ]
-    title = (
-        f"MiniGrid-DoorKey-{args.doorkey_size}x{args.doorkey_size}, {args.doorkey_steps:,} frames per seed"
-    )
+    size = args.doorkey_size
+    title = f"MiniGrid-DoorKey-{size}x{size}, {args.doorkey_steps:,} frames per seed"
     print_table(title, columns, table)
-    write_json("bench_exploration_doorkey", {"window": args.window, "rows": rows})
-    curves = {r["method"]: (np.asarray(r["frames"]), np.asarray(r["success"])) for r in rows}
+    if len(pooled) == 2:
+        a, b = (pooled[m]["frames_to"] for m in METHODS)
+        faster = float(np.mean(b[:, None] < a[None, :]) + 0.5 * np.mean(b[:, None] == a[None, :]))
+        print(
+            f"frames to 0.9, ppo+rnd / ppo: {cell(unpaired_ratio(b, a), '.2f')}; "
+            f"P(a ppo+rnd seed gets there before a ppo seed) = {faster:.2f}"
+        )
+    curves = {method: p["curve"] for method, p in pooled.items()}
     figure = plot(
         curves, {"success 0.9": 0.9}, RESULTS / "bench_exploration_doorkey.png", title, "success rate"
     )
     print(f"wrote {figure}")
+
+
+def at_frames(frames: np.ndarray, success: np.ndarray, when: int) -> np.ndarray:
+    """Each seed's success rate at the last log point at or before ``when`` frames."""
+    return success[max(int(np.searchsorted(frames, when, side="right")) - 1, 0)]
+
+
+def mean_crossing(
+    frames: np.ndarray, success: np.ndarray, level: float, samples: int = 5000, seed: int = 0
+) -> tuple[float, float, float]:
+    """The frames at which the success rate averaged over seeds first reaches ``level`` (the
+    budget if never), with a 95% bootstrap interval over seeds. ``success``: ``[points, seeds]``."""
+
+    def first(mean: np.ndarray) -> np.ndarray:  # mean [..., points]
+        hit = mean >= level
+        return np.where(hit.any(-1), frames[hit.argmax(-1)], frames[-1])
+
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, success.shape[1], (samples, success.shape[1]))
+    resampled = first(success.T[idx].mean(1))
+    point = float(first(success.mean(1)))
+    return point, float(np.quantile(resampled, 0.025)), float(np.quantile(resampled, 0.975))
+
+
+def unpaired_ratio(
+    a: np.ndarray, b: np.ndarray, samples: int = 20_000, seed: int = 0
+) -> tuple[float, float, float]:
+    """``mean(a) / mean(b)`` over independent seeds, with a 95% bootstrap interval (each
+    resampled on its own)."""
+    rng = np.random.default_rng(seed)
+    ratios = a[rng.integers(0, len(a), (samples, len(a)))].mean(1) / b[
+        rng.integers(0, len(b), (samples, len(b)))
+    ].mean(1)
+    return float(a.mean() / b.mean()), float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
 
 
 def main() -> None:
@@ -172,6 +229,8 @@ def main() -> None:
     parser.add_argument("--doorkey-size", type=int, default=8)
     parser.add_argument("--doorkey-steps", type=int, default=2_000_000, help="frames per seed")
     parser.add_argument("--window", type=int, default=4, help="log points averaged in a success rate")
+    parser.add_argument("--table-only", action="store_true", help="DoorKey: tabulate the saved runs")
+    parser.add_argument("--first-seed", type=int, default=0, help="DoorKey: seeds first-seed .. + seeds - 1")
     args = parser.parse_args()
     if args.doorkey:
         main_doorkey(args)

@@ -35,7 +35,7 @@ from frl.run import run
 TRIALS = 2000
 
 
-def _rl2(env_id: str, seeds: int, steps: int | None, compiled: bool):
+def _rl2(env_id: str, seeds: int | list[int], steps: int | None, compiled: bool):
     overrides = {} if steps is None else {"total_timesteps": steps}
     config = recurrent_ppo.Config.preset(env_id, **overrides)
     train = recurrent_ppo.make_train(config)
@@ -124,12 +124,12 @@ def uniform(env):
     return act
 
 
-def bandits(seeds: int, steps: int | None, compiled: bool) -> tuple[list[list[str]], dict]:
+def bandits(seeds: list[int], steps: int | None, compiled: bool) -> tuple[list[list[str]], dict]:
     start = time.perf_counter()
     train, result = _rl2("BernoulliBandits-v0", seeds, steps, compiled)
     env, key = train.env, random.key(2024)
     per_seed = {"rl2 (sampled)": [], "rl2 (greedy)": []}
-    for i in range(seeds):
+    for i in range(len(seeds)):
         params = result.state["params"][i]
         per_seed["rl2 (sampled)"].append(_play(env, _agent(train, params, False), key, TRIALS, True).mean())
         per_seed["rl2 (greedy)"].append(_play(env, _agent(train, params, True), key, TRIALS, True).mean())
@@ -144,7 +144,7 @@ def bandits(seeds: int, steps: int | None, compiled: bool) -> tuple[list[list[st
     for name, values in per_seed.items():
         values = np.array(values)
         ratio = ratio_interval(values, np.full_like(values, ts))
-        rows.append([name, f"{seeds} seeds", cell(interval(values), ".2f"), cell(ratio, ".2f")])
+        rows.append([name, f"{len(seeds)} seeds", cell(interval(values), ".2f"), cell(ratio, ".2f")])
     for name, values in baselines.items():
         rows.append([name, f"{TRIALS} trials", cell(interval(values), ".2f"), f"{values.mean() / ts:.2f}"])
     payload = {
@@ -221,16 +221,22 @@ def main() -> None:
         "--parts", nargs="+", default=["bandits", "mdps", "maml"], choices=["bandits", "mdps", "maml"]
     )
     parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="bandits: RL^2 seeds first-seed .. + seeds - 1"
+    )
     parser.add_argument("--rl2-steps", type=int, default=None, help="steps per seed (default: the preset's)")
     parser.add_argument("--maml-iterations", type=int, default=150)
     parser.add_argument("--no-compile", action="store_true")
     args = parser.parse_args()
     payload = {}
     if "bandits" in args.parts:
-        rows, payload["bandits"] = bandits(args.seeds, args.rl2_steps, not args.no_compile)
+        seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+        rows, payload["bandits"] = bandits(seeds, args.rl2_steps, not args.no_compile)
+        payload["bandits"]["seeds"] = seeds
         columns = ["method", "over", "regret per trial (mean [95% CI])", "/ Thompson"]
         print_table("Bernoulli bandits, 10 arms x 100 pulls: expected regret", columns, rows)
-        write_json("bench_meta_bandits", payload["bandits"])
+        suffix = f"_seeds{seeds[0]}-{seeds[-1]}" if args.first_seed else ""
+        write_json(f"bench_meta_bandits{suffix}", payload["bandits"])
     if "mdps" in args.parts:
         rows, payload["mdps"] = mdps(args.seeds, args.rl2_steps, not args.no_compile)
         print_table("Random MDPs, 10 episodes x 10 steps: trial return", ["method", "over", "return"], rows)
