@@ -106,7 +106,6 @@ def doorkey(method: str, size: int, seeds: list[int], steps: int, window: int, c
         "frames": frames,
         "success": smooth.tolist(),
         "frames_to_0.9": first,
-        "reached": int(reached.any(0).sum()),
         "final_success": smooth[-1].tolist(),
         "env_steps_per_s": result.env_steps_per_s,
         "compile_s": result.compile_s,
