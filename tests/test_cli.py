@@ -6,7 +6,9 @@ import json
 
 import pytest
 
+from frl.algos import AGENTS
 from frl.cli import main
+from frl.cli.train import ALGORITHMS
 
 BAD = [
     (
@@ -94,6 +96,18 @@ def test_list_names_algorithms_and_environments(capsys):
         "MountainCar-v0",
     ):
         assert name in text
+    # every algorithm's columns line up, whatever the length of its name
+    rows = [line for line in text.splitlines() if "actions: " in line and line.startswith("  ")]
+    assert len(rows) == len(AGENTS)
+    assert len({row.index("actions: ") for row in rows}) == 1
+
+
+def test_train_help_names_every_registered_algorithm(capsys):
+    assert tuple(sorted(AGENTS)) == ALGORITHMS
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"({', '.join(sorted(AGENTS))})" in help_text
 
 
 def test_train_eval_plot_round_trip(tmp_path, capsys):

@@ -20,9 +20,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     from frl.envs.spaces import Slate
 
     print("algorithms:")
+    width = max(map(len, AGENTS))
     for name in sorted(AGENTS):
         agent = AGENTS[name]
-        print(f"  {name:<10} actions: {', '.join(agent.actions):<27} {agent.summary}")
+        print(f"  {name:<{width}} actions: {', '.join(agent.actions):<27} {agent.summary}")
     print(
         "environments (pure torch; any gymnasium id also works as gym:<id>, through TorchRL, "
         "and any gymnax id as gymnax:<id>, in JAX, with the jax extra):"

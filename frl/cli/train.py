@@ -37,7 +37,26 @@ from frl.cli.common import (
     results_table,
 )
 
-__all__ = ["add_parser", "cmd_train"]
+__all__ = ["ALGORITHMS", "add_parser", "cmd_train"]
+
+ALGORITHMS = (
+    "a2c",
+    "dqn",
+    "ippo",
+    "mappo",
+    "ppo",
+    "ppo_icm",
+    "ppo_rnd",
+    "qmix",
+    "recurrent_ppo",
+    "reinforce",
+    "sac",
+    "slateq",
+    "tabular",
+    "vdn",
+)
+"""The registered algorithms, named in ``--help`` without importing torch (a test keeps this equal
+to :data:`frl.algos.AGENTS`)."""
 
 
 def add_parser(sub: Any) -> None:
@@ -49,8 +68,7 @@ def add_parser(sub: Any) -> None:
     )
     train.add_argument(
         "algo",
-        help="an algorithm of `frl list` (a2c, dqn, ippo, mappo, ppo, qmix, reinforce, sac, slateq, "
-        "tabular, vdn)",
+        help=f"an algorithm of `frl list` ({', '.join(ALGORITHMS)})",
     )
     train.add_argument("--env", default="CartPole-v1", help="environment id (see `frl list`)")
     train.add_argument("--seeds", type=int, default=1, help="number of seeds trained together (0..N-1)")
