@@ -339,7 +339,7 @@ def main() -> None:
         help="MinAtar games",
     )
     parser.add_argument(
-        "--sac-steps", type=int, default=60_000, help="SAC steps per seed on Highway-v0 (0: skip)"
+        "--sac-steps", type=int, default=200_000, help="SAC steps per seed on Highway-v0 (0: skip)"
     )
     parser.add_argument(
         "--ppo-steps", type=int, default=200_000, help="PPO steps per seed on Highway-v0 (0: skip)"
