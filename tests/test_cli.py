@@ -8,7 +8,6 @@ import pytest
 
 from frl.algos import AGENTS
 from frl.cli import main
-from frl.cli.train import ALGORITHMS
 
 BAD = [
     (
@@ -103,7 +102,6 @@ def test_list_names_algorithms_and_environments(capsys):
 
 
 def test_train_help_names_every_registered_algorithm(capsys):
-    assert tuple(sorted(AGENTS)) == ALGORITHMS
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())

@@ -37,9 +37,9 @@ from frl.cli.common import (
     results_table,
 )
 
-__all__ = ["ALGORITHMS", "add_parser", "cmd_train"]
+__all__ = ["ALGORITHM_NAMES", "add_parser", "cmd_train"]
 
-ALGORITHMS = (
+ALGORITHM_NAMES = (
     "a2c",
     "dqn",
     "ippo",
@@ -68,7 +68,7 @@ def add_parser(sub: Any) -> None:
     )
     train.add_argument(
         "algo",
-        help=f"an algorithm of `frl list` ({', '.join(ALGORITHMS)})",
+        help=f"an algorithm of `frl list` ({', '.join(ALGORITHM_NAMES)})",
     )
     train.add_argument("--env", default="CartPole-v1", help="environment id (see `frl list`)")
     train.add_argument("--seeds", type=int, default=1, help="number of seeds trained together (0..N-1)")
