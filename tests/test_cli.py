@@ -49,6 +49,20 @@ BAD = [
     ),
     (["train", "ppo", "--steps", "100"], "`total_timesteps` (100) must cover one iteration"),
     (["train", "ppo", "--bogus"], "unrecognized argument '--bogus'"),
+    (
+        ["train", "sac", "--env", "Highway-v0", "--env.lanes", "4"],
+        "--env.lanes: unknown setting of Highway-v0; valid settings: num_lanes, num_vehicles,",
+    ),
+    (["train", "sac", "--env", "Highway-v0", "--env.num_lanes", "four"], "--env.num_lanes: expected a int"),
+    (
+        ["train", "sac", "--env", "Highway-v0", "--env.headway_weight=-1"],
+        "Highway-v0: `headway_weight` must be a finite number >= 0, got -1.0",
+    ),
+    (["train", "sac", "--env", "Highway-v0", "--env.num_lanes"], "--env.num_lanes: missing value"),
+    (
+        ["train", "sac", "--env", "gym:Pendulum-v1", "--env.g", "9"],
+        "--env.g: --env.FIELD sets a setting of frl's own environments, not of 'gym:Pendulum-v1'",
+    ),
     (["eval", "nowhere"], "nowhere is not a run folder: config.json is missing"),
     (["plot", "nowhere"], "nowhere has no metrics.jsonl"),
     ([], "choose a command: train, eval, list, plot, sweep, llm"),
@@ -106,6 +120,35 @@ def test_train_help_names_every_registered_algorithm(capsys):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert f"({', '.join(sorted(AGENTS))})" in help_text
+
+
+def test_env_settings_reach_the_environment_the_run_folder_and_eval(tmp_path, capsys, monkeypatch):
+    from frl.cli import common
+
+    built = []
+    make = common.build_train
+
+    def spy(*args, **kwargs):
+        train = make(*args, **kwargs)
+        built.append(train.env)
+        return train
+
+    monkeypatch.setattr("frl.cli.train.build_train", spy)
+    out = tmp_path / "run"
+    argv = ["train", "reinforce", "--env", "Highway-v0", "--env.num_vehicles", "6", "--steps", "512"]
+    argv += ["--no-compile", "--no-progress", "--eval-episodes", "1", "--out", str(out)]
+    argv += ["--config.num_steps", "64", "--env.headway_weight=0.5"]
+    assert main(argv) == 0
+    (env,) = built
+    assert (env.num_vehicles, env.headway_weight, env.num_lanes) == (6, 0.5, 3)
+    config = json.loads((out / "config.json").read_text())
+    assert config["env_options"] == {"num_vehicles": 6, "headway_weight": 0.5}
+    capsys.readouterr()
+    assert main(["eval", str(out), "--episodes", "1"]) == 0
+    # a resumed run with other settings is another run, refused
+    resumed = [a if a != "6" else "7" for a in argv] + ["--resume"]
+    assert main(resumed) == 2
+    assert "environment options" in capsys.readouterr().err
 
 
 def test_train_eval_plot_round_trip(tmp_path, capsys):

@@ -194,6 +194,40 @@ def test_collisions_and_leaving_the_road_end_the_episode_with_the_penalty():
     assert not torch.equal(obs, info["final_observation"])
 
 
+def test_headway_cost_by_hand_and_in_the_shaped_reward():
+    """``cost = max_j w_j clip(1 - h_j / safe_headway, 0, 1)``: the ego at 25 m/s 15 m (bumper to
+    bumper) behind a car in its lane has h = 0.6 s; a car 2.5 m to the side (0.5 m clear) counts
+    half; a car in the next lane's centre and a far one count nothing; a car behind is timed at its
+    own speed."""
+    env = envs.make(ENV_ID, num_vehicles=4, observed_vehicles=2, safe_headway=1.0)
+    p = env.default_params()
+    ego = [0.0, 4.0, 0.0, 25.0, 0.0, 0.0]
+    parked = [[FAR, 8.0, 20.0, 20.0, 2]]
+    cases = [
+        ([[20.0, 4.0, 25.0, 25.0, 1]], 1 - 15 / 25),  # ahead, same lane: h = 15 / 25
+        ([[20.0, 6.5, 25.0, 25.0, 1]], 0.5 * (1 - 15 / 25)),  # |dy| = 2.5: w = 0.5
+        ([[10.0, 8.0, 25.0, 25.0, 2]], 0.0),  # the next lane's centre
+        ([[60.0, 4.0, 25.0, 25.0, 1]], 0.0),  # 55 m ahead: h = 2.2 s
+        ([[-13.0, 4.0, 20.0, 20.0, 1]], 1 - 8 / 20),  # behind: its own h = 8 / 20
+        ([[20.0, 4.0, 25.0, 25.0, 1], [-13.0, 4.0, 20.0, 20.0, 1]], 1 - 8 / 20),  # the worse one
+    ]
+    for cars, want in cases:
+        physics = _physics(env, ego, cars + parked * (3 - len(cars)))
+        assert float(env.headway_cost(physics, p)) == pytest.approx(want, abs=1e-5)
+    # the task's reward has no such term; a shaped environment subtracts weight * cost of s'
+    shaped = envs.make(ENV_ID, num_vehicles=4, observed_vehicles=2, headway_weight=2.0)
+    physics = _physics(env, ego, [[22.0, 4.0, 20.0, 20.0, 1]] + parked * 2)
+    action = torch.tensor([0.3, -0.2])
+    nxt, task_reward, done = env.transition(physics, action, p)
+    _, shaped_reward, shaped_done = shaped.transition(physics, action, p)
+    cost = float(env.headway_cost(nxt, p))
+    assert 0.1 < cost < 1.0 and not bool(done) and not bool(shaped_done)
+    assert float(shaped_reward) == pytest.approx(float(task_reward) - 2.0 * cost, abs=1e-6)
+    # a crash is the penalty alone, shaped or not
+    crash = _physics(env, ego, [[6.0, 4.0, 10.0, 10.0, 1]] + parked * 3)
+    assert float(shaped.transition(crash, action, p)[1]) == -p.collision_penalty
+
+
 def test_vmap_over_episodes_matches_a_loop():
     env = envs.make(ENV_ID)
     n = 4
@@ -252,6 +286,8 @@ def test_the_hand_tuned_controller_drives_without_collisions():
         ({"num_lanes": 0}, "`num_lanes` must be an int >= 1"),
         ({"road_length": 50.0}, "`road_length` must be a finite number >= 100"),
         ({"speed_limit": -1.0}, "`speed_limit` must be a finite number > 0"),
+        ({"headway_weight": -0.5}, "`headway_weight` must be a finite number >= 0"),
+        ({"safe_headway": 0.0}, "`safe_headway` must be a finite number > 0"),
     ],
 )
 def test_bad_settings_name_the_field(kwargs, match):

@@ -129,6 +129,57 @@ def config_overrides(config_cls: type, pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def split_overrides(pairs: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The extra arguments split into ``--config.*`` pairs (and anything unrecognized, which
+    :func:`config_overrides` names) and ``--env.*`` pairs."""
+    config: list[str] = []
+    env: list[str] = []
+    i = 0
+    while i < len(pairs):
+        flag = pairs[i]
+        takes_value = flag.startswith(("--config.", "--env.")) and "=" not in flag and i + 1 < len(pairs)
+        n = 2 if takes_value else 1
+        (env if flag.startswith("--env.") else config).extend(pairs[i : i + n])
+        i += n
+    return config, env
+
+
+GYM_OPTIONS = ("norm_obs", "norm_reward", "frame_stack")
+"""The environment options of ``gym:<id>`` environments (``--norm-obs``, ...)."""
+
+
+def env_overrides(env_id: str, pairs: Sequence[str]) -> dict[str, Any]:
+    """``--env.FIELD VALUE`` (or ``--env.FIELD=VALUE``) pairs as settings of one of frl's own
+    environments (the fields of its dataclass, e.g. ``Highway-v0``'s ``num_lanes``), each parsed
+    as its default's type; the environment checks the values when it is built."""
+    if not pairs:
+        return {}
+    from frl import envs
+
+    if envs.is_gym_id(env_id) or envs.plugin_prefix(env_id) is not None or not envs.is_known(env_id):
+        raise UsageError(
+            f"{pairs[0].partition('=')[0]}: --env.FIELD sets a setting of frl's own environments, not "
+            f"of {env_id!r} (gym:<id> takes --norm-obs, --norm-reward and --frame-stack)"
+        )
+    defaults = envs.make(env_id)
+    fields = [f.name for f in dataclasses.fields(defaults) if f.name != "dtype"]
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(pairs):
+        name, _, inline = pairs[i][len("--env.") :].partition("=")
+        if name not in fields:
+            valid = ", ".join(fields)
+            raise UsageError(f"--env.{name}: unknown setting of {env_id}; valid settings: {valid}")
+        if inline:
+            value, i = inline, i + 1
+        else:
+            if i + 1 >= len(pairs):
+                raise UsageError(f"--env.{name}: missing value")
+            value, i = pairs[i + 1], i + 2
+        out[name] = parse_value(name, value, getattr(defaults, name), flag="--env.")
+    return out
+
+
 def build_train(
     algo: str,
     env_id: str,
@@ -153,9 +204,10 @@ def build_train(
             "a gymnasium id as gym:<id> (e.g. gym:Pendulum-v1), a gymnax id as gymnax:<id>, a VMAS "
             "scenario as vmas:<scenario> or an MPE2 one as mpe2:<scenario>"
         )
-    if not gym and env_options:
+    gym_only = [k for k in (env_options or {}) if k in GYM_OPTIONS]
+    if not gym and gym_only:
         raise UsageError(
-            f"{', '.join('--' + k.replace('_', '-') for k in env_options)}: only for gym:<id> environments"
+            f"{', '.join('--' + k.replace('_', '-') for k in gym_only)}: only for gym:<id> environments"
         )
     try:
         env = envs.make(env_id, **(env_options or {}))

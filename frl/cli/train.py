@@ -34,7 +34,9 @@ from frl.cli.common import (
     check_out,
     check_positive,
     config_overrides,
+    env_overrides,
     results_table,
+    split_overrides,
 )
 
 __all__ = ["ALGORITHM_NAMES", "add_parser", "cmd_train"]
@@ -64,7 +66,10 @@ def add_parser(sub: Any) -> None:
     train = sub.add_parser(
         "train",
         help="train an agent on many seeds at once",
-        description="extra options --config.FIELD VALUE override the algorithm's Config",
+        description=(
+            "extra options --config.FIELD VALUE override the algorithm's Config; --env.FIELD VALUE "
+            "sets a setting of frl's own environments (e.g. --env.num_lanes 4 on Highway-v0)"
+        ),
     )
     train.add_argument(
         "algo",
@@ -213,7 +218,8 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         agent = get(args.algo)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    overrides = config_overrides(agent.config, extra)
+    config_pairs, env_pairs = split_overrides(extra)
+    overrides = config_overrides(agent.config, config_pairs)
     env_options = {
         k: v
         for k, v in (
@@ -223,6 +229,7 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         )
         if v is not None
     }
+    env_options.update(env_overrides(args.env, env_pairs))
     train = build_train(args.algo, args.env, args.steps, overrides, env_options)
     args.steps = train.config.total_timesteps
     if args.steps < train.steps_per_iteration:
