@@ -9,10 +9,11 @@ percentile bootstrap interval (seeds resampled); and PPO's watch time over greed
 interval. Beside them: SlateQ (observed interests, the known choice model) and a policy learned
 offline from sessions a softmax-greedy recommender logged, against that logger.
 
-Driving (``Highway-v0``, :mod:`frl.envs.highway`): SAC and PPO over N seeds each, then every seed's
-deterministic policy and the hand-tuned controller (PD lane keeping + IDM) drive ``--episodes``
-evaluation episodes per seed: return, collisions (every termination is a crash or leaving the
-road) and mean speed; SAC's return over the controller's with its interval.
+Driving (``Highway-v0``, :mod:`frl.envs.highway`): SAC and PPO over N seeds each (SAC trained on
+the reward minus ``--sac-headway-weight`` times the headway cost), then every seed's deterministic
+policy and the hand-tuned controller (PD lane keeping + IDM) drive ``--episodes`` evaluation
+episodes per seed on the task's reward: return, collisions (every termination is a crash or
+leaving the road) and mean speed; SAC's return over the controller's with its interval.
 
 Atari-like (MinAtar, ``--games``): PPO and DQN with MinAtar's CNN over N seeds beside a random policy.
 
@@ -169,9 +170,15 @@ def driving_rows(args: argparse.Namespace) -> dict:
     """SAC and PPO on the highway beside the hand-tuned controller, on the same episodes."""
     env_id = "Highway-v0"
     env = envs.make(env_id)
+    # SAC trains on the task's reward minus a headway cost (Highway.headway_cost); every policy is
+    # evaluated on the task's reward
+    shaped = envs.make(env_id, headway_weight=args.sac_headway_weight, safe_headway=args.sac_safe_headway)
     agents = {
-        name: (algo.make_train(algo.Config.preset(env_id, total_timesteps=steps)), steps)
-        for name, algo, steps in (("SAC", sac, args.sac_steps), ("PPO", ppo, args.ppo_steps))
+        name: (algo.make_train(algo.Config.preset(env_id, total_timesteps=steps), env=train_env), steps)
+        for name, algo, steps, train_env in (
+            ("SAC", sac, args.sac_steps, shaped),
+            ("PPO", ppo, args.ppo_steps, env),
+        )
         if steps > 0  # 0 leaves the agent out
     }
     stats, training, run_dirs = {}, {}, {}
@@ -207,6 +214,10 @@ def driving_rows(args: argparse.Namespace) -> dict:
         env, lambda s: highway.hand_tuned, args.seeds, args.episodes, 500
     )
     payload = {"env": env_id, "seeds": args.seeds, "episodes_per_seed": args.episodes, "training": training}
+    payload["sac_training_env"] = {
+        "headway_weight": shaped.headway_weight,
+        "safe_headway": shaped.safe_headway,
+    }
     rows = []
     for name, per_seed in stats.items():
         payload[name] = {
@@ -340,6 +351,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--sac-steps", type=int, default=200_000, help="SAC steps per seed on Highway-v0 (0: skip)"
+    )
+    parser.add_argument(
+        "--sac-headway-weight",
+        type=float,
+        default=1.0,
+        help="SAC trains on Highway-v0's reward minus this times its headway cost (0: the task's reward)",
+    )
+    parser.add_argument(
+        "--sac-safe-headway", type=float, default=1.0, help="the time gap (s) the headway cost starts at"
     )
     parser.add_argument(
         "--ppo-steps", type=int, default=200_000, help="PPO steps per seed on Highway-v0 (0: skip)"

@@ -195,24 +195,27 @@ def test_collisions_and_leaving_the_road_end_the_episode_with_the_penalty():
 
 
 def test_headway_cost_by_hand_and_in_the_shaped_reward():
-    """``cost = max_j w_j clip(1 - h_j / safe_headway, 0, 1)``: the ego at 25 m/s 15 m (bumper to
-    bumper) behind a car in its lane has h = 0.6 s; a car 2.5 m to the side (0.5 m clear) counts
-    half; a car in the next lane's centre and a far one count nothing; a car behind is timed at its
-    own speed."""
+    """``cost = max(max_j w_j clip(1 - h_j / safe_headway, 0, 1), clip(1 - clearance, 0, 1))``: the
+    ego at 25 m/s 15 m (bumper to bumper) behind a car in its lane has h = 0.6 s; a car 2.75 m to
+    the side counts half; a car in the next lane's centre and a far one count nothing; a car behind
+    is timed at its own speed; the road's edge counts from an outer lane's centre (1 m clear)."""
     env = envs.make(ENV_ID, num_vehicles=4, observed_vehicles=2, safe_headway=1.0)
     p = env.default_params()
     ego = [0.0, 4.0, 0.0, 25.0, 0.0, 0.0]
     parked = [[FAR, 8.0, 20.0, 20.0, 2]]
     cases = [
-        ([[20.0, 4.0, 25.0, 25.0, 1]], 1 - 15 / 25),  # ahead, same lane: h = 15 / 25
-        ([[20.0, 6.5, 25.0, 25.0, 1]], 0.5 * (1 - 15 / 25)),  # |dy| = 2.5: w = 0.5
-        ([[10.0, 8.0, 25.0, 25.0, 2]], 0.0),  # the next lane's centre
-        ([[60.0, 4.0, 25.0, 25.0, 1]], 0.0),  # 55 m ahead: h = 2.2 s
-        ([[-13.0, 4.0, 20.0, 20.0, 1]], 1 - 8 / 20),  # behind: its own h = 8 / 20
-        ([[20.0, 4.0, 25.0, 25.0, 1], [-13.0, 4.0, 20.0, 20.0, 1]], 1 - 8 / 20),  # the worse one
+        (ego, [[20.0, 4.0, 25.0, 25.0, 1]], 1 - 15 / 25),  # ahead, same lane: h = 15 / 25
+        (ego, [[20.0, 6.75, 25.0, 25.0, 1]], 0.5 * (1 - 15 / 25)),  # |dy| = 2.75: w = 0.5
+        (ego, [[3.0, 6.75, 25.0, 25.0, 1]], 0.5),  # alongside: h = 0
+        (ego, [[10.0, 8.0, 25.0, 25.0, 2]], 0.0),  # the next lane's centre
+        (ego, [[60.0, 4.0, 25.0, 25.0, 1]], 0.0),  # 55 m ahead: h = 2.2 s
+        (ego, [[-13.0, 4.0, 20.0, 20.0, 1]], 1 - 8 / 20),  # behind: its own h = 8 / 20
+        (ego, [[20.0, 4.0, 25.0, 25.0, 1], [-13.0, 4.0, 20.0, 20.0, 1]], 1 - 8 / 20),  # the worse
+        ([0.0, 8.0, 0.0, 25.0, 0.0, 0.0], [], 0.0),  # the outer lane's centre: 1 m clear
+        ([0.0, 8.6, 0.0, 25.0, 0.0, 0.0], [], 0.6),  # 0.4 m clear
     ]
-    for cars, want in cases:
-        physics = _physics(env, ego, cars + parked * (3 - len(cars)))
+    for own, cars, want in cases:
+        physics = _physics(env, own, cars + parked * (3 - len(cars)))
         assert float(env.headway_cost(physics, p)) == pytest.approx(want, abs=1e-5)
     # the task's reward has no such term; a shaped environment subtracts weight * cost of s'
     shaped = envs.make(ENV_ID, num_vehicles=4, observed_vehicles=2, headway_weight=2.0)

@@ -25,7 +25,8 @@ the road); lane ``l``'s centre is ``y = l * lane_width``. Every step lasts ``dt`
                 progress = v cos(psi) / speed_limit, e the distance to the nearest lane centre over
                 half a lane width, j = (a_t - a_{t-1})^2 + (delta_t - delta_{t-1})^2 in action units;
                 a learner may train on it minus headway_weight * Highway.headway_cost (a car in the
-                ego's path inside a safe time gap), and is evaluated on the task's reward
+                ego's path inside a safe time gap, or the road's edge near), and is evaluated on the
+                task's reward
     end         terminated on a collision (|dx| < length and |dy| < width with any car) or when the
                 ego's centre leaves the road; truncated at ``max_episode_steps`` (30 s at dt 0.2)
 
@@ -498,17 +499,20 @@ class Highway(Environment):
         return next_physics, reward, terminated
 
     def headway_cost(self, physics: Tensor, params: HighwayParams) -> Tensor:
-        """How far the closest car in the ego's path is inside the safe time gap, ``[*]`` in ``[0, 1]``::
+        """How close the ego is to a car in its path or to the road's edge, ``[*]`` in ``[0, 1]``::
 
-            cost = max_j  w_j  clip(1 - h_j / safe_headway, 0, 1)
-            h_j  = (dx_j - length) / max(v_ego, 1)   a car ahead (dx_j > 0): the ego's time gap
-                   (-dx_j - length) / max(v_j, 1)    a car behind: that car's time gap to the ego
-            w_j  = clip(width + 1 - |dy_j|, 0, 1)    1 when the bodies overlap sideways, 0 beyond
-                                                     a metre clear (a car in the next lane's centre)
+            cost = max(max_j  w_j  clip(1 - h_j / safe_headway, 0, 1),  clip(1 - c / 1 m, 0, 1))
+            h_j  = (dx_j - length)_+ / max(v_ego, 1)   a car ahead (dx_j > 0): the ego's time gap
+                   (-dx_j - length)_+ / max(v_j, 1)    a car behind: that car's time gap to the ego
+            w_j  = clip((width + 1.5 m - |dy_j|) / 1.5 m, 0, 1)
+            c    = road_width / 2 - |y - road_centre| - width / 2   the ego's clearance to the edge
 
-        ``v`` the longitudinal speeds in m/s. The controller's IDM keeps ``h`` near 1.7 s at 25 m/s
-        behind its leader, so the cost is 0 for it but when a car cuts in; it prices what the
-        collision penalty alone leaves to a rare event: closing in on a car while crossing lanes.
+        ``v`` the longitudinal speeds in m/s. ``w_j`` is 1 when the bodies overlap sideways and 0
+        from 1.5 m clear (a car in the next lane with the ego within 0.5 m of its lane's centre); a
+        car alongside (``h = 0``) counts ``w_j``; ``c`` is 1 m in an outer lane's centre. The
+        controller's IDM keeps ``h`` near 1.7 s at 25 m/s, so its cost is ~0 (7e-5 an episode);
+        what the cost prices is what the collision penalty leaves to rare events: closing in on a
+        car or squeezing one alongside while crossing lanes, and drifting to the edge.
         """
         p = params
         ego, cars = self.unpack(physics)
@@ -519,8 +523,10 @@ class Highway(Environment):
         gap = torch.clamp(dx.abs() - p.vehicle_length, min=0.0)
         speed = torch.clamp(torch.where(ahead, v_ego, cars[..., 2]), min=1.0)
         near = torch.clamp(1.0 - gap / speed / self.safe_headway, 0.0, 1.0)
-        beside = torch.clamp(p.vehicle_width + 1.0 - dy.abs(), 0.0, 1.0)
-        return (near * beside).amax(dim=-1)
+        beside = torch.clamp((p.vehicle_width + 1.5 - dy.abs()) / 1.5, 0.0, 1.0)
+        clearance = self.road_width / 2 - (ego[..., 1] - self.road_centre).abs() - p.vehicle_width / 2
+        edge = torch.clamp(1.0 - clearance, 0.0, 1.0)
+        return torch.maximum((near * beside).amax(dim=-1), edge)
 
     def collided(self, physics: Tensor, params: HighwayParams) -> Tensor:
         """Whether the ego touches a car in ``physics`` (``[*]`` bool)."""
