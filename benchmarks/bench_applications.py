@@ -355,11 +355,11 @@ def main() -> None:
     parser.add_argument(
         "--sac-headway-weight",
         type=float,
-        default=1.0,
+        default=3.0,
         help="SAC trains on Highway-v0's reward minus this times its headway cost (0: the task's reward)",
     )
     parser.add_argument(
-        "--sac-safe-headway", type=float, default=1.0, help="the time gap (s) the headway cost starts at"
+        "--sac-safe-headway", type=float, default=1.5, help="the time gap (s) the headway cost starts at"
     )
     parser.add_argument(
         "--ppo-steps", type=int, default=200_000, help="PPO steps per seed on Highway-v0 (0: skip)"
