@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 __all__ = [
@@ -101,17 +101,30 @@ def parse_value(name: str, text: str, current: Any, flag: str = "--config.") -> 
         raise UsageError(f"{flag}{name}: expected a {expected} (current {current!r}), got {text!r}") from None
 
 
+def _flag_values(pairs: Sequence[str], prefix: str) -> Iterator[tuple[str, str | None]]:
+    """``(name, value)`` for each ``PREFIXname VALUE`` or ``PREFIXname=VALUE`` in ``pairs``
+    (``value`` None when the last flag has none); a UsageError for any other argument."""
+    i = 0
+    while i < len(pairs):
+        flag = pairs[i]
+        if not flag.startswith(prefix):
+            raise UsageError(f"unrecognized argument {flag!r}")
+        name, eq, inline = flag[len(prefix) :].partition("=")
+        if eq:
+            value, i = inline, i + 1
+        elif i + 1 < len(pairs):
+            value, i = pairs[i + 1], i + 2
+        else:
+            value, i = None, i + 1
+        yield name, value
+
+
 def config_overrides(config_cls: type, pairs: Sequence[str]) -> dict[str, Any]:
     """``--config.FIELD VALUE`` (or ``--config.FIELD=VALUE``) pairs as ``{field: value}``."""
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     defaults = config_cls()
     out: dict[str, Any] = {}
-    i = 0
-    while i < len(pairs):
-        flag = pairs[i]
-        if not flag.startswith("--config."):
-            raise UsageError(f"unrecognized argument {flag!r}")
-        name, _, inline = flag[len("--config.") :].partition("=")
+    for name, value in _flag_values(pairs, "--config."):
         if name not in fields:
             raise UsageError(
                 f"--config.{name}: unknown field of {config_cls.agent}.Config; "
@@ -119,12 +132,8 @@ def config_overrides(config_cls: type, pairs: Sequence[str]) -> dict[str, Any]:
             )
         if name in ("env_id", "total_timesteps"):
             raise UsageError(f"--config.{name}: use --env / --steps instead")
-        if inline:
-            value, i = inline, i + 1
-        else:
-            if i + 1 >= len(pairs):
-                raise UsageError(f"--config.{name}: missing value")
-            value, i = pairs[i + 1], i + 2
+        if value is None:
+            raise UsageError(f"--config.{name}: missing value")
         out[name] = parse_value(name, value, getattr(defaults, name))
     return out
 
@@ -164,18 +173,12 @@ def env_overrides(env_id: str, pairs: Sequence[str]) -> dict[str, Any]:
     defaults = envs.make(env_id)
     fields = [f.name for f in dataclasses.fields(defaults) if f.name != "dtype"]
     out: dict[str, Any] = {}
-    i = 0
-    while i < len(pairs):
-        name, _, inline = pairs[i][len("--env.") :].partition("=")
+    for name, value in _flag_values(pairs, "--env."):
         if name not in fields:
             valid = ", ".join(fields)
             raise UsageError(f"--env.{name}: unknown setting of {env_id}; valid settings: {valid}")
-        if inline:
-            value, i = inline, i + 1
-        else:
-            if i + 1 >= len(pairs):
-                raise UsageError(f"--env.{name}: missing value")
-            value, i = pairs[i + 1], i + 2
+        if value is None:
+            raise UsageError(f"--env.{name}: missing value")
         out[name] = parse_value(name, value, getattr(defaults, name), flag="--env.")
     return out
 
