@@ -60,6 +60,10 @@ BAD = [
     ),
     (["train", "sac", "--env", "Highway-v0", "--env.num_lanes"], "--env.num_lanes: missing value"),
     (
+        ["train", "mappo", "--env", "MicroCombat-3m-v0", "--env.map_name", "2s3z"],
+        "--env.map_name: MicroCombat-3m-v0 fixes it (choose another id)",
+    ),
+    (
         ["train", "sac", "--env", "gym:Pendulum-v1", "--env.g", "9"],
         "--env.g: --env.FIELD sets a setting of frl's own environments, not of 'gym:Pendulum-v1'",
     ),

@@ -180,6 +180,14 @@ def env_overrides(env_id: str, pairs: Sequence[str]) -> dict[str, Any]:
         if value is None:
             raise UsageError(f"--env.{name}: missing value")
         out[name] = parse_value(name, value, getattr(defaults, name), flag="--env.")
+    for name in out:  # a setting the id itself fixes (MicroCombat-3m-v0's map, DeepSea-10-v0's size)
+        try:
+            envs.make(env_id, **{name: out[name]})
+        except TypeError as err:
+            if "multiple values" in str(err):
+                raise UsageError(f"--env.{name}: {env_id} fixes it (choose another id)") from None
+        except ValueError:
+            pass  # the environment names a bad value when it is built with every setting
     return out
 
 

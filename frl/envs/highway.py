@@ -510,7 +510,7 @@ class Highway(Environment):
         ``v`` the longitudinal speeds in m/s. ``w_j`` is 1 when the bodies overlap sideways and 0
         from 1.5 m clear (a car in the next lane with the ego within 0.5 m of its lane's centre); a
         car alongside (``h = 0``) counts ``w_j``; ``c`` is 1 m in an outer lane's centre. The
-        controller's IDM keeps ``h`` near 1.7 s at 25 m/s, so its cost is ~0 (7e-5 an episode);
+        controller's IDM keeps ``h`` near 1.7 s at 25 m/s, so its cost is ~0 (3e-4 an episode);
         what the cost prices is what the collision penalty leaves to rare events: closing in on a
         car or squeezing one alongside while crossing lanes, and drifting to the edge.
         """
