@@ -61,7 +61,7 @@ BAD = [
     (["train", "sac", "--env", "Highway-v0", "--env.num_lanes"], "--env.num_lanes: missing value"),
     (
         ["train", "mappo", "--env", "MicroCombat-3m-v0", "--env.map_name", "2s3z"],
-        "--env.map_name: MicroCombat-3m-v0 fixes it (choose another id)",
+        "MicroCombat-3m-v0: `map_name` is fixed by the id ('3m'); choose another id",
     ),
     (
         ["train", "sac", "--env", "gym:Pendulum-v1", "--env.g", "9"],

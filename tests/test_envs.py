@@ -131,6 +131,21 @@ def test_time_limit_truncates_like_gymnasium():
     assert int(state["time"]) == 0
 
 
+@pytest.mark.parametrize(
+    ("env_id", "kwargs", "message"),
+    [
+        ("MicroCombat-3m-v0", {"map_name": "2s3z"}, "`map_name` is fixed by the id \\('3m'\\)"),
+        ("DeepSea-10-v0", {"size": 5}, "DeepSea-10-v0: `size` is fixed by the id \\(10\\)"),
+        ("MiniGrid-DoorKey-5x5-v0", {"size": 8}, "`size` is fixed by the id \\(5\\)"),
+    ],
+)
+def test_a_setting_the_id_fixes_is_refused_by_name(env_id, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        envs.make(env_id, **kwargs)
+    other = next(iter(kwargs))
+    assert getattr(envs.make(env_id), other) != kwargs[other]  # the id's own value
+
+
 def test_bad_action_names_the_field():
     env = envs.make("CartPole-v1")
     _, state = env.reset(random.key(0))

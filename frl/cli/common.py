@@ -160,7 +160,8 @@ GYM_OPTIONS = ("norm_obs", "norm_reward", "frame_stack")
 def env_overrides(env_id: str, pairs: Sequence[str]) -> dict[str, Any]:
     """``--env.FIELD VALUE`` (or ``--env.FIELD=VALUE``) pairs as settings of one of frl's own
     environments (the fields of its dataclass, e.g. ``Highway-v0``'s ``num_lanes``), each parsed
-    as its default's type; the environment checks the values when it is built."""
+    as its default's type; the environment checks the values (and a setting its id fixes, such as
+    ``MicroCombat-3m-v0``'s map) when :func:`build_train` builds it."""
     if not pairs:
         return {}
     from frl import envs
@@ -180,14 +181,6 @@ def env_overrides(env_id: str, pairs: Sequence[str]) -> dict[str, Any]:
         if value is None:
             raise UsageError(f"--env.{name}: missing value")
         out[name] = parse_value(name, value, getattr(defaults, name), flag="--env.")
-    for name in out:  # a setting the id itself fixes (MicroCombat-3m-v0's map, DeepSea-10-v0's size)
-        try:
-            envs.make(env_id, **{name: out[name]})
-        except TypeError as err:
-            if "multiple values" in str(err):
-                raise UsageError(f"--env.{name}: {env_id} fixes it (choose another id)") from None
-        except ValueError:
-            pass  # the environment names a bad value when it is built with every setting
     return out
 
 

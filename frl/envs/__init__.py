@@ -183,6 +183,13 @@ def is_known(env_id: str) -> bool:
     return env_id in list_envs() or is_gym_id(env_id) or _sized(env_id) is not None
 
 
+def _fixed_by_id(env_id: str, field: str, value: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with ``field`` set to the ``value`` the id names; a ValueError if they set it too."""
+    if field in kwargs:
+        raise ValueError(f"{env_id}: `{field}` is fixed by the id ({value!r}); choose another id")
+    return {field: value, **kwargs}
+
+
 def make(env_id: str, **kwargs: Any) -> Environment | GymEnvironment:
     """An environment by gymnasium id (``"CartPole-v1"``, ...); kwargs go to its constructor.
 
@@ -201,13 +208,13 @@ def make(env_id: str, **kwargs: Any) -> Environment | GymEnvironment:
     if env_id in TABULAR:
         return _tabular(env_id, **kwargs)
     if env_id in MICRO_COMBAT:
-        return MicroCombat(map_name=MICRO_COMBAT[env_id], **kwargs)
+        return MicroCombat(**_fixed_by_id(env_id, "map_name", MICRO_COMBAT[env_id], kwargs))
     if env_id in DOOR_KEY:  # pure torch; gym:MiniGrid-DoorKey-... is the minigrid package's own
-        return DoorKey(size=DOOR_KEY[env_id], **kwargs)
+        return DoorKey(**_fixed_by_id(env_id, "size", DOOR_KEY[env_id], kwargs))
     sized = _sized(env_id) if isinstance(env_id, str) else None
     if sized is not None:
         cls, field, _ = SIZED[sized[0]]
-        return cls(**{field: sized[1]}, **kwargs)
+        return cls(**_fixed_by_id(env_id, field, sized[1], kwargs))
     prefix = plugin_prefix(env_id)
     if prefix is not None:
         if prefix not in _FACTORIES:
