@@ -34,6 +34,7 @@ from frl._compile import named
 from frl.algos.collect import episode_metrics, store
 from frl.algos.networks import clip_action
 from frl.algos.train import Train, Unit
+from frl.driver.compiled import graph_device
 from frl.driver.evaluation import episode_returns
 from frl.driver.sources import RunContext
 from frl.losses import squeeze_trailing
@@ -153,7 +154,7 @@ def compiled_explore(train: Train, params: TensorDictBase, hyperparams: TensorDi
         obs, stream, calls, env_steps = xs[n_p + n_h :]
         return train.explore(p, h, obs, random.fold_in(stream, calls), env_steps)
 
-    return frl.compile(named("frl_explore", flat))
+    return frl.compile(named("frl_explore", flat), device=graph_device(pytree.tree_leaves(params)))
 
 
 def policy_weights(

@@ -23,7 +23,7 @@ import frl
 from frl._compile import named
 from frl.driver.warm import compile_options, wrapper_name
 
-__all__ = ["CompiledFunction", "CompiledUnit", "boundary"]
+__all__ = ["CompiledFunction", "CompiledUnit", "boundary", "graph_device"]
 
 
 def _canonical_strides(shape: torch.Size) -> tuple[int, ...]:
@@ -69,10 +69,15 @@ def boundary(leaves: Sequence[Tensor]) -> list[Tensor]:
     return out
 
 
-def _compile(name: str, flat: Callable) -> Callable:
+def graph_device(leaves: Sequence[Tensor]) -> torch.device:
+    """Where a graph over ``leaves`` runs: the first non-CPU leaf's device, else the CPU."""
+    return next((x.device for x in leaves if x.device.type != "cpu"), torch.device("cpu"))
+
+
+def _compile(name: str, flat: Callable, device: torch.device) -> Callable:
     """``frl.compile`` of ``flat`` through its own named wrapper (named after the warm start's
     key too, when one is active: the precompile cache finds a function by its name)."""
-    return frl.compile(named(wrapper_name(f"frl_{name}"), flat), options=compile_options())
+    return frl.compile(named(wrapper_name(f"frl_{name}"), flat), options=compile_options(), device=device)
 
 
 class CompiledUnit:
@@ -90,7 +95,9 @@ class CompiledUnit:
         self._needs_fix: list[tuple[int, bool]] | None = None
         self.first_call_s = 0.0
 
-    def _build(self, state_spec: pytree.TreeSpec, input_specs: list[pytree.TreeSpec]) -> Callable:
+    def _build(
+        self, state_spec: pytree.TreeSpec, input_specs: list[pytree.TreeSpec], device: torch.device
+    ) -> Callable:
         fn, n = self.eager, state_spec.num_leaves
 
         def flat(*leaves):
@@ -103,7 +110,7 @@ class CompiledUnit:
             # come out transposed, and Adam's moments would follow) instead of a copy per call
             return (*[x.contiguous() for x in pytree.tree_leaves(state)], *pytree.tree_leaves(metrics))
 
-        return _compile(self.name, flat)
+        return _compile(self.name, flat, device)
 
     def __call__(
         self, leaves: list[Tensor], state_spec: pytree.TreeSpec, *inputs: Any
@@ -115,7 +122,9 @@ class CompiledUnit:
             if pytree.tree_structure(state) != state_spec:
                 raise RuntimeError(f"run: unit {self.name!r} changed the structure of the training state")
             self.metrics_spec = pytree.tree_structure(metrics)
-            self._callable = self._build(state_spec, [spec for _, spec in flat_inputs])
+            self._callable = self._build(
+                state_spec, [spec for _, spec in flat_inputs], graph_device([*leaves, *input_leaves])
+            )
             start = time.perf_counter()
             out = self._callable(*leaves, *boundary(input_leaves))
             self.first_call_s = time.perf_counter() - start
@@ -169,7 +178,7 @@ class CompiledFunction:
                     i += spec.num_leaves
                 return tuple(pytree.tree_leaves(fn(*parts)))
 
-            self._callable = _compile(self.name, flat)
+            self._callable = _compile(self.name, flat, graph_device(leaves))
             start = time.perf_counter()
             out = self._callable(*leaves)
             self.first_call_s = time.perf_counter() - start

@@ -165,12 +165,17 @@ def _vjp(
     return pullback
 
 
+_VMAP, _VJP = 0, 1  # the kinds of a transformation step in an operator's `mode`
+
+
 class _Op:
     """ONE registered operator per function: ``op(xs, mode) -> list of tensors``.
 
     ``mode`` names a transformation of the function as a JSON list applied in order:
-    ``[]`` is the function, ``["vmap", dims]`` batches it (the vmap rule appends this) and
-    ``["vjp", in_float, out_float]`` is its pullback (the backward appends this). Every
+    ``[]`` is the function, ``[_VMAP, dims]`` batches it (the vmap rule appends this) and
+    ``[_VJP, in_float, out_float]`` is its pullback (the backward appends this). The step kinds
+    are numbers, so ``mode`` holds no quote: Inductor's C++ wrapper pastes a string argument of
+    an operator it calls back into Python unescaped into its C++ source (torch 2.13). Every
     derived form is the same operator with another ``mode`` string, so a compiled graph only
     ever names operators that exist as soon as their :class:`JaxFunction` does (a graph loaded
     from Inductor's cache in a new process runs as it was compiled).
@@ -202,7 +207,7 @@ class _Op:
             if all(d is None for d in dims):
                 outs = self.op(xs, mode)
                 return outs, [None] * len(outs)
-            outs = self.op(xs, _extend(mode, ["vmap", dims]))
+            outs = self.op(xs, _extend(mode, [_VMAP, dims]))
             return outs, [0] * len(outs)
 
         if differentiable:
@@ -212,7 +217,9 @@ class _Op:
     def function(self, mode: str) -> Callable[..., list[jax.Array]]:
         fn = self.flat_fn
         for step in json.loads(mode) if mode else []:
-            fn = _vmap(fn, step[1]) if step[0] == "vmap" else _vjp(fn, step[1], step[2])
+            # "vmap"/"vjp": the spelling of frl <= 0.1, which graphs in a user's Inductor cache
+            # still carry (its key covers the traced graph, not this operator's vmap rule)
+            fn = _vmap(fn, step[1]) if step[0] in (_VMAP, "vmap") else _vjp(fn, step[1], step[2])
         return fn
 
     def jitted(self, mode: str) -> Callable[..., Any]:
@@ -244,7 +251,7 @@ class _Op:
             for g, fl, (shape, dtype) in zip(grads, out_float, ctx.out_meta)
             if fl
         ]
-        dxs = iter(self.op(xs + cts, _extend(ctx.mode, ["vjp", in_float, out_float])))
+        dxs = iter(self.op(xs + cts, _extend(ctx.mode, [_VJP, in_float, out_float])))
         return [next(dxs) if fl else None for fl in in_float], None
 
 
