@@ -331,14 +331,17 @@ def test_a_vmapped_run_on_an_explicit_device_keeps_the_state_structure(monkeypat
     """``device=`` moves the state without tagging its TensorDicts with a device, which vmapped
     units do not return: the compiled path's structure check passed on the first call (it
     failed with "unit 'collect' changed the structure" before). The compiled path runs here
-    without torch.compile (``_compile`` is the identity), so the test compiles nothing."""
+    without torch.compile (``_compile`` is the identity), so the test compiles nothing; every
+    unit is built for the state's device (which picks ``frl.compile``'s defaults)."""
     from frl.driver import compiled
 
-    monkeypatch.setattr(compiled, "_compile", lambda name, flat: flat)
+    devices: list[torch.device] = []
+    monkeypatch.setattr(compiled, "_compile", lambda name, flat, device: devices.append(device) or flat)
     train = _small("dqn")
     on_device = run(
         train, seeds=2, total_steps=60, compile=True, device="cpu", progress=False, eval_episodes=1
     )
+    assert devices and set(devices) == {torch.device("cpu")}
     plain = run(train, seeds=2, total_steps=60, compile=False, progress=False, eval_episodes=1)
     for a, b in zip(_leaves(on_device.state), _leaves(plain.state), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # flat calls may lay data out anew
