@@ -217,7 +217,7 @@ class _Op:
     def function(self, mode: str) -> Callable[..., list[jax.Array]]:
         fn = self.flat_fn
         for step in json.loads(mode) if mode else []:
-            # "vmap"/"vjp": the spelling of frl <= 0.1, which graphs in a user's Inductor cache
+            # "vmap"/"vjp": the spelling up to frl 0.1.1.dev23, which graphs in a user's Inductor cache
             # still carry (its key covers the traced graph, not this operator's vmap rule)
             fn = _vmap(fn, step[1]) if step[0] in (_VMAP, "vmap") else _vjp(fn, step[1], step[2])
         return fn
