@@ -18,9 +18,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # torch first, from the pin in constraints.txt (a bare `torch` would pull a CUDA build).
+# The C++ random-bits kernel is built here, at installation (~30 s, into TORCH_EXTENSIONS_DIR),
+# not by the first run that draws a key.
 $(CORE): pyproject.toml constraints.txt | $(PY)
 	$(PIP) torch
 	$(PIP) -e ".[plot]"
+	$(PY) -c "import frl.random; print('frl.random: threefry kernel:', frl.random.native_backend())"
 	touch $@
 
 $(DEV): $(CORE)

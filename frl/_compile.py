@@ -18,6 +18,12 @@ random-number calls, 30 matmuls). Generated as C++ instead, the same kernels ran
 0.67 ms instead of 1.25 ms and a one-seed PPO iteration 1.42x faster (same minute, one core
 each), and a cold compile took as long (one shared object per graph instead of one per kernel).
 GPU graphs keep the Python wrapper (untested there).
+
+With the C++ wrapper, Inductor builds a graph's wrapper and kernels as one file at ``-O3`` by
+default; ``cpp_wrapper_build_separate`` builds the wrapper (glue: calls and allocations) at
+``-O1`` and only the kernels at ``-O3``. Cold PPO CartPole compiles took 120.6 s instead of 138.0 s
+(1 seed) and 138.5 s instead of 162.0 s (8 seeds), with the same results and throughput (same
+session, AMD EPYC, one core).
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ INDUCTOR_OPTIONS: dict[str, Any] = {
 }
 """Inductor options frl compiles with (see the module docstring for the measurement)."""
 
-CPU_OPTIONS: dict[str, Any] = {"cpp_wrapper": True}
+CPU_OPTIONS: dict[str, Any] = {"cpp_wrapper": True, "cpp_wrapper_build_separate": True}
 """Inductor options added for graphs that run on the CPU (see the module docstring)."""
 
 

@@ -47,6 +47,7 @@ def test_cpu_graphs_get_the_cpp_wrapper_and_others_keep_inductors_default(
     frl.compile(lambda x: x, device=device)
     (options,) = options_seen
     assert options.get("cpp_wrapper") == cpp_wrapper
+    assert options.get("cpp_wrapper_build_separate") == cpp_wrapper  # the wrapper at -O1 beside it
     for name, value in INDUCTOR_OPTIONS.items():
         assert options[name] == value
 

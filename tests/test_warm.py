@@ -113,3 +113,28 @@ def test_each_named_wrapper_has_its_own_code_and_a_source_file():
     assert inspect.getsourcefile(first) == "<frl._compiled.frl_unit_one>"
     assert "return _fn(*args)" in inspect.getsource(second)
     assert (first(1), second(3)) == (2, 6)
+
+
+def test_an_inlined_functions_source_record_is_read_once_and_equals_torchs(monkeypatch):
+    import inspect
+
+    from torch._dynamo.package import SourceInfo
+
+    def inlined(x):
+        return x + 1
+
+    reads = []
+    getsourcelines = inspect.getsourcelines
+    monkeypatch.setattr(inspect, "getsourcelines", lambda obj: reads.append(obj) or getsourcelines(obj))
+    warm._memoize_inlined_sources()
+    warm._memoize_inlined_sources()  # idempotent: one layer
+    first, second = SourceInfo(inlined_sources=set()), SourceInfo(inlined_sources=set())
+    for record in (first, first, second):
+        record.add_code(inlined.__code__)
+    assert [obj for obj in reads if obj is inlined.__code__] == [inlined.__code__]  # not 3
+    assert not getattr(SourceInfo.add_code.__wrapped__, "_frl_memo", False)
+    torchs = SourceInfo(inlined_sources=set())
+    SourceInfo.add_code.__wrapped__(torchs, inlined.__code__)
+    assert first.inlined_sources == second.inlined_sources == torchs.inlined_sources
+    (entry,) = torchs.inlined_sources
+    assert entry.firstlineno == inlined.__code__.co_firstlineno and "return x + 1" in entry.content
