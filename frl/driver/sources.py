@@ -79,10 +79,13 @@ class PureEnv:
     """The agent's own pure environment, stepped inside the compiled ``collect`` units.
 
     Attributes:
-      eval_chunk: environment steps per compiled evaluation call.
+      eval_chunk: environment steps per compiled evaluation call. Compile time grows with it and
+        an evaluation is rare, so the default is small: 5 steps compiled in 10.7 s where 20 took
+        28.8 s (8 PPO CartPole seeds, cold cache, AMD EPYC), for 75 more compiled calls per
+        500-step evaluation.
     """
 
-    eval_chunk: int = 20
+    eval_chunk: int = 5
 
     def open(self, run: RunContext) -> _PureFeed:
         train = run.train
