@@ -149,9 +149,6 @@ def _prune(directory: Path, keep: int) -> None:
         path.unlink(missing_ok=True)
 
 
-_INLINED: dict[Any, frozenset[Any]] = {}
-
-
 def _memoize_inlined_sources() -> None:
     """Make torch's ``SourceInfo.add_code`` (the source record of an inlined function in a
     precompile entry) compute each code object's record once per process: the record is the
@@ -165,13 +162,14 @@ def _memoize_inlined_sources() -> None:
     original = getattr(SourceInfo, "add_code", None)
     if original is None or getattr(original, "_frl_memo", False):
         return
+    records: dict[Any, frozenset[Any]] = {}  # code object -> its entries, for the process
 
     def add_code(self: Any, code: Any) -> None:
-        entries = _INLINED.get(code)
+        entries = records.get(code)
         if entries is None:
             probe = SourceInfo(inlined_sources=set())
             original(probe, code)
-            entries = _INLINED[code] = frozenset(probe.inlined_sources)
+            entries = records[code] = frozenset(probe.inlined_sources)
         self.inlined_sources.update(entries)
 
     add_code._frl_memo = True  # type: ignore[attr-defined]
