@@ -37,12 +37,20 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.utils import _pytree as pytree
 
-__all__ = ["CPU_OPTIONS", "INDUCTOR_OPTIONS", "compile", "named"]
+__all__ = ["CPU_OPTIONS", "INDUCTOR_OPTIONS", "compile", "named", "scan"]
+
+CACHEABLE_LOOPS = ("torch.ops.higher_order.scan", "torch.ops.higher_order.while_loop")
+"""The loop operators :func:`scan` compiles to. Inductor and AOTAutograd cache no graph holding a
+higher-order operator unless it is listed in ``unsafe_marked_cacheable_functions``: without it,
+every process compiled a scanned unit again (a PPO update: 30 s, each run). A scan's body is a
+submodule of the graph, so the graph's cache key covers it."""
 
 INDUCTOR_OPTIONS: dict[str, Any] = {
     "realize_opcount_threshold": 8,
     "realize_cpu_opcount_threshold": 8,
+    "unsafe_marked_cacheable_functions": {name: torch.__version__ for name in CACHEABLE_LOOPS},
 }
 """Inductor options frl compiles with (see the module docstring for the measurement)."""
 
@@ -128,3 +136,44 @@ def named(name: str, fn: Callable) -> Callable:
     exec(builtins.compile(source, filename, "exec"), module.__dict__)
     sys.modules[module.__name__] = module
     return module.__dict__[name]
+
+
+def scan(body: Callable[[Any], tuple[Any, Any]], carry: Any, length: int) -> tuple[Any, Any]:
+    """``length`` steps of ``carry, y = body(carry)``: the last carry and the ``y`` of every step,
+    stacked on a new leading dim (``[length, ...]`` per leaf).
+
+    Run eagerly (also under ``vmap``) it is a Python loop. Traced by ``torch.compile`` it is
+    torch's ``scan`` operator: the body is traced and compiled once and the loop runs inside the
+    graph, so a loop of ``length`` steps costs one step's compile time and one call. A value the
+    body passes through unchanged (an input returned, or one tensor returned twice) is copied:
+    ``scan`` refuses outputs that alias its inputs or each other.
+
+    Args:
+      body: ``body(carry) -> (carry, y)``, pure; ``carry`` keeps its structure, shapes and dtypes.
+      carry: a pytree of tensors.
+      length: the number of steps (``>= 1``).
+    """
+    if length < 1:
+        raise ValueError(f"scan: `length` must be >= 1, got {length}")
+    if not torch.compiler.is_compiling():
+        ys = []
+        for _ in range(length):
+            carry, y = body(carry)
+            ys.append(y)
+        return carry, pytree.tree_map(lambda *xs: torch.stack(xs), *ys)
+    from torch._higher_order_ops import scan as torch_scan
+
+    def step(state: Any, _: Any) -> tuple[Any, Any]:
+        seen = pytree.tree_leaves(state)
+        new, y = body(state)
+
+        def fresh(x: torch.Tensor) -> torch.Tensor:
+            x = x.clone() if any(x is s for s in seen) else x
+            seen.append(x)
+            return x
+
+        new = pytree.tree_map(lambda x: x.clone(memory_format=torch.contiguous_format), new)
+        return new, pytree.tree_map(fresh, y)
+
+    device = next(iter(pytree.tree_leaves(carry))).device
+    return torch_scan(step, carry, torch.zeros(length, device=device))

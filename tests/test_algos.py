@@ -41,7 +41,7 @@ from frl.run import run
         (dqn.Config, "target_network_frequency", 15, "must be a multiple of `train_frequency`"),
         (sac.Config, "tau", -0.1, "`tau` must be a finite number in [0, 1]"),
         (sac.Config, "batch_size", 0, "`batch_size` must be an int in [1, inf)"),
-        (reinforce.Config, "num_steps", 100, "must be a multiple of `rollout_chunk`"),
+        (a2c.Config, "num_steps", 7, "a2c.Config: `num_steps` (7) must be a multiple of `rollout_chunk` (5)"),
         (reinforce.Config, "value_coef", -1.0, "`value_coef` must be a finite number in [0, inf)"),
         (a2c.Config, "ent_coef", float("inf"), "a2c.Config: `ent_coef` must be a finite number in [0, inf)"),
     ],

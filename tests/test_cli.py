@@ -44,7 +44,7 @@ BAD = [
     (["train", "ppo", "--config.clip_coef", "inf"], "`clip_coef` must be a finite number in [0, 1], got inf"),
     (["train", "dqn", "--config.learning_starts", "-5"], "`learning_starts` must be an int in [0, inf)"),
     (
-        ["train", "ppo", "--config.num_steps", "100"],
+        ["train", "ppo", "--config.num_steps", "100", "--config.rollout_chunk", "16"],
         "`num_steps` (100) must be a multiple of `rollout_chunk` (16)",
     ),
     (["train", "ppo", "--steps", "100"], "`total_timesteps` (100) must cover one iteration"),

@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils import _pytree as pytree
 
 from frl import buffers, random
+from frl._compile import scan
 from frl.algos.networks import clip_action
 from frl.algos.spec import EPISODE_KEYS, Replay, Segments, episode_step, example_transition
 
@@ -97,7 +98,8 @@ def make_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay, memo
 
     It reads ``params``, ``hyperparams``, ``env``, ``key``, ``counters.env_steps`` and
     ``episodes``; :func:`store` writes the chunk. The step loop runs on plain tensors and dicts
-    (dynamo traces TensorDict operations slowly, and the loop is unrolled ``chunk`` times).
+    (dynamo traces TensorDict operations slowly) through :func:`frl._compile.scan`: compiled, the
+    step is traced once and looped inside the graph, whatever ``chunk``.
     A multi-agent environment (:mod:`frl.envs.multi_agent`) hands ``explore`` its observation dict,
     takes ``(action, log_prob)`` per agent ``[E, n]``, and the chunk is stored in TorchRL's group
     layout (``(group, "observation")``, ``(group, "action_mask")``, ``(group, "action")``,
@@ -122,15 +124,16 @@ def make_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay, memo
         env_steps = state["counters", "env_steps"]
         if memory:
             carries, is_init = state[MEMORY].to_dict(), state["env", IS_INIT]
-        rows: list[tuple[Any, ...]] = []
-        remembered: list[tuple[Any, Tensor]] = []
-        for _ in range(chunk):
+
+        def step(carry: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+            key, obs, env_state, episodes, env_steps, *recurrent = carry
             key, k_act, k_env = random.split(key, 3)
             if memory:
+                carries, is_init = recurrent
                 carries = {
                     k: torch.where(is_init[:, None], torch.zeros_like(c), c) for k, c in carries.items()
                 }
-                remembered.append((carries, is_init))
+                remembered = (carries, is_init)
                 action, log_prob, carries = explore(params, hyperparams, obs, k_act, env_steps, carries)
             else:
                 action, log_prob = explore(params, hyperparams, obs, k_act, env_steps)
@@ -138,16 +141,26 @@ def make_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay, memo
                 k_env, env_state, clip_action(env, action)
             )
             done = terminated | truncated
-            rows.append(
-                (obs, action, log_prob, info["final_observation"], reward, terminated, truncated, done)
+            row = (obs, action, log_prob, info["final_observation"], reward, terminated, truncated, done)
+            new = (
+                key,
+                next_obs,
+                env_state,
+                episode_step(episodes, reward, done),
+                env_steps + reward.shape[0],
             )
-            episodes = episode_step(episodes, reward, done)
-            env_steps = env_steps + reward.shape[0]
-            obs, is_init = next_obs, done
-        columns = [_stack_steps(*column) for column in zip(*rows, strict=True)]
-        batch = _transitions(env, *columns)
+            if memory:
+                return (*new, carries, done), (*row, *remembered)
+            return new, row
+
+        init = (key, obs, env_state, episodes, env_steps, *((carries, is_init) if memory else ()))
+        (key, obs, env_state, episodes, env_steps, *recurrent), columns = scan(step, init, chunk)
+        # scan stacks the steps first: [n, E, ...] -> the segment's [E, n, ...]
+        columns = pytree.tree_map(lambda x: x.movedim(0, 1), columns)
+        batch = _transitions(env, *columns[:8])
         if memory:
-            batch[RECURRENT_STATE], batch[IS_INIT] = (_stack_steps(*c) for c in zip(*remembered, strict=True))
+            carries, is_init = recurrent
+            batch[RECURRENT_STATE], batch[IS_INIT] = columns[8:]
         new = store(state, batch, consumes)
         new["key"] = key
         new["env"] = TensorDict({"observation": obs, "state": env_state}, batch_size=[])
@@ -157,11 +170,6 @@ def make_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay, memo
         return new, episode_metrics(episodes)
 
     return collect
-
-
-def _stack_steps(*steps: Any) -> Any:
-    """Per-step values (tensors ``[E, ...]`` or dicts of them) stacked on a time dim: ``[E, n, ...]``."""
-    return pytree.tree_map(lambda *xs: torch.stack(xs, dim=1), *steps)
 
 
 def _transitions(

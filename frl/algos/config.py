@@ -218,10 +218,10 @@ class AgentConfig:
 
 
 def check_segments(config: Any) -> None:
-    """On-policy configs: ``num_steps`` a multiple of ``rollout_chunk``, and ``total_timesteps`` at
-    least one iteration of ``num_envs * num_steps`` steps."""
+    """On-policy configs: ``num_steps`` a multiple of ``rollout_chunk`` (unless 0: the whole
+    segment), and ``total_timesteps`` at least one iteration of ``num_envs * num_steps`` steps."""
     owner = f"{config.agent}.Config"
-    if config.num_steps % config.rollout_chunk:
+    if config.rollout_chunk and config.num_steps % config.rollout_chunk:
         raise ValueError(
             f"{owner}: `num_steps` ({config.num_steps}) must be a multiple of `rollout_chunk` "
             f"({config.rollout_chunk})"

@@ -232,7 +232,7 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
             Unit(
                 "collect",
                 make_collect(env, explore, consumes),
-                config.num_steps // config.rollout_chunk,
+                config.num_steps // consumes.chunk,
             ),
         ),
         learn=(

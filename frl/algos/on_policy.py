@@ -221,8 +221,9 @@ def actor_critic_build(
 @dataclass(frozen=True)
 class OnPolicyConfig(AgentConfig):
     """What every on-policy agent's Config holds: ``num_envs`` environments x ``num_steps`` steps
-    per iteration (collected ``rollout_chunk`` steps per compiled call), CleanRL's actor-critic
-    networks, and the optimizer's learning rate and gradient-norm clip."""
+    per iteration (collected ``rollout_chunk`` steps per compiled call; 0, the default: the whole
+    segment in one call, its steps a loop inside the graph), CleanRL's actor-critic networks, and
+    the optimizer's learning rate and gradient-norm clip."""
 
     env_id: str = setting("CartPole-v1")
     total_timesteps: int = setting(500_000, low=1)
@@ -233,7 +234,7 @@ class OnPolicyConfig(AgentConfig):
     max_grad_norm: float = hyper(0.5, low=0.0, low_open=True)
     hidden: tuple[int, ...] = setting((64, 64))
     log_std_init: float = setting(0.0)
-    rollout_chunk: int = setting(16, low=1)
+    rollout_chunk: int = setting(0, low=0)
 
     def check(self) -> None:
         check_segments(self)

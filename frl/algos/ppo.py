@@ -192,7 +192,10 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         (
             Unit("advantages", advantages_unit(config, critic.apply)),
             Unit(
-                "update", update_unit(config, tx, partial(clipped_loss, config, loss)), updates_per_iteration
+                "update",
+                update_unit(config, tx, partial(clipped_loss, config, loss)),
+                updates_per_iteration,
+                scanned=True,
             ),
         ),
         parts={"loss": loss},

@@ -77,7 +77,8 @@ class Segments:
 
     Attributes:
       num_envs, num_steps: the segment's shape ``[E, T]``.
-      chunk: steps per call of the pure-environment collection unit (a divisor of ``num_steps``).
+      chunk: steps per call of the pure-environment collection unit (a divisor of ``num_steps``;
+        0 reads as ``num_steps``, the whole segment in one call).
       extra: per-step float entries the agent adds to the segment (PPO: ``state_value``,
         ``advantage``, ``value_target``); collection leaves them alone.
     """
@@ -88,6 +89,10 @@ class Segments:
     extra: tuple[str, ...] = ()
 
     kind: ClassVar[str] = "segments"
+
+    def __post_init__(self) -> None:
+        if self.chunk == 0:
+            object.__setattr__(self, "chunk", self.num_steps)
 
     @property
     def steps_per_iteration(self) -> int:

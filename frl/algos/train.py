@@ -51,11 +51,17 @@ WrapOptimizer = Callable[[GradientTransformation], GradientTransformation] | Non
 
 
 class Unit(NamedTuple):
-    """A pure piece of an iteration: ``fn(state) -> (state, metrics)``, run ``repeats`` times."""
+    """A pure piece of an iteration: ``fn(state) -> (state, metrics)``, run ``repeats`` times.
+
+    ``scanned``: a compiled run calls the unit once per iteration, its repeats a loop inside the
+    graph (:func:`frl._compile.scan`; metrics of the last repeat), instead of ``repeats`` calls;
+    the unit must not write its input state in place (a replay buffer's ring does).
+    """
 
     name: str
     fn: UnitFn
     repeats: int = 1
+    scanned: bool = False
 
 
 def compose(units: tuple[Unit, ...]) -> UnitFn:

@@ -61,6 +61,7 @@ def data_parallel(train: Train, rank: int | None = None) -> Train:
         return unit
 
     def wrap(units: tuple[Unit, ...]) -> tuple[Unit, ...]:
+        # not scanned: a collective inside a compiled loop is untested
         return tuple(Unit(u.name, per_rank(u.fn), u.repeats) for u in units)
 
     return dataclasses.replace(train, collect=wrap(train.collect), learn=wrap(train.learn))

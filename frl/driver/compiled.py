@@ -20,7 +20,7 @@ from torch.func import vmap
 from torch.utils import _pytree as pytree
 
 import frl
-from frl._compile import named
+from frl._compile import named, scan
 from frl.driver.warm import compile_options, wrapper_name
 
 __all__ = ["CompiledFunction", "CompiledUnit", "boundary", "graph_device"]
@@ -84,12 +84,15 @@ class CompiledUnit:
     """``fn(state, *inputs) -> (state, metrics)`` over flat leaves, vmapped over members.
 
     Eager units are called on TensorDicts directly (:meth:`eager`); compiled ones on the state's
-    leaves (:meth:`__call__`), which the driver keeps between calls.
+    leaves (:meth:`__call__`), which the driver keeps between calls. A compiled call runs ``fn``
+    ``repeats`` times in a loop inside the graph (:func:`frl._compile.scan`) and returns the last
+    repeat's metrics; an eager call runs it once.
     """
 
-    def __init__(self, name: str, fn: Callable, batched: bool, compiled: bool) -> None:
+    def __init__(self, name: str, fn: Callable, batched: bool, compiled: bool, repeats: int = 1) -> None:
         self.name, self.compiled = name, compiled
         self.eager = vmap(fn) if batched else fn
+        self.repeats = repeats if compiled else 1
         self.metrics_spec: pytree.TreeSpec | None = None
         self._callable: Callable | None = None
         self._needs_fix: list[tuple[int, bool]] | None = None
@@ -98,17 +101,26 @@ class CompiledUnit:
     def _build(
         self, state_spec: pytree.TreeSpec, input_specs: list[pytree.TreeSpec], device: torch.device
     ) -> Callable:
-        fn, n = self.eager, state_spec.num_leaves
+        fn, n, repeats = self.eager, state_spec.num_leaves, self.repeats
 
         def flat(*leaves):
             inputs, i = [], n
             for spec in input_specs:
                 inputs.append(pytree.tree_unflatten(list(leaves[i : i + spec.num_leaves]), spec))
                 i += spec.num_leaves
-            state, metrics = fn(pytree.tree_unflatten(list(leaves[:n]), state_spec), *inputs)
-            # row-major outputs: Inductor writes them so directly (gradients of batched matmuls
-            # come out transposed, and Adam's moments would follow) instead of a copy per call
-            return (*[x.contiguous() for x in pytree.tree_leaves(state)], *pytree.tree_leaves(metrics))
+
+            def step(state_leaves):
+                state, metrics = fn(pytree.tree_unflatten(list(state_leaves), state_spec), *inputs)
+                # row-major outputs: Inductor writes them so directly (gradients of batched matmuls
+                # come out transposed, and Adam's moments would follow) instead of a copy per call
+                return [x.contiguous() for x in pytree.tree_leaves(state)], pytree.tree_leaves(metrics)
+
+            if repeats == 1:
+                state, metrics = step(leaves[:n])
+            else:
+                state, metrics = scan(step, list(leaves[:n]), repeats)
+                metrics = [m[-1] for m in metrics]
+            return (*state, *metrics)
 
         return _compile(self.name, flat, device)
 

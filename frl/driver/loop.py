@@ -430,13 +430,14 @@ def units(
     freeze = on_nonfinite == "skip-member"  # stop needs no freeze: it never saves a bad state
 
     def unit(index: int, u: Any, learns: bool) -> CompiledUnit:
+        repeats = u.repeats if u.scanned else 1
         if on_nonfinite == "off":
-            return CompiledUnit(u.name, u.fn, batched, compile)
+            return CompiledUnit(u.name, u.fn, batched, compile, repeats)
         # the first learning unit checks the parameters once per iteration (freezing units
         # check theirs after every update anyway)
         on_entry = not freeze and index == len(feed.collect)
         fn = guard(u.fn, index, health.names[index], learns=learns, freeze=freeze, params_on_entry=on_entry)
-        return CompiledUnit(u.name, fn, batched, compile)
+        return CompiledUnit(u.name, fn, batched, compile, repeats)
 
     collect = [(u, unit(i, u, False)) for i, u in enumerate(feed.collect)]
     learn = [(u, unit(len(collect) + i, u, True)) for i, u in enumerate(feed.learn)]
@@ -522,10 +523,10 @@ def _iterate(
     metrics kept with ``learn_metrics``)."""
     inputs = feed.inputs(iteration, lambda: program.state)
     for unit, fn in collect:
-        for _ in range(unit.repeats):
+        for _ in range(unit.repeats // fn.repeats):
             metrics.update(program.call(fn, *inputs).items())
     for unit, fn in learn:
-        for _ in range(unit.repeats):
+        for _ in range(unit.repeats // fn.repeats):
             out = program.call(fn)
             if learn_metrics:
                 metrics.update(out.items())
