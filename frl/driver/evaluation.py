@@ -18,6 +18,7 @@ from tensordict import TensorDictBase
 from torch import Tensor
 
 from frl import random
+from frl._compile import scan
 from frl.algos.networks import clip_action
 from frl.algos.train import Train
 from frl.driver.compiled import CompiledFunction
@@ -56,22 +57,27 @@ def _first_episodes_chunk(
     names = outcomes(train.env)
 
     def chunk(params: TensorDictBase, ev: Mapping[str, Any]) -> dict[str, Any]:
-        key, obs, env_state = ev["key"], ev["env"]["obs"], ev["env"]["state"]
-        ret, done = ev["return"], ev["done"]
-        seen = {name: ev[name] for name in names}
-        carries = ev.get("memory")
-        for _ in range(steps):
-            key, k_env = random.split(key)
+        def step(ev: dict[str, Any]) -> tuple[dict[str, Any], Tensor]:
+            key, k_env = random.split(ev["key"])
+            obs, done, carries = ev["env"]["obs"], ev["done"], ev.get("memory")
             if carries is None:
                 action = train.policy(params, obs)
             else:  # each environment's first episode counts: its carries never need a reset
                 action, carries = train.policy(params, obs, carries)
-            obs, env_state, reward, terminated, truncated, info = train.env.step(k_env, env_state, action)
-            ret = ret + torch.where(done, torch.zeros_like(reward), reward)
-            seen = {name: seen[name] | (~done & info[name]) for name in names}
-            done = done | terminated | truncated
-        out = {"env": {"state": env_state, "obs": obs}, "return": ret, "done": done, "key": key, **seen}
-        return out if carries is None else {**out, "memory": carries}
+            obs, env_state, reward, terminated, truncated, info = train.env.step(
+                k_env, ev["env"]["state"], action
+            )
+            out = {
+                "env": {"state": env_state, "obs": obs},
+                "return": ev["return"] + torch.where(done, torch.zeros_like(reward), reward),
+                "done": done | terminated | truncated,
+                "key": key,
+                **{name: ev[name] | (~done & info[name]) for name in names},
+            }
+            # the loop's per-step output is one flag per environment: evaluation keeps no trajectory
+            return (out if carries is None else {**out, "memory": carries}), out["done"]
+
+        return scan(step, dict(ev), steps)[0]
 
     return chunk
 
@@ -83,7 +89,8 @@ def evaluation_keys(members: Sequence[Mapping[str, Any]], steps: int) -> Tensor:
 
 class PureEvaluation:
     """Mean return of ``episodes`` first episodes per member on the pure environment, with the
-    policy stepped ``chunk`` steps per (compiled, vmapped) call."""
+    policy stepped ``chunk`` steps per (compiled, vmapped) call (0: the environment's episode
+    limit, one call per evaluation)."""
 
     def __init__(
         self,
@@ -95,6 +102,7 @@ class PureEvaluation:
         compiled: bool,
     ) -> None:
         self.train, self.members, self.batched = train, list(members), batched
+        chunk = chunk or train.env.max_episode_steps
         self.calls = math.ceil(train.env.max_episode_steps / chunk)
         self._init = CompiledFunction(
             "eval_init", lambda k: _first_episodes_init(train, k, episodes), batched, False

@@ -79,13 +79,11 @@ class PureEnv:
     """The agent's own pure environment, stepped inside the compiled ``collect`` units.
 
     Attributes:
-      eval_chunk: environment steps per compiled evaluation call. Compile time grows with it and
-        an evaluation is rare, so the default is small: 5 steps compiled in 10.7 s where 20 took
-        28.8 s (8 PPO CartPole seeds, cold cache, AMD EPYC), for 75 more compiled calls per
-        500-step evaluation.
+      eval_chunk: environment steps per compiled evaluation call; 0, the default, steps the
+        environment's whole episode limit in one call (a loop inside the graph, traced once).
     """
 
-    eval_chunk: int = 5
+    eval_chunk: int = 0
 
     def open(self, run: RunContext) -> _PureFeed:
         train = run.train
