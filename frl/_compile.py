@@ -138,7 +138,9 @@ def named(name: str, fn: Callable) -> Callable:
     return module.__dict__[name]
 
 
-def scan(body: Callable[[Any], tuple[Any, Any]], carry: Any, length: int) -> tuple[Any, Any]:
+def scan(
+    body: Callable[[Any], tuple[Any, Any]], carry: Any, length: int, in_graph: bool = True
+) -> tuple[Any, Any]:
     """``length`` steps of ``carry, y = body(carry)``: the last carry and the ``y`` of every step,
     stacked on a new leading dim (``[length, ...]`` per leaf).
 
@@ -146,7 +148,9 @@ def scan(body: Callable[[Any], tuple[Any, Any]], carry: Any, length: int) -> tup
     torch's ``scan`` operator: the body is traced and compiled once and the loop runs inside the
     graph, so a loop of ``length`` steps costs one step's compile time and one call. A value the
     body passes through unchanged (an input returned, or one tensor returned twice) is copied:
-    ``scan`` refuses outputs that alias its inputs or each other.
+    ``scan`` refuses outputs that alias its inputs or each other. ``in_graph=False`` unrolls the
+    loop in the graph instead (a body torch's ``scan`` cannot compile: see
+    ``frl.envs.base.Environment.scannable``).
 
     Args:
       body: ``body(carry) -> (carry, y)``, pure; ``carry`` keeps its structure, shapes and dtypes.
@@ -155,7 +159,7 @@ def scan(body: Callable[[Any], tuple[Any, Any]], carry: Any, length: int) -> tup
     """
     if length < 1:
         raise ValueError(f"scan: `length` must be >= 1, got {length}")
-    if not torch.compiler.is_compiling():
+    if not (in_graph and torch.compiler.is_compiling()):
         ys = []
         for _ in range(length):
             carry, y = body(carry)

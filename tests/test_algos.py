@@ -232,3 +232,14 @@ def test_sac_learns_pendulum_reduced():
         eval_every=1_000,
     )
     assert sum(_best_evals(result)) / 2 >= -400, result.history
+
+
+def test_a_zero_rollout_chunk_is_the_whole_segment_where_the_environment_loops_in_the_graph():
+    cartpole = ppo.make_train(ppo.Config())  # CartPole is scannable: one call per segment
+    assert (cartpole.consumes.chunk, cartpole.collect[0].repeats) == (128, 1)
+    acrobot = ppo.make_train(ppo.Config(env_id="Acrobot-v1", num_steps=100))  # unrolled: <= 16
+    assert (acrobot.consumes.chunk, acrobot.collect[0].repeats) == (10, 10)
+    assert ppo.make_train(ppo.Config(rollout_chunk=32)).consumes.chunk == 32
+    # the minibatch updates are one loop in one compiled call
+    update = cartpole.learn[1]
+    assert update.name == "update" and update.scanned and update.repeats == 16

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import frl
-from frl._compile import CPU_OPTIONS, INDUCTOR_OPTIONS
+from frl._compile import CACHEABLE_LOOPS, CPU_OPTIONS, INDUCTOR_OPTIONS, scan
 from frl.driver.compiled import graph_device
 
 
@@ -69,3 +69,55 @@ def test_a_graph_runs_where_its_first_non_cpu_leaf_lives() -> None:
     assert graph_device([cpu, cpu]) == torch.device("cpu")
     assert graph_device([cpu, meta, cpu]) == torch.device("meta")
     assert graph_device([]) == torch.device("cpu")
+
+
+def _walk(key: torch.Tensor, x: torch.Tensor, scale: torch.Tensor):
+    """A loop whose body passes ``scale`` through unchanged and returns one tensor twice."""
+
+    def body(carry):
+        key, x, scale = carry
+        key, k = frl.random.split(key)
+        x = x * scale + frl.random.uniform(k, x.shape)
+        return (key, x, scale), (x, x)
+
+    return scan(body, (key, x, scale), 6)
+
+
+def test_scan_is_a_python_loop_when_eager_and_stacks_the_steps() -> None:
+    key, x, scale = frl.random.key(3), torch.zeros(3), torch.tensor(0.5)
+    (_, last, kept), (xs, again) = _walk(key, x, scale)
+    assert xs.shape == (6, 3) and torch.equal(xs, again) and torch.equal(xs[-1], last)
+    assert kept is scale
+    _, k1 = frl.random.split(key)  # the first step by hand
+    torch.testing.assert_close(xs[0], x * 0.5 + frl.random.uniform(k1, (3,)))
+    with pytest.raises(ValueError, match="`length` must be >= 1"):
+        scan(lambda c: (c, c), x, 0)
+
+
+@pytest.mark.compile
+def test_a_compiled_scan_equals_the_eager_loop_also_vmapped() -> None:
+    keys, xs, scales = frl.random.split(frl.random.key(0), 4), torch.zeros(4, 3), torch.full((4,), 0.9)
+
+    def batched(k, x, s):
+        return torch.func.vmap(_walk)(k, x, s)
+
+    eager = batched(keys, xs, scales)
+    compiled = frl.compile(batched)(keys, xs, scales)
+    for a, b in zip(torch.utils._pytree.tree_leaves(eager), torch.utils._pytree.tree_leaves(compiled)):
+        torch.testing.assert_close(a, b)
+
+
+def test_graphs_holding_a_loop_may_be_cached() -> None:
+    # torch caches no graph with a higher-order operator unless it is listed
+    marked = INDUCTOR_OPTIONS["unsafe_marked_cacheable_functions"]
+    assert (
+        set(marked)
+        == set(CACHEABLE_LOOPS)
+        == {
+            "torch.ops.higher_order.scan",
+            "torch.ops.higher_order.while_loop",
+        }
+    )
+    from torch._higher_order_ops.scan import scan_op
+
+    assert f"{scan_op.__module__}.{scan_op.__name__}" in marked

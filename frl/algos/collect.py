@@ -99,7 +99,8 @@ def make_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay, memo
     It reads ``params``, ``hyperparams``, ``env``, ``key``, ``counters.env_steps`` and
     ``episodes``; :func:`store` writes the chunk. The step loop runs on plain tensors and dicts
     (dynamo traces TensorDict operations slowly) through :func:`frl._compile.scan`: compiled, the
-    step is traced once and looped inside the graph, whatever ``chunk``.
+    step is traced once and looped inside the graph, whatever ``chunk``, where the environment is
+    ``scannable`` (else the loop is unrolled ``chunk`` times).
     A multi-agent environment (:mod:`frl.envs.multi_agent`) hands ``explore`` its observation dict,
     takes ``(action, log_prob)`` per agent ``[E, n]``, and the chunk is stored in TorchRL's group
     layout (``(group, "observation")``, ``(group, "action_mask")``, ``(group, "action")``,
@@ -111,7 +112,7 @@ def make_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay, memo
     (``env.is_init``), and each step stores the carries it was taken from and its ``is_init``
     (:data:`MEMORY`), so that the learner replays the segment exactly.
     """
-    chunk = consumes.chunk
+    chunk, in_graph = consumes.chunk, getattr(env, "scannable", False)
     multi_agent = getattr(env, "multi_agent", False)
 
     def collect(state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
@@ -154,7 +155,7 @@ def make_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay, memo
             return new, row
 
         init = (key, obs, env_state, episodes, env_steps, *((carries, is_init) if memory else ()))
-        (key, obs, env_state, episodes, env_steps, *recurrent), columns = scan(step, init, chunk)
+        (key, obs, env_state, episodes, env_steps, *recurrent), columns = scan(step, init, chunk, in_graph)
         # scan stacks the steps first: [n, E, ...] -> the segment's [E, n, ...]
         columns = pytree.tree_map(lambda x: x.movedim(0, 1), columns)
         batch = _transitions(env, *columns[:8])

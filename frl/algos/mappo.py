@@ -35,7 +35,7 @@ from frl.algos import on_policy as op
 from frl.algos import ppo
 from frl.algos.collect import make_collect
 from frl.algos.config import hyper, setting
-from frl.algos.spec import Segments
+from frl.algos.spec import Segments, collection_chunk
 from frl.algos.train import Train, Unit, WrapOptimizer, resolve_env
 from frl.distributions import DiagGaussian, MaskedCategorical
 from frl.losses import bind, critic_observation, mappo_loss
@@ -206,7 +206,8 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         critic_input=config.critic_input,
         group=group,
     )
-    consumes = Segments(config.num_envs, config.num_steps, config.rollout_chunk, extra=ADVANTAGE_KEYS)
+    chunk = collection_chunk(config.rollout_chunk, config.num_steps, env)
+    consumes = Segments(config.num_envs, config.num_steps, chunk, extra=ADVANTAGE_KEYS)
     masks = ("action_mask",) if env.discrete else ()
     keys = tuple((group, k) for k in ("observation", *masks, "action", "action_log_prob", *ADVANTAGE_KEYS))
     keys += ("state",) if getattr(env, "has_state", False) else ()
@@ -243,7 +244,10 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
                 ),
             ),
             Unit(
-                "update", ppo.update_unit(config, tx, partial(ppo.clipped_loss, config, loss), keys), updates
+                "update",
+                ppo.update_unit(config, tx, partial(ppo.clipped_loss, config, loss), keys),
+                updates,
+                scanned=True,
             ),
         ),
         policy=policy,

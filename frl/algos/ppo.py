@@ -29,7 +29,7 @@ from frl import optim, random
 from frl.algos import on_policy as op
 from frl.algos.config import hyper, setting
 from frl.algos.networks import actor_critic
-from frl.algos.spec import Segments
+from frl.algos.spec import Segments, collection_chunk
 from frl.algos.train import Train, Unit, WrapOptimizer, resolve_env
 from frl.losses import bind, ppo_loss
 
@@ -188,7 +188,12 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         make_train,
         networks,
         tx,
-        Segments(config.num_envs, config.num_steps, config.rollout_chunk, extra=op.ADVANTAGE_KEYS),
+        Segments(
+            config.num_envs,
+            config.num_steps,
+            collection_chunk(config.rollout_chunk, config.num_steps, env),
+            extra=op.ADVANTAGE_KEYS,
+        ),
         (
             Unit("advantages", advantages_unit(config, critic.apply)),
             Unit(

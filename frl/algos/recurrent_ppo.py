@@ -38,7 +38,7 @@ from frl.algos import ppo
 from frl.algos.collect import IS_INIT, MEMORY, RECURRENT_STATE, make_collect
 from frl.algos.config import setting
 from frl.algos.networks import clip_action
-from frl.algos.spec import Segments
+from frl.algos.spec import Segments, collection_chunk
 from frl.algos.train import Train, Unit, WrapOptimizer, resolve_env
 from frl.distributions import Categorical, DiagGaussian
 from frl.losses import bind, recurrent_ppo_loss
@@ -175,7 +175,7 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
 
     advantages = ppo.advantages_unit(config, critic.sequence, with_advantages, items=config.num_sequences)
     update = ppo.update_unit(config, tx, partial(ppo.clipped_loss, config, loss), minibatch_of=sequences)
-    consumes = Segments(E, T, config.rollout_chunk, extra=op.ADVANTAGE_KEYS)
+    consumes = Segments(E, T, collection_chunk(config.rollout_chunk, T, env), extra=op.ADVANTAGE_KEYS)
     order = torch.zeros(
         config.update_epochs * config.num_minibatches,
         config.num_sequences // config.num_minibatches,
@@ -213,7 +213,7 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         collect=(collect,),
         learn=(
             Unit("advantages", advantages),
-            Unit("update", update, config.update_epochs * config.num_minibatches),
+            Unit("update", update, config.update_epochs * config.num_minibatches, scanned=True),
         ),
         policy=policy,
         explore=explore,

@@ -26,7 +26,7 @@ from frl import optim
 from frl.algos import on_policy as op
 from frl.algos.config import hyper, setting
 from frl.algos.networks import actor_critic
-from frl.algos.spec import Segments
+from frl.algos.spec import Segments, collection_chunk
 from frl.algos.train import Train, Unit, WrapOptimizer, resolve_env
 from frl.losses import bind, reinforce_loss
 from frl.returns import discounted_returns
@@ -65,5 +65,6 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         weights = partial(loss, value_coef=hp["value_coef"], normalize_returns=config.normalize_returns)
         return op.learner_step(state, weights, tx, batch)
 
-    consumes = Segments(config.num_envs, config.num_steps, config.rollout_chunk)
+    chunk = collection_chunk(config.rollout_chunk, config.num_steps, env)
+    consumes = Segments(config.num_envs, config.num_steps, chunk)
     return op.actor_critic_train(config, env, make_train, networks, tx, consumes, (Unit("learn", learn),))

@@ -46,9 +46,11 @@ from frl.envs.spaces import MultiDiscrete
 __all__ = [
     "REQUIRED",
     "TRANSITION_KEYS",
+    "UNROLLED_CHUNK",
     "Replay",
     "Segments",
     "check_state",
+    "collection_chunk",
     "episode_step",
     "example_transition",
     "init_episodes",
@@ -78,7 +80,8 @@ class Segments:
     Attributes:
       num_envs, num_steps: the segment's shape ``[E, T]``.
       chunk: steps per call of the pure-environment collection unit (a divisor of ``num_steps``;
-        0 reads as ``num_steps``, the whole segment in one call).
+        0 reads as ``num_steps``, the whole segment in one call; agents resolve a config's 0
+        with :func:`collection_chunk`).
       extra: per-step float entries the agent adds to the segment (PPO: ``state_value``,
         ``advantage``, ``value_target``); collection leaves them alone.
     """
@@ -102,6 +105,22 @@ class Segments:
     def first_learning_iteration(self) -> int:
         """On-policy agents learn from their first iteration."""
         return 0
+
+
+UNROLLED_CHUNK = 16
+"""The default collection chunk where the environment's steps are unrolled in the graph (its
+compile time grows with the chunk)."""
+
+
+def collection_chunk(rollout_chunk: int, num_steps: int, env: Any) -> int:
+    """A config's ``rollout_chunk``, 0 resolved: the whole segment (``num_steps``) where ``env`` is
+    ``scannable`` (its steps loop inside the graph), else the largest divisor of ``num_steps`` up
+    to :data:`UNROLLED_CHUNK`."""
+    if rollout_chunk:
+        return rollout_chunk
+    if getattr(env, "scannable", False):
+        return num_steps
+    return max(d for d in range(1, UNROLLED_CHUNK + 1) if num_steps % d == 0)
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def _first_episodes_chunk(
             # the loop's per-step output is one flag per environment: evaluation keeps no trajectory
             return (out if carries is None else {**out, "memory": carries}), out["done"]
 
-        return scan(step, dict(ev), steps)[0]
+        return scan(step, dict(ev), steps, getattr(train.env, "scannable", False))[0]
 
     return chunk
 
@@ -90,7 +90,8 @@ def evaluation_keys(members: Sequence[Mapping[str, Any]], steps: int) -> Tensor:
 class PureEvaluation:
     """Mean return of ``episodes`` first episodes per member on the pure environment, with the
     policy stepped ``chunk`` steps per (compiled, vmapped) call (0: the environment's episode
-    limit, one call per evaluation)."""
+    limit, one call per evaluation, where the environment is ``scannable``; else 5: an unrolled
+    step compiles in ~2 s)."""
 
     def __init__(
         self,
@@ -102,7 +103,7 @@ class PureEvaluation:
         compiled: bool,
     ) -> None:
         self.train, self.members, self.batched = train, list(members), batched
-        chunk = chunk or train.env.max_episode_steps
+        chunk = chunk or (train.env.max_episode_steps if getattr(train.env, "scannable", False) else 5)
         self.calls = math.ceil(train.env.max_episode_steps / chunk)
         self._init = CompiledFunction(
             "eval_init", lambda k: _first_episodes_init(train, k, episodes), batched, False

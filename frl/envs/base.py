@@ -49,6 +49,11 @@ class Environment:
     splits its key into the reset's and the transition's."""
     pure: ClassVar[bool] = True
     """Stepped inside compiled code (``frl.envs.GymEnvironment`` is not: TorchRL collectors step it)."""
+    scannable: ClassVar[bool] = False
+    """Compiled collection and evaluation loop over its steps inside the graph (``frl._compile.scan``:
+    the step is traced once) instead of unrolling them. Off unless verified: torch 2.13's Inductor
+    fails to compile a loop whose body builds a tensor from Python data (``torch.tensor([...])``
+    in :meth:`step`); tensors held as attributes are fine."""
 
     dtype: torch.dtype = torch.float32
 

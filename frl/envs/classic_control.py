@@ -62,6 +62,7 @@ class CartPole(Environment):
 
     id: ClassVar[str] = "CartPole-v1"
     max_episode_steps: ClassVar[int] = 500
+    scannable: ClassVar[bool] = True
     observation_space: ClassVar[Box] = Box(
         (-4.8, -math.inf, -0.41887903, -math.inf), (4.8, math.inf, 0.41887903, math.inf), (4,)
     )
