@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
-__all__ = ["CPU_OPTIONS", "INDUCTOR_OPTIONS", "compile", "named", "scan"]
+__all__ = ["CACHEABLE_LOOPS", "CPU_OPTIONS", "INDUCTOR_OPTIONS", "compile", "named", "scan"]
 
 CACHEABLE_LOOPS = ("torch.ops.higher_order.scan", "torch.ops.higher_order.while_loop")
 """The loop operators :func:`scan` compiles to. Inductor and AOTAutograd cache no graph holding a
@@ -146,9 +146,10 @@ def scan(
 
     Run eagerly (also under ``vmap``) it is a Python loop. Traced by ``torch.compile`` it is
     torch's ``scan`` operator: the body is traced and compiled once and the loop runs inside the
-    graph, so a loop of ``length`` steps costs one step's compile time and one call. A value the
-    body passes through unchanged (an input returned, or one tensor returned twice) is copied:
-    ``scan`` refuses outputs that alias its inputs or each other. ``in_graph=False`` unrolls the
+    graph, so a loop of ``length`` steps costs one step's compile time and one call. Inside the
+    graph each step writes the carry afresh in row-major order (``scan`` requires the carry's
+    strides to stay those of ``init``, which a vmapped key split breaks), and a ``y`` that is an
+    input or another output is copied (``scan`` refuses aliased outputs). ``in_graph=False`` unrolls the
     loop in the graph instead (a body torch's ``scan`` cannot compile: see
     ``frl.envs.base.Environment.scannable``).
 

@@ -24,6 +24,7 @@ from frl.algos.train import Train
 from frl.driver.compiled import CompiledFunction
 
 __all__ = [
+    "UNROLLED_EVAL_CHUNK",
     "PureEvaluation",
     "episode_returns",
     "evaluate",
@@ -31,6 +32,11 @@ __all__ = [
     "evaluation_keys",
     "outcomes",
 ]
+
+
+UNROLLED_EVAL_CHUNK = 5
+"""Evaluation steps per compiled call where the environment's steps are unrolled (its compile time
+grows with it: 5 steps compiled in 10.7 s, 20 in 28.8 s)."""
 
 
 def outcomes(env: Any) -> tuple[str, ...]:
@@ -103,7 +109,9 @@ class PureEvaluation:
         compiled: bool,
     ) -> None:
         self.train, self.members, self.batched = train, list(members), batched
-        chunk = chunk or (train.env.max_episode_steps if getattr(train.env, "scannable", False) else 5)
+        chunk = chunk or (
+            train.env.max_episode_steps if getattr(train.env, "scannable", False) else UNROLLED_EVAL_CHUNK
+        )
         self.calls = math.ceil(train.env.max_episode_steps / chunk)
         self._init = CompiledFunction(
             "eval_init", lambda k: _first_episodes_init(train, k, episodes), batched, False

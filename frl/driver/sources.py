@@ -81,8 +81,8 @@ class PureEnv:
     Attributes:
       eval_chunk: environment steps per compiled evaluation call; 0, the default, steps the
         environment's whole episode limit in one call (a loop inside the graph, traced once) where
-        the environment is ``scannable``, else 5 (unrolled: 5 steps compiled in 10.7 s, 20 in
-        28.8 s; 8 PPO CartPole seeds, cold cache, AMD EPYC).
+        the environment is ``scannable``, else ``frl.driver.evaluation.UNROLLED_EVAL_CHUNK`` (5
+        unrolled steps compiled in 10.7 s, 20 in 28.8 s; 8 PPO CartPole seeds, cold cache, AMD EPYC).
     """
 
     eval_chunk: int = 0
