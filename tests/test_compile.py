@@ -48,8 +48,27 @@ def test_cpu_graphs_get_the_cpp_wrapper_and_others_keep_inductors_default(
     (options,) = options_seen
     assert options.get("cpp_wrapper") == cpp_wrapper
     assert options.get("cpp_wrapper_build_separate") == cpp_wrapper  # the wrapper at -O1 beside it
+    assert options.get("cpp.use_decompose_tanh") == cpp_wrapper  # an option inside Inductor's `cpp`
     for name, value in INDUCTOR_OPTIONS.items():
         assert options[name] == value
+
+
+@pytest.mark.compile
+def test_compiled_tanh_stays_within_2e_7_of_eager_with_its_gradient() -> None:
+    """The CPU graphs' decomposed tanh (``CPU_OPTIONS``) over every range a network meets,
+    infinities and NaN included, on the vectorised path and the scalar tail (length 10,013)."""
+    extremes = [0.0, -0.0, 1e-30, -1e-6, 1e-4, 9.0, -9.0, 89.0, -89.0, 1e4, float("inf"), float("-inf")]
+    x = torch.cat([torch.linspace(-30.0, 30.0, 10_000), torch.tensor(extremes)])
+    x = torch.cat([x, torch.tensor([float("nan")])])
+
+    def value_and_grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.tanh(x), torch.func.grad(lambda x: torch.tanh(x).sum())(x)
+
+    value, grad = frl.compile(value_and_grad, device="cpu")(x)
+    exact = torch.tanh(x)
+    torch.testing.assert_close(value, exact, rtol=0.0, atol=2e-7, equal_nan=True)
+    torch.testing.assert_close(grad, 1.0 - exact**2, rtol=0.0, atol=4e-7, equal_nan=True)
+    assert torch.equal(value[-6:-1], exact[-6:-1])  # exactly +-1 from |x| = 89 on, as torch.tanh
 
 
 def test_a_callers_options_win_over_the_defaults(options_seen: list[dict[str, Any]]) -> None:
