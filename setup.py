@@ -1,7 +1,8 @@
-"""Build script for frl's one compiled piece: the C++ threefry operator (``frl/csrc/threefry.cpp``).
+"""Build script for frl's one compiled piece: the C++ operators in ``frl/csrc`` (the threefry kernel
+and the caching host allocator; see ``frl/_native.py``).
 
 Where torch is importable at build time (``pip wheel --no-build-isolation .``, as CI builds the
-release wheel), the operator is compiled into the wheel as the extension ``frl._threefry``: a
+release wheel), the operators are compiled into the wheel as the extension ``frl._C``: a
 platform wheel that needs no compiler at run time. Elsewhere (an isolated build without torch, or
 ``FRL_BUILD_EXTENSION=0``) the wheel is pure Python and ships the C++ source: the first use
 builds it with the system compiler, or falls back to NumPy with a note (``frl.random``).
@@ -19,7 +20,8 @@ if os.environ.get("FRL_BUILD_EXTENSION", "1") != "0":
     except ImportError:  # no torch in the build environment: a pure wheel
         pass
     else:
-        ext_modules = [CppExtension("frl._threefry", ["frl/csrc/threefry.cpp"], extra_compile_args=["-O2"])]
+        sources = ["frl/csrc/threefry.cpp", "frl/csrc/host_cache.cpp"]
+        ext_modules = [CppExtension("frl._C", sources, extra_compile_args=["-O2"])]
         cmdclass = {"build_ext": BuildExtension.with_options(use_ninja=False)}
 
 setup(ext_modules=ext_modules, cmdclass=cmdclass)

@@ -1,6 +1,7 @@
 """Smoke test of an installed frl wheel, run with no C++ compiler on the PATH (by .ci/wheel).
 
-Checks that random bits come from the operator compiled into the wheel (no build at first use),
+Checks that random bits come from the operator compiled into the wheel (no build at first use)
+and that its caching host allocator loads,
 that the command line answers (``frl --version``, ``frl list``), and trains PPO on two seeds at
 a tiny budget, eagerly (Inductor's CPU code generation would need the compiler). Prints the
 seconds from the start of this process to the first training step, and with the install time
@@ -16,6 +17,7 @@ import time
 start = time.perf_counter()
 
 import frl  # noqa: E402
+import frl.host_memory  # noqa: E402
 import frl.random  # noqa: E402
 from frl.algos import ppo  # noqa: E402
 
@@ -23,6 +25,7 @@ for compiler in ("c++", "g++", "gcc", "cc"):
     assert shutil.which(compiler) is None, f"{compiler} is on the PATH: the smoke test must run without one"
 backend = frl.random.native_backend()
 assert backend == "extension", f"random bits come from {backend!r}, not the wheel's compiled operator"
+assert frl.host_memory.available(), "the wheel's extension lacks the caching host allocator"
 train = ppo.make_train(ppo.Config(total_timesteps=1024))
 state = train.init(frl.random.key(0))
 state, _ = train.step(state)

@@ -27,6 +27,7 @@ _SUBMODULES = (
     "distributions",
     "driver",
     "envs",
+    "host_memory",
     "interop",
     "llm",
     "losses",

@@ -32,10 +32,8 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -185,35 +183,18 @@ _BACKEND: list[str] = []  # how the CPU kernel runs: "extension", "jit" or "nump
 
 
 def _native_kernel() -> Any:
-    """The C++ block function, or None (then NumPy). In order: the extension compiled into the
-    wheel (``frl._threefry``: no compiler at run time); else the source built once per machine
-    with torch's JIT extension builder (~30 s, cached under ``TORCH_EXTENSIONS_DIR``) when a C++
-    compiler is on the PATH; else NumPy, reported once by a warning. ``FRL_NATIVE_THREEFRY=0``
-    skips the C++ kernel."""
+    """The C++ block function, or None (then NumPy): from frl's extension (:mod:`frl._native`:
+    compiled into the wheel, else built once per machine when a C++ compiler is on the PATH), else
+    NumPy, reported once by a warning. ``FRL_NATIVE_THREEFRY=0`` skips the C++ kernel."""
     if not _NATIVE:
         module, backend, why = None, "numpy", None
         if os.environ.get("FRL_NATIVE_THREEFRY", "1") == "0":
             why = "FRL_NATIVE_THREEFRY=0"
         else:
-            try:
-                from frl import _threefry as module  # type: ignore[attr-defined]
+            from frl import _native
 
-                backend = "extension"
-            except ImportError:
-                compiler = os.environ.get("CXX", "c++")
-                if shutil.which(compiler) is None:
-                    why = (
-                        f"no compiled extension in this install and no C++ compiler ({compiler}) on the PATH"
-                    )
-                else:
-                    try:
-                        from torch.utils.cpp_extension import load
-
-                        source = Path(__file__).with_name("csrc") / "threefry.cpp"
-                        module = load("frl_threefry", [str(source)], extra_cflags=["-O2"], verbose=False)
-                        backend = "jit"
-                    except Exception as err:  # a compiler that fails: NumPy instead
-                        why = f"building it failed ({err})"
+            module, backend, why = _native.load()
+            backend = backend if module is not None else "numpy"
         if why is not None and why != "FRL_NATIVE_THREEFRY=0":
             warnings.warn(
                 f"frl.random: the C++ threefry kernel is unavailable: {why}; using NumPy", stacklevel=2

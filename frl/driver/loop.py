@@ -35,6 +35,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 from torch.utils import _pytree as pytree
 
+from frl import host_memory
 from frl.algos.train import Train
 from frl.driver import checkpoint
 from frl.driver.compiled import CompiledUnit, boundary
@@ -217,6 +218,9 @@ def run(
         warning and let the values flow (:mod:`frl.driver.health`); ``"off"``: no checks (to
         measure what they cost).
 
+    The iterations run with :func:`frl.host_memory.caching` (freed CPU buffers serve the next
+    call; ``FRL_HOST_CACHE``: its limit in MiB, 0 switches it off).
+
     Returns:
       :class:`RunResult`.
     """
@@ -232,6 +236,7 @@ def run(
             f"run: `on_nonfinite` must be one of {', '.join(ON_NONFINITE)} (or off: no checks), "
             f"got {on_nonfinite!r}"
         )
+    host_cache_mib = host_memory.limit_from_env()
     per_iteration = train.steps_per_iteration
     iterations = total_steps // per_iteration
     if iterations == 0:
@@ -333,6 +338,7 @@ def run(
     if warm is not None:
         scope.enter_context(warm.active())
     signals = scope.enter_context(_Signals())
+    scope.enter_context(host_memory.caching(host_cache_mib))  # freed CPU buffers serve the next call
     try:
         for iteration in range(start, iterations):
             # After the first iteration every unit has its one graph for these exact layouts (the
