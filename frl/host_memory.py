@@ -17,7 +17,9 @@ switches it off); your own loop can do the same::
 
 The cache only reuses memory: values, shapes and aliasing are those of torch's own allocator.
 It holds at most ``limit_mib`` of free blocks (beyond it, freed blocks go back to the system),
-and switching it off frees them all. It needs frl's C++ extension (:mod:`frl._native`); without
+and switching it off frees them all. Blocks it serves bypass torch's CPU memory reporting, so
+``torch.profiler``'s ``profile_memory`` does not see them: profile memory with
+``FRL_HOST_CACHE=0``. It needs frl's C++ extension (:mod:`frl._native`); without
 one, :func:`caching` does nothing.
 """
 

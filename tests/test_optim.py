@@ -203,6 +203,20 @@ def test_changing_the_learning_rate_never_recompiles():
     assert len({tuple(r.flatten().tolist()) for r in results}) == 4  # each rate took effect
 
 
+@pytest.mark.compile
+def test_compiled_bias_correction_powers_equal_eager_ones():
+    """Compiled Adam takes ``b ** count`` as ``exp(count * log b)`` (no libm ``pow`` per vector)."""
+    from frl.optim.transforms import _power
+
+    bases = torch.tensor([0.0, 0.5, 0.9, 0.99, 0.999, 1.0], dtype=torch.float64)[:, None]
+    counts = torch.tensor([1, 2, 10, 1000, 100_000])[None, :]
+    eager = _power(bases, counts)
+    compiled = frl.compile(_power, device="cpu")(bases, counts)
+    torch.testing.assert_close(compiled, eager, rtol=1e-12, atol=1e-300)
+    assert torch.equal(compiled[0], torch.zeros(5, dtype=torch.float64))  # 0 ** count
+    assert torch.equal(compiled[-1], torch.ones(5, dtype=torch.float64))
+
+
 def test_state_layout_hyperparams_and_count():
     params = nn.MLP((3, 4, 1)).init(fr.key(0))
     tx = optim.chain(optim.clip_by_global_norm(0.5), optim.adamw(1e-3, weight_decay=0.1))

@@ -101,6 +101,20 @@ def scale_by_learning_rate(learning_rate: float | Tensor | Schedule) -> Gradient
     return GradientTransformation(init, update, "scale_by_learning_rate")
 
 
+def _power(base: Tensor, count: Tensor) -> Tensor:
+    """``base ** count`` (``count >= 1``); in a compiled graph ``exp(count * log(base))``.
+
+    Inductor inlines a scalar expression into every vectorised loop that reads it, and the C++
+    compiler may not hoist a libm call out of the loop (``-fmath-errno``): a bias correction's
+    double ``pow`` then runs once per 8 parameters. Over 24k parameters on one core a compiled Adam
+    step took 172 us with ``pow``, 127 us with ``exp``/``log`` and 114 us without bias correction.
+    Both give the float64 power to ~1e-16 relative (1e-13 at a million steps); ``base = 0`` gives 0.
+    """
+    if torch.compiler.is_compiling():
+        return torch.exp(count * torch.log(base))
+    return base**count
+
+
 def scale_by_adam(
     b1: float | Tensor = 0.9,
     b2: float | Tensor = 0.999,
@@ -132,7 +146,7 @@ def scale_by_adam(
         w1, w2 = cast_like(1.0 - h["b1"]), cast_like(1.0 - h["b2"])
         mu = state["mu"].apply(lambda m, g: torch.lerp(m, g, w1(g)), grads)
         nu = state["nu"].apply(lambda v, g: torch.lerp(v, g * g, w2(g)), grads)
-        bc1, bc2 = cast_like(1.0 - h["b1"] ** count), cast_like(1.0 - h["b2"] ** count)
+        bc1, bc2 = cast_like(1.0 - _power(h["b1"], count)), cast_like(1.0 - _power(h["b2"], count))
         eps, eps_root = cast_like(h["eps"]), cast_like(h["eps_root"])
 
         def direction(m: Tensor, v: Tensor) -> Tensor:
