@@ -100,7 +100,7 @@ def make_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay, memo
     ``episodes``; :func:`store` writes the chunk. The step loop runs on plain tensors and dicts
     (dynamo traces TensorDict operations slowly) through :func:`frl._compile.scan`: compiled, the
     step is traced once and looped inside the graph, whatever ``chunk``, where the environment is
-    ``scannable`` (else the loop is unrolled ``chunk`` times).
+    ``scannable`` and the agent stores segments (else the loop is unrolled ``chunk`` times).
     A multi-agent environment (:mod:`frl.envs.multi_agent`) hands ``explore`` its observation dict,
     takes ``(action, log_prob)`` per agent ``[E, n]``, and the chunk is stored in TorchRL's group
     layout (``(group, "observation")``, ``(group, "action_mask")``, ``(group, "action")``,
@@ -112,7 +112,11 @@ def make_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay, memo
     (``env.is_init``), and each step stores the carries it was taken from and its ``is_init``
     (:data:`MEMORY`), so that the learner replays the segment exactly.
     """
-    chunk, in_graph = consumes.chunk, getattr(env, "scannable", False)
+    # A replay ring is written in place after the loop: Inductor's C++ wrapper crashed (a use
+    # after free, torch 2.13) on a vmapped loop followed by that write (DQN, 4+ seeds), so replay
+    # agents unroll their chunk (train_frequency steps) as before loops ran in the graph.
+    chunk = consumes.chunk
+    in_graph = getattr(env, "scannable", False) and consumes.kind == "segments"
     multi_agent = getattr(env, "multi_agent", False)
 
     def collect(state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
