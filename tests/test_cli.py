@@ -88,6 +88,16 @@ def test_bad_input_is_one_line_exit_2_nothing_written(argv, message, tmp_path, c
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_bad_frl_host_cache_is_one_line_exit_2_nothing_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FRL_HOST_CACHE", "lots")
+    assert main(["train", "ppo", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("frl: error: FRL_HOST_CACHE: expected a limit in MiB")
+    assert err.rstrip().endswith("got 'lots'")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_version_names_frl_torch_and_the_random_kernel(capsys):
     import torch
 

@@ -211,10 +211,12 @@ def _callbacks(args: argparse.Namespace) -> list:
 
 def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     """Train an agent from the command line (``--config.FIELD VALUE`` pairs in ``extra``); the exit code."""
+    from frl import host_memory
     from frl.algos import get
 
     _check_counts(args)
     try:
+        host_memory.limit_from_env()  # read again by frl.run; checked here before anything is written
         agent = get(args.algo)
     except ValueError as err:
         raise UsageError(str(err)) from None
