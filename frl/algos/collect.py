@@ -112,9 +112,9 @@ def make_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay, memo
     (``env.is_init``), and each step stores the carries it was taken from and its ``is_init``
     (:data:`MEMORY`), so that the learner replays the segment exactly.
     """
-    # A replay ring is written in place after the loop: Inductor's C++ wrapper crashed (a use
-    # after free, torch 2.13) on a vmapped loop followed by that write (DQN, 4+ seeds), so replay
-    # agents unroll their chunk (train_frequency steps) as before loops ran in the graph.
+    # A replay ring is written in place after the loop: the code Inductor's C++ wrapper generated
+    # for a vmapped loop followed by that write crashed (segmentation fault, torch 2.13; DQN on
+    # CartPole, 4+ seeds), so replay agents unroll their chunk (train_frequency steps).
     chunk = consumes.chunk
     in_graph = getattr(env, "scannable", False) and consumes.kind == "segments"
     multi_agent = getattr(env, "multi_agent", False)
