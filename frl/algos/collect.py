@@ -24,6 +24,7 @@ from frl import buffers, random
 from frl._compile import scan
 from frl.algos.networks import clip_action
 from frl.algos.spec import EPISODE_KEYS, Replay, Segments, episode_step, example_transition
+from frl.envs.base import loops_in_graph
 
 __all__ = ["IS_INIT", "MEMORY", "RECURRENT_STATE", "episode_metrics", "init_data", "make_collect", "store"]
 
@@ -116,7 +117,7 @@ def make_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay, memo
     # for a vmapped loop followed by that write crashed (segmentation fault, torch 2.13; DQN on
     # CartPole, 4+ seeds), so replay agents unroll their chunk (train_frequency steps).
     chunk = consumes.chunk
-    in_graph = getattr(env, "scannable", False) and consumes.kind == "segments"
+    in_graph = loops_in_graph(env) and consumes.kind == "segments"
     multi_agent = getattr(env, "multi_agent", False)
 
     def collect(state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:

@@ -41,6 +41,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
+from frl.envs.base import loops_in_graph
 from frl.envs.spaces import MultiDiscrete
 
 __all__ = [
@@ -118,7 +119,7 @@ def collection_chunk(rollout_chunk: int, num_steps: int, env: Any) -> int:
     to :data:`UNROLLED_CHUNK`."""
     if rollout_chunk:
         return rollout_chunk
-    if getattr(env, "scannable", False):
+    if loops_in_graph(env):
         return num_steps
     return max(d for d in range(1, UNROLLED_CHUNK + 1) if num_steps % d == 0)
 

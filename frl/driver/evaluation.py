@@ -22,6 +22,7 @@ from frl._compile import scan
 from frl.algos.networks import clip_action
 from frl.algos.train import Train
 from frl.driver.compiled import CompiledFunction
+from frl.envs.base import loops_in_graph
 
 __all__ = [
     "UNROLLED_EVAL_CHUNK",
@@ -83,7 +84,7 @@ def _first_episodes_chunk(
             # the loop's per-step output is one flag per environment: evaluation keeps no trajectory
             return (out if carries is None else {**out, "memory": carries}), out["done"]
 
-        return scan(step, dict(ev), steps, getattr(train.env, "scannable", False))[0]
+        return scan(step, dict(ev), steps, loops_in_graph(train.env))[0]
 
     return chunk
 
@@ -109,9 +110,7 @@ class PureEvaluation:
         compiled: bool,
     ) -> None:
         self.train, self.members, self.batched = train, list(members), batched
-        chunk = chunk or (
-            train.env.max_episode_steps if getattr(train.env, "scannable", False) else UNROLLED_EVAL_CHUNK
-        )
+        chunk = chunk or (train.env.max_episode_steps if loops_in_graph(train.env) else UNROLLED_EVAL_CHUNK)
         self.calls = math.ceil(train.env.max_episode_steps / chunk)
         self._init = CompiledFunction(
             "eval_init", lambda k: _first_episodes_init(train, k, episodes), batched, False

@@ -30,7 +30,7 @@ from torch import Tensor
 from frl import random
 from frl.envs.spaces import Box, Discrete
 
-__all__ = ["Environment"]
+__all__ = ["Environment", "loops_in_graph"]
 
 
 @dataclass(frozen=True)
@@ -157,3 +157,10 @@ class Environment:
     @property
     def discrete(self) -> bool:
         return isinstance(self.action_space, Discrete)
+
+
+def loops_in_graph(env: Any) -> bool:
+    """Whether compiled code may loop over ``env``'s steps inside the graph (its
+    :attr:`Environment.scannable`; ``False`` for environments that are not :class:`Environment`
+    subclasses: gymnasium-backed, multi-agent wrappers)."""
+    return bool(getattr(env, "scannable", False))
