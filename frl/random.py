@@ -30,6 +30,7 @@ results.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
@@ -479,13 +480,26 @@ def _as_float(x: Scalar, dtype: torch.dtype, device: torch.device, fn: str, name
     return torch.tensor(x, dtype=dtype, device=device)
 
 
+def _broadcasts_to(src: Sequence[int], dst: Sequence[int]) -> bool:
+    """Whether ``src`` broadcasts to exactly ``dst`` (plain Python: ``torch.broadcast_shapes`` costs
+    ~50 us per call in eager, a fifth of an eager categorical draw)."""
+    return len(src) <= len(dst) and all(s == 1 or s == d for s, d in zip(reversed(src), reversed(dst)))
+
+
+def _finite_floats(*values: Any) -> bool:
+    return all(type(v) is float and math.isfinite(v) for v in values)
+
+
+@functools.lru_cache(maxsize=256)
+def _float32_bounds(minval: float, maxval: float) -> tuple[float, float]:
+    """``(lo, hi - lo)`` as :func:`uniform` forms them in float32 (each rounded once), as floats."""
+    lo, hi = np.float32(minval), np.float32(maxval)
+    return float(lo), float(hi - lo)
+
+
 def _check_broadcast(shape: tuple[int, ...], fn: str, **tensors: Tensor) -> None:
     for name, t in tensors.items():
-        try:
-            fits = torch.broadcast_shapes(t.shape, shape) == torch.Size(shape)
-        except RuntimeError:
-            fits = False
-        if not fits:
+        if not _broadcasts_to(t.shape, shape):
             raise ValueError(
                 f"{fn}: `{name}` of shape {list(t.shape)} does not broadcast to shape {list(shape)}"
             )
@@ -525,6 +539,11 @@ def uniform(
     )
     if is_default:
         return f.to(dtype)
+    if dtype == torch.float32 and _finite_floats(minval, maxval) and not torch.compiler.is_compiling():
+        # eagerly, Python-float bounds skip four tensor constructions and casts: the same
+        # float32 bounds and span, the same double product-sum (compiled code folds them anyway)
+        lo32, span32 = _float32_bounds(minval, maxval)
+        return torch.clamp((f.double() * span32 + lo32).float(), min=lo32)
     lo = _as_float(minval, dtype, key.device, "uniform", "minval")
     hi = _as_float(maxval, dtype, key.device, "uniform", "maxval")
     _check_broadcast(shape, "uniform", minval=lo, maxval=hi)

@@ -194,6 +194,9 @@ def test_uniform_respects_tensor_bounds_and_dtype():
     assert x.dtype == torch.float32 and x.shape == (2, 500)
     assert bool((x[0] >= -1).all() and (x[0] < 1).all() and (x[1] >= 10).all() and (x[1] <= 20).all())
     assert fr.uniform(k, (3,), torch.float64).dtype == torch.float64
+    # bounds of shape [1] and [3] broadcast to [2, 3]; a 0-d bound everywhere
+    y = fr.uniform(k, (2, 3), torch.float32, torch.zeros(1), torch.tensor([1.0, 2.0, 3.0]))
+    assert bool((y >= 0).all() and (y < torch.tensor([1.0, 2.0, 3.0])).all())
 
 
 def test_wrap_key_data_takes_jax_words():
@@ -233,6 +236,9 @@ def test_empty_shapes():
         (lambda: fr.bits(fr.key(0), (2,), 31), ValueError, "`width`"),
         (lambda: fr.uniform(fr.key(0), (2,), torch.int32), TypeError, "`dtype`"),
         (lambda: fr.uniform(fr.key(0), (2,), torch.float32, torch.zeros(3), 1.0), ValueError, "`minval`"),
+        (lambda: fr.uniform(fr.key(0), (2,), torch.float32, 0.0, torch.ones(2, 1)), ValueError, "`maxval`"),
+        (lambda: fr.uniform(fr.key(0), (2,), torch.float32, torch.zeros(1, 2), 1.0), ValueError, "`minval`"),
+        (lambda: fr.bernoulli(fr.key(0), torch.full((2,), 0.5), (2, 3)), ValueError, "`p`"),
         (lambda: fr.randint(fr.key(0), (2,), 0, 2**31), ValueError, "`maxval`"),
         (lambda: fr.randint(fr.key(0), (2,), 0.5, 3), TypeError, "`minval`"),
         (lambda: fr.categorical(fr.key(0), torch.zeros(3, 4), shape=(5,)), ValueError, "`shape`"),

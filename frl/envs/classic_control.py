@@ -30,6 +30,8 @@ def _uniform(
     high: float | tuple[float, ...],
     dtype,
 ) -> Tensor:
+    if isinstance(low, float) and isinstance(high, float):
+        return random.uniform(key, shape, dtype, low, high)
     lo = torch.as_tensor(low, dtype=dtype, device=key.device)
     hi = torch.as_tensor(high, dtype=dtype, device=key.device)
     return random.uniform(key, shape, dtype, lo, hi)
