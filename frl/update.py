@@ -28,7 +28,7 @@ from torch import Tensor
 
 from frl._autodiff import grad_with_aux
 from frl.optim import GradientTransformation, apply_updates, polyak
-from frl.tree import global_norm
+from frl.tree import assemble, global_norm
 
 __all__ = ["Update", "gradient_step", "make_update", "update_targets"]
 
@@ -72,13 +72,13 @@ def gradient_step(
     learnable = params.select(*chosen)
 
     def objective(learn: TensorDictBase) -> tuple[Tensor, TensorDictBase]:
-        merged = TensorDict({k: learn[k] if k in chosen else params[k] for k in keys}, batch_size=[])
+        merged = assemble({k: learn[k] if k in chosen else params[k] for k in keys})
         return loss_fn(merged, batch, key=key)
 
     grads, metrics = grad_with_aux(objective, learnable)
     updates, opt_state = optimizer.update(grads, opt_state, learnable, hyperparams)
     learned = apply_updates(learnable, updates)
-    new_params = TensorDict({k: learned[k] if k in chosen else params[k] for k in keys}, batch_size=[])
+    new_params = assemble({k: learned[k] if k in chosen else params[k] for k in keys})
     metrics = metrics.copy()
     metrics["grad_norm"] = global_norm(grads).detach()
     return new_params, opt_state, metrics
@@ -102,7 +102,7 @@ def update_targets(params: TensorDictBase, targets: Mapping[str, str], rate: flo
     new = {k: params[k] for k in _keys(params)}
     for target, source in targets.items():
         new[target] = polyak(params[target], params[source], rate)
-    return TensorDict(new, batch_size=[])
+    return assemble(new)
 
 
 class Update(NamedTuple):
@@ -187,9 +187,8 @@ def make_update(
             else:
                 rate = (new_step % target_period == 0).to(torch.float64)
             params = update_targets(params, targets, rate)
-        new_state = TensorDict(
-            {"params": params, "opt_state": opt_state, "step": new_step, "hyperparams": state["hyperparams"]},
-            batch_size=[],
+        new_state = assemble(
+            {"params": params, "opt_state": opt_state, "step": new_step, "hyperparams": state["hyperparams"]}
         )
         return new_state, metrics
 

@@ -61,6 +61,69 @@ def test_to_flat_dict_names_match_module_parameters():
     assert set(flat) == {name for name, _ in module.named_parameters()}
 
 
+def test_leaves_and_entries_follow_tensordict_order():
+    td = make_tree()
+    td["e"] = TensorDict({"f": torch.ones(2), "g": TensorDict({"h": torch.zeros(1)}, [])}, [])
+    assert [x is y for x, y in zip(tree.leaves(td), td.values(True, True), strict=True)] == [True] * 5
+    assert list(tree.entries(td)) == list(td.keys()) and tree.entries(td)["a"] is td["a"]
+    batched = td.expand(2).clone()  # batch dims: read through TensorDict's own methods
+    assert [x.shape for x in tree.leaves(batched)] == [x.shape for x in batched.values(True, True)]
+
+
+def test_map_leaves_equals_apply_and_falls_back_where_it_must():
+    a, b = make_tree(0), make_tree(1)
+    fast = tree.map_leaves(lambda x, y: x * 2 + y, a, b)
+    slow = a.apply(lambda x, y: x * 2 + y, b)
+    assert type(fast) is TensorDict and fast.batch_size == slow.batch_size and (fast == slow).all()
+    assert list(fast.keys(True, True)) == list(slow.keys(True, True))
+    # sub-trees with batch dims, a device or dim names go through TensorDict.apply
+    for other in (a.expand(3).clone(), a.to("cpu"), a.expand(2).clone().refine_names("n")):
+        out = tree.map_leaves(torch.neg, other)
+        assert out.batch_size == other.batch_size and out.device == other.device
+        assert out.names == other.names and (out == -other).all()
+    nested = TensorDict({"seg": TensorDict({"r": torch.ones(2, 3)}, batch_size=[2, 3])}, [])
+    assert tree.map_leaves(torch.neg, nested)["seg"].batch_size == (2, 3)
+    missing = make_tree(2)
+    del missing["b", "d"]
+    with pytest.raises(KeyError, match="'d'"):
+        tree.map_leaves(torch.add, a, missing)
+
+
+def test_map_leaves_calls_fn_once_per_leaf_in_the_order_of_leaves():
+    td = make_tree()  # a plain tree with an ensemble (batch dim 2) inside, then another leaf
+    td["ensemble"] = TensorDict({"w": torch.ones(2, 3), "b": torch.zeros(2)}, batch_size=[2])
+    td["z"] = torch.zeros(1)
+    seen = []
+    out = tree.map_leaves(lambda x: seen.append(x) or x + 1, td)
+    assert len(seen) == 6 and all(a is b for a, b in zip(seen, tree.leaves(td), strict=True))
+    assert out["ensemble"].batch_size == (2,) and (out == td.apply(lambda x: x + 1)).all()
+
+
+def test_assemble_equals_the_constructor_or_falls_back_to_it():
+    x = torch.arange(6.0).reshape(2, 3)
+    fast = tree.assemble({"x": x, "sub": tree.assemble({"y": x})})
+    slow = TensorDict({"x": x, "sub": TensorDict({"y": x}, [])}, batch_size=[])
+    assert vars(fast).keys() == vars(slow).keys() and (fast == slow).all() and fast["x"] is x
+    assert tree.assemble({"x": x}, batch_size=[2])["x"].shape == (2, 3)
+    converted = tree.assemble({"d": {"y": x}})  # a plain dict becomes a TensorDict, as TensorDict()
+    assert isinstance(converted["d"], TensorDict) and converted["d", "y"] is x
+    with pytest.raises(RuntimeError, match="batch"):  # a wrong batch size is refused, as TensorDict()
+        tree.assemble({"x": x}, batch_size=[3])
+    fast["x"] = torch.zeros(2, 3)  # an assembled TensorDict is an ordinary one
+    fast["sub", "z"] = torch.ones(1)
+    assert float(fast["x"].sum()) == 0.0 and list(fast["sub"].keys()) == ["y", "z"]
+    assert list(slow["sub"].keys()) == ["y"]
+
+
+def test_replace_shares_what_it_does_not_replace():
+    td = make_tree()
+    new = tree.replace(td, a=torch.zeros(3, 2), extra=torch.ones(()))
+    assert new["b"] is td["b"] and float(td["a"].abs().sum()) > 0 and list(td.keys()) == ["a", "b"]
+    assert list(new.keys()) == ["a", "b", "extra"] and float(new["a"].sum()) == 0.0
+    batched = tree.replace(td.expand(4).clone(), a=torch.zeros(4, 3, 2))
+    assert batched.batch_size == (4,) and float(batched["a"].sum()) == 0.0
+
+
 CASES = [
     Case("global_norm", tree.global_norm, lambda i: (make_tree(i),), grad_argnums=0),
     Case(
@@ -70,6 +133,18 @@ CASES = [
         grad_argnums=(0, 1, 2),
     ),
     Case("zeros_like", tree.zeros_like, lambda i: (make_tree(i),)),
+    Case(
+        "map_leaves",
+        lambda a, b: tree.map_leaves(lambda x, y: x * y + 1, a, b),
+        lambda i: (make_tree(i), make_tree(i + 5)),
+        grad_argnums=(0, 1),
+    ),
+    Case(
+        "replace",
+        lambda a, b: tree.replace(a, b=tree.map_leaves(torch.sin, b["b"])),
+        lambda i: (make_tree(i), make_tree(i + 3)),
+        grad_argnums=(0, 1),
+    ),
 ]
 
 

@@ -25,6 +25,7 @@ from frl._compile import scan
 from frl.algos.networks import clip_action
 from frl.algos.spec import EPISODE_KEYS, Replay, Segments, episode_step, example_transition
 from frl.envs.base import loops_in_graph
+from frl.tree import assemble, replace
 
 __all__ = ["IS_INIT", "MEMORY", "RECURRENT_STATE", "episode_metrics", "init_data", "make_collect", "store"]
 
@@ -57,8 +58,8 @@ def store(state: TensorDictBase, batch: TensorDictBase, consumes: Segments | Rep
     """
     E, n = batch.batch_size
     data = state["data"]
-    new = state.copy()
-    counters = state["counters"].copy()
+    new = replace(state)
+    counters = replace(state["counters"])
     if consumes.kind == "segments":
         t = counters["segment_step"]
         index = t + torch.arange(n, device=t.device)
@@ -79,12 +80,11 @@ def store(state: TensorDictBase, batch: TensorDictBase, consumes: Segments | Rep
 
 def episode_metrics(episodes: Any) -> TensorDict:
     """Mean return and length of the last finished episode of each environment."""
-    return TensorDict(
+    return assemble(
         {
             "episode_return": episodes["last_return"].mean(),
             "episode_length": episodes["last_length"].to(episodes["last_return"].dtype).mean(),
-        },
-        batch_size=[],
+        }
     )
 
 
@@ -167,12 +167,11 @@ def make_collect(env: Any, explore: ExploreFn, consumes: Segments | Replay, memo
         if memory:
             carries, is_init = recurrent
             batch[RECURRENT_STATE], batch[IS_INIT] = columns[8:]
-        new = store(state, batch, consumes)
-        new["key"] = key
-        new["env"] = TensorDict({"observation": obs, "state": env_state}, batch_size=[])
+        env_entry = {"observation": obs, "state": assemble(env_state)}
         if memory:
-            new[MEMORY], new["env", IS_INIT] = TensorDict(carries, batch_size=[]), is_init
-        new["episodes"] = TensorDict(episodes, batch_size=[])
+            env_entry[MEMORY[1]], env_entry[IS_INIT] = assemble(carries), is_init
+        new = store(state, batch, consumes)
+        new = replace(new, key=key, env=assemble(env_entry), episodes=assemble(episodes))
         return new, episode_metrics(episodes)
 
     return collect

@@ -20,6 +20,7 @@ from frl.algos.train import Train, Unit, build_state, gradient_update, wrapped_o
 from frl.distributions import Distribution
 from frl.optim import GradientTransformation
 from frl.returns import gae
+from frl.tree import replace
 
 __all__ = [
     "OnPolicyConfig",
@@ -134,14 +135,10 @@ def learner_step(
     params, opt_state, metrics = gradient_update(
         state, loss_fn, optimizer, batch, trainable=trainable, hyperparams=rates
     )
-    new = state.copy()
-    new["params"], new["opt_state"] = params, opt_state
-    count = state["counters"].clone(recurse=False)
-    count["updates"] = count["updates"] + 1
-    for name, value in (counters or {}).items():
-        count[name] = value
-    new["counters"] = count
-    return new, metrics
+    count = {"updates": state["counters", "updates"] + 1, **(counters or {})}
+    return replace(
+        state, params=params, opt_state=opt_state, counters=replace(state["counters"], **count)
+    ), metrics
 
 
 def clipped_optimizer(optimizer: GradientTransformation, max_grad_norm: float, wrap: Callable | None = None):

@@ -32,6 +32,7 @@ from frl.algos.networks import actor_critic
 from frl.algos.spec import Segments, collection_chunk
 from frl.algos.train import Train, Unit, WrapOptimizer, resolve_env
 from frl.losses import bind, ppo_loss
+from frl.tree import assemble, replace
 
 __all__ = [
     "MINIBATCH_KEYS",
@@ -107,16 +108,18 @@ def advantages_unit(
         key, k_order = random.split(state["key"])
         # one draw of random sort keys for every epoch (one threefry, cheap to compile)
         order = torch.argsort(random.bits(k_order, (config.update_epochs, n)), dim=-1, stable=True)
-        new = state.copy()
-        new["data"], new["key"] = segment, key
-        scratch = state["scratch"].copy()  # an extension's own entries stay
-        scratch["order"] = order.reshape(-1, n // config.num_minibatches)
-        new["scratch"] = scratch
         start = torch.zeros_like(state["counters", "minibatch"])
-        new["counters"] = state["counters"].clone(recurse=False).set("minibatch", start)
+        new = replace(
+            state,
+            data=segment,
+            key=key,
+            # an extension's own scratch entries stay
+            scratch=replace(state["scratch"], order=order.reshape(-1, n // config.num_minibatches)),
+            counters=replace(state["counters"], minibatch=start),
+        )
         value, advantage = segment[(*prefix, "state_value")], segment[(*prefix, "advantage")]
         means = {"value": value.mean(), "advantage": advantage.mean()}
-        return new, TensorDict(means, batch_size=[])
+        return new, assemble(means)
 
     return advantages
 

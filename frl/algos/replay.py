@@ -13,6 +13,7 @@ from torch import Tensor
 from frl import buffers, random
 from frl.algos import train as agent
 from frl.algos.spec import Replay
+from frl.tree import replace
 from frl.update import update_targets
 
 __all__ = ["linear_epsilon", "make_replay_learn", "q_learning_step"]
@@ -37,13 +38,14 @@ def make_replay_learn(consumes: Replay, learn_step: LearnStep) -> Callable:
         batch = buffers.sample(state["data"], k_sample, consumes.batch_size)
         params, opt_state, metrics = learn_step(state, batch, k_loss)
         learning = state["counters", "env_steps"] >= consumes.learning_starts
-        new = state.copy()
-        new["params"] = params.apply(lambda n, o: torch.where(learning, n, o), state["params"])
-        new["opt_state"] = opt_state.apply(lambda n, o: torch.where(learning, n, o), state["opt_state"])
-        counters = state["counters"].copy()
-        counters["updates"] = counters["updates"] + learning.to(torch.int64)
-        new["counters"] = counters
-        new["key"] = torch.where(learning, key, state["key"])
+        counters = state["counters"]
+        new = replace(
+            state,
+            params=params.apply(lambda n, o: torch.where(learning, n, o), state["params"]),
+            opt_state=opt_state.apply(lambda n, o: torch.where(learning, n, o), state["opt_state"]),
+            counters=replace(counters, updates=counters["updates"] + learning.to(torch.int64)),
+            key=torch.where(learning, key, state["key"]),
+        )
         return new, metrics
 
     return learn

@@ -21,6 +21,7 @@ from torch.utils import _pytree as pytree
 
 import frl
 from frl._compile import named, scan
+from frl.driver.flat import member_function
 from frl.driver.warm import compile_options, wrapper_name
 
 __all__ = ["CompiledFunction", "CompiledUnit", "boundary", "graph_device"]
@@ -90,7 +91,7 @@ class CompiledUnit:
     """
 
     def __init__(self, name: str, fn: Callable, batched: bool, compiled: bool, repeats: int = 1) -> None:
-        self.name, self.compiled = name, compiled
+        self.name, self.compiled, self.fn, self.batched = name, compiled, fn, batched
         self.eager = vmap(fn) if batched else fn
         self.repeats = repeats if compiled else 1
         self.metrics_spec: pytree.TreeSpec | None = None
@@ -99,21 +100,35 @@ class CompiledUnit:
         self.first_call_s = 0.0
 
     def _build(
-        self, state_spec: pytree.TreeSpec, input_specs: list[pytree.TreeSpec], device: torch.device
+        self,
+        state_spec: pytree.TreeSpec,
+        input_specs: list[pytree.TreeSpec],
+        out_spec: pytree.TreeSpec,
+        device: torch.device,
     ) -> Callable:
         fn, n, repeats = self.eager, state_spec.num_leaves, self.repeats
+        per_member = member_function(self.fn, [state_spec, *input_specs], out_spec, self.batched)
 
         def flat(*leaves):
-            inputs, i = [], n
-            for spec in input_specs:
-                inputs.append(pytree.tree_unflatten(list(leaves[i : i + spec.num_leaves]), spec))
-                i += spec.num_leaves
+            if per_member is not None:
+                inputs = leaves[n:]
 
-            def step(state_leaves):
-                state, metrics = fn(pytree.tree_unflatten(list(state_leaves), state_spec), *inputs)
-                # row-major outputs: Inductor writes them so directly (gradients of batched matmuls
-                # come out transposed, and Adam's moments would follow) instead of a copy per call
-                return [x.contiguous() for x in pytree.tree_leaves(state)], pytree.tree_leaves(metrics)
+                def step(state_leaves):
+                    out = per_member(*state_leaves, *inputs)
+                    # row-major outputs: Inductor writes them so directly (gradients of batched
+                    # matmuls come out transposed, and Adam's moments would follow) instead of a
+                    # copy per call
+                    return [x.contiguous() for x in out[:n]], out[n:]
+
+            else:
+                inputs, i = [], n
+                for spec in input_specs:
+                    inputs.append(pytree.tree_unflatten(list(leaves[i : i + spec.num_leaves]), spec))
+                    i += spec.num_leaves
+
+                def step(state_leaves):
+                    state, metrics = fn(pytree.tree_unflatten(list(state_leaves), state_spec), *inputs)
+                    return [x.contiguous() for x in pytree.tree_leaves(state)], pytree.tree_leaves(metrics)
 
             if repeats == 1:
                 state, metrics = step(leaves[:n])
@@ -135,7 +150,10 @@ class CompiledUnit:
                 raise RuntimeError(f"run: unit {self.name!r} changed the structure of the training state")
             self.metrics_spec = pytree.tree_structure(metrics)
             self._callable = self._build(
-                state_spec, [spec for _, spec in flat_inputs], graph_device([*leaves, *input_leaves])
+                state_spec,
+                [spec for _, spec in flat_inputs],
+                pytree.tree_structure((state, metrics)),
+                graph_device([*leaves, *input_leaves]),
             )
             start = time.perf_counter()
             out = self._callable(*leaves, *boundary(input_leaves))
@@ -167,7 +185,7 @@ class CompiledFunction:
     """A pure function of pytrees, vmapped over members and optionally compiled (flat I/O)."""
 
     def __init__(self, name: str, fn: Callable, batched: bool, compiled: bool) -> None:
-        self.name, self.compiled = name, compiled
+        self.name, self.compiled, self.batched, self.raw = name, compiled, batched, fn
         self.fn = vmap(fn) if batched else fn
         self._callable: Callable | None = None
         self.out_spec: pytree.TreeSpec | None = None
@@ -182,8 +200,11 @@ class CompiledFunction:
             specs = [spec for _, spec in flat_in]
             self.out_spec = pytree.tree_structure(self.fn(*trees))
             fn = self.fn
+            per_member = member_function(self.raw, specs, self.out_spec, self.batched)
 
             def flat(*xs):
+                if per_member is not None:
+                    return tuple(per_member(*xs))
                 parts, i = [], 0
                 for spec in specs:
                     parts.append(pytree.tree_unflatten(list(xs[i : i + spec.num_leaves]), spec))

@@ -40,6 +40,8 @@ from typing import Any
 import torch
 from tensordict import TensorDict, TensorDictBase
 
+from frl.tree import assemble, map_leaves, replace
+
 __all__ = [
     "ON_NONFINITE",
     "Health",
@@ -131,29 +133,26 @@ def guard(
         if not names:
             names.extend(checked)
         if not magnitudes:
-            new = new.copy()
-            new["health"] = health
-            return new, metrics
+            return replace(new, health=health), metrics
         ok = torch.isfinite(torch.stack(magnitudes))
         failed = ~ok.all()
         first = torch.argmin(ok.to(torch.int64))  # the first False (0 when all pass; unused then)
         newly = failed & ~health["bad"]
         bad = health["bad"] | failed
-        record = TensorDict(
+        record = assemble(
             {
                 "bad": bad,
                 "env_steps": torch.where(newly, new["counters", "env_steps"], health["env_steps"]),
                 "unit": torch.where(newly, torch.full_like(health["unit"], index), health["unit"]),
                 "quantity": torch.where(newly, first, health["quantity"]),
-            },
-            batch_size=[],
+            }
         )
-        new = new.copy()
+        kept = {}
         if freeze and learns:
-            for key in FROZEN:
-                new[key] = new[key].apply(lambda n, o: torch.where(bad, o, n), state[key])
-        new["health"] = record
-        return new, metrics
+            kept = {
+                key: map_leaves(lambda n, o: torch.where(bad, o, n), new[key], state[key]) for key in FROZEN
+            }
+        return replace(new, health=record, **kept), metrics
 
     return unit
 

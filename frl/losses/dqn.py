@@ -11,6 +11,7 @@ from torch import Tensor
 from frl.distributions import select_actions
 from frl.losses import _batch as B
 from frl.losses.value_terms import double_q_target, regression_loss, td_target
+from frl.tree import assemble
 
 __all__ = ["dqn_loss", "dqn_td_error", "q_regression"]
 
@@ -24,14 +25,13 @@ def q_regression(
     Q-learning metrics ``loss``, ``td_error`` (mean absolute), ``q``, ``target``."""
     td = q_sa - target
     value = regression_loss(td, kind, huber_delta, B.weights(batch))
-    metrics = TensorDict(
+    metrics = assemble(
         {
             "loss": value.detach(),
             "td_error": td.detach().abs().mean(),
             "q": q_sa.detach().mean(),
             "target": target.mean(),
         },
-        batch_size=[],
     )
     return value, metrics
 

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from frl import random
 from frl.losses import _batch as B
+from frl.tree import assemble
 
 __all__ = ["icm_loss", "rnd_loss"]
 
@@ -72,7 +73,7 @@ def rnd_loss(
         mask = (random.uniform(key, per_sample.shape) < update_proportion).to(per_sample.dtype)
         loss = (per_sample * mask).sum() / mask.sum().clamp_min(1.0)
     reward = (error.detach() * error.detach()).sum(-1) / 2
-    return loss, TensorDict({"loss": loss.detach(), "intrinsic_reward": reward.mean()}, batch_size=[])
+    return loss, assemble({"loss": loss.detach(), "intrinsic_reward": reward.mean()})
 
 
 def icm_loss(
@@ -123,4 +124,4 @@ def icm_loss(
     loss = (1 - beta) * inverse + beta * forward
     accuracy = (logits.argmax(-1) == action).to(loss.dtype).mean()
     metrics = {"loss": loss, "inverse_loss": inverse, "forward_loss": forward, "inverse_accuracy": accuracy}
-    return loss, TensorDict({k: v.detach() for k, v in metrics.items()}, batch_size=[])
+    return loss, assemble({k: v.detach() for k, v in metrics.items()})

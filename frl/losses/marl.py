@@ -33,6 +33,7 @@ from frl.distributions import Distribution, MaskedCategorical, greedy, select_ac
 from frl.losses import _batch as B
 from frl.losses.ppo import clipped_objective
 from frl.losses.value_terms import regression_loss, td_target
+from frl.tree import assemble
 
 __all__ = ["CRITIC_INPUTS", "GROUP", "critic_observation", "mappo_loss", "value_decomposition_loss"]
 
@@ -263,13 +264,12 @@ def value_decomposition_loss(
     target = td_target(reward, terminated, next_tot, gamma=gamma)
     td = q_tot - target
     value = regression_loss(td, loss, huber_delta)
-    metrics = TensorDict(
+    metrics = assemble(
         {
             "loss": value.detach(),
             "td_error": td.detach().abs().mean(),
             "q_tot": q_tot.detach().mean(),
             "target": target.mean(),
         },
-        batch_size=[],
     )
     return value, metrics

@@ -14,6 +14,7 @@ from frl.distributions import Distribution
 from frl.losses import _batch as B
 from frl.losses.policy_terms import clipped_surrogate, entropy_bonus
 from frl.losses.value_terms import clipped_value_loss, value_loss
+from frl.tree import assemble
 
 __all__ = ["clipped_objective", "explained_variance", "normalize", "ppo_loss", "recurrent_ppo_loss"]
 
@@ -208,7 +209,7 @@ def clipped_objective(
     loss = policy_loss + value_coef * v_loss + entropy_coef * entropy_bonus(entropy)
 
     with torch.no_grad():
-        metrics = TensorDict(
+        metrics = assemble(
             {
                 "loss": loss.detach(),
                 "policy_loss": policy_loss.detach(),
@@ -218,6 +219,5 @@ def clipped_objective(
                 "clip_fraction": ((ratio - 1.0).abs() > clip_eps).to(ratio.dtype).mean().detach(),
                 "explained_variance": explained_variance(value.detach(), value_target),
             },
-            batch_size=[],
         )
     return loss, metrics

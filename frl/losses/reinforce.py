@@ -14,6 +14,7 @@ from frl.losses import _batch as B
 from frl.losses.policy_terms import entropy_bonus, policy_gradient_term
 from frl.losses.ppo import normalize
 from frl.losses.value_terms import value_loss
+from frl.tree import assemble
 
 __all__ = ["reinforce_loss"]
 
@@ -92,7 +93,7 @@ def reinforce_loss(
     policy_loss = policy_gradient_term(log_prob, advantage, weight)
     entropy = dist.entropy(dist_params)
     loss = policy_loss + value_coef * v_loss + entropy_coef * entropy_bonus(entropy)
-    metrics = TensorDict(
+    metrics = assemble(
         {
             "loss": loss.detach(),
             "policy_loss": policy_loss.detach(),
@@ -101,6 +102,5 @@ def reinforce_loss(
             "return": returns.detach().mean(),
             **({} if weight is None else {"importance_weight": weight.mean()}),
         },
-        batch_size=[],
     )
     return loss, metrics

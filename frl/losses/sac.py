@@ -17,6 +17,7 @@ from frl.distributions import TanhGaussian
 from frl.losses import _batch as B
 from frl.losses.policy_terms import soft_policy_loss, temperature_loss
 from frl.losses.value_terms import soft_target
+from frl.tree import assemble
 
 __all__ = ["discrete_sac_loss", "sac_loss"]
 
@@ -51,7 +52,7 @@ def _metrics(
     critic_loss: Tensor, actor_loss: Tensor, alpha_loss: Tensor, alpha: Tensor, entropy: Tensor, q: Tensor
 ):
     loss = critic_loss + actor_loss + alpha_loss
-    metrics = TensorDict(
+    metrics = assemble(
         {
             "loss": loss.detach(),
             "critic_loss": critic_loss.detach(),
@@ -61,7 +62,6 @@ def _metrics(
             "entropy": entropy,
             "q": q.detach().mean(),
         },
-        batch_size=[],
     )
     return loss, metrics
 

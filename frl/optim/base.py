@@ -31,6 +31,8 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
+from frl.tree import assemble, map_leaves
+
 __all__ = [
     "GradientTransformation",
     "apply_updates",
@@ -177,7 +179,7 @@ def chain(*transforms: GradientTransformation, **named: GradientTransformation) 
         new_state = {}
         for key, tx in entries:
             grads, new_state[key] = tx.update(grads, state[key], params, hyperparams)
-        return grads, TensorDict(new_state, batch_size=[])
+        return grads, assemble(new_state)
 
     return GradientTransformation(init, update, "chain")
 
@@ -219,14 +221,14 @@ def partition(**transforms: GradientTransformation) -> GradientTransformation:
             sub_hyper = None if hyperparams is None else hyperparams.get(k)
             u, new_state[k] = tx.update(as_tree(grads[k]), state[k], sub_params, sub_hyper)
             updates[k] = u["value"] if leaf else u
-        return TensorDict(updates, batch_size=[]), TensorDict(new_state, batch_size=[])
+        return assemble(updates), assemble(new_state)
 
     return GradientTransformation(init, update, "partition")
 
 
 def apply_updates(params: TensorDictBase, updates: TensorDictBase) -> TensorDictBase:
     """``params + updates``, leafwise, each update cast to its parameter's dtype."""
-    return params.apply(lambda p, u: p + u.to(p.dtype), updates)
+    return map_leaves(lambda p, u: p + u.to(p.dtype), params, updates)
 
 
 HYPERPARAMS = "hyperparams"

@@ -6,7 +6,7 @@ import torch
 from tensordict import TensorDictBase
 from torch import Tensor
 
-from frl.tree import lerp
+from frl.tree import lerp, map_leaves
 
 __all__ = ["periodic_update", "polyak"]
 
@@ -45,4 +45,4 @@ def periodic_update(
     if not isinstance(period, Tensor) and period <= 0:
         raise ValueError(f"periodic_update: `period` must be positive, got {period}")
     copy = (step % period) == 0
-    return target.apply(lambda t, o: torch.where(copy, o.detach(), t), online)
+    return map_leaves(lambda t, o: torch.where(copy, o.detach(), t), target, online)

@@ -22,7 +22,7 @@ from frl.optim.base import (
     zero_count,
 )
 from frl.optim.schedules import Schedule
-from frl.tree import global_norm, zeros_like
+from frl.tree import assemble, global_norm, map_leaves, zeros_like
 
 __all__ = [
     "add_decayed_weights",
@@ -51,7 +51,7 @@ def scale(step_size: float | Tensor) -> GradientTransformation:
         grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None, hyperparams=None
     ):
         s = cast_like(hyper(state, hyperparams, "step_size"))
-        return grads.apply(lambda g: s(g) * g), state
+        return map_leaves(lambda g: s(g) * g, grads), state
 
     return GradientTransformation(init, update, "scale")
 
@@ -73,8 +73,8 @@ def scale_by_schedule(schedule: Schedule, *, flip_sign: bool = False) -> Gradien
     ):
         constants = {k: hyper(state, hyperparams, k) for k in schedule.constants}
         value = cast_like(sign * schedule.fn(state["count"], constants))
-        new_state = TensorDict({"count": state["count"] + 1, HYPERPARAMS: state[HYPERPARAMS]}, batch_size=[])
-        return grads.apply(lambda g: value(g) * g), new_state
+        new_state = assemble({"count": state["count"] + 1, HYPERPARAMS: state[HYPERPARAMS]})
+        return map_leaves(lambda g: value(g) * g, grads), new_state
 
     return GradientTransformation(init, update, "scale_by_schedule")
 
@@ -96,7 +96,7 @@ def scale_by_learning_rate(learning_rate: float | Tensor | Schedule) -> Gradient
         grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None, hyperparams=None
     ):
         neg_lr = cast_like(-hyper(state, hyperparams, "learning_rate"))
-        return grads.apply(lambda g: neg_lr(g) * g), state
+        return map_leaves(lambda g: neg_lr(g) * g, grads), state
 
     return GradientTransformation(init, update, "scale_by_learning_rate")
 
@@ -144,18 +144,16 @@ def scale_by_adam(
         count = state["count"] + 1
         # m + (1 - b1) (g - m) == b1 m + (1 - b1) g, as torch.optim's lerp_; likewise for v.
         w1, w2 = cast_like(1.0 - h["b1"]), cast_like(1.0 - h["b2"])
-        mu = state["mu"].apply(lambda m, g: torch.lerp(m, g, w1(g)), grads)
-        nu = state["nu"].apply(lambda v, g: torch.lerp(v, g * g, w2(g)), grads)
+        mu = map_leaves(lambda m, g: torch.lerp(m, g, w1(g)), state["mu"], grads)
+        nu = map_leaves(lambda v, g: torch.lerp(v, g * g, w2(g)), state["nu"], grads)
         bc1, bc2 = cast_like(1.0 - _power(h["b1"], count)), cast_like(1.0 - _power(h["b2"], count))
         eps, eps_root = cast_like(h["eps"]), cast_like(h["eps_root"])
 
         def direction(m: Tensor, v: Tensor) -> Tensor:
             return (m / bc1(m)) / (torch.sqrt(v / bc2(v) + eps_root(v)) + eps(v))
 
-        updates = mu.apply(direction, nu)
-        new_state = TensorDict(
-            {"count": count, "mu": mu, "nu": nu, HYPERPARAMS: state[HYPERPARAMS]}, batch_size=[]
-        )
+        updates = map_leaves(direction, mu, nu)
+        new_state = assemble({"count": count, "mu": mu, "nu": nu, HYPERPARAMS: state[HYPERPARAMS]})
         return updates, new_state
 
     return GradientTransformation(init, update, "scale_by_adam")
@@ -185,15 +183,15 @@ def scale_by_rms(
     ):
         decay = hyper(state, hyperparams, "decay")
         d, e, w = cast_like(decay), cast_like(hyper(state, hyperparams, "eps")), cast_like(1.0 - decay)
-        nu = state["nu"].apply(lambda v, g: d(g) * v + w(g) * (g * g), grads)
+        nu = map_leaves(lambda v, g: d(g) * v + w(g) * (g * g), state["nu"], grads)
         new = {"nu": nu, HYPERPARAMS: state[HYPERPARAMS]}
         if centered:
-            mu = state["mu"].apply(lambda m, g: torch.lerp(m, g, w(g)), grads)
+            mu = map_leaves(lambda m, g: torch.lerp(m, g, w(g)), state["mu"], grads)
             new["mu"] = mu
-            denom = nu.apply(lambda v, m: torch.sqrt(v - m * m) + e(v), mu)
+            denom = map_leaves(lambda v, m: torch.sqrt(v - m * m) + e(v), nu, mu)
         else:
-            denom = nu.apply(lambda v: torch.sqrt(v) + e(v))
-        return grads.apply(lambda g, s: g / s, denom), TensorDict(new, batch_size=[])
+            denom = map_leaves(lambda v: torch.sqrt(v) + e(v), nu)
+        return map_leaves(lambda g, s: g / s, grads, denom), assemble(new)
 
     return GradientTransformation(init, update, "scale_by_rms")
 
@@ -213,9 +211,9 @@ def trace(decay: float | Tensor = 0.9, nesterov: bool = False) -> GradientTransf
         grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None, hyperparams=None
     ):
         d = cast_like(hyper(state, hyperparams, "decay"))
-        new_trace = state["trace"].apply(lambda t, g: g + d(g) * t, grads)
-        updates = grads.apply(lambda g, t: g + d(g) * t, new_trace) if nesterov else new_trace
-        return updates, TensorDict({"trace": new_trace, HYPERPARAMS: state[HYPERPARAMS]}, batch_size=[])
+        new_trace = map_leaves(lambda t, g: g + d(g) * t, state["trace"], grads)
+        updates = map_leaves(lambda g, t: g + d(g) * t, grads, new_trace) if nesterov else new_trace
+        return updates, assemble({"trace": new_trace, HYPERPARAMS: state[HYPERPARAMS]})
 
     return GradientTransformation(init, update, "trace")
 
@@ -236,7 +234,7 @@ def add_decayed_weights(weight_decay: float | Tensor = 0.0) -> GradientTransform
         if params is None:
             raise ValueError("add_decayed_weights: `params` must be passed to update")
         wd = cast_like(hyper(state, hyperparams, "weight_decay"))
-        return grads.apply(lambda g, p: g + wd(g) * p, params), state
+        return map_leaves(lambda g, p: g + wd(g) * p, grads, params), state
 
     return GradientTransformation(init, update, "add_decayed_weights")
 
@@ -259,6 +257,6 @@ def clip_by_global_norm(max_norm: float | Tensor) -> GradientTransformation:
         m = hyper(state, hyperparams, "max_norm")
         norm = global_norm(grads)
         factor = cast_like(m / torch.maximum(norm, m.to(norm.dtype)))
-        return grads.apply(lambda g: g * factor(g)), state
+        return map_leaves(lambda g: g * factor(g), grads), state
 
     return GradientTransformation(init, update, "clip_by_global_norm")
