@@ -35,12 +35,18 @@ absolute error stays below 2e-7 over all floats (gradient 4e-7) but the relative
 ``x`` nears 0 (``tanh(-1e-6)`` gives ``-9.5e-7``): torch leaves it off by default after such a
 value flipped the sign fed to ``atan2``; frl's tanh feeds hidden layers and squashed actions,
 where the absolute error is what counts. The eager path and other devices keep ``torch.tanh``.
+
+The C++ compiler runs twice per graph with a separately built wrapper (wrapper, then kernels,
+then the link); with torch 2.13, :func:`compile` makes the first two run at once
+(:func:`_build_concurrently`): 8 PPO CartPole seeds compiled in 55 s instead of 62 s on two cores.
 """
 
 from __future__ import annotations
 
 import builtins
+import inspect
 import linecache
+import os
 import sys
 import types
 from collections.abc import Callable
@@ -94,19 +100,64 @@ def _known(config: Any, name: str) -> bool:
 
 
 def _settle_tensordict_memo() -> None:
-    """Fill tensordict's is-tensorclass memo for the types frl passes around.
+    """Fill tensordict's is-tensorclass memo for the types frl passes around, and its pytree
+    constructor memo for every TensorDict class.
 
-    Dynamo guards on the memo's length (tensordict 0.14): a type first seen by eager code after
-    a compile (``Tensor``, ``TensorDict``, ``dict``) grows it and recompiles every compiled
-    function once, doubling compile time. Seen up front, the memo stays put.
+    Dynamo guards on the memos' lengths (tensordict 0.14): a type first seen by eager code after
+    a compile (``Tensor``, ``TensorDict``, ``dict``; a TensorDict class first flattened) grows one
+    and recompiles every compiled function once, doubling compile time. Seen up front, the memos
+    stay put.
     """
     try:
         from tensordict import TensorDict
+        from tensordict._pytree import PYTREE_REGISTERED_LAZY_TDS, PYTREE_REGISTERED_TDS, _constructor
         from tensordict.utils import _is_tensorclass
-    except ImportError:  # pragma: no cover - a tensordict without the memo
+    except ImportError:  # pragma: no cover - a tensordict without the memos
         return
     for cls in (torch.Tensor, TensorDict, dict, list, tuple, int, float, bool, type(None)):
         _is_tensorclass(cls)
+    for cls in (*PYTREE_REGISTERED_TDS, *PYTREE_REGISTERED_LAZY_TDS):
+        _constructor(cls)
+
+
+def _build_concurrently(lock_path: str, cpp_builders: Any) -> None:
+    """Inductor's C++ build step (``torch._inductor.codecache._worker_compile_cpp``) with a
+    separately built wrapper (``cpp_wrapper_build_separate``: wrapper, kernels, link) compiling
+    the wrapper and the kernels at once, then linking: two compiler processes on two cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from torch._inductor.codecache import LOCK_TIMEOUT
+    from torch.utils._filelock import FileLock
+
+    def build(builder: Any) -> None:
+        if not os.path.exists(builder.get_target_file_path()):
+            builder.build()
+
+    with FileLock(lock_path, timeout=LOCK_TIMEOUT):
+        if len(cpp_builders) == 3:  # wrapper, kernels, the link of both
+            with ThreadPoolExecutor(2) as pool:
+                for done in [pool.submit(build, b) for b in cpp_builders[:2]]:
+                    done.result()
+            build(cpp_builders[2])
+        else:
+            for builder in cpp_builders:
+                build(builder)
+
+
+def _concurrent_cpp_builds() -> None:
+    """Install :func:`_build_concurrently` where torch 2.13's Inductor builds C++ (once; left alone
+    on another torch, whose build step may differ). Three builds of an 8-seed PPO CartPole run's
+    graphs spent 20 s in the compiler, 6.5 s of them compiling kernels after their wrapper."""
+    try:
+        import torch._inductor.codecache as codecache
+    except ImportError:  # pragma: no cover
+        return
+    current = getattr(codecache, "_worker_compile_cpp", None)
+    if current is None or current is _build_concurrently or not torch.__version__.startswith("2.13"):
+        return
+    if list(inspect.signature(current).parameters) != ["lock_path", "cpp_builders"]:
+        return
+    codecache._worker_compile_cpp = _build_concurrently
 
 
 def compile(
@@ -135,6 +186,7 @@ def compile(
       The compiled callable.
     """
     _settle_tensordict_memo()
+    _concurrent_cpp_builds()
     backend = kwargs.get("backend", "inductor")
     merged = {**_defaults(device), **(options or {})} if backend == "inductor" else options
     return torch.compile(fn, fullgraph=fullgraph, dynamic=dynamic, options=merged, **kwargs)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import frl
-from frl._compile import CACHEABLE_LOOPS, CPU_OPTIONS, INDUCTOR_OPTIONS, scan
+from frl._compile import CACHEABLE_LOOPS, CPU_OPTIONS, INDUCTOR_OPTIONS, scan, vmap_leaves
 from frl.driver.compiled import graph_device
 
 
@@ -140,3 +140,60 @@ def test_graphs_holding_a_loop_may_be_cached() -> None:
     from torch._higher_order_ops.scan import scan_op
 
     assert f"{scan_op.__module__}.{scan_op.__name__}" in marked
+
+
+def test_vmap_leaves_equals_torch_func_vmap() -> None:
+    xs = [torch.randn(4, 3), torch.randn(4), torch.randn(4, 2, 2)]
+
+    def fn(a, b, c):
+        return [a * b, c.sum(-1)], [torch.ones(2), (a.sum() + b).reshape(())]
+
+    mine = vmap_leaves(fn)(*xs)
+    theirs = torch.func.vmap(fn)(*xs)
+    assert isinstance(mine, tuple) and [len(group) for group in mine] == [2, 2]
+    for a, b in zip(
+        torch.utils._pytree.tree_leaves(mine), torch.utils._pytree.tree_leaves(theirs), strict=True
+    ):
+        assert a.shape == b.shape and torch.equal(a, b)  # an output without the batch dim is expanded
+    with pytest.raises(ValueError, match="argument 1 has shape \\[3\\]"):
+        vmap_leaves(fn)(torch.zeros(4, 3), torch.zeros(3), torch.zeros(4, 2, 2))
+
+
+class _FakeBuilder:
+    def __init__(self, path, log: list[str], exists: bool = False) -> None:
+        self.path, self.log = path, log
+        if exists:
+            path.write_text("built before")
+
+    def get_target_file_path(self) -> str:
+        return str(self.path)
+
+    def build(self) -> None:
+        self.log.append(f"start {self.path.name}")
+        self.path.write_text("built")
+        self.log.append(f"end {self.path.name}")
+
+
+def test_cpp_builds_compile_wrapper_and_kernels_then_link_and_skip_what_exists(tmp_path) -> None:
+    from frl._compile import _build_concurrently
+
+    log: list[str] = []
+    wrapper, kernels, link = (_FakeBuilder(tmp_path / n, log) for n in ("main.o", "optimized.o", "main.so"))
+    _build_concurrently(str(tmp_path / "lock"), (wrapper, kernels, link))
+    assert sorted(log[:4]) == sorted(["start main.o", "end main.o", "start optimized.o", "end optimized.o"])
+    assert log[4:] == ["start main.so", "end main.so"]
+    log.clear()
+    _build_concurrently(str(tmp_path / "lock"), (wrapper, kernels, link))  # all there: nothing built
+    one = _FakeBuilder(tmp_path / "single.so", log)
+    _build_concurrently(str(tmp_path / "lock"), (one,))
+    assert log == ["start single.so", "end single.so"]
+
+
+def test_frl_compile_installs_the_concurrent_cpp_build_on_torch_2_13() -> None:
+    import torch._inductor.codecache as codecache
+
+    from frl._compile import _build_concurrently
+
+    frl.compile(lambda x: x + 1)  # installs it, compiles nothing until called
+    installed = codecache._worker_compile_cpp is _build_concurrently
+    assert installed == torch.__version__.startswith("2.13")
