@@ -56,6 +56,13 @@ def _reaches_other_leaves(output: Tensor, leaves: list[Tensor]) -> bool:
     return False
 
 
+def _like(tree: TensorDictBase, values: list[Tensor]) -> TensorDictBase:
+    """``values`` (one per leaf of ``tree``, in :func:`frl.tree.leaves` order) with ``tree``'s
+    structure."""
+    it = iter(values)
+    return map_leaves(lambda _: next(it), tree)
+
+
 def grad_with_aux(
     fn: Callable[[TensorDictBase], tuple[Tensor, Any]], params: TensorDictBase
 ) -> tuple[TensorDictBase, Any]:
@@ -73,13 +80,8 @@ def grad_with_aux(
     if not _plain_eager():
         # over the list of leaves: functorch then wraps and unwraps tensors, not TensorDicts
         # (whose flattening and rebuilding dominated an eager vmapped update and its tracing)
-        def of_leaves(xs: list[Tensor]) -> tuple[Tensor, Any]:
-            it = iter(xs)
-            return fn(map_leaves(lambda _: next(it), params))
-
-        grads, aux = torch.func.grad(of_leaves, has_aux=True)(tree_leaves(params))
-        it = iter(grads)
-        return map_leaves(lambda _: next(it), params), aux
+        grads, aux = torch.func.grad(lambda xs: fn(_like(params, xs)), has_aux=True)(tree_leaves(params))
+        return _like(params, grads), aux
     # params that already require grad stay as they are (their gradient is differentiated
     # further); the others become fresh leaves
     leaves = map_leaves(lambda x: x if x.requires_grad else x.detach().requires_grad_(True), params)
@@ -87,10 +89,6 @@ def grad_with_aux(
     inputs = tree_leaves(leaves)
     outer = any(x.requires_grad for x in tree_leaves(params))
     create_graph = outer or _reaches_other_leaves(loss, inputs)
-    grads = iter(torch.autograd.grad(loss, inputs, allow_unused=True, create_graph=create_graph))
-
-    def grad_of(x: Tensor) -> Tensor:
-        g = next(grads)
-        return torch.zeros_like(x.detach()) if g is None else g
-
-    return map_leaves(grad_of, leaves), aux
+    grads = torch.autograd.grad(loss, inputs, allow_unused=True, create_graph=create_graph)
+    grads = [torch.zeros_like(x.detach()) if g is None else g for x, g in zip(inputs, grads, strict=True)]
+    return _like(params, grads), aux

@@ -13,7 +13,7 @@ from torch import Tensor
 from frl import buffers, random
 from frl.algos import train as agent
 from frl.algos.spec import Replay
-from frl.tree import replace
+from frl.tree import map_leaves, replace
 from frl.update import update_targets
 
 __all__ = ["linear_epsilon", "make_replay_learn", "q_learning_step"]
@@ -39,10 +39,14 @@ def make_replay_learn(consumes: Replay, learn_step: LearnStep) -> Callable:
         params, opt_state, metrics = learn_step(state, batch, k_loss)
         learning = state["counters", "env_steps"] >= consumes.learning_starts
         counters = state["counters"]
+
+        def kept(n: Tensor, o: Tensor) -> Tensor:  # the update where learning has started
+            return torch.where(learning, n, o)
+
         new = replace(
             state,
-            params=params.apply(lambda n, o: torch.where(learning, n, o), state["params"]),
-            opt_state=opt_state.apply(lambda n, o: torch.where(learning, n, o), state["opt_state"]),
+            params=map_leaves(kept, params, state["params"]),
+            opt_state=map_leaves(kept, opt_state, state["opt_state"]),
             counters=replace(counters, updates=counters["updates"] + learning.to(torch.int64)),
             key=torch.where(learning, key, state["key"]),
         )

@@ -185,22 +185,22 @@ class CompiledFunction:
     """A pure function of pytrees, vmapped over members and optionally compiled (flat I/O)."""
 
     def __init__(self, name: str, fn: Callable, batched: bool, compiled: bool) -> None:
-        self.name, self.compiled, self.batched, self.raw = name, compiled, batched, fn
-        self.fn = vmap(fn) if batched else fn
+        self.name, self.compiled, self.fn, self.batched = name, compiled, fn, batched
+        self.eager = vmap(fn) if batched else fn
         self._callable: Callable | None = None
         self.out_spec: pytree.TreeSpec | None = None
         self.first_call_s = 0.0
 
     def __call__(self, *trees: Any) -> Any:
         if not self.compiled:
-            return self.fn(*trees)
+            return self.eager(*trees)
         flat_in = [pytree.tree_flatten(t) for t in trees]
         leaves = boundary([leaf for lv, _ in flat_in for leaf in lv])
         if self._callable is None:
             specs = [spec for _, spec in flat_in]
-            self.out_spec = pytree.tree_structure(self.fn(*trees))
-            fn = self.fn
-            per_member = member_function(self.raw, specs, self.out_spec, self.batched)
+            self.out_spec = pytree.tree_structure(self.eager(*trees))
+            fn = self.eager
+            per_member = member_function(self.fn, specs, self.out_spec, self.batched)
 
             def flat(*xs):
                 if per_member is not None:
