@@ -62,8 +62,10 @@ def test_a_rerun_with_other_hyperparameters_loads_the_compilation_and_trains_the
         subprocess.run([sys.executable, str(script), *values, str(tmp_path / out)], env=env, check=True)
     first, rerun = (torch.load(tmp_path / f, weights_only=False) for f in ("first.pt", "rerun.pt"))
     assert first["hits"] == 0 and first["compile_s"] > 1.0
-    # every unit and the evaluation chunk come from the saved compilation: no tracing
-    assert rerun["hits"] >= 4 and rerun["compile_s"] < 1.0, (rerun["hits"], rerun["compile_s"])
+    # every unit and the evaluation chunk come from the saved compilation: no tracing; compile_s
+    # still counts the loading of the saved artifacts (Inductor's imports, the shared objects)
+    assert rerun["hits"] >= 4, rerun["hits"]
+    assert rerun["compile_s"] < 0.25 * first["compile_s"], (rerun["compile_s"], first["compile_s"])
     config = ppo.Config(**CONFIG, learning_rate=3e-4, clip_coef=0.3)
     alone = frl.run(ppo.make_train(config), seeds=2, compile=False, progress=False, eval_episodes=2)
     for a, b in zip(pytree.tree_leaves(rerun["state"]), pytree.tree_leaves(alone.state), strict=True):

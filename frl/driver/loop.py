@@ -67,8 +67,10 @@ class RunResult:
       members: ``[{"seed": s, **hyper-parameters}]``, one per member, in state order.
       eval_returns: the last evaluation's mean return per member.
       history: one row per log point (env steps, metrics, evaluations).
-      wall_s: total seconds; compile_s: seconds spent in first calls of compiled units.
-      env_steps_per_s: environment steps of all members per second of the run.
+      wall_s: total seconds; compile_s: seconds spent in the first calls of compiled units (each
+        one's structure pass, its tracing and compiling or the loading of a warm start's
+        artifacts, and the call itself).
+      env_steps_per_s: environment steps of all members per second of the run less ``compile_s``.
       env_steps: environment steps per member.
       nonfinite: the members that met a non-finite value (``on_nonfinite`` ``skip-member`` or
         ``warn``): ``{member, unit, quantity, env_steps, iteration}`` each.
