@@ -65,3 +65,43 @@ def test_trees_with_a_device_or_dim_names_take_the_pytree_path():
     scale = torch.ones(3)
     specs = [pytree.tree_structure(state.to("cpu")), pytree.tree_structure(scale)]
     assert member_function(step, specs, specs[0], batched=True) is None
+
+
+def test_a_scanned_unit_carries_only_the_leaves_it_changes(monkeypatch):
+    """A compiled unit run ``repeats`` times in one call loops over the leaves it changes (found
+    by its first, eager call) and reads the others from its inputs: the result equals the unit
+    applied ``repeats`` times, and unchanged leaves come back as the tensors that went in. The
+    compiled path runs without torch.compile here (``_compile`` is the identity)."""
+    from frl.driver import compiled
+    from frl.tree import replace
+
+    monkeypatch.setattr(compiled, "_compile", lambda name, flat, device: flat)
+    traced_carries: list[int] = []
+    original_scan = compiled.scan
+
+    def scan(body, carry, length, *args):
+        traced_carries.append(len(carry))
+        return original_scan(body, carry, length, *args)
+
+    monkeypatch.setattr(compiled, "scan", scan)
+
+    def unit(state: TensorDict) -> tuple[TensorDict, dict[str, torch.Tensor]]:
+        w = state["params", "w"] - 0.1 * state["data", "reward"].mean()
+        params = replace(state["params"], w=w)
+        return replace(state, params=params, key=state["key"] + 1), {"w": w.sum()}
+
+    state = batched_state()
+    fn = compiled.CompiledUnit("update", unit, batched=True, compiled=True, repeats=3)
+    leaves, spec = pytree.tree_flatten(state)
+    out, metrics = fn(leaves, spec)
+    names = [".".join(k) if isinstance(k, tuple) else k for k in state.keys(True, True)]
+    assert sorted(names[i] for i in fn.carried) == ["key", "params.w"]
+    assert traced_carries == [2]
+    expected = state
+    for _ in range(3):
+        expected, last = torch.func.vmap(unit)(expected)
+    for a, b in zip(out, pytree.tree_leaves(expected), strict=True):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(metrics["w"], last["w"])
+    kept = [i for i in range(len(leaves)) if i not in fn.carried]
+    assert kept and all(out[i] is leaves[i] for i in kept)

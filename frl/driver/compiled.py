@@ -98,6 +98,7 @@ class CompiledUnit:
         self._callable: Callable | None = None
         self._needs_fix: list[tuple[int, bool]] | None = None
         self.first_call_s = 0.0
+        self.carried: list[int] | None = None
 
     def _build(
         self,
@@ -105,6 +106,7 @@ class CompiledUnit:
         input_specs: list[pytree.TreeSpec],
         out_spec: pytree.TreeSpec,
         device: torch.device,
+        carried: list[int],
     ) -> Callable:
         fn, n, repeats = self.eager, state_spec.num_leaves, self.repeats
         per_member = member_function(self.fn, [state_spec, *input_specs], out_spec, self.batched)
@@ -132,10 +134,23 @@ class CompiledUnit:
 
             if repeats == 1:
                 state, metrics = step(leaves[:n])
-            else:
-                state, metrics = scan(step, list(leaves[:n]), repeats)
-                metrics = [m[-1] for m in metrics]
-            return (*state, *metrics)
+                return (*state, *metrics)
+
+            # the loop carries only the leaves the unit changes; the others (a rollout the
+            # minibatch updates read, hyper-parameters, the environment's state) are read by every
+            # step from the graph's inputs instead of being copied into the carry at each step
+            def moving(carry):
+                state_leaves = list(leaves[:n])
+                for i, x in zip(carried, carry, strict=True):
+                    state_leaves[i] = x
+                state, metrics = step(state_leaves)
+                return [state[i] for i in carried], metrics
+
+            carry, metrics = scan(moving, [leaves[i] for i in carried], repeats)
+            state = list(leaves[:n])
+            for i, x in zip(carried, carry, strict=True):
+                state[i] = x
+            return (*state, *[m[-1] for m in metrics])
 
         return _compile(self.name, flat, device)
 
@@ -152,11 +167,15 @@ class CompiledUnit:
             if pytree.tree_structure(state) != state_spec:
                 raise RuntimeError(f"run: unit {self.name!r} changed the structure of the training state")
             self.metrics_spec = pytree.tree_structure(metrics)
+            # a pure unit returns the leaves it does not change as they came (the same tensors)
+            same = [a is b for a, b in zip(pytree.tree_leaves(state), leaves, strict=True)]
+            self.carried = [i for i, kept in enumerate(same) if not kept] or list(range(len(leaves)))
             self._callable = self._build(
                 state_spec,
                 [spec for _, spec in flat_inputs],
                 pytree.tree_structure((state, metrics)),
                 graph_device([*leaves, *input_leaves]),
+                self.carried,
             )
             out = self._callable(*leaves, *boundary(input_leaves))
             self.first_call_s = time.perf_counter() - start
