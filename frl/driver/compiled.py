@@ -87,7 +87,9 @@ class CompiledUnit:
     Eager units are called on TensorDicts directly (:meth:`eager`); compiled ones on the state's
     leaves (:meth:`__call__`), which the driver keeps between calls. A compiled call runs ``fn``
     ``repeats`` times in a loop inside the graph (:func:`frl._compile.scan`) and returns the last
-    repeat's metrics; an eager call runs it once.
+    repeat's metrics; an eager call runs it once. The loop carries only the leaves ``fn``
+    changes (``carried``: the positions of the leaves its first, eager call did not return as the
+    tensors it was given); it reads the others from the graph's inputs.
     """
 
     def __init__(self, name: str, fn: Callable, batched: bool, compiled: bool, repeats: int = 1) -> None:
