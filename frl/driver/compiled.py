@@ -141,18 +141,18 @@ class CompiledUnit:
             # the loop carries only the leaves the unit changes; the others (a rollout the
             # minibatch updates read, hyper-parameters, the environment's state) are read by every
             # step from the graph's inputs instead of being copied into the carry at each step
-            def moving(carry):
+            def merged(carry):  # the whole state: the graph's inputs with the carried leaves in place
                 state_leaves = list(leaves[:n])
                 for i, x in zip(carried, carry, strict=True):
                     state_leaves[i] = x
-                state, metrics = step(state_leaves)
+                return state_leaves
+
+            def moving(carry):
+                state, metrics = step(merged(carry))
                 return [state[i] for i in carried], metrics
 
             carry, metrics = scan(moving, [leaves[i] for i in carried], repeats)
-            state = list(leaves[:n])
-            for i, x in zip(carried, carry, strict=True):
-                state[i] = x
-            return (*state, *[m[-1] for m in metrics])
+            return (*merged(carry), *[m[-1] for m in metrics])
 
         return _compile(self.name, flat, device)
 
