@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -386,3 +388,20 @@ def test_without_extension_or_compiler_the_kernel_falls_back_to_numpy_once_and_s
     notes = [w for w in out["warnings"] if "threefry" in w]
     assert len(notes) == 1 and "no C++ compiler (c++) on the PATH" in notes[0] and "using NumPy" in notes[0]
     assert out["bits"] == fr.bits(fr.key(3), (4,)).tolist()  # the same words as the C++ kernel
+
+
+def test_a_killed_builds_lock_is_removed_and_a_live_ones_kept(tmp_path):
+    # torch's extension builder waits forever while its lock exists: a killed build's leftover
+    # (older than a build takes) must go, a build in progress (a fresh lock) must be waited for
+    from frl import _native
+
+    lock = tmp_path / "lock"
+    lock.touch()
+    _native._clear_stale_lock("frl_native", str(tmp_path))
+    assert lock.exists()
+    old = time.time() - _native.STALE_LOCK_S - 60
+    os.utime(lock, (old, old))
+    with pytest.warns(UserWarning, match="left 11 minutes ago by a build that did not finish"):
+        _native._clear_stale_lock("frl_native", str(tmp_path))
+    assert not lock.exists()
+    _native._clear_stale_lock("frl_native", str(tmp_path))  # no lock: nothing to do
