@@ -10,13 +10,21 @@ nothing, and each user falls back (NumPy threefry, glibc's allocator) and says w
 torch's builder waits, with no end, while its build folder holds a ``lock`` file, and a build
 killed mid-way (Ctrl-C, a timeout) leaves that file behind: every later process hung at its first
 random draw. A lock older than :data:`STALE_LOCK_S` (a build takes ~30 s) is removed, with a
-warning, before the build (:func:`_clear_stale_lock`).
+warning, before the build (:func:`_clear_stale_lock`). And the lock is taken only to build:
+torch's builder takes it in every process, to run ``ninja`` even when nothing changed (~0.1 s
+holding it), so a process killed at start-up (a test's SIGTERM to a benchmark's workers) left it
+behind. Once built, the folder holds a stamp of what was built (:func:`_stamp`: torch's version,
+the sources, the flags) and a process whose stamp matches imports the built module directly
+(:func:`_built`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import shutil
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -25,6 +33,7 @@ from typing import Any
 __all__ = ["load"]
 
 SOURCES = ("threefry.cpp", "host_cache.cpp")
+CFLAGS = ["-O2"]
 STALE_LOCK_S = 600.0
 """Age in seconds past which a build folder's lock is a killed build's leftover."""
 _LOADED: list[tuple[Any, str, str | None]] = []  # [(module or None, backend, why not)] once tried
@@ -34,28 +43,31 @@ def load() -> tuple[Any, str, str | None]:
     """``(module, backend, why)``: the loaded extension module, ``"extension"`` (from the wheel)
     or ``"jit"`` (built here), and ``why = None``; or ``(None, "none", why)`` when it cannot load."""
     if not _LOADED:
-        module, backend, why = None, "none", None
         try:
             from frl import _C as module  # type: ignore[attr-defined]
 
-            backend = "extension"
+            _LOADED.append((module, "extension", None))
         except ImportError:
-            compiler = os.environ.get("CXX", "c++")
-            if shutil.which(compiler) is None:
-                why = f"no compiled extension in this install and no C++ compiler ({compiler}) on the PATH"
-            else:
-                try:
-                    from torch.utils.cpp_extension import load as build
-
-                    csrc = Path(__file__).with_name("csrc")
-                    sources = [str(csrc / name) for name in SOURCES]
-                    _clear_stale_lock("frl_native")
-                    module = build("frl_native", sources, extra_cflags=["-O2"], verbose=False)
-                    backend = "jit"
-                except Exception as err:  # a compiler that fails: the callers fall back
-                    module, why = None, f"building it failed ({err})"
-        _LOADED.append((module, backend, why))
+            module = _built()
+            _LOADED.append((module, "jit", None) if module is not None else _build())
     return _LOADED[0]
+
+
+def _build() -> tuple[Any, str, str | None]:
+    """:func:`load`'s answer after building the sources with torch's JIT builder."""
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        why = f"no compiled extension in this install and no C++ compiler ({compiler}) on the PATH"
+        return None, "none", why
+    try:
+        from torch.utils.cpp_extension import load as build
+
+        _clear_stale_lock("frl_native")
+        module = build("frl_native", [str(p) for p in _sources()], extra_cflags=CFLAGS, verbose=False)
+    except Exception as err:  # a compiler that fails: the callers fall back
+        return None, "none", f"building it failed ({err})"
+    _write_stamp()
+    return module, "jit", None
 
 
 def _clear_stale_lock(name: str, build_directory: str | None = None) -> None:
@@ -77,3 +89,46 @@ def _clear_stale_lock(name: str, build_directory: str | None = None) -> None:
             stacklevel=2,
         )
         lock.unlink(missing_ok=True)
+
+
+def _sources() -> list[Path]:
+    csrc = Path(__file__).with_name("csrc")
+    return [csrc / name for name in SOURCES]
+
+
+def _stamp() -> str:
+    """What a build depends on: torch's and Python's versions, the sources and the flags."""
+    import torch
+
+    digest = hashlib.sha256(f"{torch.__version__}|{sys.version}|{CFLAGS}".encode())
+    for path in _sources():
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _stamp_path() -> Path:
+    from torch.utils.cpp_extension import _get_build_directory
+
+    return Path(_get_build_directory("frl_native", verbose=False)) / "frl_native.stamp"
+
+
+def _built() -> Any:
+    """The module built earlier for these sources (its stamp matches), imported without torch's
+    builder and its lock; None when there is none or anything about it differs."""
+    try:
+        stamp = _stamp_path()
+        if not stamp.exists() or stamp.read_text() != _stamp():
+            return None
+        from torch.utils.cpp_extension import _import_module_from_library
+
+        return _import_module_from_library("frl_native", str(stamp.parent), True)
+    except Exception:  # no such torch helper, an unreadable or foreign build: build as usual
+        return None
+
+
+def _write_stamp() -> None:
+    with contextlib.suppress(Exception):
+        stamp = _stamp_path()
+        partial = stamp.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(_stamp())
+        os.replace(partial, stamp)

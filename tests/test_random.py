@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -405,3 +408,22 @@ def test_a_killed_builds_lock_is_removed_and_a_live_ones_kept(tmp_path):
         _native._clear_stale_lock("frl_native", str(tmp_path))
     assert not lock.exists()
     _native._clear_stale_lock("frl_native", str(tmp_path))  # no lock: nothing to do
+
+
+def test_a_built_extension_loads_without_waiting_on_its_builders_lock(tmp_path):
+    # a process killed while torch's builder held the lock (even a no-op build holds it) left it
+    # behind; once built, frl imports the module by its stamp and never looks at the lock
+    from torch.utils.cpp_extension import _get_build_directory
+
+    from frl import _native
+
+    if _native.load()[1] != "jit":
+        pytest.skip("the extension is not built here (a wheel's, or no compiler)")
+    built = Path(_get_build_directory("frl_native", verbose=False))
+    shutil.copytree(built, tmp_path / "frl_native")
+    (tmp_path / "frl_native" / "lock").touch()  # fresh: torch would wait on it
+    code = "import frl.random as r; print(r.native_backend())"
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == ["jit"], out.stderr[-2000:]
+    assert (tmp_path / "frl_native" / "lock").exists()  # untouched
