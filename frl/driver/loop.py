@@ -48,6 +48,7 @@ from frl.driver.health import (
     init_health,
     nonfinite_members,
 )
+from frl.driver.helper import CompileHelper
 from frl.driver.logging import RunLogger, summarize, write_json
 from frl.driver.members import init_states, members_of
 from frl.driver.sources import RunContext, Source, default_source
@@ -339,6 +340,12 @@ def run(
     scope = ExitStack()  # units compiled inside record precompile entries under the warm key
     if warm is not None:
         scope.enter_context(warm.active())
+        if not warm.loaded and learn and CompileHelper.wanted(program.leaves):
+            last = learn[-1][1]  # the update: the largest graph, compiled by a forked child
+            helper = CompileHelper.start(warm, program.leaves, program.spec, last)
+            # waiting for it, the run compiles its evaluation (one evaluation, dropped) instead of later
+            helper.idle = lambda: feed.evaluate(program.state["params"], start * per_iteration)
+            scope.callback(helper.close)
     signals = scope.enter_context(_Signals())
     scope.enter_context(host_memory.caching(host_cache_mib))  # freed CPU buffers serve the next call
     try:

@@ -4,8 +4,9 @@ With a warm Inductor cache a rerun still traces every unit with TorchDynamo, and
 most of its start-up (PPO CartPole, 1 seed: 25 of 30 s). ``frl.run(..., warm_start=True)`` (on in
 ``frl train``) compiles the units under torch's precompile cache and saves
 ``torch.compiler.save_cache_artifacts()`` after the first iteration and the first evaluation, to
-``<TORCHINDUCTOR_CACHE_DIR>/frl-warm/<key>.bin``; a later run with the same key loads it and
-skips tracing and code generation altogether.
+``<TORCHINDUCTOR_CACHE_DIR>/frl-warm/<key>.bin`` (with a compile helper's artifacts beside the
+run's, :func:`pack`); a later run with the same key loads it and skips tracing and code
+generation altogether, even from an empty Inductor cache (:func:`load_artifacts`).
 
 The key is everything that shapes the program: torch's version, frl's source, the agent and its
 settings (hyper-parameters are data in the state and are left out, so a rerun with other values
@@ -40,7 +41,16 @@ import torch
 
 from frl._compile import INDUCTOR_OPTIONS
 
-__all__ = ["WarmStart", "compile_options", "run_key", "wrapper_name"]
+__all__ = [
+    "WarmStart",
+    "compile_options",
+    "load_artifacts",
+    "pack",
+    "read_artifacts",
+    "run_key",
+    "unpack",
+    "wrapper_name",
+]
 
 _TAG: ContextVar[str | None] = ContextVar("frl_warm_tag", default=None)
 _SOURCE: list[str] = []
@@ -177,34 +187,95 @@ def _memoize_inlined_sources() -> None:
     SourceInfo.add_code = add_code
 
 
+MAGIC = b"frl-warm-1\n"
+"""The first bytes of a saved compilation: then, per part, its length (8 bytes, little-endian)
+and the bytes ``torch.compiler.save_cache_artifacts`` gave (the run's, a compile helper's)."""
+
+
+def pack(parts: list[bytes]) -> bytes:
+    """Saved compilations ``parts`` as one file's bytes (:data:`MAGIC`)."""
+    return MAGIC + b"".join(len(part).to_bytes(8, "little") + part for part in parts)
+
+
+def unpack(data: bytes) -> list[bytes]:
+    """The parts of :func:`pack`'s bytes; ValueError for anything else, or a truncated file."""
+    if not data.startswith(MAGIC):
+        raise ValueError("not a saved frl compilation")
+    parts, i = [], len(MAGIC)
+    while i < len(data):
+        size = int.from_bytes(data[i : i + 8], "little")
+        if i + 8 + size > len(data):
+            raise ValueError("truncated")
+        parts.append(data[i + 8 : i + 8 + size])
+        i += 8 + size
+    return parts
+
+
+def read_artifacts(data: bytes) -> dict[str, list[Any]]:
+    """The artifacts of ``torch.compiler.save_cache_artifacts``'s bytes by kind (``"inductor"``,
+    ``"aot_autograd"``, ``"precompile"``, ...), from every segment. A process that saves more than
+    once appends a segment per save, and torch 2.13's loader reads the segments into a dict by
+    kind, keeping only the last save's: a run saved after its first iteration and again after its
+    first evaluation loaded the evaluation's graph alone. ImportError on a torch without these
+    internals."""
+    from torch.compiler._cache import CacheArtifactManager, _deserialize_single_cache
+    from torch.utils._appending_byte_serializer import AppendingByteSerializer
+
+    CacheArtifactManager._ensure_cache_artifacts_registered()
+    merged: dict[str, list[Any]] = {}
+    for kind, artifacts in AppendingByteSerializer.to_list(data, deserialize_fn=_deserialize_single_cache):
+        merged.setdefault(kind, []).extend(artifacts)
+    return merged
+
+
+def load_artifacts(data: bytes) -> None:
+    """``torch.compiler.load_cache_artifacts`` of every segment of ``data``
+    (:func:`read_artifacts`; torch's own loader where its internals differ)."""
+    try:
+        artifacts = read_artifacts(data)
+    except ImportError:  # pragma: no cover - another torch
+        torch.compiler.load_cache_artifacts(data)
+        return
+    from torch.compiler._cache import CacheArtifactManager
+
+    CacheArtifactManager.populate_caches(artifacts)
+
+
 class WarmStart:
     """The saved compilation of one run key: :meth:`load` before the units compile, :meth:`save`
     after new compilations (an atomic write; a file that fails to load is removed, and the run
-    compiles as usual)."""
+    compiles as usual). :meth:`add` keeps another process's compilation (a compile helper's,
+    :mod:`frl.driver.helper`) to be saved with the run's."""
 
     def __init__(self, key: str, directory: Path | None = None) -> None:
         self.key = key
         self.path = (directory or _directory()) / f"{key}.bin"
         self.loaded = False
         self._saved: set[str] = set()
+        self._added: list[bytes] = []
 
     def load(self) -> bool:
         if self.path.exists():
             try:
-                torch.compiler.load_cache_artifacts(self.path.read_bytes())
+                for part in unpack(self.path.read_bytes()):
+                    load_artifacts(part)
                 self.loaded = True
             except Exception as err:  # a stale or damaged file: compile as usual
                 warnings.warn(f"frl: warm start {self.path} not loaded ({err}); compiling", stacklevel=2)
                 self.path.unlink(missing_ok=True)
         return self.loaded
 
+    def add(self, artifacts: bytes) -> None:
+        self._added.append(artifacts)
+
     def save(self) -> None:
         artifacts = torch.compiler.save_cache_artifacts()
-        if artifacts is None:
+        if artifacts is None and not self._added:
             return
+        parts = ([] if artifacts is None else [artifacts[0]]) + self._added
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_bytes(artifacts[0])
+        partial.write_bytes(pack(parts))
         os.replace(partial, self.path)
         listing = {"wrappers": sorted(_WRAPPERS.get(self.key, ()))}
         self.path.with_suffix(".json").write_text(json.dumps(listing) + "\n")
