@@ -121,13 +121,15 @@ class CompileHelper:
         self.pid = None
         error = self.path.with_suffix(".error")
         try:
-            if os.waitstatus_to_exitcode(status) == 0 and self.path.exists():
+            code = os.waitstatus_to_exitcode(status)
+            if code == 0 and self.path.exists():
                 data = self.path.read_bytes()
                 load_artifacts(data)
                 self.warm.add(data)
                 self.artifacts = data
             else:
-                why = error.read_text() if error.exists() else f"exit status {status}"
+                ended = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+                why = error.read_text() if error.exists() else ended
                 warnings.warn(
                     f"frl: the compile helper for {self.unit.name!r} failed ({why}); compiling it here",
                     stacklevel=2,
