@@ -149,8 +149,9 @@ class CompileHelper:
             except (ProcessLookupError, ChildProcessError):
                 pass
             self.pid = None
-        self.path.unlink(missing_ok=True)
-        self.path.with_suffix(".error").unlink(missing_ok=True)
+        partial = self.path.with_name(self.path.name + ".tmp")  # a write the kill cut short
+        for leftover in (self.path, self.path.with_suffix(".error"), partial):
+            leftover.unlink(missing_ok=True)
 
 
 def _compile(path: Path, leaves: list[torch.Tensor], spec: pytree.TreeSpec, unit: CompiledUnit) -> None:
@@ -159,6 +160,6 @@ def _compile(path: Path, leaves: list[torch.Tensor], spec: pytree.TreeSpec, unit
     saved = torch.compiler.save_cache_artifacts()
     if saved is None:
         raise RuntimeError("nothing was compiled")
-    partial = path.with_suffix(".tmp")
+    partial = path.with_name(path.name + ".tmp")  # not the run's own partial save (<key>.<pid>.tmp)
     partial.write_bytes(saved[0])
     os.replace(partial, path)
