@@ -6,7 +6,9 @@ most of its start-up (PPO CartPole, 1 seed: 25 of 30 s). ``frl.run(..., warm_sta
 ``torch.compiler.save_cache_artifacts()`` after the first iteration and the first evaluation, to
 ``<TORCHINDUCTOR_CACHE_DIR>/frl-warm/<key>.bin`` (with a compile helper's artifacts beside the
 run's, :func:`pack`); a later run with the same key loads it and skips tracing and code
-generation altogether, even from an empty Inductor cache (:func:`load_artifacts`).
+generation altogether. From the file alone, in an empty Inductor cache, it still skips tracing
+(:func:`load_artifacts`) but the C++ compiler runs again (the small PPO program of
+``tests/test_warm.py``: 15.6 s instead of 41 s cold and ~2-3 s with the cache).
 
 The key is everything that shapes the program: torch's version, frl's source, the agent and its
 settings (hyper-parameters are data in the state and are left out, so a rerun with other values
@@ -266,6 +268,7 @@ class WarmStart:
         return self.loaded
 
     def add(self, artifacts: bytes) -> None:
+        """Save ``artifacts`` (another process's ``save_cache_artifacts`` bytes) with the run's."""
         self._added.append(artifacts)
 
     def save(self) -> None:
