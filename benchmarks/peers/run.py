@@ -17,7 +17,8 @@ default settings for the algorithm (CleanRL's):
   TorchRL's ``Collector`` + ``ReplayBuffer`` + ``SACLoss`` (``torchrl_sac.py``); learning starts
   after 5k random steps, so give SAC runs well past that (every peer skips learning before);
 * ``frl`` (``frl_agent.py``, this project's environment): ``frl.run`` compiled for each seed count,
-  a rerun with other hyper-parameter values (the warm start), and eager on one seed.
+  a rerun of the one-seed run with other hyper-parameter values (the warm start; only where
+  ``--seeds`` includes 1), and eager on one seed.
 
 The one-seed-per-process peers run one seed: on one pinned core N seeds run N times as long.
 The table gives every row's env-steps/s (compile excluded where a peer compiles), compile and
@@ -169,8 +170,9 @@ def main() -> None:
         if "frl" in chosen:
             record("frl", frl, ["--algo", args.algo, *scale])
     if "frl" in chosen and args.algo in RERUN:
-        rerun = ["--algo", args.algo, "--seeds", "1", "--steps", str(args.steps), *RERUN[args.algo]]
-        record("frl rerun, other hyper-parameters (warm start)", frl, rerun)
+        if 1 in args.seeds:  # a rerun of the one-seed run above: otherwise nothing is warm to reuse
+            rerun = ["--algo", args.algo, "--seeds", "1", "--steps", str(args.steps), *RERUN[args.algo]]
+            record("frl rerun, other hyper-parameters (warm start)", frl, rerun)
         record(
             "frl eager",
             frl,
