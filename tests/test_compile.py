@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -197,3 +198,106 @@ def test_frl_compile_installs_the_concurrent_cpp_build_on_torch_2_13() -> None:
     frl.compile(lambda x: x + 1)  # installs it, compiles nothing until called
     installed = codecache._worker_compile_cpp is _build_concurrently
     assert installed == torch.__version__.startswith("2.13")
+
+
+class _HeaderBuilder(_FakeBuilder):
+    """A fake C++ builder that includes ``header`` as Inductor's builders include a precompiled one."""
+
+    def __init__(self, path, log: list[str], header: str, exists: bool = False) -> None:
+        super().__init__(path, log, exists)
+        self._build_option = type("Option", (), {"precompiled_header": header})()
+
+
+@pytest.fixture
+def deferred(tmp_path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """``frl._compile``'s deferred headers in ``tmp_path/headers``, with torch's
+    ``_precompile_header`` replaced by a fake that records its calls and makes ``made-<n>.h.gch``."""
+    import torch._inductor.codecache as codecache
+
+    import frl._compile as fc
+
+    calls: list[tuple[Any, ...]] = []
+    headers = tmp_path / "headers"
+
+    def precompile(header: str, hashable_cmd_line: str, **compile_command: Any) -> str:
+        calls.append((header, hashable_cmd_line, compile_command))
+        made = headers / f"made-{len(calls)}.h"
+        made.write_text(f"#include <{header}>\n")
+        (headers / f"made-{len(calls)}.h.gch").write_text("precompiled")
+        return str(made)
+
+    monkeypatch.setattr(codecache, "_HEADER_DIR", str(headers))
+    monkeypatch.setattr(fc, "_PRECOMPILE_HEADER", precompile)
+    monkeypatch.setattr(fc, "_DEFERRED", {})
+    monkeypatch.setattr(fc, "_MADE", set())
+    return calls
+
+
+def test_a_loaded_graphs_header_is_precompiled_only_when_something_is_built(tmp_path, deferred) -> None:
+    import os
+
+    import frl._compile as fc
+
+    def load_async(header: str, cmd_line: str) -> str:  # the one caller whose work is deferred
+        return fc._deferred_header(header, cmd_line, vec_isa="avx2")
+
+    path = load_async("torch/csrc/inductor/cpp_prefix.h", "g++ -O3 -mavx2")
+    assert deferred == []  # no preprocessor run for a graph being loaded
+    assert os.path.basename(path).startswith("frl-") and path.endswith(".h")
+    assert Path(path).read_text() == "#include <torch/csrc/inductor/cpp_prefix.h>\n"
+    assert load_async("torch/csrc/inductor/cpp_prefix.h", "g++ -O3 -mavx2") == path
+    other = load_async("torch/csrc/inductor/cpp_prefix.h", "g++ -O1 -mavx2")
+    assert other != path  # another command line: another precompiled header
+
+    log: list[str] = []
+    lock = str(tmp_path / "lock")
+    fc._build_concurrently(lock, (_HeaderBuilder(tmp_path / "a.so", log, path, exists=True),))
+    assert deferred == [] and log == [] and not os.path.lexists(path + ".gch")  # cached: nothing made
+
+    fc._build_concurrently(lock, (_HeaderBuilder(tmp_path / "b.so", log, path),))
+    assert deferred == [("torch/csrc/inductor/cpp_prefix.h", "g++ -O3 -mavx2", {"vec_isa": "avx2"})]
+    assert os.readlink(path + ".gch") == str(tmp_path / "headers/made-1.h.gch")  # a link to torch's
+    assert log == ["start b.so", "end b.so"]  # built after its header was made
+    fc._build_concurrently(lock, (_HeaderBuilder(tmp_path / "c.so", log, path),))
+    assert len(deferred) == 1  # made once per process
+
+    direct = fc._deferred_header("torch/x.h", "g++")  # any other caller (AOTInductor) gets torch's own
+    assert direct == str(tmp_path / "headers/made-2.h") and len(deferred) == 2
+
+
+_LOAD_ONE_GRAPH = """
+import sys, torch, frl, frl._compile as fc
+calls = []
+def counted(*args, **kwargs):
+    calls.append(args[0])
+    return original(*args, **kwargs)
+f = frl.compile(lambda x: torch.tanh(x) * 2 + float(sys.argv[1]), device="cpu")  # installs the hooks
+original, fc._PRECOMPILE_HEADER = fc._PRECOMPILE_HEADER, counted
+y = f(torch.linspace(-1, 1, 5))
+torch.testing.assert_close(y, torch.tanh(torch.linspace(-1, 1, 5)) * 2 + float(sys.argv[1]))
+print(len(calls), len(fc._DEFERRED))
+"""
+
+
+@pytest.mark.compile
+def test_a_process_loading_a_cached_graph_precompiles_no_header(tmp_path) -> None:
+    """One new graph (a constant no other run used), compiled in one process and loaded from
+    Inductor's cache in the next: the first makes its headers, the second runs no preprocessor."""
+    import random
+    import subprocess
+    import sys
+
+    if not torch.__version__.startswith("2.13"):
+        pytest.skip("the deferred header hooks torch 2.13's Inductor")
+    script = tmp_path / "load_one_graph.py"
+    script.write_text(_LOAD_ONE_GRAPH)
+    constant = str(random.Random().random())
+
+    def run() -> list[int]:
+        done = subprocess.run([sys.executable, str(script), constant], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return [int(n) for n in done.stdout.split()]
+
+    made, deferred = run()
+    assert made >= 1 and deferred >= 1  # built: its deferred headers were made
+    assert run() == [0, deferred]  # loaded: the same headers deferred, none made
