@@ -51,9 +51,10 @@ import inspect
 import linecache
 import os
 import pathlib
+import signal
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -139,17 +140,39 @@ def _build_concurrently(lock_path: str, cpp_builders: Any) -> None:
         if not os.path.exists(builder.get_target_file_path()):
             builder.build()
 
-    if any(not os.path.exists(b.get_target_file_path()) for b in cpp_builders):
-        _make_deferred_headers(cpp_builders)
-    with FileLock(lock_path, timeout=LOCK_TIMEOUT):
-        if len(cpp_builders) == 3:  # wrapper, kernels, the link of both
-            with ThreadPoolExecutor(2) as pool:
-                for done in [pool.submit(build, b) for b in cpp_builders[:2]]:
-                    done.result()
-            build(cpp_builders[2])
-        else:
-            for builder in cpp_builders:
-                build(builder)
+    with _stop_signals_held():
+        if any(not os.path.exists(b.get_target_file_path()) for b in cpp_builders):
+            _make_deferred_headers(cpp_builders)
+        with FileLock(lock_path, timeout=LOCK_TIMEOUT):
+            if len(cpp_builders) == 3:  # wrapper, kernels, the link of both
+                with ThreadPoolExecutor(2) as pool:
+                    for done in [pool.submit(build, b) for b in cpp_builders[:2]]:
+                        done.result()
+                build(cpp_builders[2])
+            else:
+                for builder in cpp_builders:
+                    build(builder)
+
+
+@contextlib.contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM (block them) in this thread while it builds, and so in the threads
+    and compiler processes it starts (a blocked signal stays blocked in a forked and executed
+    child); the process still gets a signal sent meanwhile (in another of its threads, or in this
+    one when the build ends), and Python's handler runs in the main thread as always.
+
+    A Ctrl-C reaches every process of the terminal's process group: the C++ compiler died with
+    it, and a run that had been asked to stop after its iteration crashed in the middle of it with
+    a 20-line ``CppCompileError`` (measured: a cold ``frl train ppo`` interrupted while compiling).
+    The run's own handler (``frl.driver.loop``) now gets the signal when the build is done."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 _PRECOMPILE_HEADER: Callable[..., str] | None = None

@@ -218,3 +218,17 @@ def test_train_eval_plot_round_trip(tmp_path, capsys):
     png = tmp_path / "curves.png"
     assert main(["plot", str(out), "-o", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_interrupt_that_stops_at_once_is_one_line(monkeypatch, capsys):
+    """A second Ctrl-C (the first stops a run after its iteration) raises KeyboardInterrupt."""
+    import frl.cli as cli
+
+    def interrupted(args, extra):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "train", interrupted)
+    assert main(["train", "ppo"]) == 130
+    assert capsys.readouterr().err.splitlines() == [
+        "frl: interrupted at once: nothing saved since the last checkpoint"
+    ]

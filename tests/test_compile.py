@@ -301,3 +301,58 @@ def test_a_process_loading_a_cached_graph_precompiles_no_header(tmp_path) -> Non
     made, deferred = run()
     assert made >= 1 and deferred >= 1  # built: its deferred headers were made
     assert run() == [0, deferred]  # loaded: the same headers deferred, none made
+
+
+class _MaskBuilder(_FakeBuilder):
+    """A fake builder that records whether SIGINT and SIGTERM are blocked where it builds, and in
+    a process it starts (Linux: ``SigBlk`` of ``/proc/<pid>/status``)."""
+
+    def build(self) -> None:
+        import signal
+        import subprocess
+
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        self.log.append(f"thread holds {sorted(s.name for s in held if s.name in ('SIGINT', 'SIGTERM'))}")
+        child = subprocess.Popen(["sleep", "5"])
+        try:
+            blocked = int(Path(f"/proc/{child.pid}/status").read_text().split("SigBlk:")[1].split()[0], 16)
+            sigint, sigterm = bool(blocked & 1 << 1), bool(blocked & 1 << 14)
+            self.log.append(f"compiler holds SIGINT {sigint} SIGTERM {sigterm}")
+        finally:
+            child.kill()
+            child.wait()
+        self.path.write_text("built")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_compilers_keep_running_through_a_ctrl_c_and_the_signal_comes_after(tmp_path) -> None:
+    """A Ctrl-C reaches the whole process group: a build holds SIGINT/SIGTERM in its threads and in
+    the compilers they start, and a signal sent meanwhile is still handled."""
+    import os
+    import signal
+
+    from frl._compile import _build_concurrently
+
+    log: list[str] = []
+    builders = [_MaskBuilder(tmp_path / n, log) for n in ("main.o", "optimized.o")]
+    link = _MaskBuilder(tmp_path / "main.so", log)
+    _build_concurrently(str(tmp_path / "lock"), (*builders, link))
+    expected = ["thread holds ['SIGINT', 'SIGTERM']", "compiler holds SIGINT True SIGTERM True"] * 3
+    assert sorted(log) == sorted(expected)  # the wrapper and the kernels build at once: any order
+
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    try:
+
+        class Interrupted(_FakeBuilder):
+            def build(self) -> None:
+                os.kill(os.getpid(), signal.SIGINT)  # mid-build (another thread of the process may take it)
+                super().build()
+
+        log.clear()
+        _build_concurrently(str(tmp_path / "lock"), (Interrupted(tmp_path / "single.so", log),))
+        assert log == ["start single.so", "end single.so"]
+        assert received == [signal.SIGINT]  # handled, at the latest when the build ended
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the mask is restored

@@ -4,7 +4,9 @@ compiling PPO's update for the run) is covered by tests/test_warm.py."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import time
 
@@ -71,3 +73,68 @@ def test_closing_ends_a_child_the_run_never_waited_for(tmp_path):
     with pytest.raises(ChildProcessError):  # killed and reaped
         os.waitpid(pid, os.WNOHANG)
     assert unit.before_build is None and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # a worker that imported JAX
+def test_a_ctrl_c_leaves_the_child_compiling(tmp_path):
+    """The run stops after its first iteration, which waits for the child: a SIGINT or SIGTERM
+    that reaches the child's process group must not kill it (the run would compile it again)."""
+    import signal
+
+    def compiles_then_fails(state):
+        time.sleep(1.0)
+        raise ValueError("reached the end")
+
+    unit = CompiledUnit("update", compiles_then_fails, batched=False, compiled=True)
+    leaves, spec = _state()
+    helper = CompileHelper.start(WarmStart("key", tmp_path), leaves, spec, unit)
+    time.sleep(0.3)
+    os.kill(helper.pid, signal.SIGINT)
+    os.kill(helper.pid, signal.SIGTERM)
+    with pytest.warns(UserWarning, match=r"failed \(ValueError: reached the end\)"):  # not a signal
+        helper.wait()
+
+
+_ORPHAN = """
+import os, sys, time
+from tensordict import TensorDict
+from torch.utils import _pytree as pytree
+from frl.driver.compiled import CompiledUnit
+from frl.driver.helper import CompileHelper
+from frl.driver.warm import WarmStart
+
+def slow(state):
+    time.sleep(120)
+    return state, {}
+
+leaves, spec = pytree.tree_flatten(TensorDict({"w": __import__("torch").ones(3)}, batch_size=[]))
+unit = CompiledUnit("update", slow, batched=False, compiled=True)
+from pathlib import Path
+helper = CompileHelper.start(WarmStart("key", Path(sys.argv[1])), leaves, spec, unit)
+print(helper.pid, flush=True)
+time.sleep(0.5)
+os._exit(0)  # the run ends without closing its helper (as a kill -9 would)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_child_dies_with_the_run(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    script = tmp_path / "orphan.py"
+    script.write_text(_ORPHAN)
+    command = [sys.executable, str(script), str(tmp_path / "warm")]
+    with open(tmp_path / "out", "w") as out:  # a file, not a pipe: the child would hold it open
+        assert subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode == 0
+    pid = int((tmp_path / "out").read_text().split()[0])
+    status = Path(f"/proc/{pid}/status")
+    deadline = time.monotonic() + 10
+    try:
+        while status.exists() and "zombie" not in status.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not status.exists() or "zombie" in status.read_text()  # gone (or dead, not yet reaped)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

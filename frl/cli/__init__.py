@@ -82,3 +82,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunFailed as err:  # the run itself failed (a non-finite value): not a usage error
         print(f"frl: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # a second Ctrl-C (the first stops a run after its iteration)
+        print("frl: interrupted at once: nothing saved since the last checkpoint", file=sys.stderr)
+        return 130

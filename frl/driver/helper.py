@@ -16,9 +16,10 @@ warning.
 
 The child is forked before anything compiles in the run, so it inherits no compile worker or
 lock; it never returns into the caller (``os._exit``), so it writes no log, checkpoint or
-progress. Not used on one core (``os.sched_getaffinity``), for graphs on an accelerator (no fork
-after a device runtime starts), once JAX is imported (its threads), without ``os.fork``, or with
-``FRL_COMPILE_HELPER=0``.
+progress. It ignores SIGINT and SIGTERM (the run stops after its first iteration, which needs the
+child's graph) and is killed when the run ends (``PR_SET_PDEATHSIG`` on Linux). Not used on one
+core (``os.sched_getaffinity``), for graphs on an accelerator (no fork after a device runtime
+starts), once JAX is imported (its threads), without ``os.fork``, or with ``FRL_COMPILE_HELPER=0``.
 """
 
 from __future__ import annotations
@@ -88,12 +89,17 @@ class CompileHelper:
         path.unlink(missing_ok=True)
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: never returns
             code = 1
             try:
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                # A Ctrl-C asks the run to stop after its first iteration, which loads this
+                # child's graph: the child keeps compiling (ignoring it; so do its compilers) and
+                # dies with the run instead (a second Ctrl-C, a kill).
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                _die_with(parent)
                 _compile(path, leaves, spec, unit)
                 code = 0
             except BaseException as err:  # reported by the parent's warning
@@ -152,6 +158,18 @@ class CompileHelper:
         partial = self.path.with_name(self.path.name + ".tmp")  # a write the kill cut short
         for leftover in (self.path, self.path.with_suffix(".error"), partial):
             leftover.unlink(missing_ok=True)
+
+
+def _die_with(parent: int) -> None:
+    """In the child: be killed (SIGKILL) when ``parent`` ends, however it ends (Linux's
+    ``PR_SET_PDEATHSIG``; elsewhere the child outlives a killed run until its compile ends)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it ended before the request
+        os._exit(1)
 
 
 def _compile(path: Path, leaves: list[torch.Tensor], spec: pytree.TreeSpec, unit: CompiledUnit) -> None:
