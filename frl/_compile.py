@@ -40,7 +40,7 @@ The C++ compiler runs twice per graph with a separately built wrapper (wrapper, 
 then the link); with torch 2.13, :func:`compile` makes the first two run at once
 (:func:`_build_concurrently`): 8 PPO CartPole seeds compiled in 55 s instead of 62 s on two cores.
 And a process that loads cached C++ graphs no longer runs the preprocessor to precompile headers it
-will not use (:func:`_deferred_header`): a warm PPO start reached its first iteration 0.5 s sooner.
+will not use (:func:`_deferred_header`): a warm PPO start reached its first iteration 0.4-0.5 s sooner.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def _stop_signals_held() -> Iterator[None]:
     A Ctrl-C reaches every process of the terminal's process group: the C++ compiler died with
     it, and a run that had been asked to stop after its iteration crashed in the middle of it with
     a 20-line ``CppCompileError`` (measured: a cold ``frl train ppo`` interrupted while compiling).
-    The run's own handler (``frl.driver.loop``) now gets the signal when the build is done."""
+    The run's own handler (``frl.driver.loop``) still gets the signal and stops after the iteration."""
     if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
         yield
         return
@@ -197,8 +197,9 @@ def _deferred_header(header: str, hashable_cmd_line: str, **compile_command: Any
     the hash covers the header and the command line) and records the arguments;
     :func:`_build_concurrently`, before it builds, has torch make the precompiled header as before
     and links this path's ``.gch`` (``.pch`` for clang) to it, so a build compiles with the
-    precompiled header it would have had. A warm PPO CartPole start reached its first iteration
-    in 4.0-4.3 s instead of 4.6-4.9 s from process start (AMD EPYC, 3 runs each, alternated).
+    precompiled header it would have had. A warm one-seed PPO CartPole start (4 graphs) ran the
+    preprocessor 8 times (0.43-0.47 s) and now none: its first iteration ended 4.2-5.0 s after the
+    process started instead of 4.7-5.3 s (AMD EPYC, 3 runs each, alternated).
     Other callers (AOTInductor builds directly, not through the build step) get torch's own.
     """
     import hashlib
