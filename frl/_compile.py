@@ -53,6 +53,7 @@ import os
 import pathlib
 import signal
 import sys
+import threading
 import types
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -220,9 +221,9 @@ def _deferred_header(header: str, hashable_cmd_line: str, **compile_command: Any
 
 
 def _replace(path: str, write: Callable[[str], Any]) -> None:
-    """Write ``path`` through a file of this process's own, renamed over it (atomic: another
+    """Write ``path`` through a file of this thread's own, renamed over it (atomic: another
     process reads the old file or the new one, never half of one)."""
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
     if os.path.lexists(tmp):
         os.remove(tmp)
     write(tmp)
