@@ -61,6 +61,8 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
+from frl import _inductor
+
 __all__ = ["CACHEABLE_LOOPS", "CPU_OPTIONS", "INDUCTOR_OPTIONS", "compile", "named", "scan", "vmap_leaves"]
 
 CACHEABLE_LOOPS = ("torch.ops.higher_order.scan", "torch.ops.higher_order.while_loop")
@@ -93,6 +95,8 @@ def _defaults(device: torch.device | str | None) -> dict[str, Any]:
 
     cpu = torch.device(device).type == "cpu" if device is not None else not torch.cuda.is_available()
     defaults = {**INDUCTOR_OPTIONS, **(CPU_OPTIONS if cpu else {})}
+    if cpu:
+        defaults["post_grad_custom_post_pass"] = _inductor.post_grad_pass()
     return {k: v for k, v in defaults.items() if _known(inductor_config, k)}
 
 
@@ -304,6 +308,7 @@ def compile(
     """
     _settle_tensordict_memo()
     _concurrent_cpp_builds()
+    _inductor.install()
     backend = kwargs.get("backend", "inductor")
     merged = {**_defaults(device), **(options or {})} if backend == "inductor" else options
     return torch.compile(fn, fullgraph=fullgraph, dynamic=dynamic, options=merged, **kwargs)

@@ -10,6 +10,7 @@ import torch
 
 import frl
 from frl._compile import CACHEABLE_LOOPS, CPU_OPTIONS, INDUCTOR_OPTIONS, scan, vmap_leaves
+from frl._inductor import post_grad_pass
 from frl.driver.compiled import graph_device
 
 
@@ -74,8 +75,9 @@ def test_compiled_tanh_stays_within_2e_7_of_eager_with_its_gradient() -> None:
 
 def test_a_callers_options_win_over_the_defaults(options_seen: list[dict[str, Any]]) -> None:
     frl.compile(lambda x: x, device="cpu", options={"cpp_wrapper": False, "realize_opcount_threshold": 30})
+    frl_pass = {"post_grad_custom_post_pass": post_grad_pass()}  # frl's rewrite (test_inductor.py)
     assert options_seen == [
-        {**INDUCTOR_OPTIONS, **CPU_OPTIONS, "cpp_wrapper": False, "realize_opcount_threshold": 30}
+        {**INDUCTOR_OPTIONS, **CPU_OPTIONS, **frl_pass, "cpp_wrapper": False, "realize_opcount_threshold": 30}
     ]
 
 

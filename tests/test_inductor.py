@@ -1,0 +1,86 @@
+"""frl's additions to Inductor (frl/_inductor.py): the inline threefry lowering and the rewrite of
+matmuls with a few rows. Each compiled test reads the code Inductor generated, so it fails when
+the addition is not in force, and compares every value with the eager result."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch._inductor.utils import run_and_get_code
+
+import frl
+from frl import random
+from frl._inductor import INLINE_DRAW_LIMIT, SMALL_ROWS, post_grad_pass
+
+_OPERATOR_CALL = re.compile(r'call_dispatcher\("frl(_native)?::threefry_blocks')
+
+
+def _draws(key: torch.Tensor, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    key, k1, k2, k3, k4, k5, k6, k7 = random.split(key, 8)
+    return {
+        "key": key,
+        "uniform": random.uniform(k1, (3,)),
+        "normal": random.normal(k2, (5,)),
+        "randint": random.randint(k3, (128,), 0, 10_000),
+        "categorical": random.categorical(k4, logits),
+        "permutation": random.permutation(k5, 16),
+        "bits64": random.bits(k6, (4,), width=64),
+        "vmapped": torch.func.vmap(lambda k: random.uniform(k, (2,)))(random.split(k7, 3)),
+        "large": random.uniform(k7, (INLINE_DRAW_LIMIT + 1,)),  # past the limit: the operator
+    }
+
+
+@pytest.mark.compile
+def test_threefry_lowering_gives_the_operators_words_bit_for_bit() -> None:
+    key, logits = random.key(42), torch.randn(4, 6)
+    eager = _draws(key, logits)
+    compiled, code = run_and_get_code(frl.compile(_draws, device="cpu"), key, logits)
+    for name, value in eager.items():
+        assert torch.equal(compiled[name], value), name
+    # every draw inline but the one past INLINE_DRAW_LIMIT
+    assert len(_OPERATOR_CALL.findall("\n".join(code))) == 1
+
+
+def _layers(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    return F.linear(torch.tanh(F.linear(x, w1, b1)), w2)  # addmm, then mm (no bias)
+
+
+Tensors = tuple[torch.Tensor, ...]
+
+
+def _networks(params: Tensors, xs: Tensors, members: Tensors):
+    outs = [_layers(x, *params) for x in xs]
+    grads = torch.func.grad(lambda p: _layers(xs[1], *p).square().sum())(params)
+    vmapped = torch.func.vmap(_layers)(*members)  # per-member parameters: batched matmuls, kept
+    return outs, grads, vmapped
+
+
+@pytest.mark.compile
+def test_matmuls_of_a_few_rows_become_generated_loops_and_keep_their_values() -> None:
+    gen = torch.Generator().manual_seed(0)
+    params = tuple(torch.randn(*s, generator=gen) for s in ((64, 8), (64,), (3, 64)))
+    rows = (1, SMALL_ROWS, SMALL_ROWS + 1, 128)
+    xs = tuple(torch.randn(r, 8, generator=gen) for r in rows)
+    stacked = (torch.randn(5, *p.shape, generator=gen) for p in params)
+    members = (torch.randn(5, 2, 8, generator=gen), *stacked)
+    eager = _networks(params, xs, members)
+    compiled, code = run_and_get_code(frl.compile(_networks, device="cpu"), params, xs, members)
+    for a, b in zip(torch.utils._pytree.tree_leaves(compiled), torch.utils._pytree.tree_leaves(eager)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)  # float sums in another order
+    source = "\n".join(code)
+    # the library keeps the two larger forward passes (2 layers each) and the gradient's three
+    # products: W1's (64 rows), W2's (3 rows, but the activations it reads lie along their rows,
+    # as does W2 in the hidden layer's gradient); the 1- and 4-row forward passes are loops
+    assert source.count("aoti_torch_cpu_addmm_out(") + source.count("aoti_torch_cpu_mm_out(") == 2 * 2 + 3
+    assert "aoti_torch_cpu_bmm_out(" in source or "aoti_torch_cpu_baddbmm_out(" in source
+
+
+def test_the_pass_names_frl_s_additions_for_the_cache_key() -> None:
+    from torch._inductor.custom_graph_pass import CustomGraphPass
+
+    chosen = post_grad_pass()
+    assert isinstance(chosen, CustomGraphPass) and chosen is post_grad_pass()
+    assert chosen.uuid().startswith("frl-inductor-")
