@@ -41,6 +41,10 @@ then the link); with torch 2.13, :func:`compile` makes the first two run at once
 (:func:`_build_concurrently`): 8 PPO CartPole seeds compiled in 55 s instead of 62 s on two cores.
 And a process that loads cached C++ graphs no longer runs the preprocessor to precompile headers it
 will not use (:func:`_deferred_header`): a warm PPO start reached its first iteration 0.4-0.5 s sooner.
+
+CPU graphs also get frl's own additions to Inductor (:mod:`frl._inductor`): small random draws and
+matrix products of 1-4 rows generated as loops instead of library calls (a DQN collection chunk
+133 us instead of 258 us).
 """
 
 from __future__ import annotations
