@@ -104,8 +104,10 @@ def _lowering(fallback: Any) -> Any:
         from torch._inductor.virtualized import ops
 
         *batch, _ = keys.get_size()
-        words = math.prod(int(s) for s in batch) * n if all(_static(s) for s in batch) else None
-        if words is None or words > INLINE_DRAW_LIMIT:
+        static = all(_static(s) for s in (*batch, n))
+        words = math.prod(int(s) for s in batch) * int(n) if static else None
+        # on the CPU only (other devices draw with inline torch ops and never reach the operator)
+        if words is None or words > INLINE_DRAW_LIMIT or keys.get_device().type != "cpu":
             return fallback(keys, n)
         load = keys.make_loader()
 
