@@ -50,11 +50,10 @@ the two wider (2.9 and 3.8 us against 4.0 and 5.0; the 4-wide input breaks even)
 mixed, 16 and 32 lose."""
 
 _LARGEST_WEIGHT = 1 << 16
-"""...and the most weight elements: a larger weight is a bandwidth-bound product the library
-already runs well."""
+"""...and the most weight elements (a 256x256 layer at most): a choice, measured up to 120x84; a
+larger product is bandwidth-bound, where the library's own loop has no call to save."""
 
 _VERSION = "frl-inductor-1"  # change whenever the lowering or the rewrite changes what they generate
-_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _INSTALLED: list[bool] = []
 
 
@@ -79,13 +78,17 @@ def install() -> None:
 
 def _threefry_words(k0: Any, k1: Any, counter: Any) -> tuple[Any, Any]:
     """The threefry-2x32 block function (:func:`frl.random.threefry2x32`) on Inductor's ``ops``
-    over ``uint32`` values: sums wrap by themselves; ``rotl(x, r) = x * 2^r | x / 2^(32-r)``."""
+    over ``uint32`` values: sums wrap by themselves; ``rotl(x, r) = x * 2^r | x / 2^(32-r)``. The
+    schedule (rotations, parity, key injections) is :mod:`frl.random`'s; the words are tested equal
+    to the operator's."""
     from torch._inductor.virtualized import ops
+
+    from frl.random import _PARITY, _ROTATIONS
 
     def const(v: int) -> Any:
         return ops.constant(v, torch.uint32)
 
-    ks = (k0, k1, ops.bitwise_xor(ops.bitwise_xor(k0, k1), const(0x1BD11BDA)))
+    ks = (k0, k1, ops.bitwise_xor(ops.bitwise_xor(k0, k1), const(_PARITY)))
     x0, x1 = k0, ops.add(counter, k1)
     for g in range(5):
         for r in _ROTATIONS[g % 2]:
@@ -134,11 +137,9 @@ def _lowering(fallback: Any) -> Any:
 
 
 def _static(size: Any) -> bool:
-    try:
-        int(size)
-    except TypeError:
-        return False
-    return True
+    """A size known at compile time: a Python int or a sympy integer (never ``int()`` of a
+    ``SymInt``, which would specialise a dynamic size instead of declining it)."""
+    return isinstance(size, int) or bool(getattr(size, "is_Integer", False))
 
 
 class SmallRowsMatmul:
