@@ -21,7 +21,7 @@ if os.environ.get("FRL_BUILD_EXTENSION", "1") != "0":
         pass
     else:
         sources = ["frl/csrc/threefry.cpp", "frl/csrc/host_cache.cpp"]
-        ext_modules = [CppExtension("frl._C", sources, extra_compile_args=["-O2"])]
+        ext_modules = [CppExtension("frl._C", sources, extra_compile_args=["-O2", "-ffp-contract=off"])]
         cmdclass = {"build_ext": BuildExtension.with_options(use_ninja=False)}
 
 setup(ext_modules=ext_modules, cmdclass=cmdclass)

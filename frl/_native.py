@@ -33,7 +33,7 @@ from typing import Any
 __all__ = ["load"]
 
 SOURCES = ("threefry.cpp", "host_cache.cpp")
-CFLAGS = ["-O2"]
+CFLAGS = ["-O2", "-ffp-contract=off"]  # no fused multiply-adds: uniform draws round as torch ops do
 STALE_LOCK_S = 600.0
 """Age in seconds past which a build folder's lock is a killed build's leftover."""
 _LOADED: list[tuple[Any, str, str | None]] = []  # [(module or None, backend, why not)] once tried

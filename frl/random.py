@@ -267,11 +267,33 @@ def _native_op() -> Any:
                 dim = None if in_dims[0] is None else 0
                 return op(keys, n), (dim, dim)
 
+            uniform_op = torch.ops.frl_native.threefry_uniform_f32.default
+
+            @torch.library.register_fake("frl_native::threefry_uniform_f32")
+            def _(keys: Tensor, n: int, lo: float, span: float) -> Tensor:
+                return keys.new_empty((*keys.shape[:-1], n), dtype=torch.float32)
+
+            @torch.library.register_vmap("frl_native::threefry_uniform_f32")
+            def _(info, in_dims, keys: Tensor, n: int, lo: float, span: float):
+                keys = keys if in_dims[0] is None else keys.movedim(in_dims[0], 0)
+                return uniform_op(keys, n, lo, span), None if in_dims[0] is None else 0
+
+            _NATIVE_UNIFORM.append(uniform_op)
         _NATIVE_OP.append(op)
     return _NATIVE_OP[0]
 
 
 _NATIVE_OP: list[Any] = []  # [OpOverload or None] once tried
+_NATIVE_UNIFORM: list[Any] = []  # [OpOverload] with the extension
+
+
+def _native_uniform() -> Any:
+    """``torch.ops.frl_native.threefry_uniform_f32`` (with its fake kernel and vmap rule), or None
+    without the extension: float32 uniform draws in one eager call, where the threefry words,
+    their mantissa and the scaling are eleven torch ops (~20 us). Compiled code keeps those ops,
+    which Inductor fuses with their consumer (:mod:`frl._inductor`)."""
+    _native_op()
+    return _NATIVE_UNIFORM[0] if _NATIVE_UNIFORM else None
 
 
 def _blocks(k: Tensor, n: int) -> tuple[Tensor, Tensor]:
@@ -533,13 +555,20 @@ def uniform(
     _check_key(key, "uniform")
     shape = _as_shape(shape, "uniform")
     _check_float_dtype(dtype, "uniform")
+    eager_floats = (
+        dtype == torch.float32 and _finite_floats(minval, maxval) and not torch.compiler.is_compiling()
+    )
+    if eager_floats and key.device.type == "cpu" and math.prod(shape) < 2**32:
+        native = _native_uniform()
+        if native is not None:  # the same values as below, in one C++ call
+            return native(key, math.prod(shape), *_float32_bounds(minval, maxval)).reshape(shape)
     f = _unit_uniform(key, shape, dtype)
     is_default = (
         not isinstance(minval, Tensor) and not isinstance(maxval, Tensor) and minval == 0.0 and maxval == 1.0
     )
     if is_default:
         return f.to(dtype)
-    if dtype == torch.float32 and _finite_floats(minval, maxval) and not torch.compiler.is_compiling():
+    if eager_floats:
         # eagerly, Python-float bounds skip four tensor constructions and casts: the same
         # float32 bounds and span, the same double product-sum (compiled code folds them anyway)
         lo32, span32 = _float32_bounds(minval, maxval)

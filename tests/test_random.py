@@ -363,6 +363,33 @@ def test_cpu_kernels_equal_torch_block_function(n, kernel, monkeypatch):
         assert torch.equal(batch0[i], ref0) and torch.equal(batch1[i], ref1)
 
 
+@pytest.mark.parametrize(
+    "bounds",
+    [(0.0, 1.0), (-0.05, 0.05), (1.1754943508222875e-38, 1.0), (-3.7, 1e4), (2.5, 2.5000002), (-1e30, 1e30)],
+)
+def test_fused_uniform_operator_gives_the_torch_ops_bits(bounds, monkeypatch):
+    """Eager float32 ``uniform`` with float bounds is one C++ call (``threefry_uniform_f32``): the
+    same bits as the threefry words, mantissa and double product-sum in torch ops, for sizes on
+    both sides of a vector width, for a batch of keys under ``vmap``, and with float64 tensors of
+    the bounds taking the torch path."""
+    from frl import random as fr_module
+
+    assert fr_module._native_uniform() is not None, "the C++ kernel builds on this machine"
+    lo, hi = bounds
+    for i, k in enumerate(fr.split(fr.key(11), 12)):
+        shape = (i % 5 + 1, 3) if i % 2 else (i * 7 + 1,)
+        fused = fr.uniform(k, shape, torch.float32, lo, hi)
+        with monkeypatch.context() as m:
+            m.setattr(fr_module, "_NATIVE_UNIFORM", [])
+            ops = fr.uniform(k, shape, torch.float32, lo, hi)
+        assert fused.shape == shape and fused.dtype == torch.float32
+        assert torch.equal(fused.view(torch.int32), ops.view(torch.int32)), (lo, hi, shape)
+        assert bool((fused >= torch.tensor(lo, dtype=torch.float32)).all())
+    keys = fr.split(fr.key(3), 4)
+    batched = torch.func.vmap(lambda k: fr.uniform(k, (6,), torch.float32, lo, hi))(keys)
+    assert torch.equal(batched, torch.stack([fr.uniform(k, (6,), torch.float32, lo, hi) for k in keys]))
+
+
 def test_without_extension_or_compiler_the_kernel_falls_back_to_numpy_once_and_says_so():
     """A source install on a machine with no C++ compiler: NumPy bits (the same bits), one warning
     naming why, never a silent change (the wheel's compiled operator is tested by .ci/wheel)."""

@@ -5,6 +5,21 @@
 static inline uint32_t rotl(uint32_t x, int r) { return (x << r) | (x >> (32 - r)); }
 std::tuple<torch::Tensor, torch::Tensor> threefry_blocks_op(const torch::Tensor& keys, int64_t n);
 
+static const int R[2][4] = {{13, 15, 26, 6}, {17, 29, 16, 24}};
+
+// The two output words for counter (0, i) under the key schedule ks = (k0, k1, k0 ^ k1 ^ parity).
+static inline void block(const uint32_t ks[3], uint32_t i, uint32_t& x0, uint32_t& x1) {
+  x0 = ks[0]; x1 = i + ks[1];
+  for (int g = 0; g < 5; ++g) {
+    for (int j = 0; j < 4; ++j) { x0 += x1; x1 = rotl(x1, R[g % 2][j]) ^ x0; }
+    x0 += ks[(g + 1) % 3]; x1 += ks[(g + 2) % 3] + (uint32_t)(g + 1);
+  }
+}
+
+static inline void schedule(const int64_t* key, uint32_t ks[3]) {
+  ks[0] = (uint32_t)key[0]; ks[1] = (uint32_t)key[1]; ks[2] = ks[0] ^ ks[1] ^ 0x1BD11BDAu;
+}
+
 std::vector<torch::Tensor> threefry_blocks(torch::Tensor keys, int64_t n) {
   auto k = keys.contiguous();
   auto batch = k.sizes().vec(); batch.pop_back();
@@ -12,16 +27,11 @@ std::vector<torch::Tensor> threefry_blocks(torch::Tensor keys, int64_t n) {
   auto shape = batch; shape.push_back(n);
   auto o0 = torch::empty(shape, k.options()); auto o1 = torch::empty(shape, k.options());
   const int64_t* kp = k.data_ptr<int64_t>(); int64_t* p0 = o0.data_ptr<int64_t>(); int64_t* p1 = o1.data_ptr<int64_t>();
-  static const int R[2][4] = {{13, 15, 26, 6}, {17, 29, 16, 24}};
   for (int64_t b = 0; b < K; ++b) {
-    uint32_t ks[3] = {(uint32_t)kp[2*b], (uint32_t)kp[2*b+1], 0};
-    ks[2] = ks[0] ^ ks[1] ^ 0x1BD11BDAu;
+    uint32_t ks[3], x0, x1;
+    schedule(kp + 2 * b, ks);
     for (int64_t i = 0; i < n; ++i) {
-      uint32_t x0 = ks[0], x1 = (uint32_t)i + ks[1];
-      for (int g = 0; g < 5; ++g) {
-        for (int j = 0; j < 4; ++j) { x0 += x1; x1 = rotl(x1, R[g % 2][j]) ^ x0; }
-        x0 += ks[(g + 1) % 3]; x1 += ks[(g + 2) % 3] + (uint32_t)(g + 1);
-      }
+      block(ks, (uint32_t)i, x0, x1);
       p0[b*n+i] = x0; p1[b*n+i] = x1;
     }
   }
@@ -33,9 +43,40 @@ std::tuple<torch::Tensor, torch::Tensor> threefry_blocks_op(const torch::Tensor&
   return {out[0], out[1]};
 }
 
+// float32 draws in [lo, lo + span) for a batch of keys [..., 2] -> [..., n]: JAX's mantissa trick
+// f = ((x0 ^ x1) >> 9) * 2^-23, then max(lo, float(double(f) * span + lo)), the product and the sum
+// rounded in double (no contraction: built with -ffp-contract=off), as frl.random.uniform's eager
+// path computes it with torch ops (lo and span are float32 values). One call instead of eleven ops.
+torch::Tensor threefry_uniform_f32(const torch::Tensor& keys, int64_t n, double lo, double span) {
+  auto k = keys.to(torch::kInt64).contiguous();
+  auto shape = k.sizes().vec(); shape.back() = n;
+  int64_t K = k.numel() / 2;
+  auto out = torch::empty(shape, k.options().dtype(torch::kFloat32));
+  const int64_t* kp = k.data_ptr<int64_t>(); float* po = out.data_ptr<float>();
+  const float low = (float)lo;
+  for (int64_t b = 0; b < K; ++b) {
+    uint32_t ks[3], x0, x1;
+    schedule(kp + 2 * b, ks);
+    for (int64_t i = 0; i < n; ++i) {
+      block(ks, (uint32_t)i, x0, x1);
+      float f = (float)((x0 ^ x1) >> 9) * 1.1920928955078125e-07f;  // 2^-23, exact
+      double product = (double)f * span;
+      float y = (float)(product + lo);
+      po[b*n+i] = y < low ? low : y;
+    }
+  }
+  return out;
+}
+
 // A dispatcher operator with a C++ CPU kernel: called from eager code, vmap rules and compiled
 // graphs without a trip through Python (the Python custom op costs ~20 us per call).
-TORCH_LIBRARY(frl_native, m) { m.def("threefry_blocks(Tensor keys, int n) -> (Tensor, Tensor)"); }
-TORCH_LIBRARY_IMPL(frl_native, CPU, m) { m.impl("threefry_blocks", &threefry_blocks_op); }
+TORCH_LIBRARY(frl_native, m) {
+  m.def("threefry_blocks(Tensor keys, int n) -> (Tensor, Tensor)");
+  m.def("threefry_uniform_f32(Tensor keys, int n, float lo, float span) -> Tensor");
+}
+TORCH_LIBRARY_IMPL(frl_native, CPU, m) {
+  m.impl("threefry_blocks", &threefry_blocks_op);
+  m.impl("threefry_uniform_f32", &threefry_uniform_f32);
+}
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def("threefry_blocks", &threefry_blocks, "threefry-2x32 blocks"); }
