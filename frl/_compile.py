@@ -318,6 +318,25 @@ def compile(
     return torch.compile(fn, fullgraph=fullgraph, dynamic=dynamic, options=merged, **kwargs)
 
 
+def readable(*tensors: torch.Tensor) -> bool:
+    """Whether Python may read these tensors' values and branch on them: plain eager tensors, with
+    nothing tracing (dynamo, ``torch.jit.trace``, a dispatch mode such as ``make_fx``'s) and no
+    ``torch.func`` transform wrapping them (vmap, grad). Pure code uses it to skip work whose
+    result is known (an auto-reset when no episode ended) where a traced program would have to
+    keep both branches; the results are the same either way."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or _current_dispatch_mode() is not None:
+        return False
+    return all(
+        type(t) is torch.Tensor and not torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors
+    )
+
+
+def _current_dispatch_mode() -> Any:
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    return _get_current_dispatch_mode()
+
+
 def named(name: str, fn: Callable) -> Callable:
     """A wrapper with its own code object: dynamo caches and counts recompiles per code object.
 

@@ -188,6 +188,55 @@ def test_vmap_over_envs_matches_loop(env_id):
     torch.testing.assert_close(state_b["time"], torch.stack([s["time"] for s in states]))
 
 
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "Pendulum-v1"])
+def test_eager_step_without_an_ending_skips_the_reset_with_the_same_bits(env_id, monkeypatch):
+    """Eagerly, a step where no episode ends returns without drawing a reset (the traced step
+    keeps both branches): the same bits as the step that selects with ``where``, over 600 steps
+    of 6 natively batched environments, with steps on both paths."""
+    import frl.envs.base as base
+
+    env = envs.make(env_id)
+    _, state = env.reset(random.key(5), num_envs=6)
+    traced_state = dict(state)
+    key, ended = random.key(6), 0
+    for _ in range(600):
+        key, ka, ks = random.split(key, 3)
+        actions = _random_actions(env, ka, (6,))
+        out = env.step(ks, state, actions)
+        with monkeypatch.context() as m:
+            m.setattr(base, "readable", lambda *tensors: False)
+            traced = env.step(ks, traced_state, actions)
+        for a, b in zip(
+            [*out[:1], *out[2:5], out[5]["final_observation"]],
+            [*traced[:1], *traced[2:5], traced[5]["final_observation"]],
+            strict=True,
+        ):
+            assert torch.equal(a, b)
+        for name in ("physics", "time"):
+            assert torch.equal(out[1][name], traced[1][name])
+        ended += bool((out[3] | out[4]).any())
+        state, traced_state = out[1], traced[1]
+    assert 0 < ended < 600  # both paths ran
+
+
+def test_readable_only_for_plain_eager_tensors():
+    """``frl._compile.readable``: True for plain eager tensors; False under vmap, a dispatch mode
+    (``make_fx``), for fake tensors and inside a compiled function."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from frl._compile import readable
+
+    x = torch.zeros(3)
+    assert readable(x, torch.ones(2, dtype=torch.bool))
+    seen = []
+    vmap(lambda t: seen.append(readable(t)) or t)(torch.zeros(2, 3))
+    make_fx(lambda t: seen.append(readable(t)) or t * 2)(x)
+    with FakeTensorMode() as mode:
+        seen.append(readable(mode.from_tensor(x)))
+    assert seen == [False, False, False]
+
+
 def test_native_batch_matches_per_env_semantics():
     """reset(num_envs=n) gives a batched state that step() accepts (vmap-free)."""
     env = envs.make("CartPole-v1")

@@ -250,8 +250,8 @@ def episode_step(episodes: Mapping[str, Tensor], reward: Tensor, done: Tensor) -
     ret = episodes["return"] + reward
     length = episodes["length"] + 1
     return {
-        "return": torch.where(done, torch.zeros_like(ret), ret),
-        "length": torch.where(done, torch.zeros_like(length), length),
+        "return": torch.where(done, 0.0, ret),
+        "length": torch.where(done, 0, length),
         "last_return": torch.where(done, ret, episodes["last_return"]),
         "last_length": torch.where(done, length, episodes["last_length"]),
         "count": episodes["count"] + done.sum(),

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from frl import random
+from frl._compile import readable
 from frl.envs.spaces import Box, Discrete
 
 __all__ = ["Environment", "loops_in_graph"]
@@ -127,6 +128,10 @@ class Environment:
         truncated = time >= self.max_episode_steps
         done = terminated | truncated
         final_obs = self.observe(physics).to(self.dtype)
+        reward = reward.to(self.dtype)
+        if readable(done) and not bool(done.any()):  # eagerly, with no episode ended: nothing to reset
+            state = {"physics": physics, "time": time}
+            return final_obs, state, reward, terminated, truncated, {"final_observation": final_obs}
         reset_obs, reset_state = self.reset(key, params, batch[0] if batch else None)
         done_ = done.unsqueeze(-1)
         next_state = {
@@ -135,7 +140,7 @@ class Environment:
         }
         done_obs = done.reshape(*done.shape, *(1,) * (final_obs.dim() - done.dim()))  # image observations too
         obs = torch.where(done_obs, reset_obs, final_obs)
-        return obs, next_state, reward.to(self.dtype), terminated, truncated, {"final_observation": final_obs}
+        return obs, next_state, reward, terminated, truncated, {"final_observation": final_obs}
 
     def _check_action(self, action: Tensor, batch: tuple[int, ...]) -> None:
         space = self.action_space

@@ -86,17 +86,11 @@ class CartPole(Environment):
             p.length * (4.0 / 3.0 - p.masspole * cos * cos / total_mass)
         )
         x_acc = temp - polemass_length * theta_acc * cos / total_mass
-        x = x + p.tau * x_dot
-        x_dot = x_dot + p.tau * x_acc
-        theta = theta + p.tau * theta_dot
-        theta_dot = theta_dot + p.tau * theta_acc
-        terminated = (
-            (x < -p.x_threshold)
-            | (x > p.x_threshold)
-            | (theta < -p.theta_threshold)
-            | (theta > p.theta_threshold)
-        )
-        return torch.stack([x, x_dot, theta, theta_dot], dim=-1), torch.ones_like(x), terminated
+        # Euler on the whole state at once (the same float ops as per component, fewer of them)
+        physics = physics + p.tau * torch.stack([x_dot, x_acc, theta_dot, theta_acc], dim=-1)
+        x, _, theta, _ = physics.unbind(-1)
+        terminated = (x.abs() > p.x_threshold) | (theta.abs() > p.theta_threshold)
+        return physics, torch.ones_like(x), terminated
 
 
 # --------------------------------------------------------------------------------------
