@@ -20,7 +20,7 @@ from frl.algos.train import Train, Unit, build_state, gradient_update, wrapped_o
 from frl.distributions import Distribution
 from frl.optim import GradientTransformation
 from frl.returns import gae
-from frl.tree import replace
+from frl.tree import assemble, entries, replace
 
 __all__ = [
     "OnPolicyConfig",
@@ -108,6 +108,19 @@ def flat_select(
     segment: TensorDictBase, keys: tuple[str, ...], index: Tensor | None = None
 ) -> TensorDictBase:
     """``keys`` of a segment ``[E, T]`` as one batch ``[E T]`` (rows ``index`` only, if given)."""
+    fields = entries(segment)
+    if all(isinstance(k, str) and isinstance(fields.get(k), Tensor) for k in keys):
+        # top-level tensors (every built-in agent's keys): plain reshapes and row selections, a
+        # fraction of TensorDict's select/reshape/apply eagerly and of the lines dynamo traces
+        dims = segment.batch_dims
+        rows = segment.batch_size.numel()
+
+        def flat(x: Tensor) -> Tensor:
+            x = x.reshape(rows, *x.shape[dims:])
+            return x if index is None else torch.index_select(x, 0, index)
+
+        n = rows if index is None else index.shape[0]
+        return assemble({k: flat(fields[k]) for k in keys}, batch_size=(n,))
     flat = segment.select(*keys).reshape(-1)
     if index is None:
         return flat

@@ -126,7 +126,8 @@ def guard(
         for name, value in metrics.items(include_nested=True, leaves_only=True):
             if torch.is_tensor(value) and value.is_floating_point():
                 checked.append(name if isinstance(name, str) else ".".join(name))
-                magnitudes.append(value.abs().amax())
+                # a scalar is finite exactly when its magnitude is: itself, with no op
+                magnitudes.append(value if value.dim() == 0 else value.abs().amax())
         if learns and freeze:
             checked.append("params")
             magnitudes.append(_largest_magnitude(_float_leaves(new["params"])))

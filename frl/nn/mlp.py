@@ -13,6 +13,7 @@ from torch import Tensor
 from frl import random
 from frl.nn.initializers import Initializer, orthogonal, zeros
 from frl.nn.layers import Activation, get_activation, linear, linear_init
+from frl.tree import entries
 
 __all__ = ["MLP", "check_features"]
 
@@ -86,8 +87,9 @@ class MLP:
         """``[..., sizes[0]] -> [..., sizes[-1]]``."""
         check_features(x, self.sizes[0], "x", "MLP.apply")
         act = get_activation(self.activation)
+        layers = entries(params)
         for i in range(self.num_layers):
-            x = linear(params[str(i)], x)
+            x = linear(layers[str(i)], x)
             if i < self.num_layers - 1 or self.activate_final:
                 x = act(x)
         return x
