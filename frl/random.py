@@ -278,13 +278,26 @@ def _native_op() -> Any:
                 keys = keys if in_dims[0] is None else keys.movedim(in_dims[0], 0)
                 return uniform_op(keys, n, lo, span), None if in_dims[0] is None else 0
 
+            split_op = torch.ops.frl_native.threefry_split.default
+
+            @torch.library.register_fake("frl_native::threefry_split")
+            def _(keys: Tensor, n: int) -> Tensor:
+                return keys.new_empty((*keys.shape[:-1], n, 2))
+
+            @torch.library.register_vmap("frl_native::threefry_split")
+            def _(info, in_dims, keys: Tensor, n: int):
+                keys = keys if in_dims[0] is None else keys.movedim(in_dims[0], 0)
+                return split_op(keys, n), None if in_dims[0] is None else 0
+
             _NATIVE_UNIFORM.append(uniform_op)
+            _NATIVE_SPLIT.append(split_op)
         _NATIVE_OP.append(op)
     return _NATIVE_OP[0]
 
 
 _NATIVE_OP: list[Any] = []  # [OpOverload or None] once tried
 _NATIVE_UNIFORM: list[Any] = []  # [OpOverload] with the extension
+_NATIVE_SPLIT: list[Any] = []  # [OpOverload] with the extension
 
 
 def _native_uniform() -> Any:
@@ -385,7 +398,13 @@ def split(key: Tensor, num: Shape = 2) -> Tensor:
     """
     _check_key(key, "split")
     shape = _as_shape(num, "split", "num")
-    x0, x1 = _blocks(key, math.prod(shape))
+    n = math.prod(shape)
+    if key.device.type == "cpu" and n < 2**32 and not torch.compiler.is_compiling():
+        _native_op()
+        if _NATIVE_SPLIT:  # the same keys in one C++ call (compiled code fuses the ops below)
+            keys = _NATIVE_SPLIT[0](key, n)
+            return keys if len(shape) == 1 else keys.reshape(*shape, 2)
+    x0, x1 = _blocks(key, n)
     return torch.stack([x0, x1], dim=-1).reshape(*shape, 2)
 
 

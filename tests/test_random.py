@@ -390,6 +390,25 @@ def test_fused_uniform_operator_gives_the_torch_ops_bits(bounds, monkeypatch):
     assert torch.equal(batched, torch.stack([fr.uniform(k, (6,), torch.float32, lo, hi) for k in keys]))
 
 
+def test_fused_split_operator_gives_the_torch_ops_keys(monkeypatch):
+    """Eager ``split`` is one C++ call (``threefry_split``): the keys the threefry words stacked
+    by torch ops give, for counts and shapes, and under ``vmap``."""
+    from frl import random as fr_module
+
+    fr_module._native_op()
+    assert fr_module._NATIVE_SPLIT, "the C++ kernel builds on this machine"
+    for k in fr.split(fr.key(7), 6):
+        for num in (1, 2, 3, 17, (2, 3), ()):
+            fused = fr.split(k, num)
+            with monkeypatch.context() as m:
+                m.setattr(fr_module, "_NATIVE_SPLIT", [])
+                ops = fr.split(k, num)
+            assert fused.shape == ops.shape and torch.equal(fused, ops), num
+    keys = fr.split(fr.key(1), 4)
+    batched = torch.func.vmap(lambda k: fr.split(k, 3))(keys)
+    assert torch.equal(batched, torch.stack([fr.split(k, 3) for k in keys]))
+
+
 def test_without_extension_or_compiler_the_kernel_falls_back_to_numpy_once_and_says_so():
     """A source install on a machine with no C++ compiler: NumPy bits (the same bits), one warning
     naming why, never a silent change (the wheel's compiled operator is tested by .ci/wheel)."""
