@@ -40,7 +40,8 @@ from typing import Any
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from frl.tree import assemble, map_leaves, replace
+from frl._compile import readable
+from frl.tree import assemble, entries, map_leaves, replace
 
 __all__ = [
     "ON_NONFINITE",
@@ -93,6 +94,23 @@ def _largest_magnitude(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack(largest).amax() if largest else torch.zeros(())
 
 
+def _without_health(state: TensorDictBase) -> TensorDictBase:
+    """``state.exclude("health")``; the other entries of a state without batch dims or a device
+    are taken as they are (TensorDict's ``exclude`` rebuilds the tree)."""
+    if state.device is not None or state.batch_dims:
+        return state.exclude("health")
+    return assemble({k: v for k, v in entries(state).items() if k != "health"})
+
+
+def _metric_items(metrics: TensorDictBase) -> Any:
+    """``metrics.items(include_nested=True, leaves_only=True)``, read directly where every entry
+    is a tensor (the metrics of every built-in unit)."""
+    fields = entries(metrics)
+    if all(isinstance(v, torch.Tensor) for v in fields.values()):
+        return fields.items()
+    return metrics.items(include_nested=True, leaves_only=True)
+
+
 def _float_leaves(tree: TensorDictBase) -> list[torch.Tensor]:
     return [x for x in tree.values(True, True) if x.is_floating_point()]
 
@@ -116,14 +134,14 @@ def guard(
     """
 
     def unit(state: TensorDictBase, *inputs: Any):
-        health = state["health"]
-        inner = state.exclude("health")
+        health = entries(state)["health"]
+        inner = _without_health(state)
         checked, magnitudes = [], []
         if params_on_entry:
             checked.append("params on entry")
             magnitudes.append(_largest_magnitude(_float_leaves(inner["params"])))
         new, metrics = fn(inner, *inputs)
-        for name, value in metrics.items(include_nested=True, leaves_only=True):
+        for name, value in _metric_items(metrics):
             if torch.is_tensor(value) and value.is_floating_point():
                 checked.append(name if isinstance(name, str) else ".".join(name))
                 # a scalar is finite exactly when its magnitude is: itself, with no op
@@ -136,6 +154,10 @@ def guard(
         if not magnitudes:
             return replace(new, health=health), metrics
         ok = torch.isfinite(torch.stack(magnitudes))
+        if readable(ok) and bool(ok.all()) and not bool(health["bad"].any()):
+            # eagerly, every member healthy before and after: the record and the state stand
+            # (the ops below would give them unchanged)
+            return replace(new, health=health), metrics
         failed = ~ok.all()
         first = torch.argmin(ok.to(torch.int64))  # the first False (0 when all pass; unused then)
         newly = failed & ~health["bad"]
