@@ -43,8 +43,9 @@ And a process that loads cached C++ graphs no longer runs the preprocessor to pr
 will not use (:func:`_deferred_header`): a warm PPO start reached its first iteration 0.4-0.5 s sooner.
 
 CPU graphs also get frl's own additions to Inductor (:mod:`frl._inductor`): small random draws and
-matrix products of 1-4 rows generated as loops instead of library calls (a DQN collection chunk
-133 us instead of 258 us).
+thin matrix products (1-4 rows or columns, or a contraction of 1-2) generated as loops instead of
+library calls (a DQN collection chunk 133 us instead of 258 us; a PPO update of 16 minibatches
+2.43 ms instead of 2.54).
 """
 
 from __future__ import annotations

@@ -12,13 +12,14 @@ arithmetic. Two kinds of call dominated compiled collection, one environment ste
   :data:`INLINE_DRAW_LIMIT` words keep the operator: Inductor does not vectorise a loop over
   ``uint32`` words, nor a consumer fused into it (a normal sample's logarithm), so large draws
   stay with the C++ kernel (the limit is a choice, not a measured optimum).
-* **Matmuls of a few rows.** Each ``F.linear`` becomes a library ``addmm`` (~2-4 us a call
-  whatever the size); with 1 to 4 rows (an action for one or four environments) a
-  multiply-and-sum that Inductor generates and fuses with the bias and activation is cheaper.
-  :class:`SmallRowsMatmul`, a post-grad pass, rewrites ``mm``/``addmm`` with at most
-  :data:`SMALL_ROWS` rows and a weight stored contiguously along the contraction (a transposed
-  ``[out, in]`` weight, as ``F.linear`` has it). Vmapped members keep their batched matmul
-  (``bmm``): at 32 seeds the multiply-and-sum doubled a PPO collection's time.
+* **Thin matmuls.** Each ``F.linear`` becomes a library ``addmm`` (~2-4 us a call whatever the
+  size); with 1 to 4 rows (an action for one or four environments) a multiply-and-sum that
+  Inductor generates and fuses with the bias and activation is cheaper. So it is for 1-4 columns
+  (an output layer of 1-4 units, a gradient through one) and a contraction of 1-2: 10 of the 16
+  products of a PPO CartPole minibatch update. :class:`ThinMatmul`, a post-grad pass,
+  rewrites ``mm``/``addmm`` with at most :data:`SMALL_ROWS` rows, :data:`THIN` columns or
+  :data:`TINY_CONTRACTION`. Vmapped members keep their batched matmul (``bmm``): at 32 seeds the
+  multiply-and-sum doubled a PPO collection's time.
 
 Measured (AMD EPYC, one core, CartPole, side by side, warm): a DQN collection chunk took 133 us
 instead of 258 us (the lowering alone 156 us, the rewrite alone 218 us); a one-seed PPO collection
@@ -26,7 +27,7 @@ instead of 258 us (the lowering alone 156 us, the rewrite alone 218 us); a one-s
 rounding: the lowering's words equal the operator's bit for bit (tested), the rewrite sums in
 another order.
 
-Both enter the compiled graphs' cache keys through :class:`SmallRowsMatmul`'s ``uuid`` (a graph
+Both enter the compiled graphs' cache keys through :class:`ThinMatmul`'s ``uuid`` (a graph
 compiled before them is not reused, nor one compiled with them by a process without them).
 """
 
@@ -38,13 +39,21 @@ from typing import Any
 
 import torch
 
-__all__ = ["INLINE_DRAW_LIMIT", "SMALL_ROWS", "SmallRowsMatmul", "install", "post_grad_pass"]
+__all__ = [
+    "INLINE_DRAW_LIMIT",
+    "SMALL_ROWS",
+    "THIN",
+    "TINY_CONTRACTION",
+    "ThinMatmul",
+    "install",
+    "post_grad_pass",
+]
 
 INLINE_DRAW_LIMIT = 2048
 """Words of the largest threefry draw generated inline (a batch of keys counts each key's words)."""
 
 SMALL_ROWS = 4
-"""The most rows of a matmul that :class:`SmallRowsMatmul` rewrites. Measured per layer (4x64,
+"""The most rows of a matmul that :class:`ThinMatmul` rewrites. Measured per layer (4x64,
 64x64, 120x84; compiled, one core): 1 row gains on each (2.4-2.7 us against 3.4-3.9), 4 rows on
 the two wider (2.9 and 3.8 us against 4.0 and 5.0; the 4-wide input breaks even), 8 rows are
 mixed, 16 and 32 lose."""
@@ -53,7 +62,24 @@ _LARGEST_WEIGHT = 1 << 16
 """...and the most weight elements (a 256x256 layer at most): a choice, measured up to 120x84; a
 larger product is bandwidth-bound, where the library's own loop has no call to save."""
 
-_VERSION = "frl-inductor-1"  # change whenever the lowering or the rewrite changes what they generate
+THIN = 4
+"""The most columns (``N``) of a matmul :class:`ThinMatmul` rewrites whatever its rows: the
+output layers of policies and values (1-4 wide) and, in their gradients, the products with a
+1-4-wide input layer's or output layer's gradient. Measured per product (compiled with a ``tanh``
+consumer, 12-24 in one graph, one core): 128x64 by 64x2 2.3 us against 3.5, 1024x64 by 64x2 8.1
+against 20.6, 64x128 by 128x4 6.0 against 8.4, 256x256 by 256x4 9.5 against 15.4."""
+
+TINY_CONTRACTION = 2
+"""...and the most contraction (``K``): the input gradients of 1-2-wide output layers (128x2 by
+2x64: 4.5 us against 5.3). A contraction of 3 to 8 (a layer over CartPole's 4 observations, 128
+rows) ran 2-25x slower as a multiply-and-sum, with the weight stored either way, so it stays a
+library call (and a thin product rewritten needs a contraction of more than 8)."""
+
+_LARGEST_WORK = 1 << 18
+"""...and the most multiply-adds of such a product (``M K N``; 256x256 by 256x4 at most): a choice,
+the largest measured."""
+
+_VERSION = "frl-inductor-2"  # change whenever the lowering or the rewrite changes what they generate
 _INSTALLED: list[bool] = []
 
 
@@ -142,10 +168,11 @@ def _static(size: Any) -> bool:
     return isinstance(size, int) or bool(getattr(size, "is_Integer", False))
 
 
-class SmallRowsMatmul:
-    """A post-grad pass: ``mm(a, b)`` and ``addmm(c, a, b)`` on the CPU with ``a [M, K]``,
-    ``M <= SMALL_ROWS`` and ``b [K, N]`` stored contiguously along ``K`` become
-    ``sum(a[:, :, None] * b[None], 1) (+ c)``, a reduction Inductor generates and fuses.
+class ThinMatmul:
+    """A post-grad pass: ``mm(a, b)`` and ``addmm(c, a, b)`` on the CPU with ``a [M, K]`` and
+    ``b [K, N]`` (each dense along one dim) where ``M <= SMALL_ROWS``, ``N <= THIN`` or
+    ``K <= TINY_CONTRACTION`` become ``sum(a[:, :, None] * b[None], 1) (+ c)``, a reduction
+    Inductor generates and fuses.
 
     Its ``uuid`` names frl's Inductor additions (this pass and :func:`install`'s lowering), so
     that a graph's cache key records that they shaped it. :func:`post_grad_pass` makes the
@@ -186,10 +213,16 @@ def _rewritable(a: Any, b: Any) -> bool:
         return False
     if not va.dtype.is_floating_point or va.dim() != 2 or vb.dim() != 2:
         return False
-    if not all(_static(s) for s in (*va.shape, *vb.shape, *vb.stride())):
+    if not all(_static(s) for s in (*va.shape, *va.stride(), *vb.shape, *vb.stride())):
         return False
     (m, k), n = va.shape, vb.shape[1]
-    return 0 < m <= SMALL_ROWS and k * n <= _LARGEST_WEIGHT and (k == 1 or vb.stride(0) == 1)
+    if not (m and k and n) or 1 not in va.stride() or 1 not in vb.stride():  # dense along a dim
+        return False
+    if m <= SMALL_ROWS:
+        return k * n <= _LARGEST_WEIGHT
+    # (a contraction of 3-8 over many rows and columns generated a loop 10-25x slower than the
+    # library: 128x4 by 4x64 138 us against 6; kept, also when thin)
+    return ((n <= THIN and k > 8) or k <= TINY_CONTRACTION) and m * k * n <= _LARGEST_WORK
 
 
 def _call(graph: torch.fx.Graph, target: Any, *args: Any) -> torch.fx.Node:
@@ -205,12 +238,12 @@ def _call(graph: torch.fx.Graph, target: Any, *args: Any) -> torch.fx.Node:
 
 
 def post_grad_pass() -> Any:
-    """The pass :func:`frl.compile` runs on CPU graphs: one :class:`SmallRowsMatmul` per process, as
+    """The pass :func:`frl.compile` runs on CPU graphs: one :class:`ThinMatmul` per process, as
     Inductor's ``CustomGraphPass`` (which its cache keys require of a custom pass)."""
     if not _PASS:
         from torch._inductor.custom_graph_pass import CustomGraphPass
 
-        cls = type("SmallRowsMatmulPass", (SmallRowsMatmul, CustomGraphPass), {"__module__": __name__})
+        cls = type("ThinMatmulPass", (ThinMatmul, CustomGraphPass), {"__module__": __name__})
         _PASS.append(cls())
     return _PASS[0]
 
