@@ -16,10 +16,11 @@ arithmetic. Two kinds of call dominated compiled collection, one environment ste
   size); with 1 to 4 rows (an action for one or four environments) a multiply-and-sum that
   Inductor generates and fuses with the bias and activation is cheaper. So it is for 1-4 columns
   (an output layer of 1-4 units, a gradient through one) and a contraction of 1-2: 10 of the 16
-  products of a PPO CartPole minibatch update. :class:`ThinMatmul`, a post-grad pass,
-  rewrites ``mm``/``addmm`` with at most :data:`SMALL_ROWS` rows, :data:`THIN` columns or
-  :data:`TINY_CONTRACTION`. Vmapped members keep their batched matmul (``bmm``): at 32 seeds the
-  multiply-and-sum doubled a PPO collection's time.
+  products of a PPO CartPole minibatch update. :class:`ThinMatmul`, a post-grad pass, rewrites
+  ``mm``/``addmm`` with at most :data:`SMALL_ROWS` rows, :data:`THIN` columns or
+  :data:`TINY_CONTRACTION`, and copies a transposed weight of a short contraction first so the
+  loop vectorises (:data:`SHORT_CONTRACTION`). Vmapped members keep their batched matmul
+  (``bmm``): at 32 seeds the multiply-and-sum doubled a PPO collection's time.
 
 Measured (AMD EPYC, one core, CartPole, side by side, warm): a DQN collection chunk took 133 us
 instead of 258 us (the lowering alone 156 us, the rewrite alone 218 us); a one-seed PPO collection
@@ -41,6 +42,7 @@ import torch
 
 __all__ = [
     "INLINE_DRAW_LIMIT",
+    "SHORT_CONTRACTION",
     "SMALL_ROWS",
     "THIN",
     "TINY_CONTRACTION",
@@ -70,16 +72,26 @@ consumer, 12-24 in one graph, one core): 128x64 by 64x2 2.3 us against 3.5, 1024
 against 20.6, 64x128 by 128x4 6.0 against 8.4, 256x256 by 256x4 9.5 against 15.4."""
 
 TINY_CONTRACTION = 2
-"""...and the most contraction (``K``): the input gradients of 1-2-wide output layers (128x2 by
-2x64: 4.5 us against 5.3). A contraction of 3 to 8 (a layer over CartPole's 4 observations, 128
-rows) ran 2-25x slower as a multiply-and-sum, with the weight stored either way, so it stays a
-library call (and a thin product rewritten needs a contraction of more than 8)."""
+"""...and the most contraction (``K``) rewritten whatever the rows: the input gradients of 1-2-wide
+output layers (128x2 by 2x64: 4.5 us against 5.3). A longer short contraction over many rows (a
+layer over CartPole's 4 observations, 128 rows) stays a library call: with the copy below it was
+faster alone (128x4 by 4x64 5.0 us against 5.8) but a PPO update with its two such layers took
+2.52 ms instead of 2.39."""
+
+SHORT_CONTRACTION = 8
+"""A rewritten product with at most this contraction whose ``b`` is not stored along ``N``
+(``F.linear``'s ``[out, in]`` weight, transposed) first copies ``b`` to a ``[K, N]`` buffer (an
+``as_strided`` view makes Inductor write it out rather than inline the copy): the generated loop
+read the weight with a stride and ran unvectorised, with a scalar ``tanh``. A 4x4 by 4x64 layer:
+2.4 us against 4.6 without the copy and 4.7 in the library (``tanh`` consumer, 12 in one graph,
+one core); a one-seed PPO collection (128 steps x 4 environments) 1.28-1.31 ms instead of
+1.52-1.55."""
 
 _LARGEST_WORK = 1 << 18
 """...and the most multiply-adds of such a product (``M K N``; 256x256 by 256x4 at most): a choice,
 the largest measured."""
 
-_VERSION = "frl-inductor-2"  # change whenever the lowering or the rewrite changes what they generate
+_VERSION = "frl-inductor-3"  # change whenever the lowering or the rewrite changes what they generate
 _INSTALLED: list[bool] = []
 
 
@@ -170,9 +182,10 @@ def _static(size: Any) -> bool:
 
 class ThinMatmul:
     """A post-grad pass: ``mm(a, b)`` and ``addmm(c, a, b)`` on the CPU with ``a [M, K]`` and
-    ``b [K, N]`` (each dense along one dim) where ``M <= SMALL_ROWS``, ``N <= THIN`` or
-    ``K <= TINY_CONTRACTION`` become ``sum(a[:, :, None] * b[None], 1) (+ c)``, a reduction
-    Inductor generates and fuses.
+    ``b [K, N]`` (each dense along one dim) where ``M <= SMALL_ROWS``, ``N <= THIN`` (with
+    ``K > SHORT_CONTRACTION``) or ``K <= TINY_CONTRACTION`` become
+    ``sum(a[:, :, None] * b[None], 1) (+ c)``, a reduction Inductor generates and fuses (a short
+    contraction's ``b`` copied to ``[K, N]`` first, see :data:`SHORT_CONTRACTION`).
 
     Its ``uuid`` names frl's Inductor additions (this pass and :func:`install`'s lowering), so
     that a graph's cache key records that they shaped it. :func:`post_grad_pass` makes the
@@ -193,6 +206,10 @@ class ThinMatmul:
             if not _rewritable(a, b):
                 continue
             with graph.inserting_before(node):
+                if _strided_short(b):  # a [K, N] copy of the weight, written out (see SHORT_CONTRACTION)
+                    k, n = b.meta["val"].shape
+                    copy = _call(graph, aten.clone.default, b, memory_format=torch.contiguous_format)
+                    b = _call(graph, aten.as_strided.default, copy, [k, n], [n, 1])
                 columns = _call(graph, aten.unsqueeze.default, a, 2)  # [M, K, 1]
                 rows = _call(graph, aten.unsqueeze.default, b, 0)  # [1, K, N]
                 out = _call(graph, aten.sum.dim_IntList, _call(graph, aten.mul.Tensor, columns, rows), [1])
@@ -220,20 +237,25 @@ def _rewritable(a: Any, b: Any) -> bool:
         return False
     if m <= SMALL_ROWS:
         return k * n <= _LARGEST_WEIGHT
-    # (a contraction of 3-8 over many rows and columns generated a loop 10-25x slower than the
-    # library: 128x4 by 4x64 138 us against 6; kept, also when thin)
-    return ((n <= THIN and k > 8) or k <= TINY_CONTRACTION) and m * k * n <= _LARGEST_WORK
+    return ((n <= THIN and k > SHORT_CONTRACTION) or k <= TINY_CONTRACTION) and m * k * n <= _LARGEST_WORK
 
 
-def _call(graph: torch.fx.Graph, target: Any, *args: Any) -> torch.fx.Node:
+def _strided_short(b: Any) -> bool:
+    """Whether ``b [K, N]`` has a short contraction and is not stored along ``N``: the rewrite
+    copies it first (see :data:`SHORT_CONTRACTION`)."""
+    vb = b.meta["val"]
+    return vb.shape[0] <= SHORT_CONTRACTION and vb.stride(1) != 1
+
+
+def _call(graph: torch.fx.Graph, target: Any, *args: Any, **kwargs: Any) -> torch.fx.Node:
     """A node of ``graph`` calling ``target`` with its ``val`` metadata (what Inductor reads)."""
     from torch._guards import detect_fake_mode
 
-    node = graph.call_function(target, args)
+    node = graph.call_function(target, args, kwargs)
     vals = [x.meta["val"] if isinstance(x, torch.fx.Node) else x for x in args]
     fake = detect_fake_mode([v for v in vals if isinstance(v, torch.Tensor)])
     with fake if fake is not None else contextlib.nullcontext():
-        node.meta["val"] = target(*vals)
+        node.meta["val"] = target(*vals, **kwargs)
     return node
 
 

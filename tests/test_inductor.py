@@ -13,7 +13,7 @@ from torch._inductor.utils import run_and_get_code
 
 import frl
 from frl import random
-from frl._inductor import INLINE_DRAW_LIMIT, SMALL_ROWS, post_grad_pass
+from frl._inductor import INLINE_DRAW_LIMIT, SMALL_ROWS, ThinMatmul, post_grad_pass
 
 _OPERATOR_CALL = re.compile(r'call_dispatcher\("frl(_native)?::threefry_blocks')
 
@@ -77,6 +77,32 @@ def test_thin_matmuls_become_generated_loops_and_keep_their_values() -> None:
     # count and, in the gradients, W2's (2 rows) and the hidden layer's (a contraction of 2)
     assert source.count("aoti_torch_cpu_addmm_out(") == 3 and source.count("aoti_torch_cpu_mm_out(") == 2
     assert "aoti_torch_cpu_bmm_out(" in source or "aoti_torch_cpu_baddbmm_out(" in source
+
+
+def test_the_rewrite_chooses_products_by_shape_and_copies_a_short_transposed_weight() -> None:
+    """Which products the pass rewrites (FX level, no compile): thin ones by rows, columns or
+    contraction, not a 128x4 by 4x64 layer nor a square one; a rewritten short contraction over a
+    transposed weight reads a ``[K, N]`` copy of it (``as_strided``: Inductor writes it out)."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    def layer(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, w)  # mm(x, w.t())
+
+    def rewritten(rows: int, inputs: int, outputs: int) -> tuple[bool, bool]:
+        graph = make_fx(layer, tracing_mode="fake")(
+            torch.randn(rows, inputs), torch.randn(outputs, inputs)
+        ).graph
+        ThinMatmul()(graph)
+        targets = {node.target for node in graph.nodes if node.op == "call_function"}
+        return torch.ops.aten.mm.default not in targets, torch.ops.aten.as_strided.default in targets
+
+    assert rewritten(4, 4, 64) == (True, True)  # 4 rows, a transposed 4x64 weight: copied
+    assert rewritten(1, 64, 64) == (True, False)  # contraction 64: read along it, no copy
+    assert rewritten(128, 64, 2) == (True, False)  # 2 columns
+    assert rewritten(128, 2, 64) == (True, True)  # contraction 2
+    assert rewritten(128, 4, 64) == (False, False)  # a library call (see TINY_CONTRACTION)
+    assert rewritten(128, 64, 64) == (False, False)
+    assert rewritten(1024, 512, 4) == (False, False)  # past the largest product
 
 
 def test_the_pass_names_frl_s_additions_for_the_cache_key() -> None:
