@@ -88,8 +88,8 @@ one core); a one-seed PPO collection (128 steps x 4 environments) 1.28-1.31 ms i
 1.52-1.55."""
 
 _LARGEST_WORK = 1 << 18
-"""...and the most multiply-adds of such a product (``M K N``; 256x256 by 256x4 at most): a choice,
-the largest measured."""
+"""The most multiply-adds (``M K N``) of a product rewritten for its columns or its contraction
+(256x256 by 256x4 at most): a choice, the largest measured."""
 
 _VERSION = "frl-inductor-3"  # change whenever the lowering or the rewrite changes what they generate
 _INSTALLED: list[bool] = []
