@@ -65,6 +65,7 @@ from typing import Any
 
 import torch
 from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from frl import _inductor
 
@@ -325,17 +326,11 @@ def readable(*tensors: torch.Tensor) -> bool:
     ``torch.func`` transform wrapping them (vmap, grad). Pure code uses it to skip work whose
     result is known (an auto-reset when no episode ended) where a traced program would have to
     keep both branches; the results are the same either way."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or _current_dispatch_mode() is not None:
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or _get_current_dispatch_mode() is not None:
         return False
     return all(
         type(t) is torch.Tensor and not torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors
     )
-
-
-def _current_dispatch_mode() -> Any:
-    from torch.utils._python_dispatch import _get_current_dispatch_mode
-
-    return _get_current_dispatch_mode()
 
 
 def named(name: str, fn: Callable) -> Callable:

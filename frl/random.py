@@ -261,38 +261,37 @@ def _native_op() -> Any:
                 shape = (*keys.shape[:-1], n)
                 return keys.new_empty(shape), keys.new_empty(shape)
 
-            @torch.library.register_vmap("frl_native::threefry_blocks")
-            def _(info, in_dims, keys: Tensor, n: int):
-                keys = keys if in_dims[0] is None else keys.movedim(in_dims[0], 0)
-                dim = None if in_dims[0] is None else 0
-                return op(keys, n), (dim, dim)
-
+            _register_over_keys("threefry_blocks", op, outputs=2)
             uniform_op = torch.ops.frl_native.threefry_uniform_f32.default
 
             @torch.library.register_fake("frl_native::threefry_uniform_f32")
             def _(keys: Tensor, n: int, lo: float, span: float) -> Tensor:
                 return keys.new_empty((*keys.shape[:-1], n), dtype=torch.float32)
 
-            @torch.library.register_vmap("frl_native::threefry_uniform_f32")
-            def _(info, in_dims, keys: Tensor, n: int, lo: float, span: float):
-                keys = keys if in_dims[0] is None else keys.movedim(in_dims[0], 0)
-                return uniform_op(keys, n, lo, span), None if in_dims[0] is None else 0
-
+            _register_over_keys("threefry_uniform_f32", uniform_op)
             split_op = torch.ops.frl_native.threefry_split.default
 
             @torch.library.register_fake("frl_native::threefry_split")
             def _(keys: Tensor, n: int) -> Tensor:
                 return keys.new_empty((*keys.shape[:-1], n, 2))
 
-            @torch.library.register_vmap("frl_native::threefry_split")
-            def _(info, in_dims, keys: Tensor, n: int):
-                keys = keys if in_dims[0] is None else keys.movedim(in_dims[0], 0)
-                return split_op(keys, n), None if in_dims[0] is None else 0
-
+            _register_over_keys("threefry_split", split_op)
             _NATIVE_UNIFORM.append(uniform_op)
             _NATIVE_SPLIT.append(split_op)
         _NATIVE_OP.append(op)
     return _NATIVE_OP[0]
+
+
+def _register_over_keys(name: str, op: Any, outputs: int = 1) -> None:
+    """The vmap rule of ``frl_native::<name>``, an operator over a batch of keys ``[..., 2]`` (its
+    first argument) whose outputs lead with the keys' batch dims: the vmapped dim moved first."""
+
+    def rule(info: Any, in_dims: tuple[int | None, ...], keys: Tensor, *args: Any):
+        keys = keys if in_dims[0] is None else keys.movedim(in_dims[0], 0)
+        dim = None if in_dims[0] is None else 0
+        return op(keys, *args), (dim,) * outputs if outputs > 1 else dim
+
+    torch.library.register_vmap(f"frl_native::{name}", rule)
 
 
 _NATIVE_OP: list[Any] = []  # [OpOverload or None] once tried

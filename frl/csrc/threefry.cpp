@@ -20,21 +20,34 @@ static inline void schedule(const int64_t* key, uint32_t ks[3]) {
   ks[0] = (uint32_t)key[0]; ks[1] = (uint32_t)key[1]; ks[2] = ks[0] ^ ks[1] ^ 0x1BD11BDAu;
 }
 
-std::vector<torch::Tensor> threefry_blocks(torch::Tensor keys, int64_t n) {
-  auto k = keys.contiguous();
-  auto batch = k.sizes().vec(); batch.pop_back();
-  int64_t K = k.numel() / 2;
-  auto shape = batch; shape.push_back(n);
-  auto o0 = torch::empty(shape, k.options()); auto o1 = torch::empty(shape, k.options());
-  const int64_t* kp = k.data_ptr<int64_t>(); int64_t* p0 = o0.data_ptr<int64_t>(); int64_t* p1 = o1.data_ptr<int64_t>();
+// Calls emit(j, x0, x1) for every block j = b * n + i of keys [K, 2] (flat, int64) and counters
+// (0, i), i < n: the one loop every kernel below shares.
+template <typename Emit>
+static void for_each_block(const torch::Tensor& keys, int64_t n, Emit emit) {
+  const int64_t* kp = keys.data_ptr<int64_t>();
+  int64_t K = keys.numel() / 2;
   for (int64_t b = 0; b < K; ++b) {
     uint32_t ks[3], x0, x1;
     schedule(kp + 2 * b, ks);
     for (int64_t i = 0; i < n; ++i) {
       block(ks, (uint32_t)i, x0, x1);
-      p0[b*n+i] = x0; p1[b*n+i] = x1;
+      emit(b * n + i, x0, x1);
     }
   }
+}
+
+// The shape [..., n] (with trailing dims `extra`) of a kernel's output for keys [..., 2].
+static std::vector<int64_t> out_shape(const torch::Tensor& keys, int64_t n, std::vector<int64_t> extra = {}) {
+  auto shape = keys.sizes().vec(); shape.back() = n;
+  shape.insert(shape.end(), extra.begin(), extra.end());
+  return shape;
+}
+
+std::vector<torch::Tensor> threefry_blocks(torch::Tensor keys, int64_t n) {
+  auto k = keys.contiguous();
+  auto o0 = torch::empty(out_shape(k, n), k.options()); auto o1 = torch::empty(out_shape(k, n), k.options());
+  int64_t* p0 = o0.data_ptr<int64_t>(); int64_t* p1 = o1.data_ptr<int64_t>();
+  for_each_block(k, n, [&](int64_t j, uint32_t x0, uint32_t x1) { p0[j] = x0; p1[j] = x1; });
   return {o0, o1};
 }
 
@@ -49,22 +62,15 @@ std::tuple<torch::Tensor, torch::Tensor> threefry_blocks_op(const torch::Tensor&
 // path computes it with torch ops (lo and span are float32 values). One call instead of eleven ops.
 torch::Tensor threefry_uniform_f32(const torch::Tensor& keys, int64_t n, double lo, double span) {
   auto k = keys.to(torch::kInt64).contiguous();
-  auto shape = k.sizes().vec(); shape.back() = n;
-  int64_t K = k.numel() / 2;
-  auto out = torch::empty(shape, k.options().dtype(torch::kFloat32));
-  const int64_t* kp = k.data_ptr<int64_t>(); float* po = out.data_ptr<float>();
+  auto out = torch::empty(out_shape(k, n), k.options().dtype(torch::kFloat32));
+  float* po = out.data_ptr<float>();
   const float low = (float)lo;
-  for (int64_t b = 0; b < K; ++b) {
-    uint32_t ks[3], x0, x1;
-    schedule(kp + 2 * b, ks);
-    for (int64_t i = 0; i < n; ++i) {
-      block(ks, (uint32_t)i, x0, x1);
-      float f = (float)((x0 ^ x1) >> 9) * 1.1920928955078125e-07f;  // 2^-23, exact
-      double product = (double)f * span;
-      float y = (float)(product + lo);
-      po[b*n+i] = y < low ? low : y;
-    }
-  }
+  for_each_block(k, n, [&](int64_t j, uint32_t x0, uint32_t x1) {
+    float f = (float)((x0 ^ x1) >> 9) * 1.1920928955078125e-07f;  // 2^-23, exact
+    double product = (double)f * span;
+    float y = (float)(product + lo);
+    po[j] = y < low ? low : y;
+  });
   return out;
 }
 
@@ -72,18 +78,9 @@ torch::Tensor threefry_uniform_f32(const torch::Tensor& keys, int64_t n, double 
 // frl.random.split stacks the two words (one call instead of three).
 torch::Tensor threefry_split(const torch::Tensor& keys, int64_t n) {
   auto k = keys.to(torch::kInt64).contiguous();
-  auto shape = k.sizes().vec(); shape.back() = n; shape.push_back(2);
-  int64_t K = k.numel() / 2;
-  auto out = torch::empty(shape, k.options());
-  const int64_t* kp = k.data_ptr<int64_t>(); int64_t* po = out.data_ptr<int64_t>();
-  for (int64_t b = 0; b < K; ++b) {
-    uint32_t ks[3], x0, x1;
-    schedule(kp + 2 * b, ks);
-    for (int64_t i = 0; i < n; ++i) {
-      block(ks, (uint32_t)i, x0, x1);
-      po[2 * (b*n+i)] = x0; po[2 * (b*n+i) + 1] = x1;
-    }
-  }
+  auto out = torch::empty(out_shape(k, n, {2}), k.options());
+  int64_t* po = out.data_ptr<int64_t>();
+  for_each_block(k, n, [&](int64_t j, uint32_t x0, uint32_t x1) { po[2 * j] = x0; po[2 * j + 1] = x1; });
   return out;
 }
 
