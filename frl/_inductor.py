@@ -1,4 +1,5 @@
-"""What frl adds to Inductor for its CPU graphs: random bits and tiny matmuls as generated loops.
+"""What frl adds to Inductor for its CPU graphs: random bits and tiny matmuls as generated loops,
+large float32 products through oneDNN.
 
 A small-network RL step on the CPU is bound by what each operation costs to call, not by its
 arithmetic. Two kinds of call dominated compiled collection, one environment step at a time:
@@ -22,32 +23,46 @@ arithmetic. Two kinds of call dominated compiled collection, one environment ste
   loop vectorises (:data:`SHORT_CONTRACTION`). Vmapped members keep their batched matmul
   (``bmm``): at 32 seeds the multiply-and-sum doubled a PPO collection's time.
 
+A vmapped update (many seeds, an ensemble) is the other way round, bound by its batched matmuls,
+and torch's CPU wheel runs float32 products through MKL, whose kernels on AMD processors are the
+AVX2 ones even where the core has AVX-512 (1024^3 at 96 GFLOP/s on an AMD EPYC core; oneDNN, which
+torch also carries, 231). The same pass hands every float32 ``mm``/``addmm``/``bmm``/``baddbmm``
+of at least :data:`ONEDNN_WORK` multiply-adds to ``frl_native::onednn_matmul`` (ATen's own oneDNN
+entry point) where :func:`onednn_ready` (``FRL_ONEDNN_MATMUL=0`` turns it off): 32 members of a
+128x64 by 64x64 product in 144 us instead of 330.
+
 Measured (AMD EPYC, one core, CartPole, side by side, warm): a DQN collection chunk took 133 us
 instead of 258 us (the lowering alone 156 us, the rewrite alone 218 us); a one-seed PPO collection
 (128 steps x 4 environments) 1.46 ms instead of 2.08 ms. Both change no result beyond float
 rounding: the lowering's words equal the operator's bit for bit (tested), the rewrite sums in
 another order.
 
-Both enter the compiled graphs' cache keys through :class:`ThinMatmul`'s ``uuid`` (a graph
-compiled before them is not reused, nor one compiled with them by a process without them).
+All three enter the compiled graphs' cache keys through :class:`ThinMatmul`'s ``uuid``
+(:func:`fingerprint`: a graph compiled before them is not reused, nor one compiled with them by a
+process without them, nor one with oneDNN calls where the probe says no).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 from typing import Any
 
 import torch
 
 __all__ = [
     "INLINE_DRAW_LIMIT",
+    "ONEDNN_THIN_ROWS",
+    "ONEDNN_WORK",
     "SHORT_CONTRACTION",
     "SMALL_ROWS",
     "THIN",
     "TINY_CONTRACTION",
     "ThinMatmul",
+    "fingerprint",
     "install",
+    "onednn_ready",
     "post_grad_pass",
 ]
 
@@ -91,7 +106,23 @@ _LARGEST_WORK = 1 << 18
 """The most multiply-adds (``M K N``) of a product rewritten for its columns or its contraction
 (256x256 by 256x4 at most): a choice, the largest measured."""
 
-_VERSION = "frl-inductor-3"  # change whenever the lowering or the rewrite changes what they generate
+ONEDNN_WORK = 1 << 20
+"""The fewest multiply-adds (``B M K N``) of a float32 ``mm``/``addmm``/``bmm``/``baddbmm`` that the
+pass hands to oneDNN (``frl_native::onednn_matmul``) where :func:`onednn_ready`. Measured against
+torch's MKL call (AMD EPYC with AVX-512, one core; MKL runs its AVX2 kernels there): below, the
+~11 us oneDNN spends setting up a call loses (128x64 by 64x64, 0.5M: 15.0 us against 11.2); from
+here it wins and the gain grows with the work (32x128x4 by 32x4x64, 1.0M: 24.1 against 33.9;
+128x120 by 120x84, 1.3M: 22.7 against 28.2; 512x64 by 64x64: 26.9 against 40.8; 8 members of
+128x120 by 120x84: 109 against 218; 32 members of 128x64 by 64x64: 144 against 330)."""
+
+ONEDNN_THIN_ROWS = 64
+"""...and the fewest rows of a batched product with at most :data:`THIN` columns that goes to oneDNN
+whatever its work: MKL's ``bmm`` spends ~4 us per member on them (32 members of 128x64 by 64x1:
+140 us against 23; of 128x64 by 64x2: 169 against 51; of 64x128 by 128x2, a weight's gradient: 191
+against 66; 8 members of 128x64 by 64x1: 36 against 14). With 4 rows (one collection step of 4
+environments) MKL stays faster (32 members of 4x64 by 64x2: 7.2 us against 14.1)."""
+
+_VERSION = "frl-inductor-5"  # change whenever the lowering or the rewrite changes what they generate
 _INSTALLED: list[bool] = []
 
 
@@ -111,6 +142,7 @@ def install() -> None:
     for op in ops:
         fallback = fallback_handler(op, add_to_fallback_set=False)
         register_lowering(op, type_promotion_kind=None)(_lowering(fallback))
+    onednn_ready()  # probed here, outside any tracing
     _INSTALLED.append(True)
 
 
@@ -185,7 +217,9 @@ class ThinMatmul:
     ``b [K, N]`` (each dense along one dim) where ``M <= SMALL_ROWS``, ``N <= THIN`` (with
     ``K > SHORT_CONTRACTION``) or ``K <= TINY_CONTRACTION`` become
     ``sum(a[:, :, None] * b[None], 1) (+ c)``, a reduction Inductor generates and fuses (a short
-    contraction's ``b`` copied to ``[K, N]`` first, see :data:`SHORT_CONTRACTION`).
+    contraction's ``b`` copied to ``[K, N]`` first, see :data:`SHORT_CONTRACTION`). Other float32
+    products (``bmm``/``baddbmm`` too) of at least :data:`ONEDNN_WORK` multiply-adds become
+    ``frl_native::onednn_matmul(a, b) (+ c)`` where :func:`onednn_ready`.
 
     Its ``uuid`` names frl's Inductor additions (this pass and :func:`install`'s lowering), so
     that a graph's cache key records that they shaped it. :func:`post_grad_pass` makes the
@@ -194,32 +228,30 @@ class ThinMatmul:
 
     def __call__(self, graph: torch.fx.Graph) -> None:
         aten = torch.ops.aten
+        onednn = onednn_ready()
         for node in list(graph.nodes):
-            if node.op != "call_function" or node.target not in (aten.mm.default, aten.addmm.default):
+            if node.op != "call_function" or node.target not in _PRODUCTS:
                 continue
-            if node.target is aten.addmm.default:
+            if node.target in (aten.addmm.default, aten.baddbmm.default):
                 if node.kwargs.get("beta", 1) != 1 or node.kwargs.get("alpha", 1) != 1:
                     continue
                 bias, a, b = node.args[:3]
             else:
                 bias, (a, b) = None, node.args[:2]
-            if not _rewritable(a, b):
-                continue
             with graph.inserting_before(node):
-                if _strided_short(b):  # a [K, N] copy of the weight, written out (see SHORT_CONTRACTION)
-                    k, n = b.meta["val"].shape
-                    copy = _call(graph, aten.clone.default, b, memory_format=torch.contiguous_format)
-                    b = _call(graph, aten.as_strided.default, copy, [k, n], [n, 1])
-                columns = _call(graph, aten.unsqueeze.default, a, 2)  # [M, K, 1]
-                rows = _call(graph, aten.unsqueeze.default, b, 0)  # [1, K, N]
-                out = _call(graph, aten.sum.dim_IntList, _call(graph, aten.mul.Tensor, columns, rows), [1])
+                if _rewritable(a, b):
+                    out = _multiply_and_sum(graph, a, b)
+                elif onednn and _for_onednn(a, b):
+                    out = _call(graph, torch.ops.frl_native.onednn_matmul.default, a, b)
+                else:
+                    continue
                 if bias is not None:
                     out = _call(graph, aten.add.Tensor, out, bias)
             node.replace_all_uses_with(out)
             graph.erase_node(node)
 
     def uuid(self) -> str:
-        return _VERSION
+        return fingerprint()
 
 
 def _rewritable(a: Any, b: Any) -> bool:
@@ -238,6 +270,85 @@ def _rewritable(a: Any, b: Any) -> bool:
     if m <= SMALL_ROWS:
         return k * n <= _LARGEST_WEIGHT
     return ((n <= THIN and k > SHORT_CONTRACTION) or k <= TINY_CONTRACTION) and m * k * n <= _LARGEST_WORK
+
+
+def _multiply_and_sum(graph: torch.fx.Graph, a: Any, b: Any) -> torch.fx.Node:
+    """``sum(a[:, :, None] * b[None], 1)``: the product as a reduction Inductor generates."""
+    aten = torch.ops.aten
+    if _strided_short(b):  # a [K, N] copy of the weight, written out (see SHORT_CONTRACTION)
+        k, n = b.meta["val"].shape
+        copy = _call(graph, aten.clone.default, b, memory_format=torch.contiguous_format)
+        b = _call(graph, aten.as_strided.default, copy, [k, n], [n, 1])
+    columns = _call(graph, aten.unsqueeze.default, a, 2)  # [M, K, 1]
+    rows = _call(graph, aten.unsqueeze.default, b, 0)  # [1, K, N]
+    return _call(graph, aten.sum.dim_IntList, _call(graph, aten.mul.Tensor, columns, rows), [1])
+
+
+def _for_onednn(a: Any, b: Any) -> bool:
+    """Whether ``a @ b`` (``[M, K] @ [K, N]`` or ``[B, M, K] @ [B, K, N]``, float32 on the CPU, sizes
+    known) does at least :data:`ONEDNN_WORK` multiply-adds, or is a thin batched product (see
+    :data:`ONEDNN_THIN_ROWS`)."""
+    va, vb = a.meta.get("val"), b.meta.get("val")
+    if not (isinstance(va, torch.Tensor) and isinstance(vb, torch.Tensor)):
+        return False
+    if va.device.type != "cpu" or vb.device.type != "cpu":
+        return False
+    if va.dtype != torch.float32 or vb.dtype != torch.float32 or va.dim() != vb.dim():
+        return False
+    if not all(_static(s) for s in (*va.shape, *vb.shape)):
+        return False
+    rows, columns = va.shape[-2], vb.shape[-1]
+    if math.prod(va.shape) * columns >= ONEDNN_WORK:
+        return True
+    return va.dim() == 3 and columns <= THIN and rows >= ONEDNN_THIN_ROWS
+
+
+def fingerprint() -> str:
+    """What frl's additions generate in this process: their version, and whether products go to
+    oneDNN here (:func:`onednn_ready`). Part of every compiled graph's cache key (the pass's
+    ``uuid``) and of a run's warm-start key."""
+    return _VERSION + ("+onednn" if onednn_ready() else "")
+
+
+def onednn_ready() -> bool:
+    """Whether float32 products can go to oneDNN here: frl's extension has
+    ``frl_native::onednn_matmul``, torch's oneDNN is built and enabled, a probe product runs (ATen's
+    entry point needs AVX-512 or AVX-NE-CONVERT on x86) and equals ``torch.mm``, and the
+    environment does not say ``FRL_ONEDNN_MATMUL=0``. Probed once per process."""
+    if not _ONEDNN:
+        _ONEDNN.append(_probe_onednn())
+    return _ONEDNN[0]
+
+
+def _probe_onednn() -> bool:
+    if os.environ.get("FRL_ONEDNN_MATMUL", "1") == "0":
+        return False
+    if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        return False
+    from frl import _native
+
+    if _native.load()[0] is None or not hasattr(torch.ops.frl_native, "onednn_matmul"):
+        return False
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+    with unset_fake_temporarily():
+        a = torch.arange(24.0).reshape(4, 6)
+        b = torch.arange(18.0).reshape(6, 3)
+        try:
+            out = torch.ops.frl_native.onednn_matmul(a, b)
+        except RuntimeError:  # no AVX-512 on this x86 core, or no entry point in this torch
+            return False
+        if not torch.equal(out, a @ b):
+            return False
+
+    @torch.library.register_fake("frl_native::onednn_matmul")
+    def _(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a.new_empty((*a.shape[:-1], b.shape[-1]))
+
+    return True
+
+
+_ONEDNN: list[bool] = []
 
 
 def _strided_short(b: Any) -> bool:
@@ -271,3 +382,9 @@ def post_grad_pass() -> Any:
 
 
 _PASS: list[Any] = []
+_PRODUCTS = (
+    torch.ops.aten.mm.default,
+    torch.ops.aten.addmm.default,
+    torch.ops.aten.bmm.default,
+    torch.ops.aten.baddbmm.default,
+)

@@ -4,7 +4,10 @@ the addition is not in force, and compares every value with the eager result."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -12,8 +15,8 @@ import torch.nn.functional as F
 from torch._inductor.utils import run_and_get_code
 
 import frl
-from frl import random
-from frl._inductor import INLINE_DRAW_LIMIT, SMALL_ROWS, ThinMatmul, post_grad_pass
+from frl import _inductor, random
+from frl._inductor import INLINE_DRAW_LIMIT, ONEDNN_WORK, SMALL_ROWS, ThinMatmul, onednn_ready, post_grad_pass
 
 _OPERATOR_CALL = re.compile(r'call_dispatcher\("frl(_native)?::threefry_blocks')
 
@@ -89,6 +92,10 @@ def test_the_rewrite_chooses_products_by_shape_and_copies_a_short_transposed_wei
         return F.linear(x, w)  # mm(x, w.t())
 
     def rewritten(rows: int, inputs: int, outputs: int) -> tuple[bool, bool]:
+        with _onednn(False):
+            return _rewritten(rows, inputs, outputs)
+
+    def _rewritten(rows: int, inputs: int, outputs: int) -> tuple[bool, bool]:
         graph = make_fx(layer, tracing_mode="fake")(
             torch.randn(rows, inputs), torch.randn(outputs, inputs)
         ).graph
@@ -111,3 +118,114 @@ def test_the_pass_names_frl_s_additions_for_the_cache_key() -> None:
     chosen = post_grad_pass()
     assert isinstance(chosen, CustomGraphPass) and chosen is post_grad_pass()
     assert chosen.uuid().startswith("frl-inductor-")
+
+
+@contextlib.contextmanager
+def _onednn(ready: bool) -> Iterator[None]:
+    """The pass as on a machine where products can (not) go to oneDNN."""
+    saved = list(_inductor._ONEDNN)
+    _inductor._ONEDNN[:] = [ready]
+    try:
+        yield
+    finally:
+        _inductor._ONEDNN[:] = saved
+
+
+needs_onednn = pytest.mark.skipif(not onednn_ready(), reason="oneDNN products need AVX-512 on x86")
+
+
+def _products(fn: Any, *shapes: tuple[int, ...], dtype: torch.dtype = torch.float32) -> list[str]:
+    """The products left in ``fn``'s FX graph after the pass: ``"onednn"``, ``"loop"`` (a
+    multiply-and-sum) or the aten op's name."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    graph = make_fx(fn, tracing_mode="fake")(*(torch.randn(*s, dtype=dtype) for s in shapes)).graph
+    ThinMatmul()(graph)
+    names = []
+    for node in graph.nodes:
+        if node.target is torch.ops.frl_native.onednn_matmul.default:
+            names.append("onednn")
+        elif node.target is torch.ops.aten.sum.dim_IntList:
+            names.append("loop")
+        elif node.target in _inductor._PRODUCTS:
+            names.append(node.target.__name__.split(".")[0])
+    return names
+
+
+@needs_onednn
+def test_large_float32_products_go_to_onednn_and_small_ones_stay() -> None:
+    """From ONEDNN_WORK multiply-adds a float32 mm/addmm/bmm/baddbmm becomes
+    ``frl_native::onednn_matmul`` (the bias an ``add`` after it); below it, in float64, or with the
+    probe saying no, the library keeps it; thin products still become loops."""
+    with _onednn(True):
+        assert _products(F.linear, (128, 120), (84, 120)) == ["onednn"]  # 1.29M
+        assert _products(F.linear, (128, 120), (84, 120), (84,)) == ["onednn"]
+        assert _products(F.linear, (128, 64), (64, 64)) == ["mm"]  # 0.52M
+        assert ONEDNN_WORK > 128 * 64 * 64 and ONEDNN_WORK <= 128 * 120 * 84
+        assert _products(torch.bmm, (32, 128, 64), (32, 64, 64)) == ["onednn"]
+        assert _products(torch.baddbmm, (32, 128, 64), (32, 128, 64), (32, 64, 64)) == ["onednn"]
+        assert _products(torch.bmm, (5, 2, 8), (5, 8, 64)) == ["bmm"]
+        assert _products(torch.bmm, (8, 128, 64), (8, 64, 2)) == ["onednn"]  # thin: 64k, see ONEDNN_THIN_ROWS
+        assert _products(torch.bmm, (32, 4, 64), (32, 64, 2)) == ["bmm"]  # 4 rows
+        assert _products(torch.bmm, (8, 128, 2), (8, 2, 64)) == ["bmm"]  # 64 columns
+        assert _products(torch.mm, (1024, 512), (512, 4)) == ["onednn"]  # past the loops' largest
+        assert _products(torch.mm, (128, 64), (64, 2)) == ["loop"]
+        assert _products(F.linear, (128, 120), (84, 120), dtype=torch.float64) == ["mm"]
+        graph_with_bias = _products(torch.addmm, (84,), (128, 120), (120, 84))
+        assert graph_with_bias == ["onednn"]
+    with _onednn(False):
+        assert _products(F.linear, (128, 120), (84, 120)) == ["mm"]
+        assert _products(torch.bmm, (32, 128, 64), (32, 64, 64)) == ["bmm"]
+
+
+@needs_onednn
+def test_the_onednn_operator_equals_torch_s_products() -> None:
+    """``frl_native::onednn_matmul`` against ``mm``/``bmm``: rows and transposed operands, a
+    weight shared by every member (a stride-0 batch), empty products; bad operands are refused."""
+    op = torch.ops.frl_native.onednn_matmul
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(96, 120, generator=gen), torch.randn(120, 84, generator=gen)
+    for x, y in ((a, b), (a.t().contiguous().t(), b), (a, b.t().contiguous().t())):
+        torch.testing.assert_close(op(x, y), x @ y, rtol=1e-5, atol=1e-4)
+    xs, ys = torch.randn(7, 33, 65, generator=gen), torch.randn(7, 65, 17, generator=gen)
+    torch.testing.assert_close(op(xs, ys), torch.bmm(xs, ys), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(op(xs.mT.contiguous().mT, ys), torch.bmm(xs, ys), rtol=1e-5, atol=1e-4)
+    shared = b.expand(7, 120, 84)
+    rows = torch.randn(7, 5, 120, generator=gen)
+    torch.testing.assert_close(op(rows, shared), torch.bmm(rows, shared), rtol=1e-5, atol=1e-4)
+    assert op(torch.randn(0, 3), torch.randn(3, 4)).shape == (0, 4)
+    assert torch.equal(op(torch.randn(2, 0), torch.randn(0, 4)), torch.zeros(2, 4))
+    with pytest.raises(RuntimeError, match="float32 operands"):
+        op(a.double(), b.double())
+    with pytest.raises(RuntimeError, match="contraction sizes differ"):
+        op(a, b[:100])
+    with pytest.raises(RuntimeError, match=r"\[B, M, K\] @ \[B, K, N\]"):
+        op(xs, ys[:3])
+
+
+def _q_networks(params: Tensors, x: torch.Tensor, members: Tensors, xs: torch.Tensor):
+    """A 120x84 Q-network's loss gradient on 128 rows, alone and for 8 vmapped members."""
+
+    def loss(p: Tensors, obs: torch.Tensor) -> torch.Tensor:
+        w1, w2, w3 = p
+        return F.linear(torch.relu(F.linear(torch.relu(F.linear(obs, w1)), w2)), w3).square().mean()
+
+    return torch.func.grad(loss)(params, x), torch.func.vmap(torch.func.grad(loss))(members, xs)
+
+
+@pytest.mark.compile
+@needs_onednn
+def test_compiled_q_network_gradients_use_onednn_and_keep_their_values() -> None:
+    gen = torch.Generator().manual_seed(1)
+    shapes = ((120, 4), (84, 120), (2, 84))
+    params = tuple(torch.randn(*s, generator=gen) * 0.1 for s in shapes)
+    members = tuple(torch.randn(8, *s, generator=gen) * 0.1 for s in shapes)
+    x, xs = torch.randn(128, 4, generator=gen), torch.randn(8, 128, 4, generator=gen)
+    eager = _q_networks(params, x, members, xs)
+    compiled, code = run_and_get_code(frl.compile(_q_networks, device="cpu"), params, x, members, xs)
+    for got, want in zip(torch.utils._pytree.tree_leaves(compiled), torch.utils._pytree.tree_leaves(eager)):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    # the 120x84 layer's forward, input gradient and weight gradient (1.29M multiply-adds each),
+    # alone and batched over the members, and the members' thin 2-wide output layer and its weight
+    # gradient (128 and 84 rows, see ONEDNN_THIN_ROWS): eight oneDNN calls
+    assert "\n".join(code).count("frl_native::onednn_matmul") == 8

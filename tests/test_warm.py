@@ -49,6 +49,17 @@ def test_the_key_ignores_hyperparameter_values_and_sees_settings_and_members():
     assert key != _key(base, seeds=3)
 
 
+def test_the_key_sees_whether_products_go_to_onednn(monkeypatch):
+    """A run saved where the pass calls oneDNN is not loaded where it would not (or the reverse)."""
+    from frl import _inductor
+
+    base = ppo.Config(**CONFIG)
+    monkeypatch.setattr(_inductor, "_ONEDNN", [True])
+    with_onednn = _key(base)
+    monkeypatch.setattr(_inductor, "_ONEDNN", [False])
+    assert with_onednn is not None and with_onednn != _key(base)
+
+
 def test_a_hand_built_agent_gets_no_key():
     train = ppo.make_train(ppo.Config(**CONFIG))
     own = dataclasses.replace(train, factory=lambda config, env: train)

@@ -10,7 +10,8 @@ generation altogether. From the file alone, in an empty Inductor cache, it still
 (:func:`load_artifacts`) but the C++ compiler runs again (the small PPO program of
 ``tests/test_warm.py``: 15.6 s instead of 41 s cold and ~2-3 s with the cache).
 
-The key is everything that shapes the program: torch's version, frl's source, the agent and its
+The key is everything that shapes the program: torch's version, frl's source (and whether its
+Inductor pass sends products to oneDNN on this machine), the agent and its
 settings (hyper-parameters are data in the state and are left out, so a rerun with other values
 hits), the environment, whether members are vmapped, the state's tree and every leaf's shape,
 dtype, strides and device. The saved graphs keep only torch's portable guards
@@ -41,6 +42,7 @@ from typing import Any
 
 import torch
 
+from frl import _inductor
 from frl._compile import INDUCTOR_OPTIONS
 
 __all__ = [
@@ -111,6 +113,7 @@ def run_key(train: Any, batched: bool, state: Any, variant: str = "") -> str | N
     parts = (
         torch.__version__,
         source_digest(),
+        _inductor.fingerprint(),
         factory.__module__,
         repr(settings),
         env,
