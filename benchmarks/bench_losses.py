@@ -10,9 +10,10 @@ and 128 members (each with its own params and data), reported as per-member upda
 
 A last row per algorithm is the update's matmul floor: every matrix product the eager update
 dispatches (``mm``, ``addmm``, ``bmm``, recorded with a dispatch mode), replayed alone on tensors
-of the same shapes; compiled rows give their time over it ("x floor", measured alternately with
-the floor, the median of three pairs). Compiled steady-state calls skip guard checks, as
-``frl.run`` does after a unit's first call.
+of the same shapes, each through the faster of torch's call (MKL) and oneDNN where frl can call it
+(:mod:`frl._inductor`; on AMD cores with AVX-512 MKL runs AVX2 kernels); compiled rows give their
+time over it ("x floor", measured alternately with the floor, the median of three pairs). Compiled
+steady-state calls skip guard checks, as ``frl.run`` does after a unit's first call.
 
 Targets: compiled >= 2x the TorchRL loop per update; 32 members >= 8x one member's throughput;
 the SAC update within 1.4x of its matmul floor (on one thread a 256x256 SAC update is
@@ -45,8 +46,8 @@ from torchrl.modules import ProbabilisticActor, QValueActor, TanhNormal, ValueOp
 from torchrl.objectives import ClipPPOLoss, DQNLoss, HardUpdate, SACLoss, SoftUpdate
 
 import frl
+from frl import _inductor, losses, nn, optim
 from frl import distributions as D
-from frl import losses, nn, optim
 from frl import random as fr
 from frl.update import make_update
 
@@ -309,8 +310,8 @@ def matmul_floor(step) -> tuple[callable, int, int]:
     calls, flops = [], 0
     for func, shapes, kwargs in recorder.calls:
         args = [torch.randn(x) if isinstance(x, tuple) else x for x in shapes]
-        calls.append((func, args, kwargs))
         a, b = (args[1], args[2]) if func in MATMULS[1::2] else (args[0], args[1])  # addmm, baddbmm
+        calls.append(_faster_library(func, args, kwargs, a, b))
         flops += 2 * a.numel() * b.shape[-1]
 
     def replay() -> None:
@@ -318,6 +319,26 @@ def matmul_floor(step) -> tuple[callable, int, int]:
             func(*args, **kwargs)
 
     return replay, len(calls), flops
+
+
+def _faster_library(func, args: list, kwargs: dict, a: torch.Tensor, b: torch.Tensor) -> tuple:
+    """``(func, args, kwargs)`` of one recorded product as torch calls it (MKL), or as oneDNN does
+    (``frl_native::onednn_matmul``, which frl's compiled graphs may call, :mod:`frl._inductor`)
+    where that is faster here: the floor is the faster library's, product by product."""
+    if not _inductor.onednn_ready() or a.dtype != torch.float32 or kwargs:
+        return func, args, kwargs
+    onednn = (torch.ops.frl_native.onednn_matmul.default, [a, b], {})
+    if func in MATMULS[1::2]:  # addmm, baddbmm: the bias added after the product
+        onednn = (_onednn_plus, [args[0], a, b], {})
+    seconds = [
+        time_call(lambda f=f, x=x, k=k: f(*x, **k), repeats=20, min_seconds=0.02)
+        for f, x, k in ((func, args, kwargs), onednn)
+    ]
+    return onednn if seconds[1] < seconds[0] else (func, args, kwargs)
+
+
+def _onednn_plus(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.ops.frl_native.onednn_matmul.default(a, b) + bias
 
 
 def first_and_steady(fn, repeats: int, compiled: bool = False) -> tuple[float, float]:

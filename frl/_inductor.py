@@ -53,6 +53,7 @@ import torch
 
 __all__ = [
     "INLINE_DRAW_LIMIT",
+    "ONEDNN_THIN_MEMBERS",
     "ONEDNN_THIN_ROWS",
     "ONEDNN_WORK",
     "SHORT_CONTRACTION",
@@ -116,13 +117,21 @@ here it wins and the gain grows with the work (32x128x4 by 32x4x64, 1.0M: 24.1 a
 128x120 by 120x84: 109 against 218; 32 members of 128x64 by 64x64: 144 against 330)."""
 
 ONEDNN_THIN_ROWS = 64
-"""...and the fewest rows of a batched product with at most :data:`THIN` columns that goes to oneDNN
-whatever its work: MKL's ``bmm`` spends ~4 us per member on them (32 members of 128x64 by 64x1:
-140 us against 23; of 128x64 by 64x2: 169 against 51; of 64x128 by 128x2, a weight's gradient: 191
-against 66; 8 members of 128x64 by 64x1: 36 against 14). With 4 rows (one collection step of 4
+"""...and the fewest rows (columns) of a batched product with at most :data:`THIN` columns (rows)
+that goes to oneDNN whatever its work, in the layouts where MKL's ``bmm`` falls to a slow path
+(measured per layout, 8 and 32 members, one core). 1-4 columns: unless ``a`` is stored by rows and
+``b`` by columns (``F.linear``'s weight), e.g. 32 members of 84x128 by 128x2 with ``b`` stored by
+rows 249 us against 68, by columns 51 against 70; 32 of 128x64 by 64x1, 140 against 23. 1-4 rows:
+only when ``a`` is stored by columns and ``b`` by columns (32 of 2x128 by 128x84: 120 against 57;
+in the other layouts 35-39 against 37-52). With 4 rows and 4 columns (one collection step of 4
 environments) MKL stays faster (32 members of 4x64 by 64x2: 7.2 us against 14.1)."""
 
-_VERSION = "frl-inductor-5"  # change whenever the lowering or the rewrite changes what they generate
+ONEDNN_THIN_MEMBERS = 8
+"""...and the fewest members (``B``) of such a product: with one, MKL's ``bmm`` is one call of its
+``mm`` (a one-member vmapped DQN update took 0.30 ms with its thin products in oneDNN, 0.27 ms
+without; 8 and 32 members measured above)."""
+
+_VERSION = "frl-inductor-7"  # change whenever the lowering or the rewrite changes what they generate
 _INSTALLED: list[bool] = []
 
 
@@ -286,8 +295,8 @@ def _multiply_and_sum(graph: torch.fx.Graph, a: Any, b: Any) -> torch.fx.Node:
 
 def _for_onednn(a: Any, b: Any) -> bool:
     """Whether ``a @ b`` (``[M, K] @ [K, N]`` or ``[B, M, K] @ [B, K, N]``, float32 on the CPU, sizes
-    known) does at least :data:`ONEDNN_WORK` multiply-adds, or is a thin batched product (see
-    :data:`ONEDNN_THIN_ROWS`)."""
+    known) does at least :data:`ONEDNN_WORK` multiply-adds, or is a thin batched product in a layout
+    MKL handles badly (see :data:`ONEDNN_THIN_ROWS`)."""
     va, vb = a.meta.get("val"), b.meta.get("val")
     if not (isinstance(va, torch.Tensor) and isinstance(vb, torch.Tensor)):
         return False
@@ -295,12 +304,19 @@ def _for_onednn(a: Any, b: Any) -> bool:
         return False
     if va.dtype != torch.float32 or vb.dtype != torch.float32 or va.dim() != vb.dim():
         return False
-    if not all(_static(s) for s in (*va.shape, *vb.shape)):
+    if not all(_static(s) for s in (*va.shape, *vb.shape, *va.stride(), *vb.stride())):
         return False
     rows, columns = va.shape[-2], vb.shape[-1]
     if math.prod(va.shape) * columns >= ONEDNN_WORK:
         return True
-    return va.dim() == 3 and columns <= THIN and rows >= ONEDNN_THIN_ROWS
+    if va.dim() != 3 or va.shape[0] < ONEDNN_THIN_MEMBERS:
+        return False
+    a_by_rows, b_by_columns = va.stride(-1) == 1, vb.stride(-2) == 1  # b by columns: F.linear's weight
+    if columns <= THIN and rows >= ONEDNN_THIN_ROWS:
+        return not (a_by_rows and b_by_columns)
+    if rows <= THIN and columns >= ONEDNN_THIN_ROWS:
+        return not a_by_rows and b_by_columns
+    return False
 
 
 def fingerprint() -> str:
