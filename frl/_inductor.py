@@ -27,9 +27,11 @@ A vmapped update (many seeds, an ensemble) is the other way round, bound by its 
 and torch's CPU wheel runs float32 products through MKL, whose kernels on AMD processors are the
 AVX2 ones even where the core has AVX-512 (1024^3 at 96 GFLOP/s on an AMD EPYC core; oneDNN, which
 torch also carries, 231). The same pass hands every float32 ``mm``/``addmm``/``bmm``/``baddbmm``
-of at least :data:`ONEDNN_WORK` multiply-adds to ``frl_native::onednn_matmul`` (ATen's own oneDNN
+of at least :data:`ONEDNN_WORK` multiply-adds, and thin batched ones in the layouts where MKL's
+``bmm`` is slow (:data:`ONEDNN_THIN_ROWS`), to ``frl_native::onednn_matmul`` (ATen's own oneDNN
 entry point) where :func:`onednn_ready` (``FRL_ONEDNN_MATMUL=0`` turns it off): 32 members of a
-128x64 by 64x64 product in 144 us instead of 330.
+128x64 by 64x64 product in 144 us instead of 330. The rule is fixed by shapes and layouts, never
+timed while compiling, so a run's bits do not depend on the machine's load.
 
 Measured (AMD EPYC, one core, CartPole, side by side, warm): a DQN collection chunk took 133 us
 instead of 258 us (the lowering alone 156 us, the rewrite alone 218 us); a one-seed PPO collection
@@ -227,7 +229,8 @@ class ThinMatmul:
     ``K > SHORT_CONTRACTION``) or ``K <= TINY_CONTRACTION`` become
     ``sum(a[:, :, None] * b[None], 1) (+ c)``, a reduction Inductor generates and fuses (a short
     contraction's ``b`` copied to ``[K, N]`` first, see :data:`SHORT_CONTRACTION`). Other float32
-    products (``bmm``/``baddbmm`` too) of at least :data:`ONEDNN_WORK` multiply-adds become
+    products (``bmm``/``baddbmm`` too) of at least :data:`ONEDNN_WORK` multiply-adds, and thin
+    batched ones in the layouts MKL handles badly (:data:`ONEDNN_THIN_ROWS`), become
     ``frl_native::onednn_matmul(a, b) (+ c)`` where :func:`onednn_ready`.
 
     Its ``uuid`` names frl's Inductor additions (this pass and :func:`install`'s lowering), so
