@@ -1,7 +1,8 @@
 """Smoke test of an installed frl wheel, run with no C++ compiler on the PATH (by .ci/wheel).
 
-Checks that random bits come from the operator compiled into the wheel (no build at first use)
-and that its caching host allocator loads,
+Checks that random bits come from the operator compiled into the wheel (no build at first use),
+that its caching host allocator loads and its oneDNN product is registered (and says whether
+compiled graphs would use it on this machine),
 that the command line answers (``frl --version``, ``frl list``), and trains PPO on two seeds at
 a tiny budget, eagerly (Inductor's CPU code generation would need the compiler). Prints the
 seconds from the start of this process to the first training step, and with the install time
@@ -33,6 +34,14 @@ first_step = time.perf_counter() - start
 print(f"frl {frl.__version__}: threefry from the compiled extension; first PPO step {first_step:.1f} s")
 if len(sys.argv) > 1:
     print(f"from pip install to the first step: {float(sys.argv[1]) + first_step:.1f} s")
+
+import torch  # noqa: E402
+
+from frl import _inductor  # noqa: E402
+
+assert hasattr(torch.ops.frl_native, "onednn_matmul"), "the wheel's extension lacks the oneDNN product"
+onednn = "yes" if _inductor.onednn_ready() else "no (the probe declined)"
+print(f"oneDNN products in compiled graphs: {onednn}")
 
 frl_cmd = shutil.which("frl")
 version = subprocess.run([frl_cmd, "--version"], capture_output=True, text=True, check=True).stdout.strip()
