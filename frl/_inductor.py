@@ -250,10 +250,13 @@ class ThinMatmul:
                 bias, a, b = node.args[:3]
             else:
                 bias, (a, b) = None, node.args[:2]
+            operands = _operands(a, b)
+            if operands is None:
+                continue
             with graph.inserting_before(node):
-                if _rewritable(a, b):
+                if _rewritable(*operands):
                     out = _multiply_and_sum(graph, a, b)
-                elif onednn and _for_onednn(a, b):
+                elif onednn and _for_onednn(*operands):
                     out = _call(graph, torch.ops.frl_native.onednn_matmul.default, a, b)
                 else:
                     continue
@@ -266,15 +269,24 @@ class ThinMatmul:
         return fingerprint()
 
 
-def _rewritable(a: Any, b: Any) -> bool:
+def _operands(a: Any, b: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The example values of a product's operands when the pass may rewrite it at all: CPU tensors
+    of one floating dtype and rank, every size and stride known at compile time; else None."""
     va, vb = a.meta.get("val"), b.meta.get("val")
     if not (isinstance(va, torch.Tensor) and isinstance(vb, torch.Tensor)):
-        return False
-    if va.device.type != "cpu" or vb.device.type != "cpu" or va.dtype != vb.dtype:
-        return False
-    if not va.dtype.is_floating_point or va.dim() != 2 or vb.dim() != 2:
-        return False
+        return None
+    if va.device.type != "cpu" or vb.device.type != "cpu" or va.dtype != vb.dtype or va.dim() != vb.dim():
+        return None
+    if not va.dtype.is_floating_point:
+        return None
     if not all(_static(s) for s in (*va.shape, *va.stride(), *vb.shape, *vb.stride())):
+        return None
+    return va, vb
+
+
+def _rewritable(va: torch.Tensor, vb: torch.Tensor) -> bool:
+    """Whether a product (see :func:`_operands`) becomes a multiply-and-sum (see :class:`ThinMatmul`)."""
+    if va.dim() != 2:
         return False
     (m, k), n = va.shape, vb.shape[1]
     if not (m and k and n) or 1 not in va.stride() or 1 not in vb.stride():  # dense along a dim
@@ -296,18 +308,11 @@ def _multiply_and_sum(graph: torch.fx.Graph, a: Any, b: Any) -> torch.fx.Node:
     return _call(graph, aten.sum.dim_IntList, _call(graph, aten.mul.Tensor, columns, rows), [1])
 
 
-def _for_onednn(a: Any, b: Any) -> bool:
-    """Whether ``a @ b`` (``[M, K] @ [K, N]`` or ``[B, M, K] @ [B, K, N]``, float32 on the CPU, sizes
-    known) does at least :data:`ONEDNN_WORK` multiply-adds, or is a thin batched product in a layout
-    MKL handles badly (see :data:`ONEDNN_THIN_ROWS`)."""
-    va, vb = a.meta.get("val"), b.meta.get("val")
-    if not (isinstance(va, torch.Tensor) and isinstance(vb, torch.Tensor)):
-        return False
-    if va.device.type != "cpu" or vb.device.type != "cpu":
-        return False
-    if va.dtype != torch.float32 or vb.dtype != torch.float32 or va.dim() != vb.dim():
-        return False
-    if not all(_static(s) for s in (*va.shape, *vb.shape, *va.stride(), *vb.stride())):
+def _for_onednn(va: torch.Tensor, vb: torch.Tensor) -> bool:
+    """Whether a float32 product (see :func:`_operands`) does at least :data:`ONEDNN_WORK`
+    multiply-adds, or is a thin batched product in a layout MKL handles badly (see
+    :data:`ONEDNN_THIN_ROWS`)."""
+    if va.dtype != torch.float32:
         return False
     rows, columns = va.shape[-2], vb.shape[-1]
     if math.prod(va.shape) * columns >= ONEDNN_WORK:
