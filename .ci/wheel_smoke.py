@@ -40,6 +40,7 @@ import torch  # noqa: E402
 from frl import _inductor  # noqa: E402
 
 assert hasattr(torch.ops.frl_native, "onednn_matmul"), "the wheel's extension lacks the oneDNN product"
+assert hasattr(torch.ops.frl_native, "stable_order"), "the wheel's extension lacks the radix sort"
 onednn = "yes" if _inductor.onednn_ready() else "no (the probe declined)"
 print(f"oneDNN products in compiled graphs: {onednn}")
 

@@ -253,6 +253,10 @@ def test_empty_shapes():
         (lambda: fr.choice(fr.key(0), 3, (5,), replace=False), ValueError, "without replacement"),
         (lambda: fr.choice(fr.key(0), 3, (2,), p=torch.ones(4)), ValueError, "`p`"),
         (lambda: fr.split(fr.key(0), (-1,)), ValueError, "`num`"),
+        (lambda: fr.stable_order(torch.zeros(3)), ValueError, "`words`"),
+        (lambda: fr.stable_order(torch.tensor(3)), ValueError, "`words`"),
+        (lambda: fr.stable_order(torch.tensor([[1, 2**32]])), RuntimeError, "words must lie in"),
+        (lambda: fr.stable_order(torch.tensor([0, -1])), RuntimeError, "words must lie in"),
     ],
 )
 def test_bad_input_raises_a_clear_error(call, error, match):
@@ -294,6 +298,7 @@ def _discrete(k, probs):
         fr.choice(k, 5, (3,)),
         fr.choice(k, 5, (3,), replace=False),
         fr.choice(k, 5, (4,), p=probs),
+        fr.stable_order(fr.bits(k, (2, 300), 8)),  # 8-bit words: many ties
     )
 
 
@@ -336,7 +341,7 @@ def test_variants(case, variant):
     check(case, variant)
 
 
-@pytest.mark.parametrize("n", [1, 3, 4, 5, 7, 1000])
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 7, 16, 17, 1000])
 @pytest.mark.parametrize("kernel", ["native", "python-or-numpy"])
 def test_cpu_kernels_equal_torch_block_function(n, kernel, monkeypatch):
     """The CPU kernels (C++ operator; Python ints / NumPy without it) give the torch ops' words,
@@ -473,3 +478,30 @@ def test_a_built_extension_loads_without_waiting_on_its_builders_lock(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.split() == ["jit"], out.stderr[-2000:]
     assert (tmp_path / "frl_native" / "lock").exists()  # untouched
+
+
+@pytest.mark.parametrize("n", [1, 2, 17, 256, 513])
+def test_stable_order_is_torchs_stable_argsort(n, monkeypatch):
+    """``stable_order`` (the C++ radix sort on the CPU) equals ``torch.argsort(stable=True)`` for
+    full 32-bit words, 8-bit words (ties everywhere), words that differ in one byte only (passes
+    skipped), the extremes of the range, batches of rows, and on the torch path without the
+    operator."""
+    from frl import random as fr_module
+
+    fr_module._native_op()
+    assert fr_module._NATIVE_ORDER, "the C++ kernel builds on this machine"
+    k1, k2, k3 = fr.split(fr.key(5), 3)
+    one_byte = (fr.bits(k3, (4, n), 8) << 16) | 0x12003400
+    extremes = torch.tensor([2**32 - 1, 0, 2**32 - 1, 1, 0] * n)[:n]
+    for words in (fr.bits(k1, (3, n)), fr.bits(k2, (2, 5, n), 8), one_byte, extremes):
+        expected = torch.argsort(words, dim=-1, stable=True)
+        assert torch.equal(fr.stable_order(words), expected)
+        with monkeypatch.context() as m:
+            m.setattr(fr_module, "_NATIVE_ORDER", [])
+            m.setattr(fr_module, "_NATIVE_OP", [None])
+            assert torch.equal(fr.stable_order(words), expected)
+    rows = torch.zeros(3, 0, dtype=torch.int64)
+    assert fr.stable_order(rows).shape == (3, 0)
+    words = fr.bits(k1, (4, 6, n), 8)  # vmapped over a middle dim: each [4, n] slice's rows sorted
+    batched = torch.func.vmap(fr.stable_order, in_dims=1, out_dims=1)(words)
+    assert torch.equal(batched, torch.argsort(words, dim=-1, stable=True))

@@ -107,7 +107,7 @@ def advantages_unit(
         )
         key, k_order = random.split(state["key"])
         # one draw of random sort keys for every epoch (one threefry, cheap to compile)
-        order = torch.argsort(random.bits(k_order, (config.update_epochs, n)), dim=-1, stable=True)
+        order = random.stable_order(random.bits(k_order, (config.update_epochs, n)))
         start = torch.zeros_like(state["counters", "minibatch"])
         new = replace(
             state,

@@ -1,19 +1,44 @@
 // threefry-2x32 (20 rounds) on counters (0, 0..n-1) for a batch of keys [..., 2] -> two [..., n]
-// int64 tensors of 32-bit words: the CPU kernel of frl::threefry_blocks (see frl/random.py).
+// int64 tensors of 32-bit words: the CPU kernel of frl::threefry_blocks (see frl/random.py), and
+// the fused uniform draw and key split built on it. Blocks are made 16 counters at a time, the
+// rounds vectorised across counters: 65,536 blocks in 112 us instead of 733-781 (one AMD EPYC
+// core, AVX-512 clone).
 #include <torch/extension.h>
+#include <algorithm>
 #include <cstdint>
 static inline uint32_t rotl(uint32_t x, int r) { return (x << r) | (x >> (32 - r)); }
 std::tuple<torch::Tensor, torch::Tensor> threefry_blocks_op(const torch::Tensor& keys, int64_t n);
 
 static const int R[2][4] = {{13, 15, 26, 6}, {17, 29, 16, 24}};
 
-// The two output words for counter (0, i) under the key schedule ks = (k0, k1, k0 ^ k1 ^ parity).
-static inline void block(const uint32_t ks[3], uint32_t i, uint32_t& x0, uint32_t& x1) {
-  x0 = ks[0]; x1 = i + ks[1];
+// Vector clones where the compiler and the loader support them (GCC on x86-64 Linux): the same
+// code built for AVX-512, AVX2 and the baseline, one picked at load time by the processor.
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#define FRL_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FRL_VECTOR_CLONES
+#endif
+
+constexpr int kLanes = 16;
+
+// The two output words for counters (0, i0 + l), l < kLanes, under the key schedule
+// ks = (k0, k1, k0 ^ k1 ^ parity). The 20 rounds run lane by lane over arrays so the compiler
+// vectorises them across counters (one counter's rounds are a chain of dependent operations:
+// ~11 ns a block unvectorised).
+FRL_VECTOR_CLONES static void blocks(const uint32_t ks[3], uint32_t i0, uint32_t* __restrict out0,
+                                     uint32_t* __restrict out1) {
+  uint32_t x0[kLanes], x1[kLanes];
+  const uint32_t s[3] = {ks[0], ks[1], ks[2]};  // local: nothing the compiler must reload
+  for (int l = 0; l < kLanes; ++l) { x0[l] = s[0]; x1[l] = i0 + (uint32_t)l + s[1]; }
   for (int g = 0; g < 5; ++g) {
-    for (int j = 0; j < 4; ++j) { x0 += x1; x1 = rotl(x1, R[g % 2][j]) ^ x0; }
-    x0 += ks[(g + 1) % 3]; x1 += ks[(g + 2) % 3] + (uint32_t)(g + 1);
+    for (int j = 0; j < 4; ++j) {
+      const int r = R[g % 2][j];
+      for (int l = 0; l < kLanes; ++l) { x0[l] += x1[l]; x1[l] = rotl(x1[l], r) ^ x0[l]; }
+    }
+    const uint32_t a = s[(g + 1) % 3], b = s[(g + 2) % 3] + (uint32_t)(g + 1);
+    for (int l = 0; l < kLanes; ++l) { x0[l] += a; x1[l] += b; }
   }
+  for (int l = 0; l < kLanes; ++l) { out0[l] = x0[l]; out1[l] = x1[l]; }
 }
 
 static inline void schedule(const int64_t* key, uint32_t ks[3]) {
@@ -27,11 +52,12 @@ static void for_each_block(const torch::Tensor& keys, int64_t n, Emit emit) {
   const int64_t* kp = keys.data_ptr<int64_t>();
   int64_t K = keys.numel() / 2;
   for (int64_t b = 0; b < K; ++b) {
-    uint32_t ks[3], x0, x1;
+    uint32_t ks[3], x0[kLanes], x1[kLanes];
     schedule(kp + 2 * b, ks);
-    for (int64_t i = 0; i < n; ++i) {
-      block(ks, (uint32_t)i, x0, x1);
-      emit(b * n + i, x0, x1);
+    for (int64_t i = 0; i < n; i += kLanes) {
+      blocks(ks, (uint32_t)i, x0, x1);
+      const int64_t lanes = std::min<int64_t>(kLanes, n - i);
+      for (int64_t l = 0; l < lanes; ++l) emit(b * n + i + l, x0[l], x1[l]);
     }
   }
 }
