@@ -29,6 +29,7 @@ _SUBMODULES = (
     "envs",
     "host_memory",
     "interop",
+    "launch",
     "llm",
     "losses",
     "nn",

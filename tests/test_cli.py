@@ -98,7 +98,7 @@ def test_a_bad_frl_host_cache_is_one_line_exit_2_nothing_written(tmp_path, capsy
     assert list(tmp_path.iterdir()) == []
 
 
-def test_version_names_frl_torch_and_the_random_kernel(capsys):
+def test_version_names_frl_torch_the_random_kernel_and_the_tcache(capsys):
     import torch
 
     import frl
@@ -106,7 +106,7 @@ def test_version_names_frl_torch_and_the_random_kernel(capsys):
     assert main(["--version"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"frl {frl.__version__} (torch {torch.__version__}, threefry: ")
-    assert line.endswith(("extension)", "jit)", "numpy)"))
+    assert any(f"threefry: {kernel}, malloc tcache: " in line for kernel in ("extension", "jit", "numpy"))
 
 
 def test_list_names_algorithms_and_environments(capsys):

@@ -18,7 +18,8 @@ default settings for the algorithm (CleanRL's):
   after 5k random steps, so give SAC runs well past that (every peer skips learning before);
 * ``frl`` (``frl_agent.py``, this project's environment): ``frl.run`` compiled for each seed count,
   a rerun of the one-seed run with other hyper-parameter values (the warm start; only where
-  ``--seeds`` includes 1), and eager on one seed.
+  ``--seeds`` includes 1), and eager on one seed; each in the environment the ``frl`` command
+  starts in (:func:`frl.launch.environ`: glibc's tcache count raised), the peers at their defaults.
 
 The one-seed-per-process peers run one seed: on one pinned core N seeds run N times as long.
 The table gives every row's env-steps/s (compile excluded where a peer compiles), compile and
@@ -105,6 +106,10 @@ def run_peer(venv: str | None, script: str, args: list[str], cpu: int | None) ->
             "TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions")
         ),
     }
+    if venv is None:  # frl, as its command starts
+        from frl import launch
+
+        env = launch.environ(env)
     pin = ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
     python = sys.executable if venv is None else str(VENVS / venv / "bin" / "python")
     if not Path(python).exists():

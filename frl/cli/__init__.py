@@ -22,6 +22,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from frl import launch
 from frl.cli import bench, check_env, evaluate, listing, llm, maml, plot, sweep, train
 from frl.cli.common import Parser, RunFailed, UsageError
 
@@ -51,18 +52,25 @@ def _parser() -> Parser:
 
 
 def version_line() -> str:
-    """``frl X.Y.Z (torch A.B.C, threefry: extension|jit|numpy)``: what ``frl --version`` prints."""
+    """``frl X.Y.Z (torch A.B.C, threefry: extension|jit|numpy, malloc tcache: N|default)``: what
+    ``frl --version`` prints (the tcache count glibc runs with, see :mod:`frl.launch`)."""
     import torch
 
     import frl
     from frl.random import native_backend
 
-    return f"frl {frl.__version__} (torch {torch.__version__}, threefry: {native_backend()})"
+    tcache = launch.tuned() or "default"
+    return (
+        f"frl {frl.__version__} (torch {torch.__version__}, threefry: {native_backend()}, "
+        f"malloc tcache: {tcache})"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``frl`` command on ``argv`` (default ``sys.argv[1:]``); the exit code (2: a usage
-    error, reported on one line)."""
+    """Run the ``frl`` command on ``argv`` (default ``sys.argv[1:]``, first restarting the process
+    in :func:`frl.launch.environ`); the exit code (2: a usage error, reported on one line)."""
+    if argv is None:
+        launch.restart_tuned()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args, extra = _parser().parse_known_args(argv)
