@@ -1,5 +1,5 @@
 """Build script for frl's one compiled piece: the C++ operators in ``frl/csrc`` (the threefry kernels,
-the radix sort, the caching host allocator and the oneDNN product; see ``frl/_native.py``).
+the radix sort, the caching host allocator and two matrix products; see ``frl/_native.py``).
 
 Where torch is importable at build time (``pip wheel --no-build-isolation .``, as CI builds the
 release wheel), the operators are compiled into the wheel as the extension ``frl._C``: a
@@ -20,8 +20,8 @@ if os.environ.get("FRL_BUILD_EXTENSION", "1") != "0":
     except ImportError:  # no torch in the build environment: a pure wheel
         pass
     else:
-        names = ("threefry", "host_cache", "onednn_matmul", "stable_order")  # frl/_native.py's SOURCES
-        sources = [f"frl/csrc/{name}.cpp" for name in names]
+        names = ("threefry", "host_cache", "onednn_matmul", "stable_order", "small_rows_bmm")
+        sources = [f"frl/csrc/{name}.cpp" for name in names]  # frl/_native.py's SOURCES
         ext_modules = [CppExtension("frl._C", sources, extra_compile_args=["-O2", "-ffp-contract=off"])]
         cmdclass = {"build_ext": BuildExtension.with_options(use_ninja=False)}
 

@@ -41,8 +41,11 @@ from frl import _inductor  # noqa: E402
 
 assert hasattr(torch.ops.frl_native, "onednn_matmul"), "the wheel's extension lacks the oneDNN product"
 assert hasattr(torch.ops.frl_native, "stable_order"), "the wheel's extension lacks the radix sort"
+assert hasattr(torch.ops.frl_native, "small_rows_bmm"), "the wheel's extension lacks the small-rows product"
 onednn = "yes" if _inductor.onednn_ready() else "no (the probe declined)"
 print(f"oneDNN products in compiled graphs: {onednn}")
+small_rows = "yes" if _inductor.small_rows_ready() else "no (no AVX-512)"
+print(f"small-rows products in compiled graphs: {small_rows}")
 
 frl_cmd = shutil.which("frl")
 version = subprocess.run([frl_cmd, "--version"], capture_output=True, text=True, check=True).stdout.strip()

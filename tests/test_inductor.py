@@ -1,7 +1,7 @@
 """frl's additions to Inductor (frl/_inductor.py): the inline threefry lowering, the rewrite of
-thin matmuls and the products sent to oneDNN. Each compiled test reads the code Inductor
-generated, so it fails when the addition is not in force, and compares every value with the eager
-result."""
+thin matmuls and the products sent to frl's small-rows kernel and to oneDNN. Each compiled test
+reads the code Inductor generated, so it fails when the addition is not in force, and compares
+every value with the eager result."""
 
 from __future__ import annotations
 
@@ -17,7 +17,17 @@ from torch._inductor.utils import run_and_get_code
 
 import frl
 from frl import _inductor, random
-from frl._inductor import INLINE_DRAW_LIMIT, ONEDNN_WORK, SMALL_ROWS, ThinMatmul, onednn_ready, post_grad_pass
+from frl._inductor import (
+    INLINE_DRAW_LIMIT,
+    ONEDNN_WORK,
+    SMALL_ROWS,
+    SMALL_ROWS_MEMBERS,
+    SMALL_ROWS_WORK,
+    ThinMatmul,
+    onednn_ready,
+    post_grad_pass,
+    small_rows_ready,
+)
 
 _OPERATOR_CALL = re.compile(r'call_dispatcher\("frl(_native)?::threefry_blocks')
 
@@ -122,17 +132,20 @@ def test_the_pass_names_frl_s_additions_for_the_cache_key() -> None:
 
 
 @contextlib.contextmanager
-def _onednn(ready: bool) -> Iterator[None]:
-    """The pass as on a machine where products can (not) go to oneDNN."""
-    saved = list(_inductor._ONEDNN)
-    _inductor._ONEDNN[:] = [ready]
+def _onednn(ready: bool, small_rows: bool = False) -> Iterator[None]:
+    """The pass as on a machine where products can (not) go to oneDNN and to the small-rows kernel."""
+    saved = list(_inductor._ONEDNN), list(_inductor._SMALL_ROWS)
+    _inductor._ONEDNN[:], _inductor._SMALL_ROWS[:] = [ready], [small_rows]
     try:
         yield
     finally:
-        _inductor._ONEDNN[:] = saved
+        _inductor._ONEDNN[:], _inductor._SMALL_ROWS[:] = saved
 
 
 needs_onednn = pytest.mark.skipif(not onednn_ready(), reason="oneDNN products need AVX-512 on x86")
+needs_small_rows = pytest.mark.skipif(
+    not small_rows_ready(), reason="the small-rows kernel needs AVX-512 on x86"
+)
 
 
 def _products(fn: Any, *shapes: tuple[int, ...], dtype: torch.dtype = torch.float32) -> list[str]:
@@ -143,9 +156,12 @@ def _products(fn: Any, *shapes: tuple[int, ...], dtype: torch.dtype = torch.floa
     graph = make_fx(fn, tracing_mode="fake")(*(torch.randn(*s, dtype=dtype) for s in shapes)).graph
     ThinMatmul()(graph)
     names = []
+    small_rows = getattr(torch.ops.frl_native, "small_rows_bmm", None)
     for node in graph.nodes:
         if node.target is torch.ops.frl_native.onednn_matmul.default:
             names.append("onednn")
+        elif small_rows is not None and node.target is small_rows.default:
+            names.append("rows")
         elif node.target is torch.ops.aten.sum.dim_IntList:
             names.append("loop")
         elif node.target in _inductor._PRODUCTS:
@@ -235,3 +251,88 @@ def test_compiled_q_network_gradients_use_onednn_and_keep_their_values() -> None
     # alone and batched over the members, and the members' 2-wide output layer's weight gradient
     # (84 rows, see ONEDNN_THIN_ROWS; its forward reads the weight by columns and stays): seven
     assert "\n".join(code).count("frl_native::onednn_matmul") == 7
+
+
+@needs_small_rows
+def test_batched_products_of_few_rows_in_linear_s_layout_go_to_frl_s_kernel() -> None:
+    """A vmapped layer acting on 1-4 rows (``a`` by rows, ``b`` by columns: ``F.linear``'s weight)
+    becomes ``frl_native::small_rows_bmm`` from SMALL_ROWS_MEMBERS members or SMALL_ROWS_WORK
+    multiply-adds; other layouts, more rows, float64, one member or the probe saying no keep
+    ``bmm``."""
+
+    def layer(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # a vmapped F.linear's product
+        return torch.bmm(x, w.mT)
+
+    with _onednn(True, small_rows=True):
+        assert _products(layer, (32, 4, 64), (32, 64, 64)) == ["rows"]
+        assert _products(layer, (32, 4, 4), (32, 64, 4)) == ["rows"]
+        assert _products(layer, (SMALL_ROWS_MEMBERS, 1, 8), (SMALL_ROWS_MEMBERS, 2, 8)) == ["rows"]
+        assert _products(layer, (8, 4, 64), (8, 64, 64)) == ["rows"]  # 131k multiply-adds
+        assert 8 * 4 * 64 * 64 >= SMALL_ROWS_WORK > 8 * 4 * 64 * 2
+        assert _products(layer, (8, 4, 64), (8, 2, 64)) == ["bmm"]
+        assert _products(layer, (32, SMALL_ROWS + 1, 64), (32, 64, 64)) == ["bmm"]
+        assert _products(torch.bmm, (32, 4, 64), (32, 64, 64)) == ["bmm"]  # b stored by rows
+        by_columns = _products(lambda x, w: torch.bmm(x.mT, w.mT), (32, 64, 4), (32, 64, 64))
+        assert by_columns == ["onednn"]  # a stored by columns: oneDNN's thin rule (ONEDNN_THIN_ROWS)
+        assert _products(layer, (32, 4, 64), (32, 64, 64), dtype=torch.float64) == ["bmm"]
+        assert _products(layer, (1, 4, 64), (1, 64, 64)) == ["bmm"]
+        assert _products(layer, (32, 128, 64), (32, 64, 64)) == ["onednn"]
+    with _onednn(True, small_rows=False):
+        assert _products(layer, (32, 4, 64), (32, 64, 64)) == ["bmm"]
+
+
+@needs_small_rows
+def test_the_small_rows_operator_equals_torch_s_bmm() -> None:
+    """``frl_native::small_rows_bmm`` against ``bmm`` (to rounding: it sums in another order):
+    contractions up to 16 (gathered) and longer ones with a remainder, column counts around its
+    blocks of 4 and 16, 1-7 rows, a weight shared by every member (a stride-0 batch), empty
+    products; other layouts and dtypes are ``bmm`` itself; bad shapes are refused."""
+    op = torch.ops.frl_native.small_rows_bmm
+    gen = torch.Generator().manual_seed(2)
+    for members, rows, k, n in [
+        (3, 4, 64, 64),
+        (2, 1, 4, 64),
+        (5, 3, 17, 5),
+        (2, 7, 33, 7),
+        (4, 2, 1, 3),
+        (3, 4, 16, 16),
+        (2, 4, 100, 1),
+        (2, 5, 8, 17),
+        (1, 4, 64, 2),
+    ]:
+        a = torch.randn(members, rows, k, generator=gen)
+        w = torch.randn(members, n, k, generator=gen)
+        want = torch.bmm(a.double(), w.mT.double())
+        torch.testing.assert_close(op(a, w.mT).double(), want, rtol=1e-5, atol=1e-5)
+    shared = torch.randn(1, 64, 64, generator=gen).expand(6, 64, 64)
+    a = torch.randn(6, 4, 64, generator=gen)
+    torch.testing.assert_close(op(a, shared.mT), torch.bmm(a, shared.mT), rtol=1e-5, atol=1e-5)
+    b = torch.randn(6, 64, 5, generator=gen)  # stored by rows: torch's bmm, bit for bit
+    assert torch.equal(op(a, b), torch.bmm(a, b))
+    assert torch.equal(op(a.double(), b.double()), torch.bmm(a.double(), b.double()))
+    assert op(torch.randn(2, 0, 3), torch.randn(2, 4, 3).mT).shape == (2, 0, 4)
+    assert torch.equal(op(torch.randn(2, 3, 0), torch.randn(2, 4, 0).mT), torch.zeros(2, 3, 4))
+    with pytest.raises(RuntimeError, match=r"\[B, M, K\] @ \[B, K, N\]"):
+        op(a, shared[:3].mT)
+
+
+def _policies(params: Tensors, obs: torch.Tensor) -> torch.Tensor:
+    """A 64x64 tanh policy's logits for 4 environments, vmapped over its members."""
+
+    def policy(p: Tensors, x: torch.Tensor) -> torch.Tensor:
+        w1, w2, w3 = p
+        return F.linear(torch.tanh(F.linear(torch.tanh(F.linear(x, w1)), w2)), w3)
+
+    return torch.func.vmap(policy)(params, obs)
+
+
+@pytest.mark.compile
+@needs_small_rows
+def test_compiled_vmapped_policies_on_few_rows_use_the_small_rows_kernel() -> None:
+    gen = torch.Generator().manual_seed(3)
+    params = tuple(torch.randn(16, *s, generator=gen) * 0.3 for s in ((64, 4), (64, 64), (2, 64)))
+    obs = torch.randn(16, 4, 4, generator=gen)
+    compiled, code = run_and_get_code(frl.compile(_policies, device="cpu"), params, obs)
+    torch.testing.assert_close(compiled, _policies(params, obs), rtol=1e-5, atol=1e-5)
+    # each of the three layers: 16 members of 4 rows, the weight by columns
+    assert "\n".join(code).count("frl_native::small_rows_bmm") == 3
