@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -232,3 +235,18 @@ def test_an_interrupt_that_stops_at_once_is_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err.splitlines() == [
         "frl: interrupted at once: nothing saved since the last checkpoint"
     ]
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """``frl list | head -1``: the command stops quietly when its reader has gone (exit 141, as a
+    shell reports SIGPIPE), without a traceback. Here the pipe's read end is closed before the
+    command writes, so its first write fails."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "frl.cli", "list"], stdout=write, stderr=subprocess.PIPE, timeout=120
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 141 and done.stderr.decode() == "", done.stderr.decode()

@@ -19,6 +19,7 @@ exits with code 2 (nothing written).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -93,3 +94,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C (the first stops a run after its iteration)
         print("frl: interrupted at once: nothing saved since the last checkpoint", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`frl list | head`): stop quietly, as `cat` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        return 141
