@@ -916,9 +916,11 @@ def stable_order(words: Tensor) -> Tensor:
     Returns:
       ``int64[..., n]``: each row's stable ascending order.
     """
-    if not isinstance(words, Tensor) or words.dtype != torch.int64 or words.dim() == 0:
-        what = f"{words.dtype} [{tuple(words.shape)}]" if isinstance(words, Tensor) else type(words).__name__
-        raise ValueError(f"stable_order: `words` must be an int64 tensor with at least one dim, got {what}")
+    if not isinstance(words, Tensor):
+        raise TypeError(f"stable_order: `words` must be an int64 tensor, got {type(words).__name__}")
+    if words.dtype != torch.int64 or words.dim() == 0:
+        got = f"{words.dtype} {tuple(words.shape)}"
+        raise ValueError(f"stable_order: `words` must be int64 with at least one dim, got {got}")
     if words.device.type == "cpu":
         # compiled code reads the operator a prior eager call resolved (loading is not traceable)
         ready = _NATIVE_OP if torch.compiler.is_compiling() else [_native_op()]

@@ -52,3 +52,14 @@ def test_the_command_restarts_itself_once_with_the_count(switch, expected):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith(f"malloc tcache: {expected})"), done.stdout
+
+
+@pytest.mark.skipif(not launch._glibc(), reason="glibc's tunables: Linux with glibc only")
+def test_a_script_that_calls_main_is_not_started_again():
+    """Only the ``frl`` command restarts: a script calling ``frl.cli.main()`` would run twice."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "FRL_GLIBC_TUNABLES")}
+    script = "import sys; from frl.cli import main; print('once'); sys.argv = ['x', '--version']; main()"
+    command = [sys.executable, "-c", script]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("once") == 1 and done.stdout.strip().endswith("malloc tcache: default)")

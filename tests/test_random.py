@@ -255,6 +255,7 @@ def test_empty_shapes():
         (lambda: fr.split(fr.key(0), (-1,)), ValueError, "`num`"),
         (lambda: fr.stable_order(torch.zeros(3)), ValueError, "`words`"),
         (lambda: fr.stable_order(torch.tensor(3)), ValueError, "`words`"),
+        (lambda: fr.stable_order([3, 1]), TypeError, "`words`"),
         (lambda: fr.stable_order(torch.tensor([[1, 2**32]])), RuntimeError, "words must lie in"),
         (lambda: fr.stable_order(torch.tensor([0, -1])), RuntimeError, "words must lie in"),
     ],

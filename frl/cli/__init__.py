@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from frl import launch
 from frl.cli import bench, check_env, evaluate, listing, llm, maml, plot, sweep, train
@@ -67,10 +68,18 @@ def version_line() -> str:
     )
 
 
+def _started_as_the_command() -> bool:
+    """Whether this process was started as the ``frl`` command (its console script, or ``python -m
+    frl.cli``): the only processes :func:`main` starts again (a script of yours that calls it would
+    run its own code twice)."""
+    path = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    return path is not None and (path.name == "frl" or path.parts[-3:] == ("frl", "cli", "__main__.py"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``frl`` command on ``argv`` (default ``sys.argv[1:]``, first restarting the process
-    in :func:`frl.launch.environ`); the exit code (2: a usage error, reported on one line)."""
-    if argv is None:
+    """Run the ``frl`` command on ``argv`` (default ``sys.argv[1:]``; the command itself first starts
+    again in :func:`frl.launch.environ`); the exit code (2: a usage error, reported on one line)."""
+    if argv is None and _started_as_the_command():
         launch.restart_tuned()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
