@@ -382,34 +382,15 @@ def small_rows_ready() -> bool:
     extension has it, its AVX-512 kernels run on this processor, a probe product matches
     ``torch.bmm`` and the environment does not say ``FRL_SMALL_ROWS_BMM=0``. Probed once per
     process."""
-    if not _SMALL_ROWS:
-        _SMALL_ROWS.append(_probe_small_rows())
-    return _SMALL_ROWS[0]
+    return _once(_SMALL_ROWS, lambda: _probe_product("small_rows_bmm", "FRL_SMALL_ROWS_BMM", _small_rows_run))
 
 
-def _probe_small_rows() -> bool:
-    if os.environ.get("FRL_SMALL_ROWS_BMM", "1") == "0":
-        return False
-    from frl import _native
-
-    if _native.load()[0] is None or not hasattr(torch.ops.frl_native, "small_rows_bmm"):
-        return False
+def _small_rows_run(op: Any) -> bool:
     if not torch.ops.frl_native.small_rows_vectorised():
         return False
-    from torch._subclasses.fake_tensor import unset_fake_temporarily
-
-    with unset_fake_temporarily():
-        a = torch.arange(2 * 3 * 20, dtype=torch.float32).reshape(2, 3, 20) / 7
-        w = torch.arange(2 * 5 * 20, dtype=torch.float32).reshape(2, 5, 20) / 11
-        out = torch.ops.frl_native.small_rows_bmm(a, w.mT)
-        if not torch.allclose(out, torch.bmm(a, w.mT), rtol=1e-6, atol=0):
-            return False
-
-    @torch.library.register_fake("frl_native::small_rows_bmm")
-    def _(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return a.new_empty((a.shape[0], a.shape[1], b.shape[-1]))
-
-    return True
+    a = torch.arange(2 * 3 * 20, dtype=torch.float32).reshape(2, 3, 20) / 7
+    w = torch.arange(2 * 5 * 20, dtype=torch.float32).reshape(2, 5, 20) / 11
+    return torch.allclose(op(a, w.mT), torch.bmm(a, w.mT), rtol=1e-6, atol=0)
 
 
 _SMALL_ROWS: list[bool] = []
@@ -420,40 +401,51 @@ def onednn_ready() -> bool:
     ``frl_native::onednn_matmul``, torch's oneDNN is built and enabled, a probe product runs (ATen's
     entry point needs AVX-512 or AVX-NE-CONVERT on x86) and equals ``torch.mm``, and the
     environment does not say ``FRL_ONEDNN_MATMUL=0``. Probed once per process."""
-    if not _ONEDNN:
-        _ONEDNN.append(_probe_onednn())
-    return _ONEDNN[0]
+    return _once(_ONEDNN, lambda: _probe_product("onednn_matmul", "FRL_ONEDNN_MATMUL", _onednn_run))
 
 
-def _probe_onednn() -> bool:
-    if os.environ.get("FRL_ONEDNN_MATMUL", "1") == "0":
-        return False
+def _onednn_run(op: Any) -> bool:
     if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        return False
+    a = torch.arange(24.0).reshape(4, 6)
+    b = torch.arange(18.0).reshape(6, 3)
+    try:
+        return torch.equal(op(a, b), a @ b)
+    except RuntimeError:  # no AVX-512 on this x86 core, or no entry point in this torch
+        return False
+
+
+_ONEDNN: list[bool] = []
+
+
+def _once(answer: list[bool], probe: Any) -> bool:
+    """``probe()``'s answer, kept in ``answer`` (a one-item list tests can set) after the first call."""
+    if not answer:
+        answer.append(probe())
+    return answer[0]
+
+
+def _probe_product(name: str, switch: str, run: Any) -> bool:
+    """Whether compiled graphs may call the product ``frl_native::<name>(a [..., M, K], b [..., K,
+    N]) -> [..., M, N]``: the environment does not say ``<switch>=0``, frl's extension has it and
+    ``run(op)`` (on real tensors) says it works here. Then its fake kernel is registered."""
+    if os.environ.get(switch, "1") == "0":
         return False
     from frl import _native
 
-    if _native.load()[0] is None or not hasattr(torch.ops.frl_native, "onednn_matmul"):
+    if _native.load()[0] is None or not hasattr(torch.ops.frl_native, name):
         return False
     from torch._subclasses.fake_tensor import unset_fake_temporarily
 
     with unset_fake_temporarily():
-        a = torch.arange(24.0).reshape(4, 6)
-        b = torch.arange(18.0).reshape(6, 3)
-        try:
-            out = torch.ops.frl_native.onednn_matmul(a, b)
-        except RuntimeError:  # no AVX-512 on this x86 core, or no entry point in this torch
-            return False
-        if not torch.equal(out, a @ b):
+        if not run(getattr(torch.ops.frl_native, name)):
             return False
 
-    @torch.library.register_fake("frl_native::onednn_matmul")
+    @torch.library.register_fake(f"frl_native::{name}")
     def _(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return a.new_empty((*a.shape[:-1], b.shape[-1]))
 
     return True
-
-
-_ONEDNN: list[bool] = []
 
 
 def _strided_short(b: Any) -> bool:
