@@ -65,11 +65,17 @@ def _layers(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tenso
 Tensors = tuple[torch.Tensor, ...]
 
 
-def _networks(params: Tensors, xs: Tensors, members: Tensors):
+def _square_sum(p: Tensors, x: torch.Tensor) -> torch.Tensor:
+    return _layers(x, *p).square().sum()
+
+
+def _networks(params: Tensors, xs: Tensors, members: Tensors, batch: torch.Tensor):
     outs = [_layers(x, *params) for x in xs]
-    grads = [torch.func.grad(lambda p, x=x: _layers(x, *p).square().sum())(params) for x in (xs[1], xs[3])]
-    vmapped = torch.func.vmap(_layers)(*members)  # per-member parameters: batched matmuls, kept
-    return outs, grads, vmapped
+    grads = [torch.func.grad(_square_sum)(params, x) for x in (xs[1], xs[3])]
+    vmapped = torch.func.vmap(_layers)(*members)  # per-member parameters on 2 rows: batched, kept
+    # and on 128 rows, with gradients: the 2-wide output layer and its input gradient become loops
+    vmapped_grads = torch.func.vmap(torch.func.grad(_square_sum))(members[1:], batch)
+    return outs, grads, vmapped, vmapped_grads
 
 
 @pytest.mark.compile
@@ -80,8 +86,9 @@ def test_thin_matmuls_become_generated_loops_and_keep_their_values() -> None:
     xs = tuple(torch.randn(r, 8, generator=gen) for r in rows)
     stacked = (torch.randn(5, *p.shape, generator=gen) for p in params)
     members = (torch.randn(5, 2, 8, generator=gen), *stacked)
-    eager = _networks(params, xs, members)
-    compiled, code = run_and_get_code(frl.compile(_networks, device="cpu"), params, xs, members)
+    batch = torch.randn(5, 128, 8, generator=gen)
+    eager = _networks(params, xs, members, batch)
+    compiled, code = run_and_get_code(frl.compile(_networks, device="cpu"), params, xs, members, batch)
     for a, b in zip(torch.utils._pytree.tree_leaves(compiled), torch.utils._pytree.tree_leaves(eager)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)  # float sums in another order
     source = "\n".join(code)
@@ -91,6 +98,9 @@ def test_thin_matmuls_become_generated_loops_and_keep_their_values() -> None:
     # count and, in the gradients, W2's (2 rows) and the hidden layer's (a contraction of 2)
     assert source.count("aoti_torch_cpu_addmm_out(") == 3 and source.count("aoti_torch_cpu_mm_out(") == 2
     assert "aoti_torch_cpu_bmm_out(" in source or "aoti_torch_cpu_baddbmm_out(" in source
+    # batched: the 2-row members' two products, and the 128-row members' hidden layer (a
+    # contraction of 8) and both weight gradients (2 and 64 rows of a contraction of 128) stay
+    assert source.count("aoti_torch_cpu_bmm_out(") == 5, source.count("aoti_torch_cpu_bmm_out(")
 
 
 def test_the_rewrite_chooses_products_by_shape_and_copies_a_short_transposed_weight() -> None:
@@ -185,12 +195,12 @@ def test_large_float32_products_go_to_onednn_and_small_ones_stay() -> None:
         assert _products(torch.bmm, (5, 2, 8), (5, 8, 64)) == ["bmm"]
         # thin products by layout (see ONEDNN_THIN_ROWS): b stored by rows, by columns
         assert _products(torch.bmm, (8, 128, 64), (8, 64, 2)) == ["onednn"]
-        assert _products(lambda a, w: a @ w.mT, (8, 128, 64), (8, 2, 64)) == ["bmm"]
+        assert _products(lambda a, w: a @ w.mT, (8, 128, 64), (8, 2, 64)) == ["loop"]  # BATCHED_THIN
         assert _products(lambda a, b: a.mT @ b.mT, (8, 128, 2), (8, 84, 128)) == ["onednn"]  # 2 rows
         assert _products(torch.bmm, (8, 2, 128), (8, 128, 84)) == ["bmm"]
         assert _products(torch.bmm, (32, 4, 64), (32, 64, 2)) == ["bmm"]  # 4 rows and 2 columns
         assert _products(torch.bmm, (1, 128, 64), (1, 64, 2)) == ["bmm"]  # 1 member
-        assert _products(torch.bmm, (8, 128, 2), (8, 2, 64)) == ["bmm"]  # a contraction of 2
+        assert _products(torch.bmm, (8, 128, 2), (8, 2, 64)) == ["loop"]  # a contraction of 2
         assert _products(torch.mm, (1024, 512), (512, 4)) == ["onednn"]  # past the loops' largest
         assert _products(torch.mm, (128, 64), (64, 2)) == ["loop"]
         assert _products(F.linear, (128, 120), (84, 120), dtype=torch.float64) == ["mm"]
@@ -198,6 +208,57 @@ def test_large_float32_products_go_to_onednn_and_small_ones_stay() -> None:
     with _onednn(False):
         assert _products(F.linear, (128, 120), (84, 120)) == ["mm"]
         assert _products(torch.bmm, (32, 128, 64), (32, 64, 64)) == ["bmm"]
+
+
+def test_batched_output_layers_and_their_input_gradients_become_loops() -> None:
+    """Batched products of more than SMALL_ROWS rows (a vmapped layer on a minibatch): 1-4 columns
+    when each output is a dot product along contiguous memory (``F.linear``'s layout), and a
+    contraction of 1-2 in any layout, up to the largest work a member; not the weight gradients
+    (``a`` by columns) nor a wider layer."""
+
+    def layer(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(x, w.mT)
+
+    for ready in (False, True):
+        with _onednn(ready, small_rows=ready):
+            assert _products(layer, (32, 128, 64), (32, 2, 64)) == ["loop"]
+            assert _products(layer, (2, SMALL_ROWS + 1, 84), (2, 4, 84)) == ["loop"]
+            assert _products(layer, (32, 4096, 64), (32, 1, 64)) == ["loop"]  # 262,144 a member
+            past = _products(layer, (32, 4097, 64), (32, 1, 64))  # past the largest
+            assert past == ["onednn" if ready else "bmm"]
+            assert _products(torch.bmm, (32, 128, 2), (32, 2, 64)) == ["loop"]  # contraction 2
+            assert _products(lambda g, w: g @ w.mT, (32, 128, 1), (32, 256, 1)) == ["loop"]
+            assert _products(layer, (32, 128, 64), (32, 5, 64)) == ["onednn" if ready else "bmm"]
+            assert _products(layer, (32, 128, 4), (32, 64, 4)) == ["onednn" if ready else "bmm"]
+            weight_gradient = _products(lambda g, h: g.mT @ h, (32, 128, 2), (32, 128, 64))
+            assert weight_gradient == ["bmm"]
+            assert _products(lambda h, x: h.mT @ x, (32, 128, 64), (32, 128, 4)) == (
+                ["onednn" if ready else "bmm"]
+            )
+            assert _products(layer, (32, SMALL_ROWS, 64), (32, 2, 64)) == ["rows" if ready else "bmm"]
+    rewritten = _products(layer, (3, 128, 64), (3, 2, 64), dtype=torch.float64)
+    assert rewritten == ["loop"]  # any float dtype, as the unbatched rewrite
+
+
+def test_batched_loops_equal_torch_s_bmm() -> None:
+    """The FX rewrite run eagerly (``make_fx`` then the pass, no compile) against ``bmm``: a
+    transposed short weight is copied first, a dot layout read as is."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    gen = torch.Generator().manual_seed(1)
+    cases = [
+        (lambda a, w: torch.bmm(a, w.mT), (6, 128, 64), (6, 2, 64)),
+        (torch.bmm, (6, 128, 2), (6, 2, 64)),
+        (lambda g, w: g @ w.mT, (6, 40, 2), (6, 64, 2)),  # a short contraction, b transposed
+    ]
+    for fn, *shapes in cases:
+        args = [torch.randn(*s, generator=gen) for s in shapes]
+        module = make_fx(fn, tracing_mode="fake")(*args)
+        ThinMatmul()(module.graph)
+        module.recompile()
+        targets = {n.target for n in module.graph.nodes}
+        assert torch.ops.aten.bmm.default not in targets and torch.ops.aten.sum.dim_IntList in targets
+        torch.testing.assert_close(module(*args), fn(*args), rtol=1e-5, atol=1e-5)
 
 
 @needs_onednn

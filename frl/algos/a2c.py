@@ -72,10 +72,12 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
     )
     loss = bind(a2c_loss, "actor", "critic", policy_apply=actor.apply, value_apply=critic.apply, dist=dist)
 
+    with_advantages = op.values_of(env, config.num_steps)
+
     def learn(state: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
         """GAE on the segment, then one step of the loss on all of it."""
         hp = state["hyperparams"]
-        segment = op.with_advantages(
+        segment = with_advantages(
             state["data"], critic.apply, state["params", "critic"], gamma=hp["gamma"], lmbda=hp["gae_lambda"]
         )
         coefficients = partial(

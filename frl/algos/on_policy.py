@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
-from frl import optim, random
+from frl import envs, optim, random
+from frl._compile import readable
 from frl.algos.collect import make_collect
 from frl.algos.config import AgentConfig, check_segments, hyper, setting
 from frl.algos.networks import clip_action
@@ -27,12 +29,14 @@ __all__ = [
     "actor_critic_build",
     "actor_critic_train",
     "annotate_gae",
+    "bootstrap_values",
     "clipped_optimizer",
     "explore_with",
     "flat_select",
     "learner_step",
     "optimizer_state",
     "policy_of",
+    "values_of",
     "with_advantages",
 ]
 
@@ -68,16 +72,76 @@ def with_advantages(
     *,
     gamma: float | Tensor,
     lmbda: float | Tensor,
+    truncations: int | None = None,
 ) -> TensorDictBase:
     """The segment ``[E, T]`` with ``state_value``, ``advantage`` and ``value_target`` (GAE).
 
     Values of the observations and of the true next observations (a truncated step bootstraps
     from its final observation; a terminated one does not) are detached; time is the segment's
     last dim, as ``frl.returns`` reads it.
+
+    ``truncations``: at most this many truncated steps in one environment's row of the segment
+    (``frl.envs.most_truncations(env, T)``, where the segment is the environment's own
+    consecutive steps). The critic then reads ``T + truncations + 1`` observations a row instead
+    of ``2 T`` (:func:`bootstrap_values`). ``None``: it reads every next observation.
     """
-    value = value_apply(critic_params, segment["observation"]).detach()
-    next_value = value_apply(critic_params, segment["next", "observation"]).detach()
+    if truncations is None:
+        value = value_apply(critic_params, segment["observation"]).detach()
+        next_value = value_apply(critic_params, segment["next", "observation"]).detach()
+    else:
+        value, next_value = bootstrap_values(segment, value_apply, critic_params, truncations)
     return annotate_gae(segment, value, next_value, gamma=gamma, lmbda=lmbda)
+
+
+def bootstrap_values(
+    segment: TensorDictBase,
+    value_apply: Callable[[TensorDictBase, Tensor], Tensor],
+    critic_params: TensorDictBase,
+    truncations: int,
+) -> tuple[Tensor, Tensor]:
+    """``(V(s_t), V(s'_t))``, each ``[E, T]`` and detached, from one critic pass over the
+    observations and ``truncations + 1`` next observations a row.
+
+    In a segment of consecutive steps, a step that did not end its episode leads to the next
+    step's observation (``s'_t = s_{t+1}``), and a terminated step does not bootstrap (GAE
+    multiplies its ``V(s'_t)`` by 0, so the next episode's first value stands in). The critic
+    reads ``s'`` only at the last step and at the truncated, not terminated, steps: the first
+    ``truncations`` of them in each row (gathered by ``topk`` on their step numbers).
+
+    Raises:
+      ValueError: eagerly, where a row holds more than ``truncations`` such steps.
+    """
+    obs, next_obs = segment["observation"], segment["next", "observation"]
+    bootstraps = segment["next", "done"] & ~segment["next", "terminated"]  # [E, T]
+    steps = bootstraps.shape[-1]
+    if readable(bootstraps) and int(bootstraps.sum(-1).max()) > truncations:
+        raise ValueError(
+            f"with_advantages: a row of the segment holds {int(bootstraps.sum(-1).max())} truncated "
+            f"steps, more than `truncations` ({truncations})"
+        )
+    k = min(truncations, steps)
+    # the earliest `k` truncated steps of each row score highest (a row with fewer picks others)
+    first = torch.arange(steps, 0, -1, device=bootstraps.device)
+    picked = torch.where(bootstraps, first, 0).topk(k, dim=-1).indices  # [E, k]
+    rows = torch.cat([picked, picked.new_full((*picked.shape[:-1], 1), steps - 1)], dim=-1)  # [E, k + 1]
+    index = rows.reshape(*rows.shape, *(1,) * (next_obs.dim() - rows.dim()))
+    read = torch.take_along_dim(next_obs, index, dim=rows.dim() - 1)
+    values = value_apply(critic_params, torch.cat([obs, read], dim=rows.dim() - 1)).detach()
+    value, read_value = values[..., :steps], values[..., steps:]
+    next_value = torch.cat([value[..., 1:], read_value[..., -1:]], dim=-1)
+    if k:
+        truncated = bootstraps.gather(-1, picked)
+        kept = next_value.gather(-1, picked)
+        next_value = next_value.scatter(-1, picked, torch.where(truncated, read_value[..., :k], kept))
+    return value, next_value
+
+
+def values_of(env: Any, steps: int) -> Callable:
+    """:func:`with_advantages` for segments of ``steps`` steps of ``env``: with
+    the bound on truncated steps where ``env`` states one (``frl.envs.most_truncations``), so the
+    critic reads the observations and only those next observations that differ from the next
+    step's."""
+    return partial(with_advantages, truncations=envs.most_truncations(env, steps))
 
 
 def annotate_gae(

@@ -198,7 +198,7 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
             extra=op.ADVANTAGE_KEYS,
         ),
         (
-            Unit("advantages", advantages_unit(config, critic.apply)),
+            Unit("advantages", advantages_unit(config, critic.apply, op.values_of(env, config.num_steps))),
             Unit(
                 "update",
                 update_unit(config, tx, partial(clipped_loss, config, loss)),

@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.func import vmap
 
 from frl import random
-from frl.envs.base import Environment
+from frl.envs.base import Environment, most_truncations
 from frl.envs.classic_control import Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum
 from frl.envs.deep_sea import DeepSea
 from frl.envs.highway import Highway
@@ -59,6 +59,7 @@ __all__ = [
     "is_known",
     "list_envs",
     "make",
+    "most_truncations",
     "plugin_prefix",
     "register_prefix",
     "reset_batch",

@@ -31,7 +31,26 @@ from frl import random
 from frl._compile import readable
 from frl.envs.spaces import Box, Discrete
 
-__all__ = ["Environment", "loops_in_graph"]
+__all__ = ["Environment", "loops_in_graph", "most_truncations", "truncates_at_time_limit"]
+
+
+def truncates_at_time_limit(step: Any) -> Any:
+    """Marks an environment's ``step`` as truncating only at the time limit: ``truncated`` exactly
+    when the step count reaches ``max_episode_steps``, the count restarting at 0 whenever an
+    episode ends (what :func:`most_truncations` relies on). A subclass that overrides ``step``
+    loses the mark unless it sets it again."""
+    step.truncates_at_time_limit = True
+    return step
+
+
+def most_truncations(env: Any, steps: int) -> int | None:
+    """The most truncated steps among ``steps`` consecutive steps of one environment:
+    ``ceil(steps / max_episode_steps)`` where ``env``'s ``step`` is marked
+    :func:`truncates_at_time_limit` (two truncations are at least ``max_episode_steps`` steps
+    apart), else ``None`` (not known: a gymnasium environment, a subclass with its own ``step``)."""
+    if not getattr(getattr(type(env), "step", None), "truncates_at_time_limit", False):
+        return None
+    return -(-steps // env.max_episode_steps)
 
 
 @dataclass(frozen=True)
@@ -100,6 +119,7 @@ class Environment:
         obs = self.observe(physics).to(self.dtype)
         return obs, {"physics": physics, "time": time}
 
+    @truncates_at_time_limit
     def step(
         self, key: Tensor, state: Mapping[str, Tensor], action: Tensor, params: Any = None
     ) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor, Tensor, dict[str, Tensor]]:

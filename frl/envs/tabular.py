@@ -18,6 +18,7 @@ from tensordict import TensorDictBase
 from torch import Tensor
 
 from frl import random
+from frl.envs.base import truncates_at_time_limit
 from frl.envs.spaces import Box, Discrete
 
 __all__ = ["TabularEnv"]
@@ -92,6 +93,7 @@ class TabularEnv:
         time = torch.zeros(batch, dtype=torch.int64, device=state.device)
         return self.observe(state), {"state": state, "time": time}
 
+    @truncates_at_time_limit
     def step(
         self, key: Tensor, state: Mapping[str, Tensor], action: Tensor, params: Any = None
     ) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor, Tensor, dict[str, Tensor]]:
