@@ -336,8 +336,8 @@ def _batched_rewritable(va: torch.Tensor, vb: torch.Tensor) -> bool:
     core): 32 members of 128x64 by 64x2 (``log_softmax`` after) 74 us against 99, 8 members 32
     against 40, 32 of 128x84 by 84x2 88 against 130, 32 of 128x64 by 64x4 95 against 130, 32 of
     1024x64 by 64x2 484 against 880; contraction 2 (``tanh``'s gradient after): 32 of 128x2 by 2x64
-    46 against 119, 8 members 25 against 34, 32 of 1024x2 by 2x64 331 against 3249. A PPO update
-    at 32 seeds: 40-44 ms a 16-minibatch iteration instead of 45-49. The weight gradients (``a`` by
+    46 against 119, 8 members 25 against 34, 32 of 1024x2 by 2x64 331 against 3249. A 32-seed PPO
+    update (16 minibatches), three alternating runs: 41-45 ms instead of 45-49. The weight gradients (``a`` by
     columns, a contraction over the minibatch) ran slower as loops: 32 seeds' update 69 ms."""
     _, m, k = va.shape
     n = vb.shape[-1]
