@@ -356,7 +356,7 @@ def _multiply_and_sum(graph: torch.fx.Graph, a: Any, b: Any) -> torch.fx.Node:
     if _strided_short(b):  # a [K, N] copy of the weight, written out (see SHORT_CONTRACTION)
         shape = list(b.meta["val"].shape)
         copy = _call(graph, aten.clone.default, b, memory_format=torch.contiguous_format)
-        b = _call(graph, aten.as_strided.default, copy, shape, torch.empty(shape, device="meta").stride())
+        b = _call(graph, aten.as_strided.default, copy, shape, copy.meta["val"].stride())
     columns = _call(graph, aten.unsqueeze.default, a, -1)  # [..., M, K, 1]
     rows = _call(graph, aten.unsqueeze.default, b, -3)  # [..., 1, K, N]
     return _call(graph, aten.sum.dim_IntList, _call(graph, aten.mul.Tensor, columns, rows), [-2])

@@ -106,7 +106,8 @@ def bootstrap_values(
     step's observation (``s'_t = s_{t+1}``), and a terminated step does not bootstrap (GAE
     multiplies its ``V(s'_t)`` by 0, so the next episode's first value stands in). The critic
     reads ``s'`` only at the last step and at the truncated, not terminated, steps: the first
-    ``truncations`` of them in each row (gathered by ``topk`` on their step numbers).
+    ``truncations`` of them in each row (gathered by ``topk`` on their step numbers; where a row has
+    fewer, the other picks read their own ``s'`` too, which changes nothing).
 
     Raises:
       ValueError: eagerly, where a row holds more than ``truncations`` such steps.
@@ -114,10 +115,11 @@ def bootstrap_values(
     obs, next_obs = segment["observation"], segment["next", "observation"]
     bootstraps = segment["next", "done"] & ~segment["next", "terminated"]  # [E, T]
     steps = bootstraps.shape[-1]
-    if readable(bootstraps) and int(bootstraps.sum(-1).max()) > truncations:
+    most = int(bootstraps.sum(-1).max()) if readable(bootstraps) and bootstraps.numel() else 0
+    if most > truncations:
         raise ValueError(
-            f"with_advantages: a row of the segment holds {int(bootstraps.sum(-1).max())} truncated "
-            f"steps, more than `truncations` ({truncations})"
+            f"with_advantages: a row of the segment holds {most} truncated steps, more than "
+            f"`truncations` ({truncations})"
         )
     k = min(truncations, steps)
     # the earliest `k` truncated steps of each row score highest (a row with fewer picks others)
@@ -129,10 +131,9 @@ def bootstrap_values(
     values = value_apply(critic_params, torch.cat([obs, read], dim=rows.dim() - 1)).detach()
     value, read_value = values[..., :steps], values[..., steps:]
     next_value = torch.cat([value[..., 1:], read_value[..., -1:]], dim=-1)
-    if k:
-        truncated = bootstraps.gather(-1, picked)
-        kept = next_value.gather(-1, picked)
-        next_value = next_value.scatter(-1, picked, torch.where(truncated, read_value[..., :k], kept))
+    # a picked step that is not truncated gets V(s'_t) too: s_{t+1} where it went on, and a value
+    # GAE multiplies by 0 where it terminated
+    next_value = next_value.scatter(-1, picked, read_value[..., :k])
     return value, next_value
 
 
