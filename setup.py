@@ -9,9 +9,29 @@ builds it with the system compiler, or falls back to NumPy with a note (``frl.ra
 Everything else (metadata, version from git tags) is in ``pyproject.toml``.
 """
 
+import ast
 import os
+from pathlib import Path
 
 from setuptools import setup
+
+NATIVE = Path(__file__).resolve().with_name("frl") / "_native.py"
+
+
+def native_build_settings(path: Path = NATIVE) -> dict:
+    """``{"SOURCES": ..., "CFLAGS": ...}`` as ``frl/_native.py`` assigns them, read without importing
+    frl: the wheel's extension and the run-time build compile the same files with the same flags."""
+    found = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            name = getattr(node.targets[0], "id", None)
+            if name in ("SOURCES", "CFLAGS"):
+                found[name] = ast.literal_eval(node.value)
+    missing = {"SOURCES", "CFLAGS"} - found.keys()
+    if missing:
+        raise RuntimeError(f"{path} assigns no literal {sorted(missing)}")
+    return found
+
 
 ext_modules, cmdclass = [], {}
 if os.environ.get("FRL_BUILD_EXTENSION", "1") != "0":
@@ -20,9 +40,9 @@ if os.environ.get("FRL_BUILD_EXTENSION", "1") != "0":
     except ImportError:  # no torch in the build environment: a pure wheel
         pass
     else:
-        names = ("threefry", "host_cache", "onednn_matmul", "stable_order", "small_rows_bmm")
-        sources = [f"frl/csrc/{name}.cpp" for name in names]  # frl/_native.py's SOURCES
-        ext_modules = [CppExtension("frl._C", sources, extra_compile_args=["-O2", "-ffp-contract=off"])]
+        native = native_build_settings()
+        sources = [f"frl/csrc/{name}" for name in native["SOURCES"]]
+        ext_modules = [CppExtension("frl._C", sources, extra_compile_args=list(native["CFLAGS"]))]
         cmdclass = {"build_ext": BuildExtension.with_options(use_ninja=False)}
 
 setup(ext_modules=ext_modules, cmdclass=cmdclass)

@@ -34,6 +34,7 @@ from typing import Any
 
 __all__ = ["load"]
 
+# setup.py reads these two literals (the wheel's ``frl._C``): keep them literals
 SOURCES = ("threefry.cpp", "host_cache.cpp", "onednn_matmul.cpp", "stable_order.cpp", "small_rows_bmm.cpp")
 CFLAGS = ["-O2", "-ffp-contract=off"]  # no fused multiply-adds: uniform draws round as torch ops do
 STALE_LOCK_S = 600.0

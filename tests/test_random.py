@@ -506,3 +506,27 @@ def test_stable_order_is_torchs_stable_argsort(n, monkeypatch):
     words = fr.bits(k1, (4, 6, n), 8)  # vmapped over a middle dim: each [4, n] slice's rows sorted
     batched = torch.func.vmap(fr.stable_order, in_dims=1, out_dims=1)(words)
     assert torch.equal(batched, torch.argsort(words, dim=-1, stable=True))
+
+
+def test_the_wheel_builds_every_operator_the_run_time_build_does(monkeypatch):
+    """``setup.py`` (the wheel's ``frl._C``) and ``frl/_native.py`` (the build at first use) compile
+    the same C++ files with the same flags, and those are every file in ``frl/csrc``: a source
+    added to one list only would ship a wheel without its operator."""
+    import runpy
+
+    import setuptools
+
+    from frl import _native
+
+    root = Path(__file__).resolve().parents[1]
+    calls = []
+    monkeypatch.setattr(setuptools, "setup", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setenv("FRL_BUILD_EXTENSION", "1")
+    monkeypatch.chdir(root)
+    runpy.run_path(str(root / "setup.py"))
+    (extension,) = calls[0]["ext_modules"]
+    assert extension.name == "frl._C"
+    assert sorted(Path(s).name for s in extension.sources) == sorted(_native.SOURCES)
+    assert sorted(p.name for p in (root / "frl" / "csrc").glob("*.cpp")) == sorted(_native.SOURCES)
+    assert extension.extra_compile_args == list(_native.CFLAGS)
+    assert all((root / s).is_file() for s in extension.sources)
