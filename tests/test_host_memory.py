@@ -99,6 +99,54 @@ def test_threads_allocating_at_once_get_distinct_blocks_and_right_values() -> No
     assert errors == []
 
 
+def _in_thread(fn):
+    """``fn()`` run on a new thread: its result, or the exception it raised."""
+    out: list[object] = []
+
+    def target() -> None:
+        try:
+            out.append(fn())
+        except Exception as e:  # handed back to the test
+            out.append(e)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    return out[0]
+
+
+def test_other_threads_share_locked_lists_under_the_same_limit() -> None:
+    """The thread that switched the cache on keeps lists of its own (no lock); a block another
+    thread frees goes to the shared lists, serves another thread's request of its size, counts
+    against the one limit, and everything is released on exit."""
+    with host_memory.caching(limit_mib=1):
+        mine = torch.empty(160_000)  # 640,000 bytes
+        where = mine.data_ptr()
+        del mine
+        assert host_memory.stats().cached_bytes == 640_000
+        theirs = _in_thread(lambda: torch.empty(102_400))  # a block from the system
+        del theirs  # freed here, by the owner: 409,600 more would pass the 1 MiB limit
+        assert host_memory.stats().cached_bytes == 640_000
+        freed_there = _in_thread(lambda: torch.empty(51_200).data_ptr())  # freed by its thread
+        assert host_memory.stats().cached_bytes == 640_000 + 204_800
+        hits = host_memory.stats().hits
+        assert _in_thread(lambda: torch.empty(51_200).data_ptr()) == freed_there  # the shared list
+        assert torch.empty(160_000).data_ptr() == where  # the owner's list
+        assert host_memory.stats().hits == hits + 2
+    assert host_memory.stats().cached_bytes == 0
+
+
+def test_only_the_thread_that_switched_the_cache_on_switches_it_off() -> None:
+    ops = torch.ops.frl_native
+    with host_memory.caching() as owner:
+        assert owner
+        error = _in_thread(ops.host_cache_disable)
+        assert isinstance(error, RuntimeError)
+        assert "switched off by the thread that switched it on" in str(error)
+        assert host_memory.stats().enabled
+    assert not host_memory.stats().enabled
+
+
 def test_a_forked_child_allocates_through_the_cache() -> None:
     with host_memory.caching():
         held = torch.empty(100)
