@@ -1,5 +1,6 @@
 """What frl adds to Inductor for its CPU graphs: random bits and tiny matmuls as generated loops,
-batched products of few rows through frl's own kernel, large float32 products through oneDNN.
+batched products of few rows and small 2-D products through frl's own kernels, large float32
+products through oneDNN.
 
 A small-network RL step on the CPU is bound by what each operation costs to call, not by its
 arithmetic. Two kinds of call dominated compiled collection, one environment step at a time:
@@ -39,6 +40,13 @@ products in ``F.linear``'s layout go to frl's AVX-512 kernel ``frl_native::small
 :func:`small_rows_ready` (``FRL_SMALL_ROWS_BMM=0`` turns it off): a 32-seed PPO collection (128
 steps of 4 environments) took 7.2-7.5 ms instead of 8.2 ms.
 
+One seed's update is the same products unbatched: a minibatch of 128 rows by 64x64 layers, 2-D
+products of 0.5M multiply-adds, below :data:`ONEDNN_WORK` (oneDNN's ~11 us of set-up a call is
+more than they take) and left to MKL's AVX2 kernels. From :data:`SMALL_MM_WORK` such products go
+to frl's AVX-512 kernel ``frl_native::small_mm`` where :func:`small_mm_ready` (``FRL_SMALL_MM=0``
+turns it off): a one-seed PPO CartPole update (16 minibatches) took 1.74-1.89 ms instead of
+2.21-2.26 (four pairs side by side, cores swapped).
+
 Measured (AMD EPYC, one core, CartPole, side by side, warm): a DQN collection chunk took 133 us
 instead of 258 us (the lowering alone 156 us, the rewrite alone 218 us); a one-seed PPO collection
 (128 steps x 4 environments) 1.46 ms instead of 2.08 ms. Both change no result beyond float
@@ -65,6 +73,7 @@ __all__ = [
     "ONEDNN_THIN_ROWS",
     "ONEDNN_WORK",
     "SHORT_CONTRACTION",
+    "SMALL_MM_WORK",
     "SMALL_ROWS",
     "SMALL_ROWS_MEMBERS",
     "SMALL_ROWS_WORK",
@@ -75,6 +84,7 @@ __all__ = [
     "install",
     "onednn_ready",
     "post_grad_pass",
+    "small_mm_ready",
     "small_rows_ready",
 ]
 
@@ -156,7 +166,16 @@ SMALL_ROWS_WORK = 1 << 17
 """...or the fewest multiply-adds (``B M K N``) of such a product with fewer members (8 of 4x64 by
 64x64: 131k)."""
 
-_VERSION = "frl-inductor-9"  # change whenever the lowering or the rewrite changes what they generate
+SMALL_MM_WORK = 1 << 14
+"""The fewest multiply-adds (``M K N``) of a float32 ``mm``/``addmm`` of more than :data:`SMALL_ROWS`
+rows, below :data:`ONEDNN_WORK` and not rewritten as a multiply-and-sum, that goes to frl's AVX-512
+kernel ``frl_native::small_mm`` where :func:`small_mm_ready`. Measured against torch's ``mm``
+(MKL's AVX2 kernels on an AMD EPYC Zen 5 core; eager, one thread): 128x64 by 64x64 5.3 us against
+11.1 (6.7 with ``b`` by columns, ``F.linear``'s weight, which it copies first), 64x128 by 128x64
+(a weight gradient) 5.4 against 11.1, 512x64 by 64x64 18.8 against 40.2, 128x4 by 4x64 1.8
+against 1.9 (32k multiply-adds: about even, hence the floor)."""
+
+_VERSION = "frl-inductor-10"  # change whenever the lowering or the rewrite changes what they generate
 _INSTALLED: list[bool] = []
 
 
@@ -267,7 +286,7 @@ class ThinMatmul:
 
     def __call__(self, graph: torch.fx.Graph) -> None:
         aten = torch.ops.aten
-        onednn, small_rows = onednn_ready(), small_rows_ready()
+        onednn, small_rows, small_mm = onednn_ready(), small_rows_ready(), small_mm_ready()
         for node in list(graph.nodes):
             if node.op != "call_function" or node.target not in _PRODUCTS:
                 continue
@@ -285,6 +304,8 @@ class ThinMatmul:
                     out = _multiply_and_sum(graph, a, b)
                 elif small_rows and _for_small_rows(*operands):
                     out = _call(graph, torch.ops.frl_native.small_rows_bmm.default, a, b)
+                elif small_mm and _for_small_mm(*operands):
+                    out = _call(graph, torch.ops.frl_native.small_mm.default, a, b)
                 elif onednn and _for_onednn(*operands):
                     out = _call(graph, torch.ops.frl_native.onednn_matmul.default, a, b)
                 else:
@@ -396,11 +417,45 @@ def _for_small_rows(va: torch.Tensor, vb: torch.Tensor) -> bool:
     return members >= SMALL_ROWS_MEMBERS or members * rows * k * n >= SMALL_ROWS_WORK
 
 
+def _for_small_mm(va: torch.Tensor, vb: torch.Tensor) -> bool:
+    """Whether a product (see :func:`_operands`) goes to ``frl_native::small_mm``: float32, 2-D,
+    more than :data:`SMALL_ROWS` rows, at least :data:`SMALL_MM_WORK` and fewer than
+    :data:`ONEDNN_WORK` multiply-adds."""
+    if va.dtype != torch.float32 or va.dim() != 2:
+        return False
+    (m, k), n = va.shape, vb.shape[1]
+    return m > SMALL_ROWS and SMALL_MM_WORK <= m * k * n < ONEDNN_WORK
+
+
 def fingerprint() -> str:
     """What frl's additions generate in this process: their version, and whether products go to
-    oneDNN (:func:`onednn_ready`) and to frl's small-rows kernel (:func:`small_rows_ready`) here.
+    oneDNN (:func:`onednn_ready`), to frl's small-rows kernel (:func:`small_rows_ready`) and to its
+    small-products kernel (:func:`small_mm_ready`) here.
     Part of every compiled graph's cache key (the pass's ``uuid``) and of a run's warm-start key."""
-    return _VERSION + ("+onednn" if onednn_ready() else "") + ("+rows" if small_rows_ready() else "")
+    return (
+        _VERSION
+        + ("+onednn" if onednn_ready() else "")
+        + ("+rows" if small_rows_ready() else "")
+        + ("+mm" if small_mm_ready() else "")
+    )
+
+
+def small_mm_ready() -> bool:
+    """Whether 2-D float32 products can go to ``frl_native::small_mm`` here: frl's extension has it,
+    its AVX-512 kernels run on this processor, a probe product matches ``torch.mm`` and the
+    environment does not say ``FRL_SMALL_MM=0``. Probed once per process."""
+    return _once(_SMALL_MM, lambda: _probe_product("small_mm", "FRL_SMALL_MM", _small_mm_run))
+
+
+def _small_mm_run(op: Any) -> bool:
+    if not torch.ops.frl_native.small_mm_vectorised():
+        return False
+    a = torch.arange(11 * 20, dtype=torch.float32).reshape(11, 20) / 7
+    w = torch.arange(37 * 20, dtype=torch.float32).reshape(37, 20) / 11
+    return torch.allclose(op(a, w.mT), a @ w.mT, rtol=1e-6, atol=0)
+
+
+_SMALL_MM: list[bool] = []
 
 
 def small_rows_ready() -> bool:

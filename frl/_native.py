@@ -1,8 +1,9 @@
 """frl's compiled C++ pieces (``frl/csrc``), one extension: the threefry kernels and the radix sort
 behind :mod:`frl.random` (``threefry.cpp``, ``stable_order.cpp``), the caching host allocator of
 :mod:`frl.host_memory` (``host_cache.cpp``) and the products :mod:`frl._inductor` calls (the oneDNN
-one, ``onednn_matmul.cpp``; the AVX-512 one for few rows, ``small_rows_bmm.cpp``), all registered
-as dispatcher operators under ``torch.ops.frl_native``.
+one, ``onednn_matmul.cpp``; the AVX-512 ones for few rows, ``small_rows_bmm.cpp``, and for small
+2-D products, ``small_mm.cpp``), all registered as dispatcher operators under
+``torch.ops.frl_native``.
 
 Loaded once per process, in order: the extension compiled into the release wheel (``frl._C``:
 no compiler at run time); else the sources built once per machine with torch's JIT extension
@@ -35,7 +36,14 @@ from typing import Any
 __all__ = ["load"]
 
 # setup.py reads these two literals (the wheel's ``frl._C``): keep them literals
-SOURCES = ("threefry.cpp", "host_cache.cpp", "onednn_matmul.cpp", "stable_order.cpp", "small_rows_bmm.cpp")
+SOURCES = (
+    "threefry.cpp",
+    "host_cache.cpp",
+    "onednn_matmul.cpp",
+    "stable_order.cpp",
+    "small_rows_bmm.cpp",
+    "small_mm.cpp",
+)
 CFLAGS = ["-O2", "-ffp-contract=off"]  # no fused multiply-adds: uniform draws round as torch ops do
 STALE_LOCK_S = 600.0
 """Age in seconds past which a build folder's lock is a killed build's leftover."""

@@ -20,12 +20,14 @@ from frl import _inductor, random
 from frl._inductor import (
     INLINE_DRAW_LIMIT,
     ONEDNN_WORK,
+    SMALL_MM_WORK,
     SMALL_ROWS,
     SMALL_ROWS_MEMBERS,
     SMALL_ROWS_WORK,
     ThinMatmul,
     onednn_ready,
     post_grad_pass,
+    small_mm_ready,
     small_rows_ready,
 )
 
@@ -95,8 +97,12 @@ def test_thin_matmuls_become_generated_loops_and_keep_their_values() -> None:
     # the library keeps the 64-wide hidden layer of the 5- and 128-row forward passes and of the
     # 128-row gradient's own forward pass (a contraction of 8), and W1's gradient at 4 and 128 rows
     # (64 rows, 8 columns); loops: every product of 1-4 rows, the 2-wide output layer at every row
-    # count and, in the gradients, W2's (2 rows) and the hidden layer's (a contraction of 2)
-    assert source.count("aoti_torch_cpu_addmm_out(") == 3 and source.count("aoti_torch_cpu_mm_out(") == 2
+    # count and, in the gradients, W2's (2 rows) and the hidden layer's (a contraction of 2). With
+    # the small-products kernel, the three of 128 rows (65k multiply-adds each) go to it.
+    small = 3 if small_mm_ready() else 0
+    assert source.count("frl_native::small_mm") == small
+    assert source.count("aoti_torch_cpu_addmm_out(") == 3 - 2 * small // 3
+    assert source.count("aoti_torch_cpu_mm_out(") == 2 - small // 3
     assert "aoti_torch_cpu_bmm_out(" in source or "aoti_torch_cpu_baddbmm_out(" in source
     # batched: the 2-row members' two products, and the 128-row members' hidden layer (a
     # contraction of 8) and both weight gradients (2 and 64 rows of a contraction of 128) stay
@@ -142,19 +148,23 @@ def test_the_pass_names_frl_s_additions_for_the_cache_key() -> None:
 
 
 @contextlib.contextmanager
-def _onednn(ready: bool, small_rows: bool = False) -> Iterator[None]:
-    """The pass as on a machine where products can (not) go to oneDNN and to the small-rows kernel."""
-    saved = list(_inductor._ONEDNN), list(_inductor._SMALL_ROWS)
-    _inductor._ONEDNN[:], _inductor._SMALL_ROWS[:] = [ready], [small_rows]
+def _onednn(ready: bool, small_rows: bool = False, small_mm: bool = False) -> Iterator[None]:
+    """The pass as on a machine where products can (not) go to oneDNN, to the small-rows kernel and
+    to the small-products kernel."""
+    saved = list(_inductor._ONEDNN), list(_inductor._SMALL_ROWS), list(_inductor._SMALL_MM)
+    _inductor._ONEDNN[:], _inductor._SMALL_ROWS[:], _inductor._SMALL_MM[:] = [ready], [small_rows], [small_mm]
     try:
         yield
     finally:
-        _inductor._ONEDNN[:], _inductor._SMALL_ROWS[:] = saved
+        _inductor._ONEDNN[:], _inductor._SMALL_ROWS[:], _inductor._SMALL_MM[:] = saved
 
 
 needs_onednn = pytest.mark.skipif(not onednn_ready(), reason="oneDNN products need AVX-512 on x86")
 needs_small_rows = pytest.mark.skipif(
     not small_rows_ready(), reason="the small-rows kernel needs AVX-512 on x86"
+)
+needs_small_mm = pytest.mark.skipif(
+    not small_mm_ready(), reason="the small-products kernel needs AVX-512 on x86"
 )
 
 
@@ -167,11 +177,14 @@ def _products(fn: Any, *shapes: tuple[int, ...], dtype: torch.dtype = torch.floa
     ThinMatmul()(graph)
     names = []
     small_rows = getattr(torch.ops.frl_native, "small_rows_bmm", None)
+    small_mm = getattr(torch.ops.frl_native, "small_mm", None)
     for node in graph.nodes:
         if node.target is torch.ops.frl_native.onednn_matmul.default:
             names.append("onednn")
         elif small_rows is not None and node.target is small_rows.default:
             names.append("rows")
+        elif small_mm is not None and node.target is small_mm.default:
+            names.append("small_mm")
         elif node.target is torch.ops.aten.sum.dim_IntList:
             names.append("loop")
         elif node.target in _inductor._PRODUCTS:
@@ -312,6 +325,65 @@ def test_compiled_q_network_gradients_use_onednn_and_keep_their_values() -> None
     # alone and batched over the members, and the members' 2-wide output layer's weight gradient
     # (84 rows, see ONEDNN_THIN_ROWS; its forward reads the weight by columns and stays): seven
     assert "\n".join(code).count("frl_native::onednn_matmul") == 7
+    # the first layer's forward alone (128x4 by 4x120, 61k multiply-adds): the small-products kernel
+    assert "\n".join(code).count("frl_native::small_mm") == (1 if small_mm_ready() else 0)
+
+
+@needs_small_mm
+def test_two_d_products_below_onednn_s_floor_go_to_the_small_products_kernel() -> None:
+    """A float32 mm/addmm of more than SMALL_ROWS rows, from SMALL_MM_WORK to ONEDNN_WORK
+    multiply-adds and not a loop, becomes ``frl_native::small_mm`` whatever its layouts (a
+    minibatch's forward, input gradient and weight gradient); thin ones stay loops, large ones go
+    to oneDNN, small ones, float64, batched ones or the probe saying no keep the library's."""
+    with _onednn(True, small_mm=True):
+        assert _products(F.linear, (128, 64), (64, 64)) == ["small_mm"]  # b by columns
+        assert _products(F.linear, (128, 64), (64, 64), (64,)) == ["small_mm"]  # addmm: the bias added after
+        assert _products(torch.mm, (128, 64), (64, 64)) == ["small_mm"]  # an input gradient
+        assert _products(lambda g, x: g.mT @ x, (128, 64), (128, 64)) == ["small_mm"]  # a weight gradient
+        assert _products(F.linear, (128, 4), (64, 4)) == ["small_mm"]  # 32k
+        assert _products(torch.mm, (128, 8), (8, 16)) == ["small_mm"]
+        assert SMALL_MM_WORK == 128 * 8 * 16
+        assert _products(torch.mm, (127, 8), (8, 16)) == ["mm"]  # below the floor
+        assert _products(F.linear, (SMALL_ROWS, 64), (64, 64)) == ["loop"]
+        assert _products(F.linear, (128, 64), (2, 64)) == ["loop"]
+        assert _products(F.linear, (128, 120), (84, 120)) == ["onednn"]  # ONEDNN_WORK and more
+        assert _products(F.linear, (128, 64), (64, 64), dtype=torch.float64) == ["mm"]
+        assert _products(torch.bmm, (2, 64, 64), (2, 64, 64)) == ["bmm"]
+    with _onednn(True, small_mm=False):
+        assert _products(F.linear, (128, 64), (64, 64)) == ["mm"]
+
+
+@needs_small_mm
+def test_the_small_products_operator_equals_torch_s_mm() -> None:
+    """``frl_native::small_mm`` against ``mm`` in float64 (to rounding): each operand by rows, by
+    columns or strided, row counts around its tiles of 8, column counts around its blocks of 16 and
+    32, one column, a contraction of one; empty products; other dtypes are ``mm`` itself; bad shapes
+    are refused."""
+    op = torch.ops.frl_native.small_mm
+    gen = torch.Generator().manual_seed(4)
+    for m, k, n in [
+        (128, 64, 64),
+        (9, 3, 17),
+        (17, 33, 31),
+        (7, 1, 33),
+        (64, 128, 1),
+        (5, 16, 16),
+        (130, 20, 65),
+    ]:
+        a = torch.randn(m, k, generator=gen)
+        b = torch.randn(k, n, generator=gen)
+        want = a.double() @ b.double()
+        for x in (a, a.t().contiguous().t(), torch.randn(m, 2 * k, generator=gen)[:, ::2]):
+            want = x.double() @ b.double()
+            for y in (b, b.t().contiguous().t(), torch.randn(k, 3 * n, generator=gen)[:, ::3]):
+                want = x.double() @ y.double()
+                torch.testing.assert_close(op(x, y).double(), want, rtol=1e-5, atol=1e-5)
+    a, b = torch.randn(20, 8, generator=gen), torch.randn(8, 24, generator=gen)
+    assert torch.equal(op(a.double(), b.double()), a.double() @ b.double())
+    assert op(torch.randn(0, 3), torch.randn(3, 4)).shape == (0, 4)
+    assert torch.equal(op(torch.randn(5, 0), torch.randn(0, 4)), torch.zeros(5, 4))
+    with pytest.raises(RuntimeError, match=r"\[M, K\] @ \[K, N\]"):
+        op(a, b[:7])
 
 
 @needs_small_rows
