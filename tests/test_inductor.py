@@ -20,6 +20,8 @@ from frl import _inductor, random
 from frl._inductor import (
     INLINE_DRAW_LIMIT,
     ONEDNN_WORK,
+    SMALL_MM_COLUMNS,
+    SMALL_MM_MEMBER_WORK,
     SMALL_MM_WORK,
     SMALL_ROWS,
     SMALL_ROWS_MEMBERS,
@@ -100,13 +102,15 @@ def test_thin_matmuls_become_generated_loops_and_keep_their_values() -> None:
     # count and, in the gradients, W2's (2 rows) and the hidden layer's (a contraction of 2). With
     # the small-products kernel, the three of 128 rows (65k multiply-adds each) go to it.
     small = 3 if small_mm_ready() else 0
-    assert source.count("frl_native::small_mm") == small
     assert source.count("aoti_torch_cpu_addmm_out(") == 3 - 2 * small // 3
     assert source.count("aoti_torch_cpu_mm_out(") == 2 - small // 3
     assert "aoti_torch_cpu_bmm_out(" in source or "aoti_torch_cpu_baddbmm_out(" in source
     # batched: the 2-row members' two products, and the 128-row members' hidden layer (a
-    # contraction of 8) and both weight gradients (2 and 64 rows of a contraction of 128) stay
-    assert source.count("aoti_torch_cpu_bmm_out(") == 5, source.count("aoti_torch_cpu_bmm_out(")
+    # contraction of 8) and both weight gradients (2 and 64 rows of a contraction of 128) stay;
+    # with the small-products kernel the hidden layer (64 columns) goes to it
+    batched = 1 if small_mm_ready() else 0
+    assert source.count("frl_native::small_mm") == small + batched
+    assert source.count("aoti_torch_cpu_bmm_out(") == 5 - batched, source.count("aoti_torch_cpu_bmm_out(")
 
 
 def test_the_rewrite_chooses_products_by_shape_and_copies_a_short_transposed_weight() -> None:
@@ -323,10 +327,12 @@ def test_compiled_q_network_gradients_use_onednn_and_keep_their_values() -> None
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
     # the 120x84 layer's forward, input gradient and weight gradient (1.29M multiply-adds each),
     # alone and batched over the members, and the members' 2-wide output layer's weight gradient
-    # (84 rows, see ONEDNN_THIN_ROWS; its forward reads the weight by columns and stays): seven
-    assert "\n".join(code).count("frl_native::onednn_matmul") == 7
-    # the first layer's forward alone (128x4 by 4x120, 61k multiply-adds): the small-products kernel
-    assert "\n".join(code).count("frl_native::small_mm") == (1 if small_mm_ready() else 0)
+    # (84 rows, see ONEDNN_THIN_ROWS; its forward reads the weight by columns and stays): seven.
+    # With the small-products kernel, the batched three go to it (SMALL_MM_MEMBER_WORK), and so do
+    # the first layer's forward alone and batched (128x4 by 4x120, 61k multiply-adds a member)
+    small = small_mm_ready()
+    assert "\n".join(code).count("frl_native::onednn_matmul") == (4 if small else 7)
+    assert "\n".join(code).count("frl_native::small_mm") == (5 if small else 0)
 
 
 @needs_small_mm
@@ -348,9 +354,20 @@ def test_two_d_products_below_onednn_s_floor_go_to_the_small_products_kernel() -
         assert _products(F.linear, (128, 64), (2, 64)) == ["loop"]
         assert _products(F.linear, (128, 120), (84, 120)) == ["onednn"]  # ONEDNN_WORK and more
         assert _products(F.linear, (128, 64), (64, 64), dtype=torch.float64) == ["mm"]
-        assert _products(torch.bmm, (2, 64, 64), (2, 64, 64)) == ["bmm"]
+        # batched: from SMALL_MM_COLUMNS columns, SMALL_MM_WORK to SMALL_MM_MEMBER_WORK a member
+        assert _products(torch.bmm, (32, 128, 64), (32, 64, 64)) == ["small_mm"]
+        assert _products(lambda a, w: a @ w.mT, (32, 128, 64), (32, 64, 64)) == ["small_mm"]
+        assert _products(lambda g, x: g.mT @ x, (32, 128, 64), (32, 128, 64)) == ["small_mm"]
+        assert _products(torch.baddbmm, (32, 128, 64), (32, 128, 64), (32, 64, 64)) == ["small_mm"]
+        assert _products(torch.bmm, (2, 64, 64), (2, 64, 64)) == ["small_mm"]
+        assert _products(torch.bmm, (8, 128, 64), (8, 64, SMALL_MM_COLUMNS - 1)) == ["bmm"]  # thinner
+        assert _products(torch.bmm, (32, 4, 64), (32, 64, 64)) == ["bmm"]  # few rows
+        assert _products(torch.bmm, (2, 1024, 64), (2, 64, 128)) == ["onednn"]  # 8.4M a member
+        assert 1024 * 64 * 128 > SMALL_MM_MEMBER_WORK >= 1024 * 64 * 64
+        assert _products(torch.bmm, (2, 1024, 64), (2, 64, 64)) == ["small_mm"]
     with _onednn(True, small_mm=False):
         assert _products(F.linear, (128, 64), (64, 64)) == ["mm"]
+        assert _products(torch.bmm, (32, 128, 64), (32, 64, 64)) == ["onednn"]
 
 
 @needs_small_mm
@@ -378,12 +395,22 @@ def test_the_small_products_operator_equals_torch_s_mm() -> None:
             for y in (b, b.t().contiguous().t(), torch.randn(k, 3 * n, generator=gen)[:, ::3]):
                 want = x.double() @ y.double()
                 torch.testing.assert_close(op(x, y).double(), want, rtol=1e-5, atol=1e-5)
+    # batched: each member's own operands, in each layout, and a weight shared by every member
+    xs, ws = torch.randn(3, 40, 32, generator=gen), torch.randn(3, 48, 32, generator=gen)
+    for x in (xs, xs.mT.contiguous().mT):
+        for w in (ws.mT, ws.mT.contiguous(), ws[:1].mT.expand(3, 32, 48)):
+            want = torch.bmm(x.double(), w.double())
+            torch.testing.assert_close(op(x, w).double(), want, rtol=1e-5, atol=1e-5)
     a, b = torch.randn(20, 8, generator=gen), torch.randn(8, 24, generator=gen)
     assert torch.equal(op(a.double(), b.double()), a.double() @ b.double())
+    assert torch.equal(op(xs.double(), ws.mT.double()), torch.bmm(xs.double(), ws.mT.double()))
     assert op(torch.randn(0, 3), torch.randn(3, 4)).shape == (0, 4)
     assert torch.equal(op(torch.randn(5, 0), torch.randn(0, 4)), torch.zeros(5, 4))
-    with pytest.raises(RuntimeError, match=r"\[M, K\] @ \[K, N\]"):
+    assert op(torch.randn(2, 0, 3), torch.randn(2, 3, 4)).shape == (2, 0, 4)
+    with pytest.raises(RuntimeError, match="contraction sizes differ"):
         op(a, b[:7])
+    with pytest.raises(RuntimeError, match=r"\[B, M, K\] @ \[B, K, N\]"):
+        op(xs, ws[:2].mT)
 
 
 @needs_small_rows

@@ -1,5 +1,6 @@
-// frl_native::small_mm(a [M, K], b [K, N]) -> [M, N] in float32: a product of a few hundred rows
-// or less with AVX-512 kernels, for the products below frl._inductor's oneDNN threshold.
+// frl_native::small_mm(a [M, K], b [K, N]) -> [M, N] in float32, or batched (a [B, M, K], b [B,
+// K, N]): products of a few hundred rows or less with AVX-512 kernels, for the 2-D products below
+// frl._inductor's oneDNN threshold and the batched ones of small members.
 //
 // Why: torch's CPU wheel multiplies float32 matrices with MKL, whose kernels on AMD processors
 // are its AVX2 ones (mkl_blas_def_sgemm_kernel_0_zen) even where the core has AVX-512; for a
@@ -8,7 +9,10 @@
 // of set-up a call, more than these products take. Measured on an AMD EPYC (Zen 5) core, one
 // thread, through the dispatcher: 128x64 by 64x64 11.1 us through MKL against 5.3 here (6.7 with
 // the weight stored by columns, F.linear's layout, which is packed first), 64x128 by 128x64 (a
-// weight gradient, a by columns) 11.1 against 5.4, 512x64 by 64x64 40.2 against 18.8.
+// weight gradient, a by columns) 11.1 against 5.4, 512x64 by 64x64 40.2 against 18.8. Batched, the
+// products of a vmapped update go to oneDNN, whose set-up is paid once a call: 32 members of 128x64
+// by 64x64 147 us there against 132-134 here (141 with the weight by columns), 32 of 64x128 by
+// 128x64 160-163 against 134, 32 of 128x4 by 4x64 27-35 against 19.
 //
 // The kernel: 8 rows by 32 columns of accumulators (16 AVX-512 registers), over k in order: each
 // step loads 32 of b's row k and broadcasts one a[m, k] per row, so a may have any strides and b
@@ -84,6 +88,47 @@ FRL_AVX512 void column_block(const float* A, int64_t sam, int64_t sak, const flo
 
 __mmask16 first_lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1); }
 
+// The 16x16 block at src (row stride ss) transposed into dst (row stride ds).
+FRL_AVX512 void transpose16(const float* src, int64_t ss, float* dst, int64_t ds) {
+  __m512 r[16], t[16], u[16];
+  _Pragma("GCC unroll 16") for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * ss);
+  // pairs of rows interleaved within each 128-bit lane
+  _Pragma("GCC unroll 8") for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // u[4 i + j], lane L: column 4 L + j of rows 4 i .. 4 i + 3
+  _Pragma("GCC unroll 4") for (int i = 0; i < 4; ++i) {
+    u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  // column 4 L + j: lane L of u[j], u[4 + j], u[8 + j], u[12 + j]
+  _Pragma("GCC unroll 4") for (int j = 0; j < 4; ++j) {
+    const __m512 x0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x44), x1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xEE);
+    const __m512 y0 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x44);
+    const __m512 y1 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xEE);
+    _mm512_storeu_ps(dst + (0 + j) * ds, _mm512_shuffle_f32x4(x0, y0, 0x88));
+    _mm512_storeu_ps(dst + (4 + j) * ds, _mm512_shuffle_f32x4(x0, y0, 0xDD));
+    _mm512_storeu_ps(dst + (8 + j) * ds, _mm512_shuffle_f32x4(x1, y1, 0x88));
+    _mm512_storeu_ps(dst + (12 + j) * ds, _mm512_shuffle_f32x4(x1, y1, 0xDD));
+  }
+}
+
+// panel [K, N] (row stride N) = b (element (k, n) at b + k * sk + n * sn); b dense along k (sk ==
+// 1) is transposed 16x16 blocks at a time.
+FRL_AVX512 void pack(const float* b, int64_t sk, int64_t sn, int64_t K, int64_t N, float* panel) {
+  int64_t n16 = 0, k16 = 0;
+  if (sk == 1) {
+    n16 = N / 16 * 16, k16 = K / 16 * 16;
+    for (int64_t n = 0; n < n16; n += 16)
+      for (int64_t k = 0; k < k16; k += 16) transpose16(b + n * sn + k, sn, panel + k * N + n, N);
+  }
+  for (int64_t n = 0; n < N; ++n)  // what the blocks left: columns past n16, and rows past k16
+    for (int64_t k = n < n16 ? k16 : 0; k < K; ++k) panel[k * N + n] = b[k * sk + n * sn];
+}
+
 FRL_AVX512 void product(const float* A, int64_t sam, int64_t sak, const float* B, int64_t ldb, int64_t M,
                         int64_t K, int64_t N, float* C) {
   for (int64_t n0 = 0; n0 < N; n0 += 32) {
@@ -107,28 +152,37 @@ bool vectorised() {
 }
 
 torch::Tensor small_mm(const torch::Tensor& a, const torch::Tensor& b) {
-  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0),
-              "small_mm: [M, K] @ [K, N] expected, got ", a.sizes(), " and ", b.sizes());
+  TORCH_CHECK((a.dim() == 2 && b.dim() == 2) || (a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0)),
+              "small_mm: [M, K] @ [K, N] or [B, M, K] @ [B, K, N] expected, got ", a.sizes(), " and ", b.sizes());
+  TORCH_CHECK(a.size(-1) == b.size(-2), "small_mm: contraction sizes differ: ", a.sizes(), " and ", b.sizes());
   const bool takes = vectorised() && a.scalar_type() == torch::kFloat32 && b.scalar_type() == torch::kFloat32 &&
                      a.device().is_cpu() && b.device().is_cpu();
-  if (!takes) return at::mm(a, b);
-  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
-  auto out = torch::empty({M, N}, a.options());
+  if (!takes) return a.dim() == 2 ? at::mm(a, b) : at::bmm(a, b);
+  const bool batched = a.dim() == 3;
+  const int64_t B = batched ? a.size(0) : 1, M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  auto shape = a.sizes().vec();
+  shape.back() = N;
+  auto out = torch::empty(shape, a.options());
   if (out.numel() == 0) return out;
   if (K == 0) return out.zero_();
 #ifdef FRL_SMALL_MM_X86
+  const int64_t sam = a.stride(-2), sak = a.stride(-1), sbk = b.stride(-2), sbn = b.stride(-1);
+  const int64_t sab = batched ? a.stride(0) : 0, sbb = batched ? b.stride(0) : 0;
+  const bool by_columns = N > 1 && sbn != 1;  // copied to a [K, N] panel first
+  std::vector<float> panel(by_columns ? static_cast<size_t>(K * N) : 0);
+  const float* pa = a.data_ptr<float>();
   const float* pb = b.data_ptr<float>();
-  int64_t ldb = b.stride(0);
-  std::vector<float> panel;
-  if (N > 1 && b.stride(1) != 1) {  // b by columns (or strided): copied to a [K, N] panel
-    panel.resize(static_cast<size_t>(K * N));
-    const int64_t sk = b.stride(0), sn = b.stride(1);
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t k = 0; k < K; ++k) panel[k * N + n] = pb[k * sk + n * sn];
-    pb = panel.data();
-    ldb = N;
+  float* po = out.data_ptr<float>();
+  for (int64_t i = 0; i < B; ++i) {
+    const float* bi = pb + i * sbb;
+    int64_t ldb = sbk;
+    if (by_columns) {
+      if (i == 0 || sbb != 0) pack(bi, sbk, sbn, K, N, panel.data());  // a shared weight: once
+      bi = panel.data();
+      ldb = N;
+    }
+    product(pa + i * sab, sam, sak, bi, ldb, M, K, N, po + i * M * N);
   }
-  product(a.data_ptr<float>(), a.stride(0), a.stride(1), pb, ldb, M, K, N, out.data_ptr<float>());
 #endif
   return out;
 }
