@@ -42,10 +42,13 @@ from frl import _inductor  # noqa: E402
 assert hasattr(torch.ops.frl_native, "onednn_matmul"), "the wheel's extension lacks the oneDNN product"
 assert hasattr(torch.ops.frl_native, "stable_order"), "the wheel's extension lacks the radix sort"
 assert hasattr(torch.ops.frl_native, "small_rows_bmm"), "the wheel's extension lacks the small-rows product"
+assert hasattr(torch.ops.frl_native, "small_mm"), "the wheel's extension lacks the small-products kernel"
 onednn = "yes" if _inductor.onednn_ready() else "no (the probe declined)"
 print(f"oneDNN products in compiled graphs: {onednn}")
 small_rows = "yes" if _inductor.small_rows_ready() else "no (no AVX-512)"
 print(f"small-rows products in compiled graphs: {small_rows}")
+small_mm = "yes" if _inductor.small_mm_ready() else "no (no AVX-512)"
+print(f"small products (frl_native::small_mm) in compiled graphs: {small_mm}")
 
 frl_cmd = shutil.which("frl")
 version = subprocess.run([frl_cmd, "--version"], capture_output=True, text=True, check=True).stdout.strip()
