@@ -462,9 +462,9 @@ def fingerprint() -> str:
 
 
 def small_mm_ready() -> bool:
-    """Whether 2-D float32 products can go to ``frl_native::small_mm`` here: frl's extension has it,
-    its AVX-512 kernels run on this processor, a probe product matches ``torch.mm`` and the
-    environment does not say ``FRL_SMALL_MM=0``. Probed once per process."""
+    """Whether float32 products (2-D and batched) can go to ``frl_native::small_mm`` here: frl's
+    extension has it, its AVX-512 kernels run on this processor, a probe product matches
+    ``torch.mm`` and the environment does not say ``FRL_SMALL_MM=0``. Probed once per process."""
     return _once(_SMALL_MM, lambda: _probe_product("small_mm", "FRL_SMALL_MM", _small_mm_run))
 
 
