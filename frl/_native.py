@@ -44,7 +44,7 @@ SOURCES = (
     "small_rows_bmm.cpp",
     "small_mm.cpp",
 )
-CFLAGS = ["-O2", "-ffp-contract=off"]  # no fused multiply-adds: uniform draws round as torch ops do
+CFLAGS = ["-O2", "-ffp-contract=off"]  # no implicit fused multiply-adds: each rounding is written out
 STALE_LOCK_S = 600.0
 """Age in seconds past which a build folder's lock is a killed build's leftover."""
 _LOADED: list[tuple[Any, str, str | None]] = []  # [(module or None, backend, why not)] once tried

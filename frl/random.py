@@ -548,6 +548,26 @@ def _float32_bounds(minval: float, maxval: float) -> tuple[float, float]:
     return float(lo), float(hi - lo)
 
 
+def _fma_float32(f: Tensor, span: Tensor | float, lo: Tensor | float) -> Tensor:
+    """``f * span + lo`` rounded once to float32, as a fused multiply-add (XLA's contraction).
+
+    ``f``, ``span`` and ``lo`` hold float32 values (``f`` as float64). Their product is exact in
+    float64 (24 + 24 bits), the sum is not: ``s = p + lo`` rounded to float64 and then to float32
+    is a double rounding, wrong where ``s`` lands on a float32 midpoint that the exact sum misses
+    (``p`` a tie, ``lo`` tiny). So the sum is rounded to odd (Boldo and Melquiond 2008): with the
+    exact error ``e = (p + lo) - s`` (Knuth's TwoSum), an inexact ``s`` with an even last bit moves
+    one float64 ulp towards the exact sum; a float32 rounding of a float64 rounded to odd is the
+    correct rounding of the exact value (53 >= 24 + 2 bits).
+    """
+    p = f * span
+    s = p + lo
+    b = s - p
+    e = (p - (s - b)) + (lo - b)
+    even = (s.view(torch.int64) & 1) == 0
+    towards = torch.where(e > 0, math.inf, -math.inf).to(torch.float64)
+    return torch.where((e != 0) & even, torch.nextafter(s, towards), s).float()
+
+
 def _check_broadcast(shape: tuple[int, ...], fn: str, **tensors: Tensor) -> None:
     for name, t in tensors.items():
         if not _broadcasts_to(t.shape, shape):
@@ -599,15 +619,15 @@ def uniform(
         return f.to(dtype)
     if eager_floats:
         # eagerly, Python-float bounds skip four tensor constructions and casts: the same
-        # float32 bounds and span, the same double product-sum (compiled code folds them anyway)
+        # float32 bounds and span, the same fused product-sum (compiled code folds them anyway)
         lo32, span32 = _float32_bounds(minval, maxval)
-        return torch.clamp((f.double() * span32 + lo32).float(), min=lo32)
+        return torch.clamp(_fma_float32(f.double(), span32, lo32), min=lo32)
     lo = _as_float(minval, dtype, key.device, "uniform", "minval")
     hi = _as_float(maxval, dtype, key.device, "uniform", "maxval")
     _check_broadcast(shape, "uniform", minval=lo, maxval=hi)
     span = hi - lo
-    if dtype == torch.float32:  # the f32 product is exact in f64: one rounding, like an FMA
-        y = (f.double() * span.double() + lo.double()).float()
+    if dtype == torch.float32:  # one rounding, like XLA's fused multiply-add
+        y = _fma_float32(f.double(), span.double(), lo.double())
     elif dtype == torch.float64:
         y = f * span + lo
     else:  # 16-bit floats: XLA rounds the product, then the sum

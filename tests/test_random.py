@@ -14,8 +14,10 @@ import shutil
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -375,7 +377,7 @@ def test_cpu_kernels_equal_torch_block_function(n, kernel, monkeypatch):
 )
 def test_fused_uniform_operator_gives_the_torch_ops_bits(bounds, monkeypatch):
     """Eager float32 ``uniform`` with float bounds is one C++ call (``threefry_uniform_f32``): the
-    same bits as the threefry words, mantissa and double product-sum in torch ops, for sizes on
+    same bits as the threefry words, mantissa and fused product-sum in torch ops, for sizes on
     both sides of a vector width, for a batch of keys under ``vmap``, and with float64 tensors of
     the bounds taking the torch path."""
     from frl import random as fr_module
@@ -394,6 +396,43 @@ def test_fused_uniform_operator_gives_the_torch_ops_bits(bounds, monkeypatch):
     keys = fr.split(fr.key(3), 4)
     batched = torch.func.vmap(lambda k: fr.uniform(k, (6,), torch.float32, lo, hi))(keys)
     assert torch.equal(batched, torch.stack([fr.uniform(k, (6,), torch.float32, lo, hi) for k in keys]))
+
+
+def _float32_nearest(v: Fraction) -> float:
+    """The float32 nearest the exact rational ``v`` (ties to an even significand), by comparing
+    exact distances to the float32 below and above ``v``'s float64 approximation."""
+    near = np.float32(float(v))
+    candidates = [near, np.nextafter(near, np.float32(np.inf)), np.nextafter(near, np.float32(-np.inf))]
+    return float(min(candidates, key=lambda c: (abs(Fraction(float(c)) - v), int(c.view(np.int32)) & 1)))
+
+
+@pytest.mark.parametrize(
+    "bounds", [(1.595e-31, 4.5), (-1e-30, 3.0), (-3.0, 5.5), (0.1, 0.3), (2.5, 2.5000002)]
+)
+def test_ranged_uniform_rounds_once_like_a_fused_multiply_add(bounds, monkeypatch):
+    """``f * (hi - lo) + lo`` is rounded once to float32, as XLA contracts JAX's uniform into a fused
+    multiply-add: against the exact rational sum, on the C++ kernel and on the torch ops. A product
+    ``f * span`` that is a float32 tie plus a tiny ``lo`` is where a float64 sum rounded again to
+    float32 goes wrong (the draw that failed CI: seed -84, lo 1.595e-31, width 4.5)."""
+    from frl import random as fr_module
+
+    lo, hi = bounds
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    span = Fraction(float(hi32 - lo32))
+    k = fr.key(-84)
+    f = fr.uniform(k, (4096,)).double().tolist()
+    exact = [Fraction(x) * span + Fraction(float(lo32)) for x in f]
+    want = torch.tensor([max(float(lo32), _float32_nearest(v)) for v in exact], dtype=torch.float32)
+    fused = fr.uniform(k, (4096,), torch.float32, lo, hi)
+    with monkeypatch.context() as m:
+        m.setattr(fr_module, "_NATIVE_UNIFORM", [])
+        ops = fr.uniform(k, (4096,), torch.float32, lo, hi)
+    tensors = fr.uniform(k, (4096,), torch.float32, torch.tensor(float(lo32)), torch.tensor(float(hi32)))
+    for got in (fused, ops, tensors):
+        assert torch.equal(got.view(torch.int32), want.view(torch.int32)), bounds
+    if lo == 1.595e-31:  # the case that tells one rounding from two: ties in the product
+        twice = (torch.tensor(f, dtype=torch.float64) * float(span) + float(lo32)).float()
+        assert int((twice != want).sum()) > 100
 
 
 def test_fused_split_operator_gives_the_torch_ops_keys(monkeypatch):

@@ -5,6 +5,7 @@
 // core, AVX-512 clone).
 #include <torch/extension.h>
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 static inline uint32_t rotl(uint32_t x, int r) { return (x << r) | (x >> (32 - r)); }
 std::tuple<torch::Tensor, torch::Tensor> threefry_blocks_op(const torch::Tensor& keys, int64_t n);
@@ -83,18 +84,17 @@ std::tuple<torch::Tensor, torch::Tensor> threefry_blocks_op(const torch::Tensor&
 }
 
 // float32 draws in [lo, lo + span) for a batch of keys [..., 2] -> [..., n]: JAX's mantissa trick
-// f = ((x0 ^ x1) >> 9) * 2^-23, then max(lo, float(double(f) * span + lo)), the product and the sum
-// rounded in double (no contraction: built with -ffp-contract=off), as frl.random.uniform's eager
-// path computes it with torch ops (lo and span are float32 values). One call instead of eleven ops.
+// f = ((x0 ^ x1) >> 9) * 2^-23, then max(lo, fmaf(f, span, lo)), the product-sum rounded once as
+// XLA's contraction does and as frl.random.uniform's torch ops do (rounding to odd in float64);
+// lo and span are float32 values. One call instead of eleven ops.
 torch::Tensor threefry_uniform_f32(const torch::Tensor& keys, int64_t n, double lo, double span) {
   auto k = keys.to(torch::kInt64).contiguous();
   auto out = torch::empty(out_shape(k, n), k.options().dtype(torch::kFloat32));
   float* po = out.data_ptr<float>();
-  const float low = (float)lo;
+  const float low = (float)lo, width = (float)span;
   for_each_block(k, n, [&](int64_t j, uint32_t x0, uint32_t x1) {
     float f = (float)((x0 ^ x1) >> 9) * 1.1920928955078125e-07f;  // 2^-23, exact
-    double product = (double)f * span;
-    float y = (float)(product + lo);
+    float y = std::fmaf(f, width, low);
     po[j] = y < low ? low : y;
   });
   return out;
