@@ -28,7 +28,8 @@ A vmapped update (many seeds, an ensemble) is the other way round, bound by its 
 and torch's CPU wheel runs float32 products through MKL, whose kernels on AMD processors are the
 AVX2 ones even where the core has AVX-512 (1024^3 at 96 GFLOP/s on an AMD EPYC core; oneDNN, which
 torch also carries, 231). The same pass hands every float32 ``mm``/``addmm``/``bmm``/``baddbmm``
-of at least :data:`ONEDNN_WORK` multiply-adds, and thin batched ones in the layouts where MKL's
+of at least :data:`ONEDNN_WORK` multiply-adds (the small-products kernel below takes those up to
+:data:`SMALL_MM_MEMBER_WORK` first), and thin batched ones in the layouts where MKL's
 ``bmm`` is slow (:data:`ONEDNN_THIN_ROWS`), to ``frl_native::onednn_matmul`` (ATen's own oneDNN
 entry point) where :func:`onednn_ready` (``FRL_ONEDNN_MATMUL=0`` turns it off): 32 members of a
 128x64 by 64x64 product in 144 us instead of 330. The rule is fixed by shapes and layouts, never
@@ -48,6 +49,9 @@ turns it off): a one-seed PPO CartPole update (16 minibatches) took 1.74-1.89 ms
 2.21-2.26 (four pairs side by side, cores swapped). Batched products of small members go to it
 too (:data:`SMALL_MM_COLUMNS`, :data:`SMALL_MM_MEMBER_WORK`), instead of paying oneDNN's set-up on
 every call: a 32-seed PPO CartPole update took 37.8-40.8 ms instead of 43.7-44.9 (three pairs).
+Past :data:`ONEDNN_WORK`, up to :data:`SMALL_MM_MEMBER_WORK`, 2-D products go to it rather than
+to oneDNN: a one-seed DQN CartPole update (four 128x120x84 products) took 212-216 us instead of
+271-272, 28,544-29,208 env-steps/s against 23,842-24,816 (two pairs).
 
 Measured (AMD EPYC, one core, CartPole, side by side, warm): a DQN collection chunk took 133 us
 instead of 258 us (the lowering alone 156 us, the rewrite alone 218 us); a one-seed PPO collection
@@ -172,7 +176,7 @@ SMALL_ROWS_WORK = 1 << 17
 
 SMALL_MM_WORK = 1 << 14
 """The fewest multiply-adds (``M K N``) of a float32 ``mm``/``addmm`` of more than :data:`SMALL_ROWS`
-rows, below :data:`ONEDNN_WORK` and not rewritten as a multiply-and-sum, that goes to frl's AVX-512
+rows, not rewritten as a multiply-and-sum, that goes to frl's AVX-512
 kernel ``frl_native::small_mm`` where :func:`small_mm_ready`. Measured against torch's ``mm``
 (MKL's AVX2 kernels on an AMD EPYC Zen 5 core; eager, one thread): 128x64 by 64x64 5.3 us against
 11.1 (6.7 with ``b`` by columns, ``F.linear``'s weight, which it copies first), 64x128 by 128x64
@@ -184,13 +188,17 @@ SMALL_MM_COLUMNS = 16
 kernel fills 16-column vectors; thinner ones keep the rules above)..."""
 
 SMALL_MM_MEMBER_WORK = 1 << 22
-"""...and the most multiply-adds a member (``M K N``): its kernel does not block for the cache.
-Measured against oneDNN (``frl_native::onednn_matmul``; eager, one AMD EPYC Zen 5 core): 32
+"""...and the most multiply-adds of a 2-D product or of one member of a batched one (``M K N``):
+its kernel does not block for the cache. 2-D, against oneDNN (eager, one core): 128x120 by 120x84
+(a DQN minibatch's hidden layer, 1.29M) 14.1 us against 25.3 (a weight gradient 13.0 against
+25.1), 512x64 by 64x64 18.2 against 29.0, 1024x64 by 64x64 35.0 against 46.5; at 8-16M about
+even (256x256 by 256x256: 148 against 155), so a SAC critic's layers stay with oneDNN. Batched,
+against oneDNN (``frl_native::onednn_matmul``; eager, one AMD EPYC Zen 5 core): 32
 members of 128x64 by 64x64 133 us against 147 (``b`` by rows: an input gradient), 142 against
 163 (64x128 by 128x64, ``a`` by columns: a weight gradient), 32 members of 128x4 by 4x64 19
 against 35, 32 of 516x64 by 64x64 571 against 584, 32 of 64x512 by 512x64 523 against 604."""
 
-_VERSION = "frl-inductor-11"  # change whenever the lowering or the rewrite changes what they generate
+_VERSION = "frl-inductor-12"  # change whenever the lowering or the rewrite changes what they generate
 _INSTALLED: list[bool] = []
 
 
@@ -434,18 +442,15 @@ def _for_small_rows(va: torch.Tensor, vb: torch.Tensor) -> bool:
 
 def _for_small_mm(va: torch.Tensor, vb: torch.Tensor) -> bool:
     """Whether a product (see :func:`_operands`) goes to ``frl_native::small_mm``: float32, more
-    than :data:`SMALL_ROWS` rows; 2-D of at least :data:`SMALL_MM_WORK` and fewer than
-    :data:`ONEDNN_WORK` multiply-adds, or batched with at least :data:`SMALL_MM_COLUMNS` columns
-    and :data:`SMALL_MM_WORK` to :data:`SMALL_MM_MEMBER_WORK` multiply-adds a member."""
+    than :data:`SMALL_ROWS` rows and :data:`SMALL_MM_WORK` to :data:`SMALL_MM_MEMBER_WORK`
+    multiply-adds (a member's, batched, with at least :data:`SMALL_MM_COLUMNS` columns)."""
     if va.dtype != torch.float32 or va.dim() not in (2, 3):
         return False
     m, k = va.shape[-2:]
     n = vb.shape[-1]
     if m <= SMALL_ROWS:
         return False
-    if va.dim() == 2:
-        return SMALL_MM_WORK <= m * k * n < ONEDNN_WORK
-    return n >= SMALL_MM_COLUMNS and SMALL_MM_WORK <= m * k * n <= SMALL_MM_MEMBER_WORK
+    return (va.dim() == 2 or n >= SMALL_MM_COLUMNS) and SMALL_MM_WORK <= m * k * n <= SMALL_MM_MEMBER_WORK
 
 
 def fingerprint() -> str:

@@ -328,16 +328,16 @@ def test_compiled_q_network_gradients_use_onednn_and_keep_their_values() -> None
     # the 120x84 layer's forward, input gradient and weight gradient (1.29M multiply-adds each),
     # alone and batched over the members, and the members' 2-wide output layer's weight gradient
     # (84 rows, see ONEDNN_THIN_ROWS; its forward reads the weight by columns and stays): seven.
-    # With the small-products kernel, the batched three go to it (SMALL_MM_MEMBER_WORK), and so do
-    # the first layer's forward alone and batched (128x4 by 4x120, 61k multiply-adds a member)
+    # With the small-products kernel, the six 120x84 ones go to it (SMALL_MM_MEMBER_WORK), and so
+    # do the first layer's forward alone and batched (128x4 by 4x120, 61k multiply-adds a member)
     small = small_mm_ready()
-    assert "\n".join(code).count("frl_native::onednn_matmul") == (4 if small else 7)
-    assert "\n".join(code).count("frl_native::small_mm") == (5 if small else 0)
+    assert "\n".join(code).count("frl_native::onednn_matmul") == (1 if small else 7)
+    assert "\n".join(code).count("frl_native::small_mm") == (8 if small else 0)
 
 
 @needs_small_mm
 def test_two_d_products_below_onednn_s_floor_go_to_the_small_products_kernel() -> None:
-    """A float32 mm/addmm of more than SMALL_ROWS rows, from SMALL_MM_WORK to ONEDNN_WORK
+    """A float32 mm/addmm of more than SMALL_ROWS rows, from SMALL_MM_WORK to SMALL_MM_MEMBER_WORK
     multiply-adds and not a loop, becomes ``frl_native::small_mm`` whatever its layouts (a
     minibatch's forward, input gradient and weight gradient); thin ones stay loops, large ones go
     to oneDNN, small ones, float64, batched ones or the probe saying no keep the library's."""
@@ -352,7 +352,11 @@ def test_two_d_products_below_onednn_s_floor_go_to_the_small_products_kernel() -
         assert _products(torch.mm, (127, 8), (8, 16)) == ["mm"]  # below the floor
         assert _products(F.linear, (SMALL_ROWS, 64), (64, 64)) == ["loop"]
         assert _products(F.linear, (128, 64), (2, 64)) == ["loop"]
-        assert _products(F.linear, (128, 120), (84, 120)) == ["onednn"]  # ONEDNN_WORK and more
+        assert _products(F.linear, (128, 120), (84, 120)) == ["small_mm"]  # 1.29M, past ONEDNN_WORK
+        assert _products(lambda g, x: g.mT @ x, (128, 84), (128, 120)) == ["small_mm"]
+        assert _products(torch.mm, (1024, 64), (64, 64)) == ["small_mm"]  # 4.2M
+        assert _products(torch.mm, (1024, 64), (64, 128)) == ["onednn"]  # 8.4M: past SMALL_MM_MEMBER_WORK
+        assert _products(F.linear, (256, 256), (256, 256)) == ["onednn"]  # 16.8M: a SAC critic's layer
         assert _products(F.linear, (128, 64), (64, 64), dtype=torch.float64) == ["mm"]
         # batched: from SMALL_MM_COLUMNS columns, SMALL_MM_WORK to SMALL_MM_MEMBER_WORK a member
         assert _products(torch.bmm, (32, 128, 64), (32, 64, 64)) == ["small_mm"]
