@@ -36,6 +36,14 @@ absolute error stays below 2e-7 over all floats (gradient 4e-7) but the relative
 value flipped the sign fed to ``atan2``; frl's tanh feeds hidden layers and squashed actions,
 where the absolute error is what counts. The eager path and other devices keep ``torch.tanh``.
 
+And ``size_asserts`` off: the C++ wrapper checked every input's sizes and strides and every
+library call's output on each call, building a ``std::stringstream`` (and its locale) per check
+whether it failed or not: 32 checks in a one-seed DQN collection chunk. Dynamo's guards already
+match the inputs (the driver's units, which run without them, check their own,
+:class:`frl.driver.compiled.CompiledUnit`), and frl's operators' output layouts are tested
+against their fake kernels. A one-seed DQN update took 195-203 us instead of 207-214 (three
+pairs side by side), its collection chunk 114-117 us instead of 120-122.
+
 The C++ compiler runs twice per graph with a separately built wrapper (wrapper, then kernels,
 then the link); with torch 2.13, :func:`compile` makes the first two run at once
 (:func:`_build_concurrently`): 8 PPO CartPole seeds compiled in 55 s instead of 62 s on two cores.
@@ -88,6 +96,7 @@ CPU_OPTIONS: dict[str, Any] = {
     "cpp_wrapper": True,
     "cpp_wrapper_build_separate": True,
     "cpp.use_decompose_tanh": True,
+    "size_asserts": False,
 }
 """Inductor options added for graphs that run on the CPU (see the module docstring)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from tensordict import TensorDict
 from torch.utils import _pytree as pytree
@@ -75,7 +76,7 @@ def test_a_scanned_unit_carries_only_the_leaves_it_changes(monkeypatch):
     from frl.driver import compiled
     from frl.tree import replace
 
-    monkeypatch.setattr(compiled, "_compile", lambda name, flat, device: flat)
+    monkeypatch.setattr(compiled, "_compile", lambda name, flat, device, guarded=True: flat)
     traced_carries: list[int] = []
     original_scan = compiled.scan
 
@@ -104,3 +105,41 @@ def test_a_scanned_unit_carries_only_the_leaves_it_changes(monkeypatch):
     torch.testing.assert_close(metrics["w"], last["w"])
     kept = [i for i in range(len(leaves)) if i not in fn.carried]
     assert kept and all(out[i] is leaves[i] for i in kept)
+
+
+def test_a_compiled_unit_runs_without_guards_and_checks_the_layouts_it_is_given(monkeypatch):
+    """A compiled unit drops Dynamo's guards (``guarded=False``; a unit never recompiles), so it
+    checks its inputs against its first call's layouts instead: the state's leaves on the next two
+    calls, extra inputs on every call. A leaf of another dtype, shape or strides is a
+    RuntimeError naming the unit and the leaf (``_compile`` is the identity here)."""
+    from frl.driver import compiled
+
+    calls: list[bool] = []
+
+    def fake_compile(name, flat, device, guarded=True):
+        calls.append(guarded)
+        return flat
+
+    monkeypatch.setattr(compiled, "_compile", fake_compile)
+    state = batched_state()
+    unit = compiled.CompiledUnit("collect", step, batched=True, compiled=True)
+    leaves, spec = pytree.tree_flatten(state)
+    scale = torch.full((3,), 2.0)
+    out, _ = unit(leaves, spec, scale)
+    assert calls == [False]
+    out, _ = unit(out, spec, scale)  # the same layouts: fine
+    bad = list(out)
+    bad[1] = bad[1].double()
+    with pytest.raises(RuntimeError, match=r"unit 'collect' got leaf 1 \(state\) as torch.float64"):
+        unit(bad, spec, scale)
+    out, _ = unit(out, spec, scale)  # the last state check
+    bad = list(out)
+    bad[1] = bad[1].double()
+    unit(bad, spec, scale)  # past its first calls the state's leaves are not checked (graph outputs)
+    n = len(leaves)
+    with pytest.raises(
+        RuntimeError, match=rf"unit 'collect' got leaf {n} \(input\) as torch.float32 \[3, 1\]"
+    ):
+        unit(out, spec, scale[:, None])
+    with pytest.raises(RuntimeError, match="unit 'collect' got 2 input leaves, compiled for 1"):
+        unit(out, spec, scale, scale)

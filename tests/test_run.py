@@ -349,7 +349,9 @@ def test_a_vmapped_run_on_an_explicit_device_keeps_the_state_structure(monkeypat
     from frl.driver import compiled
 
     devices: list[torch.device] = []
-    monkeypatch.setattr(compiled, "_compile", lambda name, flat, device: devices.append(device) or flat)
+    monkeypatch.setattr(
+        compiled, "_compile", lambda name, flat, device, guarded=True: devices.append(device) or flat
+    )
     train = _small("dqn")
     on_device = run(
         train, seeds=2, total_steps=60, compile=True, device="cpu", progress=False, eval_episodes=1
