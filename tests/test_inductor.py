@@ -107,8 +107,9 @@ def test_thin_matmuls_become_generated_loops_and_keep_their_values() -> None:
     assert "aoti_torch_cpu_bmm_out(" in source or "aoti_torch_cpu_baddbmm_out(" in source
     # batched: the 2-row members' two products, and the 128-row members' hidden layer (a
     # contraction of 8) and both weight gradients (2 and 64 rows of a contraction of 128) stay;
-    # with the small-products kernel the hidden layer (64 columns) goes to it
-    batched = 1 if small_mm_ready() else 0
+    # with the small-products kernel the hidden layer (64 columns) goes to it, and so do the thin
+    # ones of 64 columns (_thin_for_small_mm): the 2-row members' hidden layer and W2's gradient
+    batched = 3 if small_mm_ready() else 0
     assert source.count("frl_native::small_mm") == small + batched
     assert source.count("aoti_torch_cpu_bmm_out(") == 5 - batched, source.count("aoti_torch_cpu_bmm_out(")
 
@@ -329,10 +330,11 @@ def test_compiled_q_network_gradients_use_onednn_and_keep_their_values() -> None
     # alone and batched over the members, and the members' 2-wide output layer's weight gradient
     # (84 rows, see ONEDNN_THIN_ROWS; its forward reads the weight by columns and stays): seven.
     # With the small-products kernel, the six 120x84 ones go to it (SMALL_MM_MEMBER_WORK), and so
-    # do the first layer's forward alone and batched (128x4 by 4x120, 61k multiply-adds a member)
+    # do the first layer's forward alone and batched (128x4 by 4x120, 61k multiply-adds a member),
+    # the members' thin weight gradient and their first layer's (120x128 by 128x4, transposed)
     small = small_mm_ready()
-    assert "\n".join(code).count("frl_native::onednn_matmul") == (1 if small else 7)
-    assert "\n".join(code).count("frl_native::small_mm") == (8 if small else 0)
+    assert "\n".join(code).count("frl_native::onednn_matmul") == (0 if small else 7)
+    assert "\n".join(code).count("frl_native::small_mm") == (10 if small else 0)
 
 
 @needs_small_mm
@@ -365,10 +367,21 @@ def test_two_d_products_below_onednn_s_floor_go_to_the_small_products_kernel() -
         assert _products(torch.baddbmm, (32, 128, 64), (32, 128, 64), (32, 64, 64)) == ["small_mm"]
         assert _products(torch.bmm, (2, 64, 64), (2, 64, 64)) == ["small_mm"]
         assert _products(torch.bmm, (8, 128, 64), (8, 64, SMALL_MM_COLUMNS - 1)) == ["bmm"]  # thinner
-        assert _products(torch.bmm, (32, 4, 64), (32, 64, 64)) == ["bmm"]  # few rows
         assert _products(torch.bmm, (2, 1024, 64), (2, 64, 128)) == ["onednn"]  # 8.4M a member
         assert 1024 * 64 * 128 > SMALL_MM_MEMBER_WORK >= 1024 * 64 * 64
         assert _products(torch.bmm, (2, 1024, 64), (2, 64, 64)) == ["small_mm"]
+        # thin batched products no rule above takes (_thin_for_small_mm): few rows and 16 or more
+        # columns, or few columns (computed transposed) and 16 or more rows
+        weight_gradient = lambda g, x: g.mT @ x
+        assert _products(weight_gradient, (32, 128, 2), (32, 128, 84)) == ["small_mm"]  # 2 rows
+        assert _products(weight_gradient, (32, 128, 120), (32, 128, 4)) == ["small_mm"]  # 4 columns
+        assert _products(torch.bmm, (32, 84, 128), (32, 128, 2)) == ["small_mm"]
+        assert _products(torch.bmm, (32, 4, 64), (32, 64, 64)) == ["small_mm"]  # few rows, b by rows
+        assert _products(torch.bmm, (32, 2, 64), (32, 64, 8)) == ["bmm"]  # thin both ways
+        assert _products(torch.bmm, (32, 128, 64), (32, 64, 2)) == ["small_mm"]  # b by rows
+        assert _products(lambda a, w: a @ w.mT, (32, 128, 64), (32, 2, 64)) == ["loop"]  # BATCHED_THIN
+    with _onednn(True, small_rows=True, small_mm=True):  # the small-rows kernel's layout comes first
+        assert _products(lambda a, w: a @ w.mT, (32, 4, 64), (32, 64, 64)) == ["rows"]
     with _onednn(True, small_mm=False):
         assert _products(F.linear, (128, 64), (64, 64)) == ["mm"]
         assert _products(torch.bmm, (32, 128, 64), (32, 64, 64)) == ["onednn"]
