@@ -85,8 +85,9 @@ def _compile(name: str, flat: Callable, device: torch.device, guarded: bool = Tr
     iterations, Dynamo still matched every input tensor and ran a Python guard over the
     hyper-parameters on each call: ~20 us a call, a fifth of a one-seed DQN iteration."""
     options = compile_options()
-    if not guarded:
-        options = {**options, "guard_filter_fn": torch.compiler.skip_all_guards_unsafe}
+    skip_all = getattr(torch.compiler, "skip_all_guards_unsafe", None)  # torch >= 2.8
+    if not guarded and skip_all is not None:
+        options = {**options, "guard_filter_fn": skip_all}
     return frl.compile(named(wrapper_name(f"frl_{name}"), flat), options=options, device=device)
 
 
