@@ -85,6 +85,8 @@ __all__ = [
     "SHORT_CONTRACTION",
     "SMALL_MM_COLUMNS",
     "SMALL_MM_MEMBER_WORK",
+    "SMALL_MM_PANEL",
+    "SMALL_MM_PANEL_VECTOR",
     "SMALL_MM_WORK",
     "SMALL_ROWS",
     "SMALL_ROWS_MEMBERS",
@@ -202,7 +204,22 @@ members of 128x64 by 64x64 133 us against 147 (``b`` by rows: an input gradient)
 163 (64x128 by 128x64, ``a`` by columns: a weight gradient), 32 members of 128x4 by 4x64 19
 against 35, 32 of 516x64 by 64x64 571 against 584, 32 of 64x512 by 512x64 523 against 604."""
 
-_VERSION = "frl-inductor-13"  # change whenever the lowering or the rewrite changes what they generate
+SMALL_MM_PANEL = 1 << 14
+"""The most elements a member of a thin product's wide operand (see :func:`_thin_for_small_mm`) may
+have when the kernel must first copy it to a row-major panel (``b`` by columns; computed
+transposed, ``a`` by rows); by rows, any size up to :data:`SMALL_MM_MEMBER_WORK`. Measured against
+the faster of ``bmm`` and oneDNN (32 members, eager, one AMD EPYC Zen 5 core), the copy loses from
+here: 2-4 columns with ``a`` by rows, 128x128 by 128x2 0.73x the time, 256x128 by 128x2 2.0x,
+256x256 by 256x2 2.1x (a SAC critic's output layer); 2-4 rows with ``b`` by columns, 2x128 by
+128x128 0.92x, 2x256 by 256x128 1.15x, 2x256 by 256x256 2.9x. With ``a`` by columns (a first
+layer's weight gradient) 0.19-0.45x at every size to 256x256 by 256x4; ``b`` by rows 0.4-1.2x."""
+
+SMALL_MM_PANEL_VECTOR = 1 << 12
+"""...and when the thin side is one row or column (a matrix-vector product): 64x64 by 64x1 with
+``a`` by rows 0.61x, 128x64 by 64x1 1.15x, 128x128 by 128x1 2.0x; 1x64 by 64x64 with ``b`` by
+columns 0.56x, 1x128 by 128x64 0.95x, 1x128 by 128x128 1.43x."""
+
+_VERSION = "frl-inductor-14"  # change whenever the lowering or the rewrite changes what they generate
 _INSTALLED: list[bool] = []
 
 
@@ -469,14 +486,22 @@ def _thin_for_small_mm(va: torch.Tensor, vb: torch.Tensor) -> bool:
     against 41.6 and 42.2, the same with ``b`` by columns 46.0 against 126 and 60.8, 4x64 by
     64x64 7.0 against 17.5 and 19.7; transposed, 120x128 by 128x4 with ``a`` by columns (a first
     layer's weight gradient on 4 observations) 31.5 against 369 and 124, 84x128 by 128x2 23.7-46.7
-    against 263-272 and 73-94, 128x64 by 64x1 26.7 against 151 and 26.5."""
+    against 263-272 and 73-94. Where the kernel would copy a wide operand to a panel first, only
+    up to :data:`SMALL_MM_PANEL` (:data:`SMALL_MM_PANEL_VECTOR`) elements: 32 members of 256x256 by
+    256x1 with ``a`` by rows (a SAC critic's output) took 676 us against oneDNN's 134."""
     if va.dtype != torch.float32 or va.dim() != 3:
         return False
     m, k = va.shape[-2:]
     n = vb.shape[-1]
     if not (m and k and n) or m * k * n > SMALL_MM_MEMBER_WORK:
         return False
-    return (m <= THIN and n >= SMALL_MM_COLUMNS) or (n <= THIN and m >= SMALL_MM_COLUMNS)
+    if m <= THIN and n >= SMALL_MM_COLUMNS:  # the kernel streams b [k, n]
+        thin, wide, by_rows = m, k * n, vb.stride(-1) == 1
+    elif n <= THIN and m >= SMALL_MM_COLUMNS:  # ...computed transposed: a^T [k, m]
+        thin, wide, by_rows = n, m * k, va.stride(-2) == 1
+    else:
+        return False
+    return by_rows or wide <= (SMALL_MM_PANEL if thin > 1 else SMALL_MM_PANEL_VECTOR)
 
 
 def _thin_small_mm(graph: torch.fx.Graph, a: Any, b: Any, few_columns: bool) -> torch.fx.Node:

@@ -380,6 +380,17 @@ def test_two_d_products_below_onednn_s_floor_go_to_the_small_products_kernel() -
         assert _products(torch.bmm, (32, 2, 64), (32, 64, 8)) == ["bmm"]  # thin both ways
         assert _products(torch.bmm, (32, 128, 64), (32, 64, 2)) == ["small_mm"]  # b by rows
         assert _products(lambda a, w: a @ w.mT, (32, 128, 64), (32, 2, 64)) == ["loop"]  # BATCHED_THIN
+        # ...unless the kernel would first copy a wide operand to a panel: SMALL_MM_PANEL elements
+        # (SMALL_MM_PANEL_VECTOR for one row); a wide operand by rows (for the kernel), any size
+        assert _products(weight_gradient, (32, 512, 256), (32, 512, 4)) == ["small_mm"]  # a^T by rows
+        assert _products(torch.bmm, (32, 128, 128), (32, 128, 2)) == ["small_mm"]  # a by rows: 16k
+        assert _products(torch.bmm, (32, 256, 128), (32, 128, 2)) == ["onednn"]  # 32k
+        assert _products(weight_gradient, (32, 256, 1), (32, 256, 256)) == ["small_mm"]  # b by rows
+        by_columns = lambda a, b: a @ b.mT
+        assert _products(by_columns, (32, 2, 128), (32, 128, 128)) == ["small_mm"]  # 16k
+        assert _products(by_columns, (32, 2, 256), (32, 128, 256)) == ["onednn"]  # 32k
+        assert _products(by_columns, (32, 1, 64), (32, 64, 64)) == ["small_mm"]  # 4k, one row
+        assert _products(by_columns, (32, 1, 128), (32, 64, 128)) == ["bmm"]  # 8k, one row
     with _onednn(True, small_rows=True, small_mm=True):  # the small-rows kernel's layout comes first
         assert _products(lambda a, w: a @ w.mT, (32, 4, 64), (32, 64, 64)) == ["rows"]
     with _onednn(True, small_mm=False):
