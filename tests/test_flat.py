@@ -107,6 +107,44 @@ def test_a_scanned_unit_carries_only_the_leaves_it_changes(monkeypatch):
     assert kept and all(out[i] is leaves[i] for i in kept)
 
 
+def test_a_compiled_unit_s_graph_returns_only_the_leaves_it_changes(monkeypatch):
+    """One repeat: the graph's outputs are the changed leaves and the metrics, nothing that
+    aliases an input; the call puts them back in place and keeps the other leaves as they came,
+    so the state equals the unit's eager result (``_compile`` records the graph's outputs here)."""
+    from frl.driver import compiled
+    from frl.tree import replace
+
+    outputs: list[int] = []
+
+    def recording(name, flat, device, guarded=True):
+        def run(*leaves):
+            out = flat(*leaves)
+            outputs.append(len(out))
+            assert not {id(x) for x in out} & {id(x) for x in leaves}
+            return out
+
+        return run
+
+    monkeypatch.setattr(compiled, "_compile", recording)
+
+    def unit(state: TensorDict) -> tuple[TensorDict, dict[str, torch.Tensor]]:
+        w = state["params", "w"] * 0.5
+        return replace(state, params=replace(state["params"], w=w)), {"w": w.sum()}
+
+    state = batched_state()
+    fn = compiled.CompiledUnit("update", unit, batched=True, compiled=True)
+    leaves, spec = pytree.tree_flatten(state)
+    out, metrics = fn(leaves, spec)
+    out, metrics = fn(out, spec)
+    assert [id(leaves[i]) for i in fn.carried] == [id(state["params", "w"])]
+    assert outputs == [2, 2]  # w and the metric
+    expected, last = torch.func.vmap(unit)(torch.func.vmap(unit)(state)[0])
+    for a, b in zip(out, pytree.tree_leaves(expected), strict=True):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(metrics["w"], last["w"])
+    assert all(out[i] is leaves[i] for i in range(len(leaves)) if i not in fn.carried)
+
+
 def test_a_compiled_unit_runs_without_guards_and_checks_the_layouts_it_is_given(monkeypatch):
     """A compiled unit drops Dynamo's guards (``guarded=False``; a unit never recompiles), so it
     checks its inputs against its first call's layouts instead: the state's leaves on the next two
