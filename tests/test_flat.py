@@ -138,6 +138,7 @@ def test_a_compiled_unit_s_graph_returns_only_the_leaves_it_changes(monkeypatch)
     out, metrics = fn(out, spec)
     assert [id(leaves[i]) for i in fn.carried] == [id(state["params", "w"])]
     assert outputs == [2, 2]  # w and the metric
+    assert type(metrics) is dict and list(metrics) == ["w"]  # a flat mapping comes back as a dict
     expected, last = torch.func.vmap(unit)(torch.func.vmap(unit)(state)[0])
     for a, b in zip(out, pytree.tree_leaves(expected), strict=True):
         torch.testing.assert_close(a, b)
