@@ -350,8 +350,8 @@ class ThinMatmul:
                     out = _call(graph, torch.ops.frl_native.small_rows_bmm.default, a, b)
                 elif small_mm and _for_small_mm(*operands):
                     out = _call(graph, torch.ops.frl_native.small_mm.default, a, b)
-                elif small_mm and _thin_for_small_mm(*operands):
-                    out = _thin_small_mm(graph, a, b, operands[1].shape[-1] <= THIN)
+                elif small_mm and (thin := _thin_for_small_mm(*operands)):
+                    out = _thin_small_mm(graph, a, b, thin == "columns")
                 elif onednn and _for_onednn(*operands):
                     out = _call(graph, torch.ops.frl_native.onednn_matmul.default, a, b)
                 else:
@@ -476,11 +476,12 @@ def _for_small_mm(va: torch.Tensor, vb: torch.Tensor) -> bool:
     return (va.dim() == 2 or n >= SMALL_MM_COLUMNS) and SMALL_MM_WORK <= m * k * n <= SMALL_MM_MEMBER_WORK
 
 
-def _thin_for_small_mm(va: torch.Tensor, vb: torch.Tensor) -> bool:
-    """Whether a batched float32 product (see :func:`_operands`) that no rule above took goes to
-    ``frl_native::small_mm`` as thin: at most :data:`THIN` rows and at least
-    :data:`SMALL_MM_COLUMNS` columns, or the reverse (computed transposed, see
-    :func:`_thin_small_mm`), at most :data:`SMALL_MM_MEMBER_WORK` multiply-adds a member.
+def _thin_for_small_mm(va: torch.Tensor, vb: torch.Tensor) -> str | None:
+    """Which side is thin (``"rows"`` or ``"columns"``) when a batched float32 product (see
+    :func:`_operands`) that no rule above took goes to ``frl_native::small_mm`` as thin, else None:
+    at most :data:`THIN` rows and at least :data:`SMALL_MM_COLUMNS` columns, or the reverse
+    (computed transposed, see :func:`_thin_small_mm`), at most :data:`SMALL_MM_MEMBER_WORK`
+    multiply-adds a member.
     Measured against the library's ``bmm`` and oneDNN (32 members, eager, one AMD EPYC Zen 5
     core): 2x128 by 128x84 with ``a`` by columns (an output layer's weight gradient) 21.3 us
     against 41.6 and 42.2, the same with ``b`` by columns 46.0 against 126 and 60.8, 4x64 by
@@ -490,18 +491,19 @@ def _thin_for_small_mm(va: torch.Tensor, vb: torch.Tensor) -> bool:
     up to :data:`SMALL_MM_PANEL` (:data:`SMALL_MM_PANEL_VECTOR`) elements: 32 members of 256x256 by
     256x1 with ``a`` by rows (a SAC critic's output) took 676 us against oneDNN's 134."""
     if va.dtype != torch.float32 or va.dim() != 3:
-        return False
+        return None
     m, k = va.shape[-2:]
     n = vb.shape[-1]
     if not (m and k and n) or m * k * n > SMALL_MM_MEMBER_WORK:
-        return False
+        return None
     if m <= THIN and n >= SMALL_MM_COLUMNS:  # the kernel streams b [k, n]
-        thin, wide, by_rows = m, k * n, vb.stride(-1) == 1
+        side, thin, wide, by_rows = "rows", m, k * n, vb.stride(-1) == 1
     elif n <= THIN and m >= SMALL_MM_COLUMNS:  # ...computed transposed: a^T [k, m]
-        thin, wide, by_rows = n, m * k, va.stride(-2) == 1
+        side, thin, wide, by_rows = "columns", n, m * k, va.stride(-2) == 1
     else:
-        return False
-    return by_rows or wide <= (SMALL_MM_PANEL if thin > 1 else SMALL_MM_PANEL_VECTOR)
+        return None
+    fits = by_rows or wide <= (SMALL_MM_PANEL if thin > 1 else SMALL_MM_PANEL_VECTOR)
+    return side if fits else None
 
 
 def _thin_small_mm(graph: torch.fx.Graph, a: Any, b: Any, few_columns: bool) -> torch.fx.Node:

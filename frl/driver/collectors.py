@@ -306,6 +306,8 @@ class Collectors:
 
 
 class _CollectorFeed:
+    guarded_between_units = True  # inputs() runs the compiled policy, which keeps its guards
+
     def __init__(self, run: RunContext, workers: int) -> None:
         train = run.train
         self.train, self.members, self.batched, self.workers = train, list(run.members), run.batched, workers

@@ -273,11 +273,11 @@ def _flat_names(metrics: Any) -> list[str] | None:
     metrics, which the driver only reads by name), else None."""
     if not hasattr(metrics, "items"):
         return None
-    names, values = zip(*metrics.items()) if len(metrics.keys()) else ((), ())
+    names, values = list(metrics.keys()), list(metrics.values())
     leaves = pytree.tree_leaves(metrics)
     if len(leaves) != len(values) or any(a is not b for a, b in zip(leaves, values)):
         return None
-    return list(names)
+    return names
 
 
 class CompiledFunction:

@@ -51,7 +51,7 @@ from frl.driver.health import (
 from frl.driver.helper import CompileHelper
 from frl.driver.logging import RunLogger, summarize, write_json
 from frl.driver.members import init_states, members_of
-from frl.driver.sources import RunContext, Source, _PureFeed, default_source
+from frl.driver.sources import RunContext, Source, default_source
 from frl.driver.warm import WarmStart, run_key
 
 __all__ = ["RunResult", "run"]
@@ -270,7 +270,7 @@ def run(
 
     feed = (source or default_source(train)).open(RunContext(train, members, batched, compile, eval_episodes))
     feed.restore(env_states)
-    pure = isinstance(feed, _PureFeed)  # runs nothing compiled between the units
+    guarded_between = getattr(feed, "guarded_between_units", True)
     health, collect, learn = units(feed, on_nonfinite, batched, compile)
     freeze = on_nonfinite == "skip-member"
     program = _Program(state, compile)
@@ -355,7 +355,7 @@ def run(
             # driver pins strides and aliasing): skip re-checking guards (~15 % of a 1-seed step
             # when units had them), for a collector's compiled policy too; ~5 us an iteration
             # where nothing guarded runs.
-            skip_guards = compile and iteration > start and not (UNITS_GUARD_FREE and pure)
+            skip_guards = compile and iteration > start and (guarded_between or not UNITS_GUARD_FREE)
             # Before `learn_from` the learning units change nothing and are skipped, but compiled
             # runs call them once in the first iteration (result kept: it is the state they got;
             # metrics dropped) so that every unit compiles, and is saved for warm starts, at once.

@@ -34,6 +34,10 @@ class Feed(Protocol):
 
     collect: tuple[Unit, ...]
     learn: tuple[Unit, ...]
+    guarded_between_units: bool
+    """Whether :meth:`inputs` runs compiled code that keeps Dynamo's guards (a collector's
+    policy): the driver then skips their evaluation after the first iteration. A feed without
+    the attribute counts as True."""
 
     def inputs(self, iteration: int, state: Callable[[], TensorDictBase]) -> tuple[Any, ...]: ...
 
@@ -101,6 +105,8 @@ class PureEnv:
 
 
 class _PureFeed:
+    guarded_between_units = False  # the units step the environment; nothing runs between them
+
     def __init__(self, train: Train, evaluation: PureEvaluation) -> None:
         self.collect, self.learn = train.collect, train.learn
         self._evaluation = evaluation
