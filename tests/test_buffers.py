@@ -186,6 +186,71 @@ def test_add_in_place_compiled_keeps_the_write_in_place():
     assert buffers.stored(states[1])["next", "reward"].tolist() == [12.0, 13.0, 14.0, 15.0, 16.0, 17.0]
 
 
+def _filled(capacity: int, upto: int) -> TensorDict:
+    state = buffers.init(example(), capacity)
+    return buffers.add_(state, transitions(0, upto)) if upto else state
+
+
+@pytest.mark.parametrize("before", [0, 3, 9])  # empty; part full; the staged adds wrap the ring
+def test_a_staged_buffer_samples_and_commits_what_adding_in_place_gives(before):
+    direct, staged = _filled(10, before), buffers.stage(_filled(10, before), 6)
+    ring = staged["data", "observation"]
+    for i, (start, stop) in enumerate([(100, 102), (102, 104), (104, 106)]):
+        direct = buffers.add_(direct, transitions(start, stop))
+        staged = buffers.add_(staged, transitions(start, stop))
+        assert int(staged["staged_count"]) == 2 * (i + 1)
+        assert staged["data", "observation"] is ring  # the ring is only read until the commit
+        for k in range(3):  # every draw reads the transition the ring would hold
+            a, b = buffers.sample(direct, random.key(k), 64), buffers.sample(staged, random.key(k), 64)
+            assert (a == b).all()
+    committed = buffers.commit_(staged)
+    assert not buffers.is_staged(committed) and committed["data", "observation"] is ring
+    assert (committed == direct).all()
+    assert buffers.stored(committed)["next", "reward"].tolist()[-6:] == [100.0 + j for j in range(6)]
+
+
+def test_a_partly_filled_staging_area_commits_only_what_was_staged():
+    staged = buffers.add_(buffers.stage(_filled(8, 5), 4), transitions(50, 52))
+    committed = buffers.commit_(staged)
+    assert (committed == buffers.add_(_filled(8, 5), transitions(50, 52))).all()
+    assert committed["data", "next", "reward"].tolist() == [0, 1, 2, 3, 4, 50, 51, 0]
+
+
+def test_a_staged_buffer_under_vmap_keeps_each_members_transitions():
+    states = torch.stack(
+        [buffers.add_(buffers.init(example(), 6), transitions(10 * i, 10 * i + 5)) for i in range(3)]
+    )
+    batches = torch.stack([transitions(10 * i + 5, 10 * i + 8) for i in range(3)])
+
+    def staged_round(state, batch):
+        state = buffers.add_(buffers.stage(state, 3), batch)
+        return buffers.sample(state, random.key(0), 32), buffers.commit_(state)
+
+    drawn, out = torch.func.vmap(staged_round)(states, batches)
+    for i in range(3):
+        want = list(range(10 * i + 2, 10 * i + 8))  # the ring wrapped: the oldest two went
+        assert buffers.stored(out[i])["next", "reward"].tolist() == want
+        assert set(drawn[i]["next", "reward"].tolist()) <= set(want)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda: buffers.stage(buffers.init(example(), 4, prioritized=True), 2), "prioritized"),
+        (
+            lambda: buffers.stage(buffers.init(example(), 4), 5),
+            r"`slots` must be an int in \[1, capacity=4\]",
+        ),
+        (lambda: buffers.stage(buffers.init(example(), 4), 0), "`slots`"),
+        (lambda: buffers.stage(buffers.stage(buffers.init(example(), 4), 2), 2), "staged already"),
+        (lambda: buffers.commit_(buffers.init(example(), 4)), "no staging area"),
+    ],
+)
+def test_staging_refuses_what_it_cannot_do(bad, match):
+    with pytest.raises(ValueError, match=match):
+        bad()
+
+
 @pytest.mark.parametrize(
     "bad, match",
     [

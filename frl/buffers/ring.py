@@ -23,6 +23,14 @@ under ``torch.compile`` (Inductor keeps the write in place on the graph input). 
 keeps the old state sees the new transitions in its ``data`` (its ``position`` and ``size``
 are unchanged, so it samples what it stored until the ring wraps); ``clone()`` it to branch.
 
+A loop inside a compiled graph (``torch``'s ``scan``) may not write its inputs in place, and
+carrying the ring through it would copy the ring on every step. :func:`stage` gives a uniform
+buffer a small staging area: until :func:`commit_`, ``add_`` writes the new transitions there
+(out of place: a copy of the staging area, not of the ring) and ``sample`` reads the ring and the
+staging area as one buffer, drawing exactly what it would have drawn had every ``add_`` written
+into the ring; ``commit_`` then writes the staging area into the ring in place, once. So many
+iterations of collecting and learning run as one loop (``frl.run`` does so for replay agents).
+
 Prioritized replay (Schaul et al. 2015, proportional variant) follows TorchRL's
 ``PrioritizedSampler``: a transition with raw priority ``p_i`` is stored as
 ``q_i = (p_i + eps)^alpha`` and drawn with probability ``P(i) = q_i / sum_k q_k``; its
@@ -45,7 +53,19 @@ from torch._C import _functorch
 
 from frl import random
 
-__all__ = ["add", "add_", "capacity", "init", "is_prioritized", "sample", "stored", "update_priorities"]
+__all__ = [
+    "add",
+    "add_",
+    "capacity",
+    "commit_",
+    "init",
+    "is_prioritized",
+    "is_staged",
+    "sample",
+    "stage",
+    "stored",
+    "update_priorities",
+]
 
 _META = ("position", "size", "priority", "max_priority", "alpha", "eps")
 
@@ -140,6 +160,15 @@ def add_(state: TensorDictBase, batch: TensorDictBase) -> TensorDict:
     """:func:`add` writing into ``state``'s ring and priorities in place (donated; see the
     module docstring): the returned state shares them, with the new ``position`` and ``size``."""
     index = _slots(state, batch, "add_")
+    if is_staged(state):  # out of place into the small staging area
+        new = _advanced(state, index)
+        staged = state["staged"]
+        at = state["staged_count"] + torch.arange(index.shape[0], device=index.device)
+        new["staged"] = staged.apply(
+            lambda buf, x: torch.index_copy(buf, 0, at, x.to(buf.dtype)), batch, batch_size=staged.batch_size
+        )
+        new["staged_count"] = state["staged_count"] + index.shape[0]
+        return new
     data = state["data"]
     for k, buf in data.items(include_nested=True, leaves_only=True):
         _check_owned(buf, k)
@@ -149,6 +178,59 @@ def add_(state: TensorDictBase, batch: TensorDictBase) -> TensorDict:
         _check_owned(state["priority"], "priority")
         state["priority"].index_put_((index,), _fresh_priority(state, index))
     return new
+
+
+def stage(state: TensorDictBase, slots: int) -> TensorDict:
+    """``state`` with an empty staging area for the next ``slots`` transitions (see the module
+    docstring): until :func:`commit_`, :func:`add_` writes into it and :func:`sample` reads
+    through it. Uniform buffers only; ``slots <= capacity``.
+
+    Returns:
+      ``state`` plus ``"staged" [slots]`` (zeros like ``data``), ``"staged_from"`` (the ring slot
+      the first staged transition goes to: ``position``) and ``"staged_count"`` (0).
+    """
+    if is_prioritized(state):
+        raise ValueError(
+            "buffers.stage: a prioritized buffer cannot be staged (its priorities live in the ring)"
+        )
+    if is_staged(state):
+        raise ValueError("buffers.stage: the buffer is staged already (commit_ it first)")
+    if isinstance(slots, bool) or not isinstance(slots, int) or not 0 < slots <= capacity(state):
+        raise ValueError(
+            f"buffers.stage: `slots` must be an int in [1, capacity={capacity(state)}], got {slots!r}"
+        )
+    new = state.copy()
+    data = state["data"]
+    new["staged"] = data.apply(lambda x: x.new_zeros((slots, *x.shape[1:])), batch_size=[slots])
+    new["staged_from"] = state["position"].clone()
+    new["staged_count"] = torch.zeros_like(state["position"])
+    return new
+
+
+def is_staged(state: TensorDictBase) -> bool:
+    """Whether ``state`` has a staging area (:func:`stage`)."""
+    return "staged" in state
+
+
+def commit_(state: TensorDictBase) -> TensorDict:
+    """Write a staged buffer's staging area into its ring in place (donated, as :func:`add_`)
+    and drop it: the buffer :func:`add_` would have built, without a staging area.
+
+    Every slot of the staging area is written, the ones no ``add_`` filled with the ring's own
+    transition (static shapes: the number staged is data)."""
+    if not is_staged(state):
+        raise ValueError("buffers.commit_: the buffer has no staging area (see buffers.stage)")
+    staged, cap = state["staged"], capacity(state)
+    slots = staged.batch_size[0]
+    offset = torch.arange(slots, device=state["position"].device)
+    index = (state["staged_from"] + offset) % cap
+    filled = offset < state["staged_count"]
+    for k, buf in state["data"].items(include_nested=True, leaves_only=True):
+        _check_owned(buf, k)
+        new = staged.get(k)
+        mask = filled.reshape(slots, *([1] * (new.dim() - 1)))
+        buf.index_put_((index,), torch.where(mask, new, torch.index_select(buf, 0, index)))
+    return state.exclude("staged", "staged_from", "staged_count")
 
 
 def _slots(state: TensorDictBase, batch: TensorDictBase, who: str) -> Tensor:
@@ -227,7 +309,19 @@ def sample(
     size = torch.clamp(state["size"], min=1)
     if not is_prioritized(state):
         index = random.randint(key, (batch_size,), 0, size)
-        return state["data"].apply(lambda buf: torch.index_select(buf, 0, index), batch_size=[batch_size])
+        out = state["data"].apply(lambda buf: torch.index_select(buf, 0, index), batch_size=[batch_size])
+        if is_staged(state):  # the draws that fall on staged slots read the staging area
+            staged = state["staged"]
+            offset = (index - state["staged_from"]) % capacity(state)
+            hit = offset < state["staged_count"]
+            offset = torch.clamp(offset, max=staged.batch_size[0] - 1)
+
+            def through(ring: Tensor, buf: Tensor) -> Tensor:
+                mask = hit.reshape(batch_size, *([1] * (ring.dim() - 1)))
+                return torch.where(mask, torch.index_select(buf, 0, offset), ring)
+
+            out = out.apply(through, staged)
+        return out
     priority = state["priority"]
     cumulative = torch.cumsum(priority.to(torch.float64), 0)
     total = cumulative[-1]
