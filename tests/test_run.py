@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.utils import _pytree as pytree
 
+from frl import random
 from frl.algos import dqn, ppo, reinforce, sac
 from frl.run import run
 
@@ -285,13 +286,87 @@ def test_compiled_hyperparameter_grid_one_graph_per_unit_each_member_its_configu
         _assert_members_equal(result, alone, i, 0)
 
 
+def test_blocks_fit_the_runs_stops_and_are_refused_where_they_cannot_run():
+    from frl.driver.blocks import block_size, last_iteration
+
+    train = _small("dqn")  # 10 steps an iteration, a 200-transition buffer: at most 20 per block
+    state = train.init(random.key(0))
+    prioritized = state.clone()
+    prioritized["data", "priority"] = torch.zeros(200)
+
+    def pick(periods, iterations, requested=None, members=1, **kw):
+        given = (kw.get("train", train), kw.get("state", state), members, kw.get("compile", True))
+        return block_size(*given, kw.get("whole", True), periods, iterations, requested)
+
+    assert pick((None, None, None), 20) == 20  # the whole run, one call
+    assert pick((120, 120, None), 48) == 12  # divides the log points (every 12 iterations)
+    assert pick((30, 30, None), 48) == 20  # no divisor reaches 8: the most the buffer holds
+    assert pick((None, None, None), 24, members=8) == 12  # at most 1024 staged transitions
+    assert pick((None, None, None), 20, members=8) == 10
+    assert pick((None, None, None), 20, members=16) == 1  # fewer than 8 iterations would fit
+    assert pick((None, None, None), 20, 20, members=16) == 20  # asked for: as asked
+    assert pick((None, None, None), 20, compile=False) == 1
+    assert pick((None, None, None), 20, whole=False) == 1  # a collector's feed
+    assert pick((None, None, None), 20, train=_small("ppo")) == 1
+    assert pick((None, None, None), 20, 1, train=_small("ppo")) == 1  # asked for none: fine anywhere
+    assert pick((None, None, None), 20, state=prioritized) == 1
+    with pytest.raises(ValueError, match=r"`iterations_per_call` \(4\) needs blocks, but an eager run"):
+        pick((None, None, None), 20, 4, compile=False)
+    with pytest.raises(ValueError, match=r"holds \(200\): at most 20"):
+        pick((None, None, None), 20, 21)
+    with pytest.raises(ValueError, match="positive int"):
+        pick((None, None, None), 20, 0)
+    # blocks end exactly at the next stop (a schedule's next step count, or the end); single
+    # iterations first where the iterations left until it are not a multiple of the block
+    assert last_iteration(0, 4, [40, None], 20, 10) == 3
+    assert last_iteration(0, 4, [80, None], 20, 10) == 3
+    assert last_iteration(0, 4, [30, None], 20, 10) == 0  # 3 left: one alone, then ...
+    assert last_iteration(1, 3, [70, None], 20, 10) == 3  # ... a block of three ends at iteration 6
+    assert last_iteration(18, 4, [None], 20, 10) == 18
+    assert last_iteration(16, 4, [None], 20, 10) == 19
+
+
+@pytest.mark.compile
+def test_blocks_of_iterations_train_and_log_as_one_iteration_per_call():
+    """Two DQN seeds compiled in blocks of two iterations per call (the replay buffer staged
+    around the loop; it wraps inside the block of iterations 14-15) give the states and log rows
+    of the run one iteration per call: the iterations before learning starts (0-2) and the one
+    whose block would cross a log point (3) run alone, the blocks end at the log points, the
+    last iteration runs alone."""
+    cfg = dqn.Config(
+        learning_starts=40,
+        train_frequency=10,
+        target_network_frequency=50,
+        batch_size=16,
+        buffer_size=150,
+        hidden=(16,),
+        total_timesteps=210,
+    )
+    kwargs = dict(seeds=2, compile=True, progress=False, eval_episodes=2, log_every=20)
+    blocks = run(dqn.make_train(cfg), iterations_per_call=2, **kwargs)
+    single = run(dqn.make_train(cfg), iterations_per_call=1, **kwargs)
+    assert (blocks.iterations_per_call, single.iterations_per_call) == (2, 1)
+    for i in range(2):
+        _assert_members_equal(blocks, single, i, i)
+    assert [r["env_steps"] for r in blocks.history] == [20 * k for k in range(1, 11)] + [210]
+    assert [sorted(r) for r in blocks.history] == [sorted(r) for r in single.history]
+    assert "loss" not in blocks.history[0] and "loss" in blocks.history[1]
+    for a, b in zip(blocks.history, single.history, strict=True):
+        for name in ("loss", "episode_return", "epsilon"):
+            if name in a:
+                assert a[name] == pytest.approx(b[name], rel=1e-4, abs=1e-5)
+    assert blocks.eval_returns == single.eval_returns
+
+
 @pytest.mark.compile
 def test_compiled_vmapped_dqn_on_cartpole_equals_eager():
     """4 DQN seeds compiled on CartPole (a loop-capable environment, a replay ring written in
-    place after each chunk) equal the eager run. With the chunk's steps looped inside the graph,
-    Inductor's C++ wrapper crashed this run (segmentation fault); replay agents unroll it."""
+    place after each chunk; from iteration 4 on, blocks of 4 iterations a call, the ring staged)
+    equal the eager run. With the chunk's steps looped inside the graph, Inductor's C++ wrapper
+    crashed this run (segmentation fault); replay agents unroll it."""
     train = _small("dqn")
-    compiled = run(train, seeds=4, compile=True, progress=False, eval_episodes=2)
+    compiled = run(train, seeds=4, compile=True, progress=False, eval_episodes=2, iterations_per_call=4)
+    assert compiled.iterations_per_call == 4  # iteration 3, then blocks of 4: 4-7, ..., 16-19
     eager = run(train, seeds=4, compile=False, progress=False, eval_episodes=2)
     for i in range(4):
         _assert_members_equal(compiled, eager, i, i)

@@ -86,6 +86,8 @@ def train_data_parallel(
     from frl.run import run
 
     me = world()
+    # gradients are all-reduced between the units' calls: one iteration per call
+    run_kwargs.setdefault("iterations_per_call", 1)
     train = data_parallel(make_train(config, wrap_optimizer=all_reduce_gradients), me.rank)
     return run(
         train,

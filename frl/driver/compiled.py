@@ -128,6 +128,12 @@ class CompiledUnit:
     AOTAutograd's wrapper hands back one by one: a one-seed DQN iteration, whose collection
     changes 12 of its state's 59 leaves and whose update 31, took ~6 % longer.)
 
+    ``enter`` and ``leave`` (per-member functions of the state, optional) run once a call around
+    the repeats, inside the graph: :mod:`frl.driver.blocks` stages the replay buffer there, so
+    that its loop of whole iterations never writes the ring in place. ``carried`` then counts
+    what the whole call changes, and the loop carries the leaves of the entered state ``fn``
+    changes.
+
     A compiled unit runs without Dynamo's guards (see :func:`_compile`): the driver keeps the
     state's leaves in one layout (:func:`boundary`, :meth:`_fix_layout`), and the unit checks
     what it is given against its first call's layouts: the state's leaves on the next two calls
@@ -135,10 +141,20 @@ class CompiledUnit:
     (a collector's batch) on every call. A mismatch is a RuntimeError, never a silent recompile.
     """
 
-    def __init__(self, name: str, fn: Callable, batched: bool, compiled: bool, repeats: int = 1) -> None:
+    def __init__(
+        self,
+        name: str,
+        fn: Callable,
+        batched: bool,
+        compiled: bool,
+        repeats: int = 1,
+        enter: Callable | None = None,
+        leave: Callable | None = None,
+    ) -> None:
         self.name, self.compiled, self.fn, self.batched = name, compiled, fn, batched
         self.eager = vmap(fn) if batched else fn
         self.repeats = repeats if compiled else 1
+        self.enter, self.leave = enter, leave
         self.metrics_spec: pytree.TreeSpec | None = None
         self._metric_names: list[str] | None = None  # a flat mapping of tensors: returned as a dict
         self._callable: Callable | None = None
@@ -150,59 +166,98 @@ class CompiledUnit:
         # run before compiling (frl.driver.helper); returns the seconds it spent on other units
         self.before_build: Callable[[], float] | None = None
 
+    def _flat(self, fn: Callable, in_specs: list[pytree.TreeSpec], out_spec: pytree.TreeSpec) -> Callable:
+        """``fn`` (per member) as a function of the batched trees' flat leaves returning the
+        output's flat leaves (vmapped over members when batched)."""
+        per_member = member_function(fn, in_specs, out_spec, self.batched)
+        if per_member is not None:
+            return per_member
+        eager = vmap(fn) if self.batched else fn
+
+        def via_pytree(*leaves: Tensor) -> list[Tensor]:
+            trees, i = [], 0
+            for spec in in_specs:
+                trees.append(pytree.tree_unflatten(list(leaves[i : i + spec.num_leaves]), spec))
+                i += spec.num_leaves
+            return pytree.tree_leaves(eager(*trees))
+
+        return via_pytree
+
     def _build(
         self,
         state_spec: pytree.TreeSpec,
         input_specs: list[pytree.TreeSpec],
-        out_spec: pytree.TreeSpec,
+        inner: tuple[pytree.TreeSpec, pytree.TreeSpec, list[int]],
         device: torch.device,
         carried: list[int],
     ) -> Callable:
-        fn, n, repeats = self.eager, state_spec.num_leaves, self.repeats
-        per_member = member_function(self.fn, [state_spec, *input_specs], out_spec, self.batched)
+        """The graph: ``enter``, ``repeats`` runs of ``fn`` (a loop carrying the leaves of the
+        entered state that ``fn`` changes), ``leave``; the changed leaves and the metrics out."""
+        inner_spec, out_spec, moved = inner
+        n, n_inner, repeats = state_spec.num_leaves, inner_spec.num_leaves, self.repeats
+        unit = self._flat(self.fn, [inner_spec, *input_specs], out_spec)
+        enter = None if self.enter is None else self._flat(self.enter, [state_spec], inner_spec)
+        leave = None if self.leave is None else self._flat(self.leave, [inner_spec], state_spec)
 
         def flat(*leaves):
-            if per_member is not None:
-                inputs = leaves[n:]
+            inputs = leaves[n:]
+            entered = list(leaves[:n]) if enter is None else list(enter(*leaves[:n]))
 
-                def step(state_leaves):
-                    out = per_member(*state_leaves, *inputs)
-                    # row-major outputs: Inductor writes them so directly (gradients of batched
-                    # matmuls come out transposed, and Adam's moments would follow) instead of a
-                    # copy per call
-                    return [x.contiguous() for x in out[:n]], out[n:]
-
-            else:
-                inputs, i = [], n
-                for spec in input_specs:
-                    inputs.append(pytree.tree_unflatten(list(leaves[i : i + spec.num_leaves]), spec))
-                    i += spec.num_leaves
-
-                def step(state_leaves):
-                    state, metrics = fn(pytree.tree_unflatten(list(state_leaves), state_spec), *inputs)
-                    return [x.contiguous() for x in pytree.tree_leaves(state)], pytree.tree_leaves(metrics)
+            def step(state_leaves):
+                out = unit(*state_leaves, *inputs)
+                # row-major outputs: Inductor writes them so directly (gradients of batched
+                # matmuls come out transposed, and Adam's moments would follow) instead of a
+                # copy per call
+                return [x.contiguous() for x in out[:n_inner]], out[n_inner:]
 
             if repeats == 1:
-                state, metrics = step(leaves[:n])
-                return (*[state[i] for i in carried], *metrics)
+                state, metrics = step(entered)
+            else:
+                # the loop carries only the leaves the unit changes; the others (a rollout the
+                # minibatch updates read, hyper-parameters, a replay ring) are read by every
+                # step from the graph's inputs instead of being copied into the carry at each step
+                def merged(carry):  # the whole state: the entered leaves with the carried ones in place
+                    state_leaves = list(entered)
+                    for i, x in zip(moved, carry, strict=True):
+                        state_leaves[i] = x
+                    return state_leaves
 
-            # the loop carries only the leaves the unit changes; the others (a rollout the
-            # minibatch updates read, hyper-parameters, the environment's state) are read by every
-            # step from the graph's inputs instead of being copied into the carry at each step
-            def merged(carry):  # the whole state: the graph's inputs with the carried leaves in place
-                state_leaves = list(leaves[:n])
-                for i, x in zip(carried, carry, strict=True):
-                    state_leaves[i] = x
-                return state_leaves
+                def moving(carry):
+                    state, metrics = step(merged(carry))
+                    return [state[i] for i in moved], metrics
 
-            def moving(carry):
-                state, metrics = step(merged(carry))
-                return [state[i] for i in carried], metrics
-
-            carry, metrics = scan(moving, [leaves[i] for i in carried], repeats)
-            return (*carry, *[m[-1] for m in metrics])
+                carry, metrics = scan(moving, [entered[i] for i in moved], repeats)
+                state, metrics = merged(carry), [m[-1] for m in metrics]
+            if leave is not None:
+                state = leave(*state)
+            return (*[state[i] for i in carried], *metrics)
 
         return _compile(self.name, flat, device, guarded=False)
+
+    def _structure(self, leaves: list[Tensor], state_spec: pytree.TreeSpec, inputs: tuple) -> tuple:
+        """One eager call (``enter``, ``fn`` once, ``leave``): the entered state's and the
+        output's structures, the positions of the entered leaves ``fn`` changes, and the
+        positions of the state's leaves the whole call changes (a pure unit returns the leaves
+        it does not change as they came: the same tensors)."""
+        state = pytree.tree_unflatten(leaves, state_spec)
+        if self.enter is not None:
+            state = (vmap(self.enter) if self.batched else self.enter)(state)
+        entered = pytree.tree_leaves(state)
+        inner, metrics = self.eager(state, *inputs)
+        if pytree.tree_structure(inner) != pytree.tree_structure(state):
+            raise RuntimeError(f"run: unit {self.name!r} changed the structure of the training state")
+        out_spec = pytree.tree_structure((inner, metrics))
+        moved = [
+            i for i, (a, b) in enumerate(zip(pytree.tree_leaves(inner), entered, strict=True)) if a is not b
+        ]
+        out = inner if self.leave is None else (vmap(self.leave) if self.batched else self.leave)(inner)
+        if pytree.tree_structure(out) != state_spec:
+            raise RuntimeError(f"run: unit {self.name!r} changed the structure of the training state")
+        self.metrics_spec = pytree.tree_structure(metrics)
+        self._metric_names = _flat_names(metrics)
+        same = [a is b for a, b in zip(pytree.tree_leaves(out), leaves, strict=True)]
+        carried = [i for i, kept in enumerate(same) if not kept] or list(range(len(leaves)))
+        return (pytree.tree_structure(state), out_spec, moved or list(range(len(entered)))), carried
 
     def __call__(
         self, leaves: list[Tensor], state_spec: pytree.TreeSpec, *inputs: Any
@@ -213,19 +268,12 @@ class CompiledUnit:
             # the first call's whole cost (the structure pass, tracing and compiling or loading a
             # warm start's artifacts, the call itself) counts as compile time, not run time
             start = time.perf_counter()
-            state, metrics = self.eager(pytree.tree_unflatten(leaves, state_spec), *inputs)
-            if pytree.tree_structure(state) != state_spec:
-                raise RuntimeError(f"run: unit {self.name!r} changed the structure of the training state")
-            self.metrics_spec = pytree.tree_structure(metrics)
-            self._metric_names = _flat_names(metrics)
-            # a pure unit returns the leaves it does not change as they came (the same tensors)
-            same = [a is b for a, b in zip(pytree.tree_leaves(state), leaves, strict=True)]
-            self.carried = [i for i, kept in enumerate(same) if not kept] or list(range(len(leaves)))
+            inner, self.carried = self._structure(leaves, state_spec, inputs)
             others_s = self.before_build() if self.before_build is not None else 0.0
             self._callable = self._build(
                 state_spec,
                 [spec for _, spec in flat_inputs],
-                pytree.tree_structure((state, metrics)),
+                inner,
                 graph_device([*leaves, *input_leaves]),
                 self.carried,
             )

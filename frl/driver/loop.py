@@ -38,6 +38,7 @@ from torch.utils import _pytree as pytree
 from frl import host_memory
 from frl.algos.train import Train
 from frl.driver import checkpoint
+from frl.driver.blocks import block_size, iteration_block, last_iteration
 from frl.driver.compiled import UNITS_GUARD_FREE, CompiledUnit, boundary
 from frl.driver.health import (
     ON_NONFINITE,
@@ -77,6 +78,8 @@ class RunResult:
         ``warn``): ``{member, unit, quantity, env_steps, iteration}`` each.
       interrupted: the signal (``"SIGINT"``, ``"SIGTERM"``) that stopped the run after a final
         checkpoint, or None.
+      iterations_per_call: iterations a compiled call ran where it could (1: one per call; see
+        ``run``'s argument of that name).
     """
 
     state: TensorDict
@@ -89,6 +92,7 @@ class RunResult:
     env_steps: int = 0
     nonfinite: list[dict[str, Any]] = field(default_factory=list)
     interrupted: str | None = None
+    iterations_per_call: int = 1
 
 
 class _Signals:
@@ -178,6 +182,7 @@ def run(
     device: str | torch.device | None = None,
     warm_start: bool = False,
     on_nonfinite: str = "stop",
+    iterations_per_call: int | None = None,
 ) -> RunResult:
     """Train every member for ``total_steps`` environment steps (per member).
 
@@ -220,6 +225,11 @@ def run(
         finite parameters and train the others (stop when none is left); ``"warn"``: print a
         warning and let the values flow (:mod:`frl.driver.health`); ``"off"``: no checks (to
         measure what they cost).
+      iterations_per_call: compiled replay agents on their pure environment run this many
+        iterations per call once learning has started, collection and learning one loop inside
+        the graph (:mod:`frl.driver.blocks`; the run's state is the same function of its
+        iterations); default: chosen to fit the log, evaluation and checkpoint points (up to
+        32, fewer for many members), 1 for every other run; 1 switches blocks off.
 
     The iterations run with :func:`frl.host_memory.caching` (freed CPU buffers serve the next
     call; ``FRL_HOST_CACHE``: its limit in MiB, 0 switches it off).
@@ -272,6 +282,28 @@ def run(
     feed.restore(env_states)
     guarded_between = getattr(feed, "guarded_between_units", True)
     health, collect, learn = units(feed, on_nonfinite, batched, compile)
+    periods = (eval_every, log_every or eval_every, checkpoint_every)
+    size = block_size(
+        train,
+        state,
+        len(members),
+        compile,
+        getattr(feed, "whole_iteration_in_units", False),
+        periods,
+        iterations - start,
+        iterations_per_call,
+    )
+    block = (
+        iteration_block(
+            [(fn.fn, u.repeats) for u, fn in collect],
+            [(fn.fn, u.repeats) for u, fn in learn],
+            size,
+            size * per_iteration,
+            batched,
+        )
+        if size > 1
+        else None
+    )
     freeze = on_nonfinite == "skip-member"
     program = _Program(state, compile)
     nonfinite: list[dict[str, Any]] = []
@@ -320,7 +352,7 @@ def run(
         print(f"frl: warning: {message} ({action})", file=sys.stderr, flush=True)
 
     warm = (
-        _warm_start(train, batched, program, f"health={on_nonfinite != 'off'},freeze={freeze}")
+        _warm_start(train, batched, program, f"health={on_nonfinite != 'off'},freeze={freeze},block={size}")
         if warm_start and compile and source is None
         else None
     )
@@ -342,7 +374,8 @@ def run(
     if warm is not None:
         scope.enter_context(warm.active())
         if not warm.loaded and learn and CompileHelper.wanted(program.leaves):
-            last = learn[-1][1]  # the update: the largest graph, compiled by a forked child
+            # the update (or the block): the largest graph, compiled by a forked child
+            last = learn[-1][1] if block is None else block
             helper = CompileHelper.start(warm, program.leaves, program.spec, last)
             # waiting for it, the run compiles its evaluation (one evaluation, dropped) instead of later
             helper.idle = lambda: feed.evaluate(program.state["params"], start * per_iteration)
@@ -350,33 +383,49 @@ def run(
     signals = scope.enter_context(_Signals())
     scope.enter_context(host_memory.caching(host_cache_mib))  # freed CPU buffers serve the next call
     try:
-        for iteration in range(start, iterations):
-            # After the first iteration every unit has its one graph for these exact layouts (the
+        first = start
+        while first < iterations:
+            # a block of iterations in one call where learning has started (and the replay
+            # buffer is not refilling) and no log, evaluation or checkpoint point falls inside it,
+            # else one iteration
+            stops = [s.next_at for s in (evals, logs, ckpts)]
+            in_block = block is not None and first >= learn_from
+            iteration = (
+                last_iteration(first, block.repeats, stops, iterations, per_iteration) if in_block else first
+            )
+            # After the first call every unit has its one graph for these exact layouts (the
             # driver pins strides and aliasing): skip re-checking guards (~15 % of a 1-seed step
             # when units had them), for a collector's compiled policy too; ~5 us an iteration
             # where nothing guarded runs.
-            skip_guards = compile and iteration > start and (guarded_between or not UNITS_GUARD_FREE)
+            skip_guards = compile and first > start and (guarded_between or not UNITS_GUARD_FREE)
             # Before `learn_from` the learning units change nothing and are skipped, but compiled
             # runs call them once in the first iteration (result kept: it is the state they got;
-            # metrics dropped) so that every unit compiles, and is saved for warm starts, at once.
+            # metrics dropped) so that every unit compiles, and is saved for warm starts, at once
+            # (where blocks will learn, the block compiles when learning starts instead).
             learns = iteration >= learn_from
-            compile_only = compile and iteration == start < train.consumes.first_learning_iteration
+            compile_only = (
+                compile and block is None and iteration == start < train.consumes.first_learning_iteration
+            )
             with (
                 torch.compiler.set_stance("default", skip_guard_eval_unsafe=True)
                 if skip_guards
                 else nullcontext()
             ):
-                _iterate(
-                    program,
-                    feed,
-                    collect,
-                    learn if learns or compile_only else [],
-                    iteration,
-                    last_metrics,
-                    learn_metrics=learns,
-                )
-            if warm is not None:
-                warm.save_once("iteration")
+                if iteration > first:
+                    last_metrics.update(program.call(block))
+                else:
+                    _iterate(
+                        program,
+                        feed,
+                        collect,
+                        learn if learns or compile_only else [],
+                        iteration,
+                        last_metrics,
+                        learn_metrics=learns,
+                    )
+            if warm is not None:  # the block's compile is saved after its first call
+                warm.save_once("block" if iteration > first else "iteration")
+            done_now, first = iteration + 1 - first, iteration + 1
             steps = (iteration + 1) * per_iteration
             final = iteration == iterations - 1
             if logs.due(steps) or evals.due(steps) or final:
@@ -400,7 +449,7 @@ def run(
                     state_check(program.state)
                 stopped = any(bool(cb(row)) for cb in callbacks)
             if bar is not None:
-                bar.update(per_iteration)
+                bar.update(per_iteration * done_now)
             stopped = stopped or signals.received is not None
             if write and ckpt_path is not None and (ckpts.due(steps) or final or stopped):
                 check_health(steps, params=True)  # a stopping run never replaces the last good checkpoint
@@ -421,7 +470,8 @@ def run(
         logger.close()
         feed.close()
     wall = time.perf_counter() - wall_start
-    compile_s = sum(fn.first_call_s for _, fn in collect + learn) + feed.first_call_s if compile else 0.0
+    compiled_units = [fn for _, fn in collect + learn] + ([block] if block is not None else [])
+    compile_s = sum(fn.first_call_s for fn in compiled_units) + feed.first_call_s if compile else 0.0
     done_steps = (iteration + 1 - start) * per_iteration * len(members)
     final_state = program.state.exclude("health")
     return RunResult(
@@ -435,6 +485,7 @@ def run(
         env_steps=(iteration + 1) * per_iteration,
         nonfinite=nonfinite,
         interrupted=signals.received,
+        iterations_per_call=size,
     )
 
 

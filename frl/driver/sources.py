@@ -38,6 +38,10 @@ class Feed(Protocol):
     """Whether :meth:`inputs` runs compiled code that keeps Dynamo's guards (a collector's
     policy): the driver then skips their evaluation after the first iteration. A feed without
     the attribute counts as True."""
+    whole_iteration_in_units: bool
+    """Whether the units are the whole iteration (no :meth:`inputs`, nothing run between them), so
+    that the driver may run several iterations as one call (:mod:`frl.driver.blocks`). A feed
+    without the attribute counts as False."""
 
     def inputs(self, iteration: int, state: Callable[[], TensorDictBase]) -> tuple[Any, ...]: ...
 
@@ -106,6 +110,7 @@ class PureEnv:
 
 class _PureFeed:
     guarded_between_units = False  # the units step the environment; nothing runs between them
+    whole_iteration_in_units = True  # so several iterations may run as one call (frl.driver.blocks)
 
     def __init__(self, train: Train, evaluation: PureEvaluation) -> None:
         self.collect, self.learn = train.collect, train.learn
