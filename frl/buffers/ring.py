@@ -183,7 +183,9 @@ def add_(state: TensorDictBase, batch: TensorDictBase) -> TensorDict:
 def stage(state: TensorDictBase, slots: int) -> TensorDict:
     """``state`` with an empty staging area for the next ``slots`` transitions (see the module
     docstring): until :func:`commit_`, :func:`add_` writes into it and :func:`sample` reads
-    through it. Uniform buffers only; ``slots <= capacity``.
+    through it. Uniform buffers only; ``slots <= capacity``. At most ``slots`` transitions may be
+    added before the commit (more is an index error eagerly, and undefined in a compiled graph,
+    which does not check indices).
 
     Returns:
       ``state`` plus ``"staged" [slots]`` (zeros like ``data``), ``"staged_from"`` (the ring slot

@@ -1,10 +1,11 @@
 """Many iterations in one compiled call: a replay agent's collection and learning as one loop.
 
-A one-seed DQN iteration on CartPole is ten environment steps and one minibatch update: ~120 us
-of kernels, called as two compiled units whose Python and C++ wrappers cost as much again (see
-``benchmarks/peers``). :func:`iteration_block` runs ``K`` whole iterations as one compiled call,
-the iteration a loop inside the graph (:func:`frl._compile.scan`), so that the wrappers are paid
-once per ``K`` iterations.
+A one-seed DQN iteration on CartPole is ten environment steps and one minibatch update, called
+as two compiled units, each paying its wrappers on every call (Dynamo's and AOTAutograd's Python,
+the C++ wrapper's set-up: ~30-40 us a call, profiled). :func:`iteration_block` runs ``K`` whole
+iterations as one compiled call, the iteration a loop inside the graph
+(:func:`frl._compile.scan`), so that the wrappers are paid once per ``K`` iterations (one seed:
+8-12 % more env-steps/s, paired runs; see ``benchmarks/peers``).
 
 The replay ring is the one obstacle: collection writes it in place, which a loop inside the graph
 may not do, and carrying it through the loop would copy it on every iteration. The block stages
@@ -68,8 +69,8 @@ def block_size(
     of the run's length up to the most that stage at most :data:`MAX_STAGED` transitions of all
     ``members`` (and at most :data:`MAX_ITERATIONS_PER_CALL`), so that blocks end where the driver
     stops, or that most where no divisor reaches :data:`MIN_ITERATIONS_PER_CALL`; 1 for every other
-    run and where that most is under :data:`MIN_ITERATIONS_PER_CALL` (16 or more one-seed-sized
-    members, at DQN's 10 steps an iteration). An int asks for that ``K``, refused where blocks
+    run and where that most is under :data:`MIN_ITERATIONS_PER_CALL` (13 or more members at
+    DQN's 10 steps an iteration). An int asks for that ``K``, refused where blocks
     cannot run.
     """
     consumes = train.consumes
