@@ -333,15 +333,7 @@ def test_blocks_of_iterations_train_and_log_as_one_iteration_per_call():
     of the run one iteration per call: the iterations before learning starts (0-2) and the one
     whose block would cross a log point (3) run alone, the blocks end at the log points, the
     last iteration runs alone."""
-    cfg = dqn.Config(
-        learning_starts=40,
-        train_frequency=10,
-        target_network_frequency=50,
-        batch_size=16,
-        buffer_size=150,
-        hidden=(16,),
-        total_timesteps=210,
-    )
+    cfg = dataclasses.replace(_small("dqn").config, buffer_size=150, total_timesteps=210)
     kwargs = dict(seeds=2, compile=True, progress=False, eval_episodes=2, log_every=20)
     blocks = run(dqn.make_train(cfg), iterations_per_call=2, **kwargs)
     single = run(dqn.make_train(cfg), iterations_per_call=1, **kwargs)
