@@ -152,7 +152,7 @@ class CompiledUnit:
         leave: Callable | None = None,
     ) -> None:
         self.name, self.compiled, self.fn, self.batched = name, compiled, fn, batched
-        self.eager = vmap(fn) if batched else fn
+        self.eager = self._over_members(fn)
         self.repeats = repeats if compiled else 1
         self.enter, self.leave = enter, leave
         self.metrics_spec: pytree.TreeSpec | None = None
@@ -166,13 +166,17 @@ class CompiledUnit:
         # run before compiling (frl.driver.helper); returns the seconds it spent on other units
         self.before_build: Callable[[], float] | None = None
 
+    def _over_members(self, fn: Callable) -> Callable:
+        """``fn`` (per member) over the stacked members when batched."""
+        return vmap(fn) if self.batched else fn
+
     def _flat(self, fn: Callable, in_specs: list[pytree.TreeSpec], out_spec: pytree.TreeSpec) -> Callable:
         """``fn`` (per member) as a function of the batched trees' flat leaves returning the
         output's flat leaves (vmapped over members when batched)."""
         per_member = member_function(fn, in_specs, out_spec, self.batched)
         if per_member is not None:
             return per_member
-        eager = vmap(fn) if self.batched else fn
+        eager = self._over_members(fn)
 
         def via_pytree(*leaves: Tensor) -> list[Tensor]:
             trees, i = [], 0
@@ -241,7 +245,7 @@ class CompiledUnit:
         it does not change as they came: the same tensors)."""
         state = pytree.tree_unflatten(leaves, state_spec)
         if self.enter is not None:
-            state = (vmap(self.enter) if self.batched else self.enter)(state)
+            state = self._over_members(self.enter)(state)
         entered = pytree.tree_leaves(state)
         inner, metrics = self.eager(state, *inputs)
         if pytree.tree_structure(inner) != pytree.tree_structure(state):
@@ -250,7 +254,7 @@ class CompiledUnit:
         moved = [
             i for i, (a, b) in enumerate(zip(pytree.tree_leaves(inner), entered, strict=True)) if a is not b
         ]
-        out = inner if self.leave is None else (vmap(self.leave) if self.batched else self.leave)(inner)
+        out = inner if self.leave is None else self._over_members(self.leave)(inner)
         if pytree.tree_structure(out) != state_spec:
             raise RuntimeError(f"run: unit {self.name!r} changed the structure of the training state")
         self.metrics_spec = pytree.tree_structure(metrics)

@@ -282,7 +282,12 @@ def run(
     feed.restore(env_states)
     guarded_between = getattr(feed, "guarded_between_units", True)
     health, collect, learn = units(feed, on_nonfinite, batched, compile)
-    periods = (eval_every, log_every or eval_every, checkpoint_every)
+    evals, logs, ckpts = (
+        _Schedule(eval_every),
+        _Schedule(log_every or eval_every),
+        _Schedule(checkpoint_every),
+    )
+    periods = [schedule.every for schedule in (evals, logs, ckpts)]
     size = block_size(
         train,
         state,
@@ -358,11 +363,6 @@ def run(
     )
     if warm is not None:
         warm.load()
-    evals, logs, ckpts = (
-        _Schedule(eval_every),
-        _Schedule(log_every or eval_every),
-        _Schedule(checkpoint_every),
-    )
     for schedule in (evals, logs, ckpts):
         schedule.start(start * per_iteration)
     bar = _progress(progress, iterations * per_iteration, start * per_iteration)
