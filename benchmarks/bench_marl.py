@@ -8,11 +8,13 @@ match). Mean over seeds with 95% percentile bootstrap intervals; learning curves
 Throughput: MAPPO's environment steps per second for 1 and 32 seeds (compile excluded).
 
 VMAS navigation (``--only vmas``): TorchRL's own MAPPO (``benchmarks/peers/torchrl_mappo.py``,
-its multi-agent tutorial's recipe) beside frl's MAPPO and IPPO learners in the same TorchRL
-collector loop (``examples/vmas_mappo.py``), at equal frames and settings, ``--seeds`` seeds each
-over ``--workers`` processes: final team return with bootstrap intervals, env-steps/s, the
+its multi-agent tutorial's recipe) beside frl's learners in the same TorchRL collector loop
+(``examples/vmas_mappo.py``): MAPPO with TorchRL's critic (``team``: one value of the joint
+observation), MAPPO with a value per agent (``joint``: the joint observation and the agent's
+identity, ``n`` times the critic's rows) and IPPO, at equal frames and settings, ``--seeds`` seeds
+each over ``--workers`` processes: final team return with bootstrap intervals, env-steps/s, the
 milliseconds of one minibatch update, the collector's seconds per batch, and two floors: a
-plain-torch forward and backward of the same two networks, and VMAS stepping one batch alone.
+plain-torch forward and backward of TorchRL's two networks, and VMAS stepping one batch alone.
 
     python benchmarks/bench_marl.py                                  # 3m and 2s3z, 8 seeds
     python benchmarks/bench_marl.py --maps 3m --seeds 2 --mappo-steps 50000 --value-steps 0
@@ -181,7 +183,11 @@ def throughput(args: argparse.Namespace) -> dict:
     return out
 
 
-VMAS_VARIANTS = ("torchrl mappo", "frl mappo", "frl ippo")
+VMAS_VARIANTS = ("torchrl mappo", "frl mappo team", "frl mappo joint", "frl ippo")
+"""TorchRL's MAPPO, and frl's learner with a team critic (one value of the joint observation,
+TorchRL's centralised critic), a joint critic (a value per agent: the joint observation and the
+agent's identity) and local critics (IPPO)."""
+CRITICS = {"frl mappo team": "team", "frl mappo joint": "joint", "frl ippo": "local"}
 
 
 def _vmas_job(variant: str, seed: int, iterations: int, epochs: int | None, hidden: int) -> dict:
@@ -196,7 +202,7 @@ def _vmas_job(variant: str, seed: int, iterations: int, epochs: int | None, hidd
         return torchrl_mappo.train(seed, iterations, epochs=epochs, hidden=hidden)
     import vmas_mappo
 
-    critic = "joint" if variant == "frl mappo" else "local"
+    critic = CRITICS[variant]
     epochs = epochs or vmas_mappo.EPOCHS
     return vmas_mappo.train(
         seed, "vmas:navigation", iterations, critic, epochs=epochs, hidden=hidden, log=False
@@ -204,7 +210,8 @@ def _vmas_job(variant: str, seed: int, iterations: int, epochs: int | None, hidd
 
 
 def update_floor_ms(obs_dim: int = 18, n_agents: int = 3, minibatch: int = 400, hidden: int = 256) -> float:
-    """Plain torch: forward and backward of the actor and the joint critic on one minibatch."""
+    """Plain torch: forward and backward of TorchRL's two networks on one minibatch, the actor on
+    every (sample, agent) row and the centralised critic on every sample's joint observation."""
     from torch import nn
 
     def mlp(n_in: int, n_out: int) -> nn.Module:
@@ -217,9 +224,9 @@ def update_floor_ms(obs_dim: int = 18, n_agents: int = 3, minibatch: int = 400, 
         )
         return nn.Sequential(*layers)
 
-    actor, critic = mlp(obs_dim, 4), mlp(n_agents * (obs_dim + 1), 1)
+    actor, critic = mlp(obs_dim, 4), mlp(n_agents * obs_dim, 1)
     obs = torch.randn(minibatch * n_agents, obs_dim)
-    joint = torch.randn(minibatch * n_agents, n_agents * (obs_dim + 1))
+    joint = torch.randn(minibatch, n_agents * obs_dim)
 
     def step() -> None:
         (actor(obs).square().mean() + critic(joint).square().mean()).backward()

@@ -5,8 +5,10 @@ vectorised environments, continuous 2-D forces, a reward per agent), ``RewardSum
 episode returns and a ``Collector`` of 6,000 frames per batch, in TorchRL's group layout
 (``("agents", "observation")`` ``[E, T, n, O]``). frl supplies the learner: one Gaussian actor
 shared by the agents (:class:`frl.nn.GaussianPolicy`), a critic that reads every agent's
-observation (MAPPO, ``--critic joint``) or only its own (IPPO, ``--critic local``) through
-:func:`frl.losses.critic_observation`, GAE per agent (:func:`frl.returns.gae`), and
+observation (MAPPO: ``--critic team``, one value for the team, TorchRL's centralised critic;
+``--critic joint``, a value per agent from the joint observation and the agent's identity) or
+only its own (IPPO, ``--critic local``) through :func:`frl.losses.critic_values`, GAE per agent
+(:func:`frl.returns.gae`), and
 :func:`frl.losses.mappo_loss` in one pure update (:func:`frl.update.make_update`), compiled once.
 The settings are the tutorial's: 30 epochs of 400-frame minibatches per batch, Adam at 3e-4,
 gradients clipped at norm 1, clip 0.2, gamma 0.99, lambda 0.9, two 256-unit tanh layers.
@@ -15,7 +17,7 @@ gradients clipped at norm 1, clip 0.2, gamma 0.99, lambda 0.9, two 256-unit tanh
 landmarks, discrete moves) through TorchRL's ``PettingZooWrapper`` (its group is ``"agent"``, one
 environment per ``SerialEnv`` worker): the actor becomes categorical, the rest is unchanged.
 
-    python examples/vmas_mappo.py [--env vmas:navigation] [--iterations 10] [--critic joint|local]
+    python examples/vmas_mappo.py [--env vmas:navigation] [--iterations 10] [--critic team|joint|local]
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from torchrl.envs.libs.vmas import VmasEnv
 import frl
 from frl import nn, optim, random
 from frl.distributions import Categorical, DiagGaussian
-from frl.losses import bind, critic_observation, mappo_loss
+from frl.losses import bind, critic_values, mappo_loss
 from frl.returns import gae
 from frl.update import make_update
 
@@ -96,7 +98,7 @@ def train(
     seed: int = 0,
     env_id: str = "vmas:navigation",
     iterations: int = 10,
-    critic_input: str = "joint",
+    critic_input: str = "team",
     compiled: bool = True,
     frames_per_batch: int = FRAMES_PER_BATCH,
     epochs: int = EPOCHS,
@@ -123,14 +125,14 @@ def train(
         actor = nn.CategoricalPolicy(obs_dim, int(action_spec.space.n), hidden=(hidden, hidden))
     else:
         actor = nn.GaussianPolicy(obs_dim, action_spec.shape[-1], hidden=(hidden, hidden))
-    critic_dim = {"joint": N_AGENTS * (obs_dim + 1), "local": obs_dim}[critic_input]
-    critic = nn.ValueNetwork(critic_dim, hidden=(hidden, hidden))
+    inputs = {"team": N_AGENTS * obs_dim, "joint": N_AGENTS * (obs_dim + 1), "local": obs_dim}
+    critic = nn.ValueNetwork(inputs[critic_input], hidden=(hidden, hidden))
     k_actor, k_critic, key = random.split(random.key(seed), 3)
     params = TensorDict({"actor": actor.init(k_actor), "critic": critic.init(k_critic)}, batch_size=[])
     dist = Categorical() if discrete else DiagGaussian()
 
     def value(p: TensorDict, obs: Tensor) -> Tensor:  # [..., n, O] -> [..., n]
-        return critic.apply(p, critic_observation(critic_input, obs))
+        return critic_values(critic_input, critic.apply, p, obs)
 
     # LEARNER: the MAPPO loss over (sample, agent), gradients clipped, Adam; one compiled step
     loss = bind(
@@ -239,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--env", choices=ENVIRONMENTS, default="vmas:navigation")
     parser.add_argument("--iterations", type=int, default=10)
-    parser.add_argument("--critic", choices=("joint", "local"), default="joint", help="MAPPO or IPPO")
+    parser.add_argument("--critic", choices=("team", "joint", "local"), default="team", help="MAPPO or IPPO")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eager", action="store_true", help="skip torch.compile")
     args = parser.parse_args(argv)

@@ -74,7 +74,7 @@ def test_highway_env_comes_through_gym_with_continuous_actions_and_trains_sac():
 
 def test_the_vmas_example_runs_frls_mappo_learner_in_a_torchrl_collector_loop():
     example = _load("vmas_mappo")
-    runs = [("vmas:navigation", "joint"), ("vmas:navigation", "local"), ("mpe2:simple_spread", "joint")]
+    runs = [("vmas:navigation", "team"), ("vmas:navigation", "local"), ("mpe2:simple_spread", "joint")]
     for env_id, critic in runs:  # MAPPO and IPPO on VMAS (forces); MAPPO on MPE2 (discrete moves)
         result = example.train(
             0, env_id, 2, critic, compiled=False, frames_per_batch=400, epochs=1, num_envs=4, log=False

@@ -20,6 +20,7 @@ ACTOR = nn.MLP((OBS, 16, ACT), "tanh")
 LOCAL_CRITIC = nn.MLP((OBS, 16, 1), "tanh")
 STATE_CRITIC = nn.MLP((STATE + N, 16, 1), "tanh")
 JOINT_CRITIC = nn.MLP((N * OBS + N, 16, 1), "tanh")
+TEAM_CRITIC = nn.MLP((N * OBS, 16, 1), "tanh")
 QNET = nn.MLP((OBS, 16, ACT), "relu")
 MIXER = nn.QMixer(N, STATE, embed_dim=8, hypernet_hidden=16)
 
@@ -97,6 +98,16 @@ def mixer_apply(params, q, state):
     return MIXER.apply(params["mixer"], q, state)
 
 
+MAPPO_TEAM = losses.bind(
+    losses.mappo_loss,
+    "actor",
+    "critic",
+    policy_apply=ACTOR.apply,
+    value_apply=value_of(TEAM_CRITIC),
+    dist=D.Categorical(),
+    critic_input="team",
+    entropy_coef=0.01,
+)
 MAPPO = losses.bind(
     losses.mappo_loss,
     "actor",
@@ -142,6 +153,49 @@ def test_centralised_critic_sees_every_agent_and_the_shared_actor_only_its_own_o
     # the shared actor gets gradient from every agent's samples
     grads = torch.func.grad(lambda p: MAPPO(p, on_policy_batch(0, masked=True))[0])(actor_critic(0))
     assert float(grads["actor"].apply(torch.abs).sum(reduce=True)) > 0
+
+
+def test_team_critic_is_one_value_of_every_agents_observation_that_the_agents_share():
+    params = actor_critic(0, TEAM_CRITIC)
+    batch = on_policy_batch(0)
+    obs = batch["agents", "observation"]
+    team = value_of(TEAM_CRITIC)
+    c = losses.critic_observation("team", obs)
+    assert c.shape == (B, 1, N * OBS)
+    value = losses.critic_values("team", team, params["critic"], obs)
+    assert value.shape == (B, N)
+    expected = TEAM_CRITIC.apply(params["critic"], obs.reshape(B, N * OBS)).squeeze(-1)
+    for i in range(N):
+        torch.testing.assert_close(value[:, i], expected)
+    moved = obs.clone()
+    moved[:, 2] += 1.0
+    changed = losses.critic_values("team", team, params["critic"], moved)
+    assert (changed[:, 0] - value[:, 0]).abs().min() > 1e-4, "the team value must see agent 2"
+
+    # the loss equals the "joint" path with a critic that ignores the agent's identity (the same
+    # value for every agent, computed n times): the same loss, metrics and gradients
+    def blind(p, joint_input):
+        return team(p, joint_input[..., : N * OBS])
+
+    joint = losses.bind(
+        losses.mappo_loss,
+        "actor",
+        "critic",
+        policy_apply=ACTOR.apply,
+        value_apply=blind,
+        dist=D.Categorical(),
+        critic_input="joint",
+        entropy_coef=0.01,
+    )
+    got, want = MAPPO_TEAM(params, batch), joint(params, batch)
+    torch.testing.assert_close(got[0], want[0])
+    for name, value in want[1].items():
+        torch.testing.assert_close(got[1][name], value)
+    g_team = torch.func.grad(lambda p: MAPPO_TEAM(p, batch)[0])(params)
+    g_joint = torch.func.grad(lambda p: joint(p, batch)[0])(params)
+    for k, g in g_joint.items(True, True):
+        torch.testing.assert_close(g_team[k], g, msg=str(k))
+    assert float(g_team["critic"].apply(torch.abs).sum(reduce=True)) > 0.0
 
 
 def test_ippo_with_shared_params_equals_the_single_agent_ppo_loss_on_the_flattened_batch():
@@ -330,6 +384,13 @@ def test_value_decomposition_targets_by_hand():
             r"`next.reward` must have the batch shape \[6\]",
         ),
         (lambda: losses.critic_observation("global", torch.zeros(2, N, OBS)), ValueError, "one of"),
+        (
+            lambda: losses.critic_values(
+                "team", lambda p, c: c.sum(-1).expand(2, N), None, torch.zeros(2, N, OBS)
+            ),
+            ValueError,
+            r"one value per sample, shape \[2, 1\], got \[2, 3\]",
+        ),
         (lambda: losses.critic_observation("state", torch.zeros(2, N, OBS)), ValueError, "global state"),
         (
             lambda: losses.critic_observation("state", torch.zeros(2, N, OBS), torch.zeros(3, STATE)),
@@ -361,6 +422,7 @@ def test_bad_input_names_the_field(make, error, match):
 
 CASES = [
     Case("mappo_masked", MAPPO, lambda i: (actor_critic(i), on_policy_batch(i, masked=True))),
+    Case("mappo_team", MAPPO_TEAM, lambda i: (actor_critic(i, TEAM_CRITIC), on_policy_batch(i))),
     Case("vdn", VDN, lambda i: (q_params(i, mixer=False), transition_batch(i))),
     Case("qmix", QMIX, lambda i: (q_params(i), transition_batch(i))),
     Case(

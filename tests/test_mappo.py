@@ -86,6 +86,13 @@ def test_ippo_critics_read_their_own_observation_and_mappo_the_state():
     assert central.init(random.key(0))["params", "critic", "0", "weight"].shape == (16, env.state_dim + n)
     joint = mappo.make_train(mappo.Config(**SMALL, critic_input="joint"))
     assert joint.init(random.key(0))["params", "critic", "0", "weight"].shape == (16, n * env.obs_dim + n)
+    team = mappo.make_train(mappo.Config(**SMALL, critic_input="team"))
+    state = team.init(random.key(0))
+    assert state["params", "critic", "0", "weight"].shape == (16, n * env.obs_dim)
+    state, metrics = team.step(state)
+    values = state["data", "agents", "state_value"]  # one team value, every agent's
+    assert values.shape == (4, 32, n) and torch.equal(values, values[..., :1].expand_as(values))
+    assert torch.isfinite(metrics["loss"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +110,11 @@ class _Stateless(MicroCombat):
         ),
         (lambda: mappo.make_train(mappo.Config(**SMALL), _Stateless()), ValueError, "needs a global state"),
         (lambda: mappo.Config(critic_input="global"), ValueError, "critic_input"),
+        (
+            lambda: mappo.make_train(mappo.Config(**SMALL, critic_input="team", share_params=False)),
+            ValueError,
+            "critic_input='team' is one value that every agent shares",
+        ),
         (lambda: mappo.make_train_ippo(mappo.Config(**SMALL)), TypeError, "ippo Config"),
         (lambda: envs.make("MicroCombat-9z-v0"), ValueError, "unknown environment"),
     ],

@@ -3,7 +3,8 @@
 MAPPO (Yu et al. 2022, "The surprising effectiveness of PPO in cooperative multi-agent games",
 https://arxiv.org/abs/2103.01955) trains decentralised actors (each reads its own observation and
 samples among its legal actions) with a centralised critic (the environment's global state, or
-every agent's observation, plus the agent's identity); IPPO (de Witt et al. 2020,
+every agent's observation, plus the agent's identity; or ``critic_input="team"``, one value of
+every agent's observation shared by the team); IPPO (de Witt et al. 2020,
 https://arxiv.org/abs/2011.09533) gives each agent a critic of its own observation. One iteration,
 as PPO's (:mod:`frl.algos.ppo`):
 
@@ -38,7 +39,7 @@ from frl.algos.config import hyper, setting
 from frl.algos.spec import Segments, collection_chunk
 from frl.algos.train import Train, Unit, WrapOptimizer, resolve_env
 from frl.distributions import DiagGaussian, MaskedCategorical
-from frl.losses import bind, critic_observation, mappo_loss
+from frl.losses import bind, critic_values, mappo_loss
 from frl.losses.marl import CRITIC_INPUTS
 from frl.returns import gae
 
@@ -91,13 +92,17 @@ def _with_identity(x: Tensor) -> Tensor:
 def networks(config: Config, env: Any) -> tuple[Callable, Callable, Callable, Callable]:
     """``(actor_init, actor_apply, critic_init, critic_apply)``: ``actor_apply(params, obs [..., n, O])
     -> logits [..., n, A]`` (or, for a box of ``D`` actions per agent, a Gaussian's ``(mean,
-    log_std)``, each ``[..., n, D]``); ``critic_apply(params, c [..., n, D]) -> [..., n]``, ``c`` the
-    critic input :func:`frl.losses.critic_observation` builds from the observations and the state."""
+    log_std)``, each ``[..., n, D]``); ``critic_apply(params, c [..., m, D]) -> [..., m]``, ``c`` the
+    critic input :func:`frl.losses.critic_observation` builds from the observations and the state
+    (``m = 1`` for a team critic, else ``n``)."""
     n, obs_dim = env.n_agents, env.obs_dim
     shared, ids = config.share_params, config.share_params and config.agent_id
-    critic_in = {"local": obs_dim, "joint": n * obs_dim + n, "state": getattr(env, "state_dim", 0) + n}[
-        config.critic_input
-    ]
+    critic_in = {
+        "local": obs_dim,
+        "joint": n * obs_dim + n,
+        "state": getattr(env, "state_dim", 0) + n,
+        "team": n * obs_dim,
+    }[config.critic_input]
     actor: Any
     if env.discrete:
         actor = nn.MLP(
@@ -138,7 +143,7 @@ def team_advantages(critic_input: str, group: str) -> Callable[..., TensorDictBa
         def values(where: tuple[str, ...]) -> Tensor:
             obs = segment[(*where, group, "observation")]
             state = segment.get((*where, "state"), None)
-            return value_apply(critic_params, critic_observation(critic_input, obs, state)).detach()
+            return critic_values(critic_input, value_apply, critic_params, obs, state).detach()
 
         value, next_value = values(()), values(("next",))  # [E, T, n]
 
@@ -176,6 +181,11 @@ def make_train(config: Config, env: Any = None, *, wrap_optimizer: WrapOptimizer
         raise ValueError(
             f"{config.agent}: critic_input='state' needs a global state; {env.id} has none: "
             "use 'joint' or 'local'"
+        )
+    if config.critic_input == "team" and not config.share_params:
+        raise ValueError(
+            f"{config.agent}: critic_input='team' is one value that every agent shares, from one critic; "
+            "share_params=False gives each agent its own: use critic_input='joint', or share_params=True"
         )
     group = env.group
     actor_init, actor_apply, critic_init, critic_apply = networks(config, env)

@@ -17,8 +17,9 @@ TorchRL environments, in TorchRL's multi-agent layout with frl's episode keys:
   (:mod:`frl.envs.torchrl_groups`).
 
 MAPPO and IPPO train on it with each agent's reward (GAE per agent, as the tutorial does) and a
-critic of every agent's observation (``critic_input="joint"``; VMAS has no global state) or its
-own (``"local"``).
+critic of every agent's observation (``critic_input="joint"``, a value per agent, or ``"team"``,
+one value the agents share, as the tutorial's; VMAS has no global state) or its own
+(``"local"``).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ recompiles).
 from frl.losses._batch import PER_SAMPLE, bind, squeeze_trailing
 from frl.losses.dqn import dqn_loss, dqn_td_error, q_regression
 from frl.losses.intrinsic import icm_loss, rnd_loss
-from frl.losses.marl import critic_observation, mappo_loss, value_decomposition_loss
+from frl.losses.marl import critic_observation, critic_values, mappo_loss, value_decomposition_loss
 from frl.losses.policy_terms import (
     clipped_surrogate,
     entropy_bonus,
@@ -51,6 +51,7 @@ __all__ = [
     "clipped_surrogate",
     "clipped_value_loss",
     "critic_observation",
+    "critic_values",
     "discrete_sac_loss",
     "double_q_target",
     "dqn_loss",

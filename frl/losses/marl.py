@@ -35,13 +35,21 @@ from frl.losses.ppo import clipped_objective
 from frl.losses.value_terms import regression_loss, td_target
 from frl.tree import assemble
 
-__all__ = ["CRITIC_INPUTS", "GROUP", "critic_observation", "mappo_loss", "value_decomposition_loss"]
+__all__ = [
+    "CRITIC_INPUTS",
+    "GROUP",
+    "critic_observation",
+    "critic_values",
+    "mappo_loss",
+    "value_decomposition_loss",
+]
 
 GROUP = "agents"
 """The default group key (TorchRL's name for a group of homogeneous agents)."""
-CRITIC_INPUTS = ("local", "joint", "state")
+CRITIC_INPUTS = ("local", "joint", "state", "team")
 """What a critic reads: ``"local"`` its agent's observation (IPPO); ``"joint"`` every agent's
-observation; ``"state"`` the environment's global state (the last two: MAPPO)."""
+observation and its identity; ``"state"`` the environment's global state and its identity;
+``"team"`` every agent's observation, one value for the team (the last three: MAPPO)."""
 
 
 def critic_observation(kind: str, observation: Tensor, state: Tensor | None = None) -> Tensor:
@@ -50,7 +58,11 @@ def critic_observation(kind: str, observation: Tensor, state: Tensor | None = No
     * ``"local"``: ``o_i`` (``D = O``), a decentralised critic;
     * ``"joint"``: ``[o_1, ..., o_n, onehot(i)]`` (``D = n O + n``);
     * ``"state"``: ``[s, onehot(i)]`` (``D = S + n``, ``state [..., S]``), MAPPO's agent-specific
-      global state with the agent's identity.
+      global state with the agent's identity;
+    * ``"team"``: ``[o_1, ..., o_n]`` as one row ``[..., 1, n O]``: a single value of the joint
+      observation that every agent shares (TorchRL's centralised ``MultiAgentMLP`` with shared
+      params), ``n`` times fewer critic rows than ``"joint"``; :func:`critic_values` gives it to
+      the agents.
 
     The one-hot identity lets a critic shared across the agent dim give each agent its own value
     of the same joint input.
@@ -64,6 +76,8 @@ def critic_observation(kind: str, observation: Tensor, state: Tensor | None = No
         )
     if kind == "local":
         return observation
+    if kind == "team":
+        return observation.flatten(-2).unsqueeze(-2)
     n = observation.shape[-2]
     batch = observation.shape[:-2]
     if kind == "joint":
@@ -82,6 +96,41 @@ def critic_observation(kind: str, observation: Tensor, state: Tensor | None = No
         shared = state
     identity = torch.eye(n, dtype=shared.dtype, device=shared.device).expand(*batch, n, n)
     return torch.cat([shared.unsqueeze(-2).expand(*batch, n, shared.shape[-1]), identity], dim=-1)
+
+
+def critic_values(
+    kind: str,
+    value_apply: Callable[[TensorDictBase, Tensor], Tensor],
+    critic_params: TensorDictBase,
+    observation: Tensor,
+    state: Tensor | None = None,
+) -> Tensor:
+    """Each agent's value ``V_i = value_apply(critic_params, c)[..., i]`` of its critic input ``c =``
+    :func:`critic_observation` ``(kind, observation, state)``: ``[..., n]``.
+
+    A ``"team"`` critic reads one row, ``[..., 1, n O] -> [..., 1]``, and its value is every
+    agent's (``V_i = V(o_1, ..., o_n)``, an expanded view: its gradient is the sum over the agents).
+
+    Args:
+      kind: one of :data:`CRITIC_INPUTS`.
+      value_apply: ``(critic_params, c [..., m, D]) -> [..., m]`` (``m = 1`` for a team critic,
+        ``n`` otherwise).
+      critic_params: the critic's params.
+      observation: ``[..., n, O]``; state: ``[..., S]`` for a ``"state"`` critic.
+
+    Returns:
+      ``[..., n]``.
+    """
+    value = value_apply(critic_params, critic_observation(kind, observation, state))
+    if kind != "team":
+        return value
+    agents = observation.shape[:-1]
+    if value.shape != (*agents[:-1], 1):
+        raise ValueError(
+            f"critic_values: a team critic's `value_apply` must give one value per sample, shape "
+            f"{[*agents[:-1], 1]}, got {list(value.shape)}"
+        )
+    return value.expand(agents)
 
 
 def _policy_params(owner: str, dist: Distribution, logits: Any, mask: Tensor | None) -> Any:
@@ -121,8 +170,9 @@ def mappo_loss(
     ``L_pi = -mean_{b,i} min(r_i A_i, clip(r_i, 1 - eps, 1 + eps) A_i)``,
     ``L_V = mean_{b,i} (V_i(c_i) - y_i)^2 / 2`` (or PPO's clipped value loss with
     ``value_clip_eps``), ``L_H = -mean_{b,i} H(pi(.|o_i))``, where the critic's input ``c_i`` is
-    :func:`critic_observation` ``(critic_input, o, state)``: MAPPO with ``"state"`` or ``"joint"``,
-    IPPO with ``"local"``. The actor always reads only its own observation.
+    :func:`critic_observation` ``(critic_input, o, state)``: MAPPO with ``"state"``, ``"joint"`` or
+    ``"team"`` (one value ``V(c)`` for every agent, :func:`critic_values`), IPPO with ``"local"``.
+    The actor always reads only its own observation.
 
     Args:
       actor_params, critic_params: the policy's and the critic's params.
@@ -132,10 +182,11 @@ def mappo_loss(
         masked; ``state [B, S]`` for a ``"state"`` critic.
       policy_apply: ``(actor_params, obs [B, n, O]) -> logits [B, n, A]`` (or a continuous
         family's parameters).
-      value_apply: ``(critic_params, c [B, n, D]) -> [B, n]``.
+      value_apply: ``(critic_params, c [B, n, D]) -> [B, n]`` (``[B, 1, D] -> [B, 1]`` for a
+        ``"team"`` critic).
       dist: the policy's family; :class:`~frl.distributions.MaskedCategorical` when the batch has
         action masks (its parameters become ``(logits, mask)``).
-      critic_input: ``"state"``, ``"joint"`` or ``"local"``.
+      critic_input: one of :data:`CRITIC_INPUTS`.
       clip_eps, value_clip_eps, entropy_coef, value_coef: coefficients (floats or 0-d tensors).
       normalize_advantage: standardise advantages over the minibatch and the agents.
       group: the agents' group key.
@@ -164,7 +215,7 @@ def mappo_loss(
     B.check_per_sample(
         owner, log_prob.shape, action_log_prob=old_log_prob, advantage=advantage, value_target=value_target
     )
-    value = value_apply(critic_params, critic_observation(critic_input, obs, state))
+    value = critic_values(critic_input, value_apply, critic_params, obs, state)
     B.check_output(owner, "value_apply", log_prob.shape, value)
     old_value = None
     if value_clip_eps is not None:
