@@ -4,6 +4,8 @@ MAPPO and IPPO."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -135,3 +137,43 @@ def test_bad_input_is_one_line_naming_it(argv, match, capsys, tmp_path):
     code = cli_main([*argv, "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2 and match in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_first_episodes_count_each_batched_environments_first_episode_only():
+    """CartPole pays 1 a step and restarts an ended episode within the step: each environment's
+    count must stop at its own first end, which comes at different steps."""
+    from frl.driver.evaluation import first_episodes
+
+    def act(td):
+        td["action"] = (td["observation"][..., 2] > 0).to(torch.int64)  # push towards the lean
+
+    returns = first_episodes(envs.to_torchrl(envs.make("CartPole-v1"), num_envs=6, seed=4), act, 500, 6)
+    env = envs.to_torchrl(envs.make("CartPole-v1"), num_envs=6, seed=4)
+    td, first_end = env.reset(), [0] * 6
+    for t in range(500):
+        act(td)
+        td = env.step(td)
+        for i, done in enumerate(td["next", "done"].reshape(6).tolist()):
+            first_end[i] = first_end[i] or (t + 1 if done else 0)
+        td = td["next"]
+    assert returns.dtype == torch.float64 and returns.tolist() == [float(n) for n in first_end]
+    assert len(set(first_end)) > 1 and 0 not in first_end
+
+
+def test_vmas_evaluates_its_episodes_as_one_batch(navigation):
+    from frl.driver.evaluation import episode_returns
+
+    train = algos.get("mappo").make_train(algos.get("mappo").config.preset("vmas:navigation"), navigation)
+    params = train.init(frl.random.key(0))["params"]
+    calls = []
+    make_env = navigation.make_env
+
+    class Counting(type(navigation)):
+        def make_env(self, *args, **kwargs):
+            calls.append(kwargs.get("num_envs", 1))
+            return make_env(*args, **kwargs)
+
+    train = dataclasses.replace(train, env=Counting("navigation"))
+    returns = episode_returns(train, params, 3, 4)
+    assert calls == [4] and returns.shape == (4,) and torch.isfinite(returns).all()
+    torch.testing.assert_close(returns, episode_returns(train, params, 3, 4))  # seeded

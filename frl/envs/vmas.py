@@ -59,6 +59,7 @@ class VmasTask(GroupTask):
     action_space: Box | Discrete = field(init=False, compare=False)
 
     group: ClassVar[str] = GROUP
+    batched_episodes: ClassVar[bool] = True  # VMAS simulates its environments as one batch
 
     def __post_init__(self) -> None:
         if not isinstance(self.scenario, str) or not self.scenario:
