@@ -98,27 +98,23 @@ def mixer_apply(params, q, state):
     return MIXER.apply(params["mixer"], q, state)
 
 
-MAPPO_TEAM = losses.bind(
-    losses.mappo_loss,
-    "actor",
-    "critic",
-    policy_apply=ACTOR.apply,
-    value_apply=value_of(TEAM_CRITIC),
-    dist=D.Categorical(),
-    critic_input="team",
-    entropy_coef=0.01,
-)
-MAPPO = losses.bind(
-    losses.mappo_loss,
-    "actor",
-    "critic",
-    policy_apply=ACTOR.apply,
-    value_apply=value_of(STATE_CRITIC),
-    dist=D.MaskedCategorical(),
-    critic_input="state",
-    value_clip_eps=0.2,
-    entropy_coef=0.01,
-)
+def mappo(critic_input: str, value_apply, dist=None, **settings):
+    """``mappo_loss`` bound to the shared actor and a critic (entropy coefficient 0.01)."""
+    return losses.bind(
+        losses.mappo_loss,
+        "actor",
+        "critic",
+        policy_apply=ACTOR.apply,
+        value_apply=value_apply,
+        dist=dist or D.Categorical(),
+        critic_input=critic_input,
+        entropy_coef=0.01,
+        **settings,
+    )
+
+
+MAPPO_TEAM = mappo("team", value_of(TEAM_CRITIC))
+MAPPO = mappo("state", value_of(STATE_CRITIC), D.MaskedCategorical(), value_clip_eps=0.2)
 VDN = losses.bind(losses.value_decomposition_loss, "online", "target", q_apply=q_apply, gamma=0.9)
 QMIX = losses.bind(
     losses.value_decomposition_loss, "online", "target", q_apply=q_apply, mixer_apply=mixer_apply, gamma=0.9
@@ -177,16 +173,7 @@ def test_team_critic_is_one_value_of_every_agents_observation_that_the_agents_sh
     def blind(p, joint_input):
         return team(p, joint_input[..., : N * OBS])
 
-    joint = losses.bind(
-        losses.mappo_loss,
-        "actor",
-        "critic",
-        policy_apply=ACTOR.apply,
-        value_apply=blind,
-        dist=D.Categorical(),
-        critic_input="joint",
-        entropy_coef=0.01,
-    )
+    joint = mappo("joint", blind)
     got, want = MAPPO_TEAM(params, batch), joint(params, batch)
     torch.testing.assert_close(got[0], want[0])
     for name, value in want[1].items():

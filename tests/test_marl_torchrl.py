@@ -130,6 +130,10 @@ def test_mappo_and_ippo_run_in_the_collector_driver(algo, env_id):
             ["train", "mappo", "--env", "vmas:navigation", "--config.critic_input", "state"],
             "needs a global state",
         ),
+        (  # the preset's team critic is one network for every agent
+            ["train", "mappo", "--env", "vmas:navigation", "--config.share_params", "false"],
+            "critic_input='team' is one value that every agent shares",
+        ),
         (["train", "ippo", "--env", "mpe2:no_such"], "mpe2: unknown scenario 'no_such'"),
     ],
 )
