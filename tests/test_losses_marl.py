@@ -176,8 +176,8 @@ def test_team_critic_is_one_value_of_every_agents_observation_that_the_agents_sh
     joint = mappo("joint", blind)
     got, want = MAPPO_TEAM(params, batch), joint(params, batch)
     torch.testing.assert_close(got[0], want[0])
-    for name, value in want[1].items():
-        torch.testing.assert_close(got[1][name], value)
+    for name, metric in want[1].items():
+        torch.testing.assert_close(got[1][name], metric)
     g_team = torch.func.grad(lambda p: MAPPO_TEAM(p, batch)[0])(params)
     g_joint = torch.func.grad(lambda p: joint(p, batch)[0])(params)
     for k, g in g_joint.items(True, True):
