@@ -168,8 +168,10 @@ def episode_returns(
     steps = train.env.max_episode_steps
     try:
         if batched:
-            return first_episodes(env, act, steps, episodes).to(torch.get_default_dtype())
-        return torch.tensor([_episode(env, act, steps) for _ in range(episodes)])
+            returns = first_episodes(env, act, steps, episodes)
+        else:  # one environment: each episode is the first after a reset
+            returns = torch.cat([first_episodes(env, act, steps, 1) for _ in range(episodes)])
+        return returns.to(torch.get_default_dtype())
     finally:
         env.close()
 
@@ -196,21 +198,6 @@ def first_episodes(env: Any, act: Callable[[TensorDictBase], None], max_steps: i
                 break
             td = td["next"].exclude("reward", "done", "terminated", "truncated")
     return torch.where(torch.isfinite(total), total, math.nan)
-
-
-def _episode(env: Any, act: Callable[[TensorDictBase], None], max_steps: int) -> float:
-    """The raw return of one episode (at most ``max_steps`` steps; ``act`` writes the action)."""
-    td = env.reset()
-    total = 0.0
-    with torch.no_grad():
-        for _ in range(max_steps):
-            act(td)
-            td = env.step(td)
-            total += float(td["next", "reward"].sum())
-            if bool(td["next", "done"].any()):
-                break
-            td = td["next"].exclude("reward", "done", "terminated", "truncated")
-    return total if math.isfinite(total) else float("nan")
 
 
 def evaluate(
