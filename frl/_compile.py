@@ -434,6 +434,9 @@ def scan(
         for _ in range(length):
             carry, y = body(carry)
             ys.append(y)
+        eager = not torch.compiler.is_compiling()
+        if eager and type(y) is tuple and all(type(x) is torch.Tensor for x in y):  # no pytree walk
+            return carry, tuple(torch.stack(column) for column in zip(*ys, strict=True))
         return carry, pytree.tree_map(lambda *xs: torch.stack(xs), *ys)
     from torch._higher_order_ops import scan as torch_scan
 

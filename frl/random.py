@@ -779,8 +779,13 @@ def gumbel(key: Tensor, shape: Shape = (), dtype: torch.dtype = torch.float32) -
     """
     _check_key(key, "gumbel")
     _check_float_dtype(dtype, "gumbel")
+    return -_negated_gumbel(key, shape, dtype)
+
+
+def _negated_gumbel(key: Tensor, shape: Shape, dtype: torch.dtype) -> Tensor:
+    """``log(-log(u))``: minus :func:`gumbel`'s samples (``x - this`` is ``x + gumbel`` exactly)."""
     u = uniform(key, shape, dtype, torch.finfo(dtype).tiny, 1.0)
-    return -torch.log(-torch.log(u))
+    return torch.log(-torch.log(u))
 
 
 # --------------------------------------------------------------------------------------
@@ -820,8 +825,10 @@ def categorical(key: Tensor, logits: Tensor, axis: int = -1, shape: Shape | None
         raise ValueError(
             f"categorical: `shape` {list(shape)} must end with the logits batch shape {list(batch_shape)}"
         )
-    noise = gumbel(key, tuple(shape[:n_prefix]) + tuple(logits.shape), logits.dtype)
-    return torch.argmax(noise + logits, dim=axis - logits.dim())
+    _check_float_dtype(logits.dtype, "categorical")
+    # logits + g, as logits - (-g): the same floats, one op fewer
+    negated = _negated_gumbel(key, tuple(shape[:n_prefix]) + tuple(logits.shape), logits.dtype)
+    return torch.argmax(logits - negated, dim=axis - logits.dim())
 
 
 def bernoulli(key: Tensor, p: Scalar = 0.5, shape: Shape | None = None) -> Tensor:

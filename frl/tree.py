@@ -5,6 +5,9 @@ which have no ``torch.func.vmap`` batching rule), so all of them work eagerly, u
 under ``torch.compile``. :func:`map_leaves`, :func:`assemble` and :func:`replace` walk and build
 plain TensorDicts (no batch dims, device or dim names) without TensorDict's per-entry validation:
 in the training units that is most of the Python run eagerly and of the lines dynamo traces.
+:func:`leaf_lists` hands plain eager code the leaves as lists for ``torch._foreach_*`` ops
+instead (one call per op over every leaf: the optimizer's eager path), :func:`with_leaves` puts
+values back into a tree's structure.
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
+from frl._compile import readable
+
 __all__ = [
     "assemble",
     "entries",
     "global_norm",
+    "leaf_lists",
     "leaves",
     "lerp",
     "map_leaves",
@@ -28,6 +34,7 @@ __all__ = [
     "stack",
     "to_flat_dict",
     "unstack",
+    "with_leaves",
     "zeros_like",
 ]
 
@@ -43,6 +50,120 @@ def leaves(tree: TensorDictBase) -> list[Tensor]:
     return out
 
 
+def _gather_leaves(trees: Sequence[TensorDictBase], lists: list[list[Tensor]]) -> bool:
+    """Appends each plain tree's leaves to its list, walking the trees together in the first
+    one's key order; False where a sub-tree is not plain or the trees' keys or orders differ."""
+    fields = []
+    for tree in trees:
+        if not _plain(tree):
+            return False
+        fields.append(tree._tensordict)
+    first = fields[0]
+    if any(list(other) != list(first) for other in fields[1:]):
+        return False
+    for key, value in first.items():
+        if isinstance(value, Tensor):
+            for out, other in zip(lists, fields, strict=True):
+                leaf = other[key]
+                if not isinstance(leaf, Tensor):
+                    return False
+                out.append(leaf)
+        elif not _gather_leaves([other[key] for other in fields], lists):
+            return False
+    return True
+
+
+def _plain_leaves(tree: TensorDictBase, out: list[Tensor]) -> bool:
+    """Appends the leaves of ``tree`` to ``out`` (in :func:`leaves` order); False where a sub-tree
+    is not plain."""
+    if not _plain(tree):
+        return False
+    for value in tree._tensordict.values():
+        if isinstance(value, Tensor):
+            out.append(value)
+        elif not _plain_leaves(value, out):
+            return False
+    return True
+
+
+def leaf_lists(*trees: TensorDictBase) -> list[list[Tensor]] | None:
+    """The leaves of each tree as a list, for ``torch._foreach_*`` ops, or ``None``.
+
+    Lists are given only where per-leaf code and one ``torch._foreach_*`` call over the lists
+    compute the same values: eagerly (nothing compiling or tracing, no ``torch.func`` transform),
+    the trees plain (no batch dims, device or dim names) with the same keys in the same order, and
+    every leaf a tensor of one dtype that needs no gradient. On CPU a foreach op runs the per-leaf
+    kernel on each leaf without the Python and dispatch cost of a call per leaf: an Adam step over
+    PPO's 12 leaves took half the time. Callers keep the per-leaf path for ``None`` (under
+    ``vmap``, ``grad`` and ``torch.compile``, where foreach ops have no batching rule or buy
+    nothing).
+
+    Args:
+      *trees: TensorDicts.
+
+    Returns:
+      One list of leaves per tree, in :func:`leaves` order, or ``None``.
+    """
+    if not trees:
+        raise ValueError("leaf_lists: pass at least one tree")
+    if torch.compiler.is_compiling() or torch._C._functorch.peek_interpreter_stack() is not None:
+        return None
+    if len(trees) == 1:  # nothing to pair
+        lists = [[]]
+        if not _plain_leaves(trees[0], lists[0]):
+            return None
+    else:
+        lists = [[] for _ in trees]
+        if not _gather_leaves(trees, lists):
+            return None
+    if not lists[0]:
+        return None
+    dtype = lists[0][0].dtype
+    for out in lists:
+        if not readable(out[0]) or any(x.dtype != dtype or x.requires_grad for x in out):
+            return None
+    return lists
+
+
+def with_leaves(tree: TensorDictBase, values: Sequence[Tensor]) -> TensorDictBase:
+    """``values`` (one per leaf of ``tree``, in :func:`leaves` order) with ``tree``'s structure.
+
+    Args:
+      tree: a TensorDict.
+      values: as many tensors as ``tree`` has leaves.
+
+    Returns:
+      A TensorDict like ``tree``.
+    """
+    it = iter(values)
+    try:
+        try:
+            out = _rebuilt(tree, it)
+        except _NotPlain:
+            it = iter(values)
+            out = map_leaves(lambda _: next(it), tree)
+    except StopIteration:
+        raise ValueError("with_leaves: fewer values than the tree has leaves") from None
+    if next(it, None) is not None:
+        raise ValueError("with_leaves: more values than the tree has leaves")
+    return out
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _rebuilt(tree: TensorDictBase, it: Any) -> TensorDict:
+    """A plain ``tree``'s structure holding the next values of ``it`` (raises :class:`_NotPlain`
+    at a sub-tree with batch dims, a device or dim names)."""
+    if not _plain(tree):
+        raise _NotPlain
+    out = {}
+    for key, value in tree._tensordict.items():
+        out[key] = next(it) if isinstance(value, Tensor) else _rebuilt(value, it)
+    return _assembled(out, _NO_DIMS)
+
+
 def global_norm(tree: TensorDictBase) -> Tensor:
     """The Euclidean norm of all leaves taken together, ``sqrt(sum_leaves sum(x**2))``.
 
@@ -52,6 +173,10 @@ def global_norm(tree: TensorDictBase) -> Tensor:
     Returns:
       A 0-d tensor (per member under vmap).
     """
+    lists = leaf_lists(tree)
+    if lists is not None:  # the same ops, the squares in one foreach call
+        squares = [torch.sum(x) for x in torch._foreach_mul(lists[0], lists[0])]
+        return torch.sqrt(torch.stack(squares).sum())
     squares = [torch.sum(x * x) for x in leaves(tree)]
     if not squares:
         raise ValueError("global_norm: `tree` has no leaves")

@@ -68,6 +68,24 @@ def test_dynamics_match_gymnasium(env_id):
         assert terminals > 0  # the sample covers termination
 
 
+def test_float64_cartpole_integrates_at_gymnasiums_precision():
+    """``dtype=torch.float64`` CartPole follows gymnasium's float64 physics to 1e-12 (its fused
+    constants, such as F / M, are formed in the physics' dtype)."""
+    env = envs.make("CartPole-v1", dtype=torch.float64)
+    genv = gym.make("CartPole-v1").unwrapped
+    genv.reset(seed=0)
+    rng = np.random.default_rng(1)
+    worst = 0.0
+    for _ in range(300):
+        state, action = _random_state("CartPole-v1", rng), int(rng.integers(2))
+        genv.state, genv.steps_beyond_terminated = state.copy(), None
+        genv.step(action)
+        physics, _, _ = env.transition(torch.tensor(state), torch.tensor(action), env.default_params())
+        assert physics.dtype == torch.float64
+        worst = max(worst, float(np.abs(physics.numpy() - np.asarray(genv.state)).max()))
+    assert worst <= 1e-12, worst
+
+
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_spaces_and_reset(env_id):
     env = envs.make(env_id)

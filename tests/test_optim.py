@@ -261,6 +261,46 @@ def test_hyperparameters_passed_to_update_replace_the_dropped_ones():
         optim.drop_hyperparams(state, "momentum")
 
 
+def test_eager_foreach_path_gives_the_floats_of_the_per_leaf_path(monkeypatch):
+    """Eagerly, Adam, clipping, the learning rate, apply_updates and global_norm run one
+    ``torch._foreach_*`` op over all leaves (frl.tree.leaf_lists); 50 steps give bit for bit the
+    params, state and norms of the per-leaf code that vmap, grad and compile run."""
+    net = nn.MLP((6, 32, 32, 2), activation="tanh")
+    params = net.init(fr.key(0))
+    x, y = fr.normal(fr.key(1), (64, 6)), fr.normal(fr.key(2), (64, 2))
+    tx = optim.chain(optim.clip_by_global_norm(0.5), optim.adam(3e-3, eps=1e-5))
+
+    def run() -> tuple[TensorDict, TensorDict, list[torch.Tensor]]:
+        p, s, norms = params, tx.init(params), []
+        for _ in range(50):
+            g = torch.func.grad(lambda q: ((net.apply(q, x) - y) ** 2).mean())(p)
+            u, s = tx.update(g, s, p)
+            p = optim.apply_updates(p, u)
+            norms.append(optim.global_norm(g))
+        return p, s, norms
+
+    taken = []
+
+    def spy(*trees):
+        lists = real(*trees)
+        taken.append(lists is not None)
+        return lists
+
+    real = frl.tree.leaf_lists
+    for module in (frl.tree, optim.base, optim.transforms):
+        monkeypatch.setattr(module, "leaf_lists", spy)
+    fast = run()
+    assert taken and all(taken)  # every call got lists
+    for module in (frl.tree, optim.base, optim.transforms):
+        monkeypatch.setattr(module, "leaf_lists", lambda *trees: None)
+    slow = run()
+    for got, want in zip(fast[:2], slow[:2], strict=True):
+        assert list(got.keys(True, True)) == list(want.keys(True, True))
+        for k in want.keys(True, True):
+            assert torch.equal(got.get(k), want.get(k)), k
+    assert all(torch.equal(a, b) for a, b in zip(fast[2], slow[2], strict=True))
+
+
 def test_clip_by_global_norm():
     grads = TensorDict({"a": torch.full((4,), 3.0), "b": torch.full((9,), 2.0)})  # norm sqrt(36+36)
     tx = optim.clip_by_global_norm(1.0)

@@ -158,3 +158,37 @@ def test_check_state_is_usable_on_its_own():
         check_state(
             TensorDict({}, batch_size=[3]), consumes=consumes, observation_shape=(4,), hyperparam_names=()
         )
+
+
+def test_episode_step_moves_ended_episodes_and_is_the_same_eagerly_and_traced():
+    """Known values over three steps of three environments; eagerly (where a step with no episode
+    ended skips the moves) and under vmap (every move traced) the results are equal."""
+    from frl.algos.spec import episode_step
+
+    episodes = {
+        "return": torch.tensor([1.0, 2.0, 0.5]),
+        "length": torch.tensor([1, 2, 3]),
+        "last_return": torch.tensor([9.0, 8.0, 7.0]),
+        "last_length": torch.tensor([9, 8, 7]),
+        "count": torch.tensor(4),
+    }
+    rewards = torch.tensor([[1.0, 1.0, 1.0], [0.5, 2.0, 1.0], [1.0, 1.0, 1.0]])
+    dones = torch.tensor([[False, False, False], [False, True, False], [True, True, False]])
+
+    def three_steps(eps, rewards, dones):
+        for reward, done in zip(rewards, dones, strict=True):
+            eps = episode_step(eps, reward, done)
+        return eps
+
+    eager = three_steps(episodes, rewards, dones)
+    expected = {
+        "return": torch.tensor([0.0, 0.0, 3.5]),
+        "length": torch.tensor([0, 0, 6]),
+        "last_return": torch.tensor([3.5, 1.0, 7.0]),
+        "last_length": torch.tensor([4, 1, 7]),
+        "count": torch.tensor(7),
+    }
+    traced = torch.func.vmap(three_steps, in_dims=(None, None, 0))(episodes, rewards, dones[None])
+    for k, want in expected.items():
+        assert torch.equal(eager[k], want), k
+        assert torch.equal(traced[k][0], want), k

@@ -99,6 +99,57 @@ def test_map_leaves_calls_fn_once_per_leaf_in_the_order_of_leaves():
     assert out["ensemble"].batch_size == (2,) and (out == td.apply(lambda x: x + 1)).all()
 
 
+def test_leaf_lists_are_given_eagerly_and_refused_where_per_leaf_code_must_run():
+    a, b = make_tree(0), make_tree(1)
+    lists = tree.leaf_lists(a, b)
+    assert lists is not None and len(lists) == 2
+    for got, want in zip(lists, (a, b), strict=True):
+        assert all(x is y for x, y in zip(got, tree.leaves(want), strict=True))
+    reordered = TensorDict({"b": b["b"], "a": b["a"]}, [])  # the same keys in another order
+    other_keys = make_tree(2).rename_key_("a", "z")
+    nested_batch = make_tree(3)
+    nested_batch["b"] = nested_batch["b"].expand(2).clone()  # a sub-tree with a batch dim
+    float64 = a.apply(lambda x: x.double())
+    mixed = make_tree(4)
+    mixed["a"] = mixed["a"].double()
+    needs_grad = make_tree(5)
+    needs_grad["a"] = needs_grad["a"].requires_grad_()
+    for refused in (reordered, other_keys, nested_batch, float64, needs_grad):
+        assert tree.leaf_lists(a, refused) is None
+    assert tree.leaf_lists(mixed) is None and tree.leaf_lists(nested_batch) is None
+    assert tree.leaf_lists(float64) is not None and tree.leaf_lists(TensorDict({}, [])) is None
+    # under vmap, grad and compile the callers keep their per-leaf code
+    seen = []
+    torch.func.vmap(lambda x: seen.append(tree.leaf_lists(TensorDict({"x": x}, []))) or x)(torch.ones(2, 3))
+    torch.func.grad(lambda x: seen.append(tree.leaf_lists(TensorDict({"x": x}, []))) or x.sum())(torch.ones(3))
+    assert seen == [None, None]
+    with pytest.raises(ValueError, match="at least one tree"):
+        tree.leaf_lists()
+
+
+def test_with_leaves_rebuilds_the_structure_and_counts_the_values():
+    td = make_tree()
+    td["ensemble"] = TensorDict({"w": torch.ones(2, 3)}, batch_size=[2])  # the fallback walk
+    values = [x + 1 for x in tree.leaves(td)]
+    out = tree.with_leaves(td, values)
+    assert list(out.keys(True, True)) == list(td.keys(True, True)) and (out == td.apply(lambda x: x + 1)).all()
+    assert out["ensemble"].batch_size == (2,)
+    plain = make_tree()
+    assert all(x is y for x, y in zip(tree.leaves(tree.with_leaves(plain, values[:3])), values, strict=False))
+    with pytest.raises(ValueError, match="fewer values"):
+        tree.with_leaves(plain, values[:2])
+    with pytest.raises(ValueError, match="more values"):
+        tree.with_leaves(plain, values)
+    with pytest.raises(ValueError, match="fewer values"):
+        tree.with_leaves(td, values[:3])
+
+
+def test_global_norm_is_the_same_float_eagerly_and_under_vmap():
+    td = make_tree()
+    batched = torch.func.vmap(tree.global_norm)(td.expand(1).clone())
+    assert torch.equal(batched[0], tree.global_norm(td))
+
+
 def test_assemble_equals_the_constructor_or_falls_back_to_it():
     x = torch.arange(6.0).reshape(2, 3)
     fast = tree.assemble({"x": x, "sub": tree.assemble({"y": x})})

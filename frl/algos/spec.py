@@ -41,6 +41,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
+from frl._compile import readable
 from frl.envs.base import loops_in_graph
 from frl.envs.spaces import MultiDiscrete
 
@@ -249,9 +250,12 @@ def episode_step(episodes: Mapping[str, Tensor], reward: Tensor, done: Tensor) -
     """
     ret = episodes["return"] + reward
     length = episodes["length"] + 1
+    if readable(done) and not bool(done.any()):  # eagerly, with no episode ended: nothing moves
+        moved = ("last_return", "last_length", "count")
+        return {"return": ret, "length": length, **{k: episodes[k] for k in moved}}
     return {
-        "return": torch.where(done, 0.0, ret),
-        "length": torch.where(done, 0, length),
+        "return": ret.masked_fill(done, 0.0),
+        "length": length.masked_fill(done, 0),
         "last_return": torch.where(done, ret, episodes["last_return"]),
         "last_length": torch.where(done, length, episodes["last_length"]),
         "count": episodes["count"] + done.sum(),

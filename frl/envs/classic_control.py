@@ -75,19 +75,30 @@ class CartPole(Environment):
         return _uniform(key, (*batch, 4), -0.05, 0.05, self.physics_dtype)
 
     def transition(self, physics: Tensor, action: Tensor, params: CartPoleParams):
-        x, x_dot, theta, theta_dot = physics.unbind(-1)
+        # gymnasium's equations, with each Python constant folded into a fused op's scalar
+        # argument (eagerly, an op that wraps a Python number costs twice a tensor-tensor op):
+        #   temp = (F + m_p l theta_dot^2 sin) / M
+        #   theta_acc = (g sin - cos temp) / (l (4/3 - m_p cos^2 / M))   (numerator and denominator / g)
+        #   x_acc = temp - m_p l theta_acc cos / M
         p = params
         total_mass = p.masspole + p.masscart
         polemass_length = p.masspole * p.length
-        force = torch.where(action == 1, p.force_mag, -p.force_mag).to(physics.dtype)
+        _, x_dot, theta, theta_dot = physics.unbind(-1)
+        force = torch.full_like(x_dot, p.force_mag / total_mass)  # F / M, in the physics' dtype
+        force = torch.where(action == 1, force, -force)
         cos, sin = torch.cos(theta), torch.sin(theta)
-        temp = (force + polemass_length * theta_dot * theta_dot * sin) / total_mass
-        theta_acc = (p.gravity * sin - cos * temp) / (
-            p.length * (4.0 / 3.0 - p.masspole * cos * cos / total_mass)
+        temp = torch.addcmul(force, theta_dot * theta_dot, sin, value=polemass_length / total_mass)
+        numerator = torch.addcmul(sin, cos, temp, value=-1.0 / p.gravity)
+        denominator = torch.addcmul(
+            torch.full_like(cos, p.length * (4.0 / 3.0) / p.gravity),
+            cos,
+            cos,
+            value=-p.length * p.masspole / (total_mass * p.gravity),
         )
-        x_acc = temp - polemass_length * theta_acc * cos / total_mass
-        # Euler on the whole state at once (the same float ops as per component, fewer of them)
-        physics = physics + p.tau * torch.stack([x_dot, x_acc, theta_dot, theta_acc], dim=-1)
+        theta_acc = numerator / denominator
+        x_acc = torch.addcmul(temp, theta_acc, cos, value=-polemass_length / total_mass)
+        # Euler on the whole state at once
+        physics = torch.add(physics, torch.stack([x_dot, x_acc, theta_dot, theta_acc], dim=-1), alpha=p.tau)
         x, _, theta, _ = physics.unbind(-1)
         terminated = (x.abs() > p.x_threshold) | (theta.abs() > p.theta_threshold)
         return physics, torch.ones_like(x), terminated

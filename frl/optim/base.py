@@ -31,7 +31,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
-from frl.tree import assemble, map_leaves
+from frl.tree import assemble, leaf_lists, map_leaves, with_leaves
 
 __all__ = [
     "GradientTransformation",
@@ -228,6 +228,9 @@ def partition(**transforms: GradientTransformation) -> GradientTransformation:
 
 def apply_updates(params: TensorDictBase, updates: TensorDictBase) -> TensorDictBase:
     """``params + updates``, leafwise, each update cast to its parameter's dtype."""
+    lists = leaf_lists(params, updates)
+    if lists is not None:  # eagerly, one foreach op (the same values; one dtype throughout)
+        return with_leaves(params, torch._foreach_add(*lists))
     return map_leaves(lambda p, u: p + u.to(p.dtype), params, updates)
 
 

@@ -22,7 +22,7 @@ from frl.optim.base import (
     zero_count,
 )
 from frl.optim.schedules import Schedule
-from frl.tree import assemble, global_norm, map_leaves, zeros_like
+from frl.tree import assemble, global_norm, leaf_lists, map_leaves, with_leaves, zeros_like
 
 __all__ = [
     "add_decayed_weights",
@@ -96,6 +96,10 @@ def scale_by_learning_rate(learning_rate: float | Tensor | Schedule) -> Gradient
         grads: TensorDictBase, state: TensorDictBase, params: TensorDictBase | None = None, hyperparams=None
     ):
         neg_lr = cast_like(-hyper(state, hyperparams, "learning_rate"))
+        lists = leaf_lists(grads)
+        if lists is not None:  # eagerly, one foreach op (the same values)
+            (g,) = lists
+            return with_leaves(grads, torch._foreach_mul(g, neg_lr(g[0]))), state
         return map_leaves(lambda g: neg_lr(g) * g, grads), state
 
     return GradientTransformation(init, update, "scale_by_learning_rate")
@@ -144,15 +148,30 @@ def scale_by_adam(
         count = state["count"] + 1
         # m + (1 - b1) (g - m) == b1 m + (1 - b1) g, as torch.optim's lerp_; likewise for v.
         w1, w2 = cast_like(1.0 - h["b1"]), cast_like(1.0 - h["b2"])
-        mu = map_leaves(lambda m, g: torch.lerp(m, g, w1(g)), state["mu"], grads)
-        nu = map_leaves(lambda v, g: torch.lerp(v, g * g, w2(g)), state["nu"], grads)
         bc1, bc2 = cast_like(1.0 - _power(h["b1"], count)), cast_like(1.0 - _power(h["b2"], count))
         eps, eps_root = cast_like(h["eps"]), cast_like(h["eps_root"])
+        lists = leaf_lists(grads, state["mu"], state["nu"])
+        if lists is not None:  # eagerly, the same ops as below, each one foreach call over the leaves
+            g, m, v = lists
+            x = g[0]
+            m = torch._foreach_lerp(m, g, w1(x).item())
+            v = torch._foreach_lerp(v, torch._foreach_mul(g, g), w2(x).item())
+            denominator = torch._foreach_div(v, bc2(x))
+            torch._foreach_add_(denominator, eps_root(x))
+            torch._foreach_sqrt_(denominator)
+            torch._foreach_add_(denominator, eps(x))
+            direction = torch._foreach_div(m, bc1(x))
+            torch._foreach_div_(direction, denominator)
+            mu, nu = with_leaves(state["mu"], m), with_leaves(state["nu"], v)
+            updates = with_leaves(grads, direction)
+        else:
+            mu = map_leaves(lambda m, g: torch.lerp(m, g, w1(g)), state["mu"], grads)
+            nu = map_leaves(lambda v, g: torch.lerp(v, g * g, w2(g)), state["nu"], grads)
 
-        def direction(m: Tensor, v: Tensor) -> Tensor:
-            return (m / bc1(m)) / (torch.sqrt(v / bc2(v) + eps_root(v)) + eps(v))
+            def direction(m: Tensor, v: Tensor) -> Tensor:
+                return (m / bc1(m)) / (torch.sqrt(v / bc2(v) + eps_root(v)) + eps(v))
 
-        updates = map_leaves(direction, mu, nu)
+            updates = map_leaves(direction, mu, nu)
         new_state = assemble({"count": count, "mu": mu, "nu": nu, HYPERPARAMS: state[HYPERPARAMS]})
         return updates, new_state
 
@@ -257,6 +276,10 @@ def clip_by_global_norm(max_norm: float | Tensor) -> GradientTransformation:
         m = hyper(state, hyperparams, "max_norm")
         norm = global_norm(grads)
         factor = cast_like(m / torch.maximum(norm, m.to(norm.dtype)))
+        lists = leaf_lists(grads)
+        if lists is not None:  # eagerly, one foreach op (the same values)
+            (g,) = lists
+            return with_leaves(grads, torch._foreach_mul(g, factor(g[0]))), state
         return map_leaves(lambda g: g * factor(g), grads), state
 
     return GradientTransformation(init, update, "clip_by_global_norm")
