@@ -117,12 +117,19 @@ def test_leaf_lists_are_given_eagerly_and_refused_where_per_leaf_code_must_run()
     for refused in (reordered, other_keys, nested_batch, float64, needs_grad):
         assert tree.leaf_lists(a, refused) is None
     assert tree.leaf_lists(mixed) is None and tree.leaf_lists(nested_batch) is None
+    assert tree.leaf_lists(TensorDict({"w": torch.ones(2, device="meta")}, [])) is None  # CPU only
     assert tree.leaf_lists(float64) is not None and tree.leaf_lists(TensorDict({}, [])) is None
     # under vmap, grad and compile the callers keep their per-leaf code
     seen = []
-    torch.func.vmap(lambda x: seen.append(tree.leaf_lists(TensorDict({"x": x}, []))) or x)(torch.ones(2, 3))
-    torch.func.grad(lambda x: seen.append(tree.leaf_lists(TensorDict({"x": x}, []))) or x.sum())(torch.ones(3))
-    assert seen == [None, None]
+
+    def look(x: torch.Tensor) -> torch.Tensor:
+        seen.append(tree.leaf_lists(TensorDict({"x": x}, [])))
+        return x.sum()
+
+    torch.func.vmap(look)(torch.ones(2, 3))
+    torch.func.grad(look)(torch.ones(3))
+    torch.compile(look, backend="eager", fullgraph=True)(torch.ones(3))
+    assert seen == [None, None, None]
     with pytest.raises(ValueError, match="at least one tree"):
         tree.leaf_lists()
 
@@ -132,7 +139,8 @@ def test_with_leaves_rebuilds_the_structure_and_counts_the_values():
     td["ensemble"] = TensorDict({"w": torch.ones(2, 3)}, batch_size=[2])  # the fallback walk
     values = [x + 1 for x in tree.leaves(td)]
     out = tree.with_leaves(td, values)
-    assert list(out.keys(True, True)) == list(td.keys(True, True)) and (out == td.apply(lambda x: x + 1)).all()
+    assert list(out.keys(True, True)) == list(td.keys(True, True))
+    assert (out == td.apply(lambda x: x + 1)).all()
     assert out["ensemble"].batch_size == (2,)
     plain = make_tree()
     assert all(x is y for x, y in zip(tree.leaves(tree.with_leaves(plain, values[:3])), values, strict=False))

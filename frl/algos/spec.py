@@ -251,8 +251,8 @@ def episode_step(episodes: Mapping[str, Tensor], reward: Tensor, done: Tensor) -
     ret = episodes["return"] + reward
     length = episodes["length"] + 1
     if readable(done) and not bool(done.any()):  # eagerly, with no episode ended: nothing moves
-        moved = ("last_return", "last_length", "count")
-        return {"return": ret, "length": length, **{k: episodes[k] for k in moved}}
+        kept = ("last_return", "last_length", "count")
+        return {"return": ret, "length": length, **{k: episodes[k] for k in kept}}
     return {
         "return": ret.masked_fill(done, 0.0),
         "length": length.masked_fill(done, 0),
