@@ -97,7 +97,7 @@ def leaf_lists(*trees: TensorDictBase) -> list[list[Tensor]] | None:
     step's ops over PPO's 12 leaves took half the time; with the walks, the step 10 % less).
     Callers keep the per-leaf path for ``None``: under ``vmap``, ``grad`` and ``torch.compile``
     (foreach ops have no batching rule or buy nothing) and on other devices (their fused foreach
-    kernels are not checked to round as the per-leaf ones, and reading a scalar would wait).
+    kernels are not checked to round as the per-leaf ones).
 
     Args:
       *trees: TensorDicts.

@@ -154,8 +154,8 @@ def scale_by_adam(
         if lists is not None:  # eagerly, the same ops as below, each one foreach call over the leaves
             g, m, v = lists
             x = g[0]
-            m = torch._foreach_lerp(m, g, w1(x).item())
-            v = torch._foreach_lerp(v, torch._foreach_mul(g, g), w2(x).item())
+            m = torch._foreach_lerp(m, g, [w1(x)] * len(g))  # a 0-d weight per leaf: the same kernel
+            v = torch._foreach_lerp(v, torch._foreach_mul(g, g), [w2(x)] * len(g))
             denominator = torch._foreach_div(v, bc2(x))
             torch._foreach_add_(denominator, eps_root(x))
             torch._foreach_sqrt_(denominator)
