@@ -11,7 +11,7 @@ from tensordict import TensorDict
 
 from frl import random
 from frl.algos import AGENTS, Segments, a2c, check_state, dqn, ppo
-from frl.algos.spec import REQUIRED, TRANSITION_KEYS
+from frl.algos.spec import REQUIRED, TRANSITION_KEYS, episode_step
 
 SMALL = {
     "a2c": dict(hidden=(8,), total_timesteps=400),
@@ -163,15 +163,13 @@ def test_check_state_is_usable_on_its_own():
 def test_episode_step_moves_ended_episodes_and_is_the_same_eagerly_and_traced():
     """Known values over three steps of three environments; eagerly (where a step with no episode
     ended skips the moves) and under vmap (every move traced) the results are equal."""
-    from frl.algos.spec import episode_step
 
-    episodes = {
-        "return": torch.tensor([1.0, 2.0, 0.5]),
-        "length": torch.tensor([1, 2, 3]),
-        "last_return": torch.tensor([9.0, 8.0, 7.0]),
-        "last_length": torch.tensor([9, 8, 7]),
-        "count": torch.tensor(4),
-    }
+    def counters(ret, length, last_return, last_length, count) -> dict[str, torch.Tensor]:
+        keys = ("return", "length", "last_return", "last_length", "count")
+        values = (ret, length, last_return, last_length, count)
+        return {k: torch.tensor(v) for k, v in zip(keys, values, strict=True)}
+
+    episodes = counters([1.0, 2.0, 0.5], [1, 2, 3], [9.0, 8.0, 7.0], [9, 8, 7], 4)
     rewards = torch.tensor([[1.0, 1.0, 1.0], [0.5, 2.0, 1.0], [1.0, 1.0, 1.0]])
     dones = torch.tensor([[False, False, False], [False, True, False], [True, True, False]])
 
@@ -181,13 +179,7 @@ def test_episode_step_moves_ended_episodes_and_is_the_same_eagerly_and_traced():
         return eps
 
     eager = three_steps(episodes, rewards, dones)
-    expected = {
-        "return": torch.tensor([0.0, 0.0, 3.5]),
-        "length": torch.tensor([0, 0, 6]),
-        "last_return": torch.tensor([3.5, 1.0, 7.0]),
-        "last_length": torch.tensor([4, 1, 7]),
-        "count": torch.tensor(7),
-    }
+    expected = counters([0.0, 0.0, 3.5], [0, 0, 6], [3.5, 1.0, 7.0], [4, 1, 7], 7)
     traced = torch.func.vmap(three_steps, in_dims=(None, None, 0))(episodes, rewards, dones[None])
     for k, want in expected.items():
         assert torch.equal(eager[k], want), k
