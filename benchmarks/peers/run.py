@@ -29,6 +29,7 @@ whole-run wall seconds, and frl's ratio to the row at the same seed count.
     python benchmarks/peers/run.py --seeds 1 32 --steps 500000     # PPO, ~15 min on 2 cores
     python benchmarks/peers/run.py --algo dqn --seeds 1 --steps 100000 --torch-steps 100000
     python benchmarks/peers/run.py --algo sac --seeds 1 --steps 15000 --torch-steps 15000
+    python benchmarks/peers/run.py --seeds 1 --peers frl torchrl --rounds 5  # eager vs TorchRL, 5 rounds
     python benchmarks/peers/run.py --algo ppo-minatar --seeds 8 --steps 300000
 """
 
@@ -38,6 +39,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -136,6 +138,13 @@ def main() -> None:
     )
     parser.add_argument("--cpu", type=int, default=1, help="the CPU every run is pinned to")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="rounds of the one-seed-per-process rows (frl eager and the peers that do not vmap), "
+        "interleaved; prints frl eager / each peer per round and the median",
+    )
+    parser.add_argument(
         "--into",
         default=None,
         metavar="BENCH_DIR",
@@ -145,6 +154,8 @@ def main() -> None:
     if args.setup:
         setup()
         return
+    if args.rounds < 1:
+        parser.error(f"--rounds: at least 1, got {args.rounds}")
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from _common import print_table, write_json
 
@@ -174,18 +185,18 @@ def main() -> None:
                 record(name, peers[name], scale)
         if "frl" in chosen:
             record("frl", frl, ["--algo", args.algo, *scale])
-    if "frl" in chosen and args.algo in RERUN:
-        if 1 in args.seeds:  # a rerun of the one-seed run above: otherwise nothing is warm to reuse
-            rerun = ["--algo", args.algo, "--seeds", "1", "--steps", str(args.steps), *RERUN[args.algo]]
-            record("frl rerun, other hyper-parameters (warm start)", frl, rerun)
-        record(
-            "frl eager",
-            frl,
-            ["--algo", args.algo, "--seeds", "1", "--steps", str(args.torch_steps), "--eager"],
-        )
-    for name in peers:
-        if name in chosen and name not in MULTI_SEED:
-            record(name, peers[name], ["--steps", str(args.torch_steps)])
+    eager = "frl" in chosen and args.algo in RERUN
+    if eager and 1 in args.seeds:  # a rerun of the one-seed run above: otherwise nothing is warm
+        rerun = ["--algo", args.algo, "--seeds", "1", "--steps", str(args.steps), *RERUN[args.algo]]
+        record("frl rerun, other hyper-parameters (warm start)", frl, rerun)
+    one_seed = [name for name in peers if name in chosen and name not in MULTI_SEED]
+    for round_ in range(args.rounds):  # interleaved, so that a machine's drift reaches every row
+        suffix = "" if args.rounds == 1 else f" (round {round_ + 1})"
+        if eager:
+            steps = ["--steps", str(args.torch_steps), "--eager"]
+            record("frl eager" + suffix, frl, ["--algo", args.algo, "--seeds", "1", *steps])
+        for name in one_seed:
+            record(name + suffix, peers[name], ["--steps", str(args.torch_steps)])
 
     frl_rate = {r["seeds"]: r["env_steps_per_s"] for r in rows if r["row"] == "frl"}
     table = []
@@ -215,6 +226,13 @@ def main() -> None:
         "frl / row",
     ]
     print_table(title, columns, table)
+    if eager and args.rounds > 1:
+        rate = {r["row"]: r["env_steps_per_s"] for r in rows}
+        for name in one_seed:
+            rounds = range(1, args.rounds + 1)
+            ratios = [rate[f"frl eager (round {i})"] / rate[f"{name} (round {i})"] for i in rounds]
+            listed = ", ".join(f"{x:.2f}" for x in ratios)
+            print(f"frl eager / {name}, round by round: {listed} (median {statistics.median(ratios):.2f})")
     payload = {"algo": args.algo, "cpu": cpu_model(), "pinned_cpu": args.cpu, "rows": rows}
     write_json(f"peers_{args.algo}", {**payload, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
     if args.into is not None:
