@@ -177,8 +177,8 @@ def global_norm(tree: TensorDictBase) -> Tensor:
     lists = leaf_lists(tree)
     if lists is not None:  # the same ops, the squares in one foreach call
         squares = [torch.sum(x) for x in torch._foreach_mul(lists[0], lists[0])]
-        return torch.sqrt(torch.stack(squares).sum())
-    squares = [torch.sum(x * x) for x in leaves(tree)]
+    else:
+        squares = [torch.sum(x * x) for x in leaves(tree)]
     if not squares:
         raise ValueError("global_norm: `tree` has no leaves")
     return torch.sqrt(torch.stack(squares).sum())
